@@ -6,12 +6,14 @@ contract's exit code; nothing else is printed as a traceback.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 
 import click
 
 from . import __version__
-from .errors import ForensicsError
+from .errors import ForensicsError, UsageError
 
 
 class _Group(click.Group):
@@ -32,6 +34,87 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="forensics")
 def cli() -> None:
     """Packet-level forensics: deliberate filtering, middlebox faults or the endpoints?"""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default=None,
+              help="Output format (default: table on a terminal, json otherwise).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the report to this file instead of standard output.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar on stderr (default: for inputs over a few MB on a terminal).")
+def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progress: bool | None) -> None:
+    """Reconstruct every connection attempt in PATHS (captures or directories) and judge it.
+
+    Exit status: 0 no deliberate interference found, 1 at least one attempt
+    judged deliberate, 2 unreadable input or usage error.
+    """
+    from .api import analyze as run
+    from .render import render
+    from .sources import expand_paths
+    from .sources.pcapio import file_size
+
+    files = expand_paths(list(paths))
+    for f in files:
+        for o in ([output] if output else []):
+            if os.path.exists(o) and os.path.samefile(f, o):
+                raise UsageError(f"{o}: the output would overwrite an input")
+    if fmt is None:
+        fmt = "table" if (output is None and sys.stdout.isatty()) else "json"
+    total = sum(file_size(f) for f in files)
+    show = progress if progress is not None else (sys.stderr.isatty() and total > PROGRESS_MIN_BYTES)
+    bar = _Progress(total) if show else None
+    try:
+        report = run(files, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    for w in report.warnings:
+        click.echo(f"forensics: warning: {w}", err=True)
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as fh:
+            render(report, fmt, fh)
+    else:
+        render(report, fmt, sys.stdout, color=sys.stdout.isatty(),
+               width=shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200)
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+def detectors() -> None:
+    """List the detectors, what each detects and its known false positives."""
+    from .classify.rules import RULES, RULES_VERSION
+    from .detectors import describe
+
+    for d in describe():
+        click.echo(f"{d['name']}\n  detects: {d['detects']}\n  false positives: {d['false_positives']}\n")
+    click.echo(f"rules (version {RULES_VERSION}), first match wins:")
+    for r in RULES:
+        click.echo(f"  {r.id:24} -> {r.verdict:20} needs {', '.join(r.all_of) or '-'}"
+                   f"{'; not ' + ', '.join(r.none_of) if r.none_of else ''}")
+
+
+#: Inputs smaller than this finish before a progress bar would be worth seeing.
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+class _Progress:
+    """Bytes read, packets per second is not known up front: show MB/s and an ETA."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+        self._p = Progress(TextColumn("reading"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                           transient=True)
+        self._task = self._p.add_task("read", total=total)
+        self._p.start()
+
+    def update(self, done: int, total: int) -> None:
+        self._p.update(self._task, completed=done)
+
+    def close(self) -> None:
+        self._p.stop()
 
 
 def _register_subcommands() -> None:

@@ -1,1 +1,18 @@
-"""detectors stage."""
+"""Detectors: each looks at one attempt (with the capture's other attempts as
+context) and reports findings — signals with a strength and the frames that
+show them. They never issue verdicts; the classifier does.
+
+``BUILTIN`` is the explicit list, in the order they run. A detector that raises
+is recorded in the report's warnings and the others still run.
+"""
+
+from __future__ import annotations
+
+from . import outcome
+
+BUILTIN = (outcome.OutcomeDetector(),)
+
+
+def describe() -> list[dict]:
+    return [{"name": d.name, "detects": d.detects, "false_positives": d.false_positives}
+            for d in BUILTIN]

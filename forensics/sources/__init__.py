@@ -1,1 +1,105 @@
-"""sources stage."""
+"""Capture sources: the only place capture formats live.
+
+``iter_inputs`` yields, per input file, its ``InputInfo`` and an iterator of
+decoded batches ``(rows, buf)``; the info fills in as the batches are read.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from ..model import InputInfo
+from .decode import NATIVE_LINKTYPES, ST_BAD_IP, ST_BAD_L4, ST_FRAG, ST_LINK, ST_NOT_IP, ST_OK, decode
+from .pcapio import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, ReadStats, file_size, linktype_name, read_batches
+
+__all__ = ["iter_inputs", "expand_paths"]
+
+
+def _is_capture(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head in PCAP_MAGICS or head == PCAPNG_SHB or head[:2] == GZIP_MAGIC
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files as given; a directory becomes every capture below it, sorted."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in files:
+                    full = os.path.join(root, f)
+                    if os.path.isfile(full) and _is_capture(full):
+                        found.append(full)
+            if not found:
+                raise InputError(f"{p}: no pcap or pcapng capture in this directory")
+            out.extend(sorted(found))
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise InputError(f"{p}: no such file or directory")
+    return out
+
+
+def iter_inputs(files: list[str], progress: Callable[[int, int], None] | None = None
+                ) -> Iterator[tuple[InputInfo, Iterator[tuple[np.ndarray, np.ndarray]]]]:
+    total = sum(file_size(f) for f in files)
+    done = [0]
+    for path in files:
+        info = InputInfo(path=path, bytes=file_size(path))
+        yield info, _batches(path, info, progress, total, done)
+
+
+def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
+    stats = ReadStats()
+    counts = np.zeros(6, np.int64)
+    skipped_links: dict[int, int] = {}
+    start = done[0]
+    try:
+        for raw in read_batches(path, stats):
+            rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype)
+            counts += np.bincount(rows["status"], minlength=6)[:6]
+            if info.first_ts is None and len(rows):
+                info.first_ts = float(rows["ts"][0])
+            if len(rows):
+                info.last_ts = float(rows["ts"][-1])
+            info.packets = stats.records
+            bad_link = rows["status"] == ST_LINK
+            if bad_link.any():
+                lts, n = np.unique(raw.linktype[bad_link], return_counts=True)
+                for lt, c in zip(lts.tolist(), n.tolist()):
+                    skipped_links[lt] = skipped_links.get(lt, 0) + c
+            if progress is not None:
+                done[0] = start + (stats.bytes_read or int(raw.off[-1]))
+                progress(min(done[0], total), total)
+            yield rows, raw.buf
+    finally:
+        info.format = stats.format
+        info.packets = stats.records
+        info.link_types = sorted({linktype_name(lt) for lt in stats.linktypes})
+        info.decoded = {"ip": int(counts[ST_OK] + counts[ST_BAD_L4] + counts[ST_FRAG]),
+                        "not_ip": int(counts[ST_NOT_IP]), "bad_ip": int(counts[ST_BAD_IP]),
+                        "bad_transport": int(counts[ST_BAD_L4]), "fragments": int(counts[ST_FRAG]),
+                        "link_not_decoded": int(counts[ST_LINK])}
+        info.warnings.extend(stats.warnings())
+        if counts[ST_BAD_IP]:
+            info.warnings.append(f"{int(counts[ST_BAD_IP])} packets have an IP header that is cut short "
+                                 f"or lies about its length; they were skipped")
+        if counts[ST_BAD_L4]:
+            info.warnings.append(f"{int(counts[ST_BAD_L4])} packets have a TCP/UDP/ICMP header that is cut "
+                                 f"short or malformed; they were skipped")
+        for lt, n in sorted(skipped_links.items()):
+            info.warnings.append(f"{n} packets of link type {linktype_name(lt)} ({lt}) were not decoded: "
+                                 f"this link type needs tshark (apt install tshark)")
+        if progress is not None:
+            done[0] = start + info.bytes
+            progress(min(done[0], total), total)

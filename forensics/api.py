@@ -1,0 +1,61 @@
+"""The library entry point: ``analyze(paths) -> Report``."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+from .classify.engine import RULES_VERSION, judge
+from .errors import InputError
+from .model import Attempt, DnsTransaction, InputInfo, TcpConn
+from .reassembly import attempts as attempts_mod
+from .reassembly.engine import Reassembler
+from .sources import iter_inputs, expand_paths
+
+ProgressFn = Callable[[int, int], None]
+
+
+def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None,
+            max_flows: int | None = None):
+    """Read every capture in ``paths`` (files or directories) and judge every attempt."""
+    from .report import Report
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [str(paths)]
+    files = expand_paths([str(p) for p in paths])
+    found: list[Attempt] = []
+
+    def emit(item: object) -> None:
+        if isinstance(item, TcpConn):
+            found.extend(attempts_mod.from_tcp(item))
+        elif isinstance(item, DnsTransaction):
+            found.append(attempts_mod.from_dns(item))
+
+    engine = Reassembler(emit, **({"max_flows": max_flows} if max_flows else {}))
+    infos: list[InputInfo] = []
+    readable = 0
+    errors: list[str] = []
+    for idx, (info, batches) in enumerate(iter_inputs(files, progress)):
+        infos.append(info)
+        try:
+            for rows, buf in batches:
+                engine.feed(idx, rows, buf)
+            readable += 1
+        except InputError as exc:
+            errors.append(str(exc))
+            info.warnings.append(str(exc))
+    if not readable:
+        raise InputError(errors[0] if len(errors) == 1 else "; ".join(errors[:3]))
+    engine.flush()
+    found.sort(key=lambda a: (a.start, a.input, a.frames[0] if a.frames else 0))
+    for i, a in enumerate(found, 1):
+        object.__setattr__(a, "id", f"a{i}")
+    warnings: list[str] = []
+    for info in infos:
+        warnings.extend(f"{info.path}: {w}" for w in info.warnings)
+    st = engine.stats
+    if st.evicted:
+        warnings.append(f"{st.evicted} connections were finished early because more than "
+                        f"{engine.max_flows} were live at once")
+    verdicts = judge(found, warnings)
+    return Report(infos, found, verdicts, RULES_VERSION, warnings, st.evicted)

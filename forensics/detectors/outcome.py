@@ -1,0 +1,119 @@
+"""Outcome: what happened to an attempt, described as findings.
+
+Detects: whether the exchange completed; SYNs that went unanswered; a SYN
+answered by a reset; a first payload sent again and again with no answer; DNS
+queries with no answer or an error rcode.
+
+Known false positives: a capture that starts or ends in the middle of a
+connection looks like an unanswered one; a capture taken on one leg of an
+asymmetric route sees only one direction.
+"""
+
+from __future__ import annotations
+
+from ..model import C2S, S2C, Attempt, Finding, rcode_text
+from ..sources.decode import TCP_ACK, TCP_RST, TCP_SYN
+from .base import Context, ev, finding
+
+NAME = "outcome"
+
+
+class OutcomeDetector:
+    name = NAME
+    detects = __doc__.split("Detects: ")[1].split("\n\n")[0].replace("\n", " ")
+    false_positives = __doc__.split("Known false positives: ")[1].strip().replace("\n", " ")
+
+    def run(self, a: Attempt, ctx: Context) -> list[Finding]:
+        if a.dns is not None and a.transport == "udp":
+            return _dns(a)
+        if a.tcp is not None:
+            return _tcp(a)
+        return []
+
+
+def _dns(a: Attempt) -> list[Finding]:
+    txn = a.dns
+    q = txn.query_frames[0]
+    if not txn.responses:
+        waited = ""
+        return [finding(NAME, "dns-unanswered", 1.0,
+                        f"query sent {len(txn.query_frames)} time(s), no response{waited}",
+                        [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}")], sends=len(txn.query_frames))]
+    out = []
+    first = txn.responses[0]
+    rc = {r.rcode for r in txn.responses}
+    if all(r.rcode not in (0, 3) for r in txn.responses):
+        out.append(finding(NAME, "dns-error", 1.0, f"the resolver answered {rcode_text(first.rcode)}",
+                           [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}"),
+                            ev(first.input, first.frame, "rcode", rcode_text(first.rcode))],
+                           rcode=first.rcode))
+    else:
+        out.append(finding(NAME, "dns-answered", 1.0,
+                           f"{len(txn.responses)} response(s), first after "
+                           f"{(first.ts - txn.query_ts) * 1000:.1f} ms ({'/'.join(rcode_text(x) for x in sorted(rc))})",
+                           [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}"),
+                            ev(first.input, first.frame, "response", ", ".join(sorted(first.addresses())) or rcode_text(first.rcode))]))
+    return out
+
+
+def _tcp(a: Attempt) -> list[Finding]:
+    c = a.tcp
+    segs = c.segs
+    out: list[Finding] = []
+    s2c = segs[segs["dir"] == S2C]
+    c2s = segs[segs["dir"] == C2S]
+    syn_frames = c2s["frame"][(c2s["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN]
+    server_answered = len(s2c) > 0
+    if c.syn is not None and c.synack is None:
+        rst = s2c[(s2c["flags"] & TCP_RST) != 0]
+        if len(rst):
+            r = rst[0]
+            out.append(finding(NAME, "syn-rst", 1.0,
+                               f"the SYN was answered by a reset (TTL {int(r['ttl'])})",
+                               [ev(a.input, int(syn_frames[0]), "syn", "SYN sent"),
+                                ev(int(r["input"]), int(r["frame"]), "rst", f"RST TTL {int(r['ttl'])}")],
+                               ttl=int(r["ttl"])))
+        elif not server_answered:
+            span = (float(c2s["ts"][-1]) - float(c2s["ts"][0])) if len(c2s) else 0.0
+            out.append(finding(NAME, "syn-unanswered", 1.0,
+                               f"SYN sent {c.syn_count} time(s) over {span:.1f} s, no answer",
+                               [ev(a.input, int(f), "syn", "SYN") for f in syn_frames[:4]],
+                               sends=c.syn_count, span=span))
+    completed = _completed(a)
+    if completed:
+        out.append(finding(NAME, "exchange-complete", 1.0, completed,
+                           [ev(a.input, c.server_payload_frames[0], "answer", completed)] if c.server_payload_frames else []))
+    elif c.client_payload and not c.server_payload:
+        first_ts = float(c2s["ts"][c2s["plen"] > 0][0])
+        waited = c.last_ts - first_ts
+        what = {"tls": "ClientHello", "http": "request"}.get(a.kind, "first payload")
+        out.append(finding(NAME, "payload-unanswered", 1.0,
+                           f"{what} sent {c.client_payload_sends} time(s), no answer in {waited:.1f} s",
+                           [ev(a.input, f, "payload", what) for f in c.client_payload_frames[:2]],
+                           sends=c.client_payload_sends, waited=waited))
+    return out
+
+
+def _completed(a: Attempt) -> str:
+    """A sentence saying how the exchange completed, or "" if it did not."""
+    c = a.tcp
+    if a.kind == "tls":
+        if a.tls_reply is not None and a.tls_reply.server_hello:
+            return "the server answered with a ServerHello"
+        return ""
+    if a.kind == "http":
+        if a.response is not None and a.response.status:
+            return f"the server answered HTTP {a.response.status}"
+        return ""
+    if a.kind == "dns":
+        return "the resolver answered over TCP" if a.dns.responses else ""
+    if c.client_payload and c.server_payload:
+        return "both sides exchanged data"
+    if c.handshake and not c.client_payload:
+        fin_both = {m.dir for m in c.markers if m.kind == "fin"} == {C2S, S2C}
+        if fin_both:
+            return "handshake completed and closed gracefully with no data"
+        return ""
+    if c.synack is None and c.syn is None and c.server_payload:
+        return "data from the server (the handshake was not captured)"
+    return ""

@@ -1,0 +1,468 @@
+"""The value objects that travel between stages.
+
+Reassembly produces facts (``TcpConn``, ``DnsTransaction``, ``Attempt``); detectors
+produce ``Finding``s; the classifier produces one ``Verdict`` per attempt; the
+``Report`` pairs them. All are small dataclasses with slots; none holds a scapy
+or pyshark object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: The per-packet record kept for each packet of a TCP connection (up to a cap).
+SEG_DTYPE = np.dtype([
+    ("frame", np.int64), ("ts", np.float64), ("dir", np.uint8), ("ttl", np.uint8),
+    ("ipid", np.int32), ("df", np.uint8), ("flags", np.uint16), ("seq", np.uint32),
+    ("ack", np.uint32), ("win", np.uint16), ("plen", np.int32), ("tos", np.uint8),
+    ("input", np.int32),
+])
+
+C2S, S2C = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    ip: str
+    port: int
+
+    def to_dict(self) -> dict:
+        return {"ip": self.ip, "port": self.port}
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRef:
+    """One packet of one input: ``frame`` is 1-based, as Wireshark numbers it."""
+
+    input: int
+    frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class TcpOptions:
+    """What a SYN or SYN-ACK announced."""
+
+    mss: int | None = None
+    wscale: int | None = None
+    sack_ok: bool = False
+    timestamps: bool = False
+    kinds: tuple[int, ...] = ()
+    ece: bool = False
+    cwr: bool = False
+    ttl: int = 0
+    ipid: int = -1
+    frame: int = 0
+
+    def to_dict(self) -> dict:
+        return {"mss": self.mss, "wscale": self.wscale, "sack_ok": self.sack_ok,
+                "timestamps": self.timestamps, "kinds": list(self.kinds),
+                "ece": self.ece, "cwr": self.cwr, "ttl": self.ttl, "frame": self.frame}
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A RST or FIN, placed relative to the client's first payload."""
+
+    kind: str  # "rst" or "fin"
+    frame: int
+    input: int
+    ts: float
+    dir: int  # C2S or S2C
+    flags: int
+    seq: int
+    ack: int
+    ttl: int
+    ipid: int
+    win: int
+    plen: int
+    after_payload: bool
+    since_payload_ms: float | None
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "frame": self.frame, "from": "client" if self.dir == C2S else "server",
+                "flags": flags_text(self.flags), "seq": self.seq, "ack": self.ack, "ttl": self.ttl,
+                "ip_id": self.ipid, "window": self.win, "payload": self.plen,
+                "after_client_payload": self.after_payload, "since_payload_ms": self.since_payload_ms}
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpError:
+    """An ICMP/ICMPv6 error quoting a packet of an attempt."""
+
+    input: int
+    frame: int
+    ts: float
+    router: str
+    version: int
+    type: int
+    code: int
+    ttl: int  # the error's own TTL, as received
+    mtu: int | None
+    q_src: str
+    q_dst: str
+    q_proto: int
+    q_sport: int
+    q_dport: int
+    q_ttl: int
+    q_ipid: int
+    q_seq: int | None
+
+    @property
+    def admin_prohibited(self) -> bool:
+        if self.version == 4:
+            return self.type == 3 and self.code in (9, 10, 13)
+        return self.type == 1 and self.code == 1
+
+    @property
+    def frag_needed(self) -> bool:
+        return (self.version == 4 and self.type == 3 and self.code == 4) or (self.version == 6 and self.type == 2)
+
+    @property
+    def time_exceeded(self) -> bool:
+        return (self.version == 4 and self.type == 11) or (self.version == 6 and self.type == 3)
+
+    @property
+    def port_unreachable(self) -> bool:
+        return (self.version == 4 and self.type == 3 and self.code == 3) or (self.version == 6 and self.type == 1 and self.code == 4)
+
+    def describe(self) -> str:
+        return icmp_text(self.version, self.type, self.code)
+
+    def to_dict(self) -> dict:
+        return {"frame": self.frame, "router": self.router, "type": self.type, "code": self.code,
+                "what": self.describe(), "ttl": self.ttl, "mtu": self.mtu,
+                "quoted": {"src": self.q_src, "dst": self.q_dst, "proto": self.q_proto,
+                           "sport": self.q_sport, "dport": self.q_dport, "ttl": self.q_ttl,
+                           "ip_id": self.q_ipid, "seq": self.q_seq}}
+
+
+@dataclass(frozen=True, slots=True)
+class TlsClientHello:
+    sni: str
+    versions: tuple[int, ...]  # offered: supported_versions, else the legacy version
+    record_size: int  # bytes of the handshake records carrying the hello
+    segments: int  # TCP segments it spanned
+    extensions: tuple[int, ...]
+    ciphers: int
+
+    def to_dict(self) -> dict:
+        return {"sni": self.sni, "versions": [tls_version_text(v) for v in self.versions],
+                "size": self.record_size, "segments": self.segments,
+                "extensions": list(self.extensions), "ciphers": self.ciphers}
+
+
+@dataclass(frozen=True, slots=True)
+class TlsServerReply:
+    server_hello: bool
+    version: int | None
+    alerts: tuple[tuple[int, int], ...]  # (level, description)
+
+    def to_dict(self) -> dict:
+        return {"server_hello": self.server_hello,
+                "version": tls_version_text(self.version) if self.version else None,
+                "alerts": [{"level": lv, "description": d} for lv, d in self.alerts]}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    host: str
+    path: str
+    version: str
+    complete: bool  # the end of the headers was seen
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "host": self.host, "path": self.path,
+                "version": self.version, "complete": self.complete}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    reason: str
+    title: str | None
+    location: str | None
+    body_bytes: int
+    server: str | None
+    frame: int = 0
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "reason": self.reason, "title": self.title,
+                "location": self.location, "body_bytes": self.body_bytes, "server": self.server,
+                "frame": self.frame}
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConn:
+    """One TCP connection as reassembly saw it: facts only, no opinion."""
+
+    input: int
+    stream: int  # like Wireshark's tcp.stream, counted over the whole analysis
+    client: Endpoint
+    server: Endpoint
+    ipver: int
+    direction_from: str  # "syn", "syn-ack" or "port" (how client/server were told apart)
+    segs: np.ndarray  # SEG_DTYPE, in arrival order (up to a cap)
+    packets: tuple[int, int]  # c2s, s2c counts (all, not capped)
+    payload_bytes: tuple[int, int]
+    syn: TcpOptions | None
+    synack: TcpOptions | None
+    syn_count: int
+    client_payload: bytes
+    client_payload_frames: tuple[int, ...]
+    client_payload_sends: int  # how many times the first payload segment was sent
+    server_payload: bytes
+    server_payload_frames: tuple[int, ...]
+    markers: tuple[Marker, ...]
+    retransmissions: tuple[int, int]
+    icmp: tuple[IcmpError, ...]
+    history: str
+    first_ts: float
+    last_ts: float
+    detail_capped: bool
+
+    @property
+    def handshake(self) -> bool:
+        return self.syn is not None and self.synack is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAnswer:
+    name: str
+    rtype: str
+    ttl: int
+    data: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "type": self.rtype, "ttl": self.ttl, "data": self.data}
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResponse:
+    input: int
+    frame: int
+    ts: float
+    src: Endpoint
+    ttl: int
+    ipid: int
+    flags: int
+    rcode: int
+    answers: tuple[DnsAnswer, ...]
+    authority: int
+    additional: int
+    qname_matches: bool
+
+    @property
+    def aa(self) -> bool:
+        return bool(self.flags & 0x0400)
+
+    def addresses(self) -> frozenset[str]:
+        return frozenset(a.data for a in self.answers if a.rtype in ("A", "AAAA"))
+
+    def to_dict(self) -> dict:
+        return {"frame": self.frame, "time": iso_time(self.ts), "src": self.src.to_dict(),
+                "ttl": self.ttl, "ip_id": self.ipid, "flags": f"0x{self.flags:04x}",
+                "rcode": rcode_text(self.rcode), "aa": self.aa,
+                "answers": [a.to_dict() for a in self.answers]}
+
+
+@dataclass(frozen=True, slots=True)
+class DnsTransaction:
+    input: int
+    client: Endpoint
+    server: Endpoint
+    transport: str
+    txid: int
+    qname: str
+    qtype: str
+    query_frames: tuple[int, ...]
+    query_ts: float
+    query_ttl: int
+    responses: tuple[DnsResponse, ...]
+    icmp: tuple[IcmpError, ...] = ()
+    stream: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One thing a client tried to do: the unit every verdict is about."""
+
+    id: str
+    kind: str  # dns, tls, http, tcp
+    transport: str
+    client: Endpoint
+    server: Endpoint
+    name: str
+    start: float
+    end: float
+    input: int
+    frames: tuple[int, ...]
+    history: str
+    tcp: TcpConn | None = None
+    dns: DnsTransaction | None = None
+    hello: TlsClientHello | None = None
+    tls_reply: TlsServerReply | None = None
+    request: HttpRequest | None = None
+    response: HttpResponse | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        return round((self.end - self.start) * 1000.0, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    input: int
+    packet: int
+    signal: str
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"input": self.input, "packet": self.packet, "signal": self.signal, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A signal a detector saw, with its strength (0..1) and the frames that show it."""
+
+    detector: str
+    signal: str
+    strength: float
+    detail: str
+    evidence: tuple[Evidence, ...] = ()
+    data: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        for k, v in self.data:
+            if k == key:
+                return v
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    from_capture: int
+    low: int
+    high: int
+    server_hops: int | None
+    method: str = "ttl"
+
+    def to_dict(self) -> dict:
+        return {"from_capture": self.from_capture, "low": self.low, "high": self.high,
+                "server_hops": self.server_hops, "method": self.method}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    verdict: str
+    cls: str
+    trigger: str
+    confidence: float
+    summary: str
+    rule: str
+    hop: Hop | None = None
+    evidence: tuple[Evidence, ...] = ()
+
+
+# ---------------------------------------------------------------- text helpers
+
+_FLAG_LETTERS = ((0x02, "S"), (0x10, "A"), (0x08, "P"), (0x01, "F"), (0x04, "R"),
+                 (0x20, "U"), (0x40, "E"), (0x80, "C"), (0x100, "N"))
+
+
+def flags_text(flags: int) -> str:
+    return "".join(ch for bit, ch in _FLAG_LETTERS if flags & bit) or "."
+
+
+def iso_time(ts: float) -> str:
+    import datetime as _dt
+
+    micros = int(round(ts * 1_000_000))
+    sec, us = divmod(micros, 1_000_000)
+    t = _dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{us:06d}Z"
+
+
+_TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+
+
+def tls_version_text(v: int | None) -> str:
+    if v is None:
+        return ""
+    if (v & 0x0F0F) == 0x0A0A:
+        return "GREASE"
+    return _TLS_VERSIONS.get(v, f"0x{v:04x}")
+
+
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def rcode_text(rcode: int) -> str:
+    return _RCODES.get(rcode, f"RCODE{rcode}")
+
+
+def icmp_text(version: int, t: int, c: int) -> str:
+    if version == 4:
+        if t == 3:
+            return {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
+                    3: "port unreachable", 4: "fragmentation needed", 9: "network administratively prohibited",
+                    10: "host administratively prohibited", 13: "communication administratively prohibited"
+                    }.get(c, f"destination unreachable (code {c})")
+        if t == 11:
+            return "time exceeded in transit" if c == 0 else "fragment reassembly time exceeded"
+        return f"ICMP type {t} code {c}"
+    if t == 1:
+        return {0: "no route", 1: "administratively prohibited", 3: "address unreachable",
+                4: "port unreachable", 5: "source address failed policy", 6: "reject route"
+                }.get(c, f"destination unreachable (code {c})")
+    if t == 2:
+        return "packet too big"
+    if t == 3:
+        return "hop limit exceeded in transit" if c == 0 else "fragment reassembly time exceeded"
+    return f"ICMPv6 type {t} code {c}"
+
+
+def classes() -> dict[str, str]:
+    """The contract's verdicts and the class each belongs to."""
+    return dict(VERDICT_CLASS)
+
+
+VERDICT_CLASS: dict[str, str] = {
+    "ok": "ok",
+    "injected-rst": "deliberate", "forged-dns": "deliberate", "injected-blockpage": "deliberate",
+    "sni-drop": "deliberate", "host-drop": "deliberate", "ip-block": "deliberate",
+    "pmtu-blackhole": "middlebox-fault", "ecn-blackhole": "middlebox-fault",
+    "idle-timeout-reset": "middlebox-fault", "tls-intolerance": "middlebox-fault",
+    "option-stripping": "middlebox-fault",
+    "connection-refused": "endpoint", "server-reset": "endpoint", "server-timeout": "endpoint",
+    "dns-failure": "endpoint",
+    "inconclusive": "inconclusive",
+}
+
+TRIGGERS = ("sni", "host", "url", "dns-qname", "ip", "keyword", "size", "ecn", "idle", "none", "unknown")
+
+
+@dataclass(slots=True)
+class InputInfo:
+    path: str
+    packets: int = 0
+    link_types: list[str] = field(default_factory=list)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    format: str = ""
+    bytes: int = 0
+    decoded: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "packets": self.packets, "link_types": self.link_types,
+                "first_ts": iso_time(self.first_ts) if self.first_ts is not None else None,
+                "last_ts": iso_time(self.last_ts) if self.last_ts is not None else None,
+                "warnings": list(self.warnings), "format": self.format, "bytes": self.bytes,
+                "decoded": dict(self.decoded)}

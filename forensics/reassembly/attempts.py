@@ -1,0 +1,105 @@
+"""Turn finished connections and DNS transactions into the contract's attempts.
+
+A TCP connection is a ``tls`` attempt when its first client payload is a
+ClientHello, ``http`` when it is an HTTP request, ``dns`` (one attempt per
+query) when it carries DNS on port 53, and ``tcp`` otherwise, including SYNs
+that were never answered.
+"""
+
+from __future__ import annotations
+
+from ..model import (Attempt, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, HttpRequest,
+                     HttpResponse, TcpConn, TlsClientHello, TlsServerReply)
+from . import dnswire, httpwire, tlswire
+
+#: Frames listed per attempt in the report (the full list stays in the model).
+MAX_FRAMES_LISTED = 64
+
+
+def from_tcp(conn: TcpConn) -> list[Attempt]:
+    base = dict(transport="tcp", client=conn.client, server=conn.server, start=conn.first_ts,
+                end=conn.last_ts, input=conn.input, frames=tuple(conn.segs["frame"].tolist()),
+                history=conn.history, tcp=conn)
+    data = conn.client_payload
+    if tlswire.looks_like_client_hello(data):
+        h = tlswire.parse_client_hello(data)
+        if h is not None:
+            hello = TlsClientHello(h.sni, h.versions, h.record_size, _segments(conn, h.record_size),
+                                   h.extensions, h.ciphers)
+            reply = tlswire.parse_server_reply(conn.server_payload)
+            tr = TlsServerReply(reply.server_hello, reply.version, reply.alerts) if reply else None
+            return [Attempt(id="", kind="tls", name=h.sni, hello=hello, tls_reply=tr, **base)]
+    if httpwire.looks_like_request(data):
+        req = httpwire.parse_request(data)
+        if req is not None:
+            rq = HttpRequest(req.method, req.host, req.path, req.version, req.complete)
+            resp = httpwire.parse_response(conn.server_payload)
+            rs = None
+            if resp is not None:
+                rs = HttpResponse(resp.status, resp.reason, resp.title, resp.headers.get("location"),
+                                  resp.body_bytes, resp.headers.get("server"),
+                                  conn.server_payload_frames[0] if conn.server_payload_frames else 0)
+            return [Attempt(id="", kind="http", name=req.host, request=rq, response=rs, **base)]
+    if 53 in (conn.server.port, conn.client.port) and data:
+        dns = _dns_over_tcp(conn)
+        if dns:
+            return dns
+    return [Attempt(id="", kind="tcp", name="", **base)]
+
+
+def _segments(conn: TcpConn, size: int) -> int:
+    """How many TCP segments the first ``size`` bytes of client payload took."""
+    seen = 0
+    count = 0
+    for frame in conn.client_payload_frames:
+        count += 1
+        rows = conn.segs[conn.segs["frame"] == frame]
+        seen += int(rows["plen"][0]) if len(rows) else 0
+        if seen >= size:
+            break
+    return max(count, 1)
+
+
+def _dns_over_tcp(conn: TcpConn) -> list[Attempt]:
+    queries = [dnswire.parse(m) for m in dnswire.split_tcp_stream(conn.client_payload)]
+    answers = [dnswire.parse(m) for m in dnswire.split_tcp_stream(conn.server_payload)]
+    out = []
+    s2c = conn.segs[conn.segs["dir"] == 1]
+    first_resp = s2c[s2c["plen"] > 0]
+    for q in queries:
+        if q is None or q.is_response:
+            continue
+        resps = []
+        for a in answers:
+            if a is not None and a.is_response and a.txid == q.txid and len(first_resp):
+                r = first_resp[0]
+                resps.append(DnsResponse(
+                    input=conn.input, frame=int(r["frame"]), ts=float(r["ts"]), src=conn.server,
+                    ttl=int(r["ttl"]), ipid=int(r["ipid"]), flags=a.flags, rcode=a.rcode,
+                    answers=tuple(DnsAnswer(*x) for x in a.answers), authority=a.nscount,
+                    additional=a.arcount, qname_matches=a.qname == q.qname))
+        txn = DnsTransaction(
+            input=conn.input, client=conn.client, server=conn.server, transport="tcp", txid=q.txid,
+            qname=q.qname, qtype=dnswire.qtype_text(q.qtype),
+            query_frames=conn.client_payload_frames[:1], query_ts=conn.first_ts,
+            query_ttl=int(conn.segs["ttl"][0]) if len(conn.segs) else 0, responses=tuple(resps),
+            stream=conn.stream)
+        out.append(Attempt(id="", kind="dns", transport="tcp", client=conn.client, server=conn.server,
+                           name=q.qname, start=conn.first_ts, end=conn.last_ts, input=conn.input,
+                           frames=tuple(conn.segs["frame"].tolist()), history=conn.history,
+                           tcp=conn, dns=txn))
+    return out
+
+
+def from_dns(txn: DnsTransaction) -> Attempt:
+    frames = list(txn.query_frames) + [r.frame for r in txn.responses] + [e.frame for e in txn.icmp]
+    end = max([txn.query_ts] + [r.ts for r in txn.responses])
+    letters = "Q" * min(len(txn.query_frames), 9) + "".join(
+        ("r" if r.src == txn.server else "x") for r in txn.responses[:9])
+    return Attempt(id="", kind="dns", transport="udp", client=txn.client, server=txn.server,
+                   name=txn.qname, start=txn.query_ts, end=end, input=txn.input,
+                   frames=tuple(sorted(frames)), history=letters, dns=txn)
+
+
+def endpoint_text(e: Endpoint) -> str:
+    return str(e)
