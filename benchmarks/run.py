@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""Time `forensics analyze` against scapy and tshark on one capture, and check its verdicts.
+
+    python benchmarks/run.py benchmarks/data/1m.pcap [--scapy-prefix 20000] [--jobs N]
+                             [--skip-tshark] [--skip-scapy] [--json-out summary.json]
+
+In one run, on the same input (a pcap, or a folder of rotated pcaps):
+
+* ``forensics analyze INPUT --format json -o OUT.json`` (``-j N`` with ``--jobs``), end to
+  end as a child process: wall time, and the child's own peak RSS from ``os.wait4``;
+* scapy: ``PcapReader`` with full dissection, touching the same fields the analyser
+  needs, on the first N packets only, **extrapolated** to the whole input (said so);
+* tshark: ``tshark -n -r INPUT -T fields -e ...`` with the same fields, output to
+  /dev/null; once with tshark's defaults, once "lean" (TCP sequence analysis off);
+* then the verdict check: the analyser's attempts joined with the generator's ground
+  truth (``<stem>.truth.jsonl``) on (kind, client ip/port, server ip/port).
+
+Exit status: 0 analysis ran (whatever the verdicts), 2 the analysis failed or could not
+run, 3 ``--min-accuracy`` given and not reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ipaddress
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+TSHARK_FIELDS = [
+    "frame.time_epoch", "ip.src", "ip.dst", "ip.ttl", "ip.id", "ipv6.src", "ipv6.dst",
+    "ipv6.hlim", "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.ack_raw",
+    "tcp.window_size_value", "udp.srcport", "udp.dstport", "dns.id", "dns.qry.name",
+    "dns.a", "dns.aaaa", "tls.handshake.type", "tls.handshake.extensions_server_name",
+    "http.host", "icmp.type", "icmp.code",
+]
+TSHARK_LEAN = ["-o", "tcp.analyze_sequence_numbers:FALSE", "-o",
+               "tcp.calculate_timestamps:FALSE", "-o", "tcp.desegment_tcp_streams:FALSE"]
+
+
+# --------------------------------------------------------------------------- inputs
+def pcap_files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        return sorted(os.path.join(path, f) for f in os.listdir(path)
+                      if f.endswith((".pcap", ".pcapng", ".cap")))
+    return [path]
+
+
+def count_pcap(path: str) -> int:
+    """Packets in a classic pcap, by walking record headers (no dissection)."""
+    n = 0
+    with open(path, "rb") as f:
+        magic = f.read(24)[:4]
+        end = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        hdr = struct.Struct(end + "IIII")
+        buf = b""
+        pos = 0
+        while True:
+            if len(buf) - pos < 16:
+                more = f.read(16 << 20)
+                if not more:
+                    break
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            incl = hdr.unpack_from(buf, pos)[2]
+            if len(buf) - pos < 16 + incl:
+                more = f.read(16 << 20)
+                if not more:
+                    break
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            pos += 16 + incl
+            n += 1
+    return n
+
+
+def side_files(path: str) -> tuple[str | None, str | None]:
+    p = path.rstrip("/")
+    base = p[:-5] if p.endswith(".pcap") else p
+    truth, meta = base + ".truth.jsonl", base + ".meta.json"
+    return (truth if os.path.exists(truth) else None, meta if os.path.exists(meta) else None)
+
+
+# --------------------------------------------------------------------------- timing
+def run_child(argv: list[str], stdout=None, stderr=None) -> dict:
+    """Run argv, wait for it with wait4: wall seconds, its own peak RSS, exit code."""
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
+    except FileNotFoundError as e:
+        return {"ok": False, "rc": None, "seconds": 0.0, "rss_mb": 0.0, "error": str(e)}
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": p.returncode, "seconds": dt, "rss_mb": ru.ru_maxrss / 1024.0,
+            "cpu_seconds": ru.ru_utime + ru.ru_stime}
+
+
+def tail(path: str, n: int = 6) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:]).strip()
+    except OSError:
+        return ""
+
+
+def time_forensics(path: str, out_json: str, jobs: int | None, workdir: str) -> dict:
+    exe = shutil.which("forensics")
+    argv = ([exe] if exe else [sys.executable, "-m", "forensics.cli"]) + [
+        "analyze", path, "--format", "json", "-o", out_json]
+    if jobs:
+        argv += ["-j", str(jobs)]
+    err = os.path.join(workdir, "forensics.stderr")
+    with open(err, "wb") as e, open(os.path.join(workdir, "forensics.stdout"), "wb") as o:
+        r = run_child(argv, stdout=o, stderr=e)
+    r["argv"] = argv
+    r["stderr_tail"] = tail(err)
+    # exit 0/1 = analysis done (1: something deliberate found); anything else failed
+    r["ok"] = r.get("rc") in (0, 1) and os.path.exists(out_json)
+    if jobs and not r["ok"] and ("-j" in r["stderr_tail"] or "no such option" in
+                                 r["stderr_tail"].lower()):
+        r["note"] = "forensics analyze does not know -j yet"
+    return r
+
+
+def time_tshark(files: list[str], lean: bool) -> dict:
+    exe = shutil.which("tshark")
+    if not exe:
+        return {"ok": False, "error": "tshark not found"}
+    tot = {"ok": True, "seconds": 0.0, "rss_mb": 0.0, "cpu_seconds": 0.0, "rc": 0}
+    for f in files:
+        argv = [exe, "-n", "-r", f, "-T", "fields", "-E", "separator=,"]
+        if lean:
+            argv += TSHARK_LEAN
+        for fld in TSHARK_FIELDS:
+            argv += ["-e", fld]
+        with open(os.devnull, "wb") as null:
+            r = run_child(argv, stdout=null, stderr=subprocess.DEVNULL)
+        tot["seconds"] += r["seconds"]
+        tot["cpu_seconds"] += r["cpu_seconds"]
+        tot["rss_mb"] = max(tot["rss_mb"], r["rss_mb"])
+        if r["rc"] != 0:
+            tot["ok"], tot["rc"] = False, r["rc"]
+    tot["argv"] = argv
+    return tot
+
+
+def time_scapy(files: list[str], prefix: int, workdir: str) -> dict:
+    res = os.path.join(workdir, "scapy.json")
+    argv = [sys.executable, os.path.abspath(__file__), "--scapy-worker", str(prefix), res] + files
+    r = run_child(argv, stderr=open(os.path.join(workdir, "scapy.stderr"), "wb"))
+    if r["rc"] != 0 or not os.path.exists(res):
+        r["ok"] = False
+        r["error"] = tail(os.path.join(workdir, "scapy.stderr"))
+        return r
+    with open(res) as f:
+        w = json.load(f)
+    r.update(w)
+    r["ok"] = True
+    return r
+
+
+def scapy_worker(prefix: int, res_path: str, files: list[str]) -> None:
+    """Child process: dissect the first `prefix` packets with scapy, touching fields."""
+    from scapy.all import load_layer  # noqa: F401  (imports all the layers)
+    load_layer("tls")
+    load_layer("http")
+    from scapy.layers.dns import DNS
+    from scapy.layers.http import HTTPRequest
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.tls.handshake import TLSClientHello
+    from scapy.utils import PcapReader
+
+    n = nbytes = names = 0
+    sink = 0
+    t0 = time.perf_counter()
+    for path in files:
+        with PcapReader(path) as rd:
+            for p in rd:
+                n += 1
+                nbytes += len(p) + 16
+                sink ^= hash(float(p.time))
+                if IP in p:
+                    ip = p[IP]
+                    sink ^= hash((ip.src, ip.dst, ip.ttl, ip.id))
+                elif IPv6 in p:
+                    ip = p[IPv6]
+                    sink ^= hash((ip.src, ip.dst, ip.hlim))
+                if TCP in p:
+                    t = p[TCP]
+                    sink ^= hash((t.sport, t.dport, int(t.flags), t.seq, t.ack, t.window))
+                    if TLSClientHello in p:
+                        ch = p[TLSClientHello]
+                        for e in ch.ext or []:
+                            for sn in getattr(e, "servernames", None) or []:
+                                sink ^= hash(sn.servername)
+                                names += 1
+                    elif HTTPRequest in p:
+                        sink ^= hash(p[HTTPRequest].Host)
+                        names += 1
+                elif UDP in p:
+                    u = p[UDP]
+                    sink ^= hash((u.sport, u.dport))
+                    if DNS in p:
+                        d = p[DNS]
+                        sink ^= d.id
+                        if d.qd:
+                            sink ^= hash(d.qd[0].qname)
+                            names += 1
+                elif ICMP in p:
+                    sink ^= hash((p[ICMP].type, p[ICMP].code))
+                if n >= prefix:
+                    break
+        if n >= prefix:
+            break
+    dt = time.perf_counter() - t0
+    with open(res_path, "w") as f:
+        json.dump({"packets": n, "bytes": nbytes, "loop_seconds": dt, "names_seen": names}, f)
+
+
+# --------------------------------------------------------------------------- verdicts
+def norm_ip(ip: str) -> str:
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip
+
+
+def key_of(a: dict) -> tuple:
+    c, s = a.get("client") or {}, a.get("server") or {}
+    return (a.get("kind"), norm_ip(str(c.get("ip"))), int(c.get("port") or 0),
+            norm_ip(str(s.get("ip"))), int(s.get("port") or 0))
+
+
+def load_attempts(path: str) -> list[dict]:
+    with open(path) as f:
+        text = f.read()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:  # jsonl
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(doc, list):
+        return doc
+    return doc.get("attempts", [])
+
+
+def check_verdicts(truth_path: str, out_json: str) -> dict:
+    found: dict[tuple, list[dict]] = collections.defaultdict(list)
+    for a in load_attempts(out_json):
+        found[key_of(a)].append(a)
+    per = collections.OrderedDict()
+    matched = 0
+    with open(truth_path) as f:
+        for line in f:
+            t = json.loads(line)
+            exp = t["verdict"]
+            accept = set(t.get("accept") or [exp])
+            row = per.setdefault(exp, {"expected": 0, "right": 0, "wrong": 0, "missing": 0,
+                                       "confusions": collections.Counter()})
+            row["expected"] += 1
+            cands = found.get(key_of(t))
+            if not cands:
+                row["missing"] += 1
+                continue
+            matched += 1
+            a = cands[0]
+            if len(cands) > 1:  # same 5-tuple twice: prefer the same name
+                a = next((x for x in cands if x.get("name") == t.get("name")), a)
+            if a.get("verdict") in accept:
+                row["right"] += 1
+            else:
+                row["wrong"] += 1
+                row["confusions"][a.get("verdict")] += 1
+    n_found = sum(len(v) for v in found.values())
+    tot = sum(r["expected"] for r in per.values())
+    right = sum(r["right"] for r in per.values())
+    for r in per.values():
+        r["confusions"] = dict(r["confusions"].most_common(4))
+    return {"per_verdict": per, "truth": tot, "right": right,
+            "accuracy": right / tot if tot else 0.0, "attempts_reported": n_found,
+            "not_in_truth": n_found - matched}
+
+
+# --------------------------------------------------------------------------- report
+def fmt_row(cols, widths):
+    return "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                     for i, (c, w) in enumerate(zip(cols, widths)))
+
+
+def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--scapy-worker"]:
+        scapy_worker(int(argv[1]), argv[2], argv[3:])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("input", help="a pcap, or a folder of (rotated) pcaps")
+    ap.add_argument("--scapy-prefix", type=int, default=20000, metavar="N",
+                    help="packets scapy dissects before extrapolating (default 20000)")
+    ap.add_argument("--jobs", "-j", type=int, help="pass -j N to forensics analyze")
+    ap.add_argument("--skip-tshark", action="store_true")
+    ap.add_argument("--skip-tshark-lean", action="store_true",
+                    help="only time tshark with its defaults")
+    ap.add_argument("--skip-scapy", action="store_true")
+    ap.add_argument("--skip-forensics", action="store_true")
+    ap.add_argument("--truth", help="ground truth (default: <stem>.truth.jsonl)")
+    ap.add_argument("--keep", metavar="DIR", help="keep the analyser's output in DIR")
+    ap.add_argument("--json-out", help="write a machine-readable summary here")
+    ap.add_argument("--min-accuracy", type=float,
+                    help="exit 3 if the verdict accuracy is below this (0..1)")
+    a = ap.parse_args(argv)
+
+    files = pcap_files(a.input)
+    if not files:
+        print(f"run.py: no capture at {a.input}", file=sys.stderr)
+        return 2
+    truth, meta_path = side_files(a.input)
+    truth = a.truth or truth
+    meta = json.load(open(meta_path)) if meta_path else {}
+    nbytes = sum(os.path.getsize(f) for f in files)
+    packets = meta.get("packets") or sum(count_pcap(f) for f in files)
+    workdir = a.keep or tempfile.mkdtemp(prefix="forensics-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    out_json = os.path.join(workdir, "analyze.json")
+    print(f"input: {a.input} ({len(files)} file{'s' * (len(files) > 1)}, {packets:,} packets, "
+          f"{nbytes / 1e6:.1f} MB)")
+    results: dict[str, dict] = {}
+
+    if not a.skip_forensics:
+        label = "forensics analyze" + (f" -j {a.jobs}" if a.jobs else "")
+        print(f"timing {label} ...", flush=True)
+        r = time_forensics(a.input, out_json, a.jobs, workdir)
+        results[label] = r
+        if not r["ok"]:
+            print(f"  FAILED (exit {r.get('rc')}): {r.get('note') or ''}\n  "
+                  + (r.get("stderr_tail") or r.get("error") or "").replace("\n", "\n  "))
+    if not a.skip_scapy:
+        print(f"timing scapy PcapReader (first {a.scapy_prefix:,} packets) ...", flush=True)
+        r = time_scapy(files, a.scapy_prefix, workdir)
+        if r.get("ok") and r["packets"]:
+            r["prefix_packets"] = r["packets"]
+            r["prefix_seconds"] = r["seconds"]
+            # the child's fixed cost (interpreter, scapy import) once, plus the per-packet
+            # loop time scaled from the prefix to the whole input
+            r["startup_seconds"] = r["seconds"] - r["loop_seconds"]
+            r["seconds"] = r["startup_seconds"] + r["loop_seconds"] * packets / r["packets"]
+            r["extrapolated"] = True
+        label = f"scapy (extrapolated from {r.get('packets', 0):,} packets)"
+        results[label] = r
+    if not a.skip_tshark:
+        for lean in ([False] if a.skip_tshark_lean else [False, True]):
+            label = "tshark -T fields" + (" (lean: no seq analysis)" if lean else " (defaults)")
+            print(f"timing {label} ...", flush=True)
+            results[label] = time_tshark(files, lean)
+
+    ref = next((r for k, r in results.items() if k.startswith("forensics") and r.get("ok")), None)
+    widths = [44, 9, 12, 8, 9, 10]
+    print()
+    print(fmt_row(["tool", "seconds", "packets/s", "MB/s", "peak RSS", "x forensics"], widths))
+    for k, r in results.items():
+        if not r.get("ok"):
+            print(fmt_row([k, "failed", "-", "-", "-", "-"], widths))
+            continue
+        s = r["seconds"]
+        r["packets_per_s"] = packets / s if s else 0.0
+        r["mb_per_s"] = nbytes / 1e6 / s if s else 0.0
+        ratio = s / ref["seconds"] if ref and ref["seconds"] else None
+        r["ratio_vs_forensics"] = ratio
+        print(fmt_row([k, f"{s:.2f}", f"{r['packets_per_s']:,.0f}", f"{r['mb_per_s']:.1f}",
+                       f"{r['rss_mb']:.0f} MB", f"{ratio:.2f}" if ratio else "-"], widths))
+    print("(x forensics = that tool's time / forensics' time: above 1 means forensics is faster;"
+          " scapy's RSS is for its prefix only)")
+
+    verdicts = None
+    an = next((r for k, r in results.items() if k.startswith("forensics")), None)
+    if an and an.get("ok"):
+        if truth:
+            verdicts = check_verdicts(truth, out_json)
+            print(f"\nverdicts vs ground truth ({truth}):")
+            w2 = [20, 9, 7, 7, 8]
+            print(fmt_row(["truth verdict", "expected", "right", "wrong", "missing"], w2)
+                  + "  top confusions")
+            for v, row in verdicts["per_verdict"].items():
+                conf = ", ".join(f"{k}:{n}" for k, n in row["confusions"].items())
+                print(fmt_row([v, row["expected"], row["right"], row["wrong"], row["missing"]],
+                              w2) + "  " + conf)
+            print(f"accuracy {verdicts['accuracy']:.4f} ({verdicts['right']}/{verdicts['truth']})"
+                  f"; attempts reported {verdicts['attempts_reported']}, not in truth "
+                  f"{verdicts['not_in_truth']}")
+        else:
+            print("\n(no ground truth next to the input: verdicts not checked)")
+
+    summary = {"input": a.input, "files": len(files), "packets": packets, "bytes": nbytes,
+               "meta": meta, "results": results, "verdicts": verdicts,
+               "workdir": workdir if a.keep else None}
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump(summary, f, indent=1, default=str)
+    if not a.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if an is not None and not an.get("ok"):
+        return 2
+    if a.min_accuracy is not None and (verdicts is None or verdicts["accuracy"] < a.min_accuracy):
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

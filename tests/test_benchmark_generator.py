@@ -1,0 +1,263 @@
+"""The benchmark capture generator writes what its ground truth says (benchmarks/gen_capture.py)."""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import pathlib
+import struct
+import sys
+
+import pytest
+
+scapy_all = pytest.importorskip("scapy.all")
+from scapy.layers.dns import DNS  # noqa: E402
+from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: E402
+from scapy.layers.inet6 import IPv6  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("gen_capture", ROOT / "benchmarks" / "gen_capture.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("gen_capture", mod)
+    spec.loader.exec_module(sys.modules["gen_capture"])
+    mod = sys.modules["gen_capture"]
+    return mod
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    gen = _load_generator()
+    d = tmp_path_factory.mktemp("bench")
+    out = d / "cap.pcap"
+    # higher interference rates than the defaults so that 5k packets hold every kind
+    rc = gen.main(["--packets", "5000", "--out", str(out), "--seed", "7", "--rst", "0.08",
+                   "--forged-dns", "0.08", "--sni-drop", "0.08"])
+    assert rc == 0
+    pkts = scapy_all.rdpcap(str(out))
+    truth = [json.loads(line) for line in (d / "cap.truth.jsonl").read_text().splitlines()]
+    meta = json.loads((d / "cap.meta.json").read_text())
+    return out, pkts, truth, meta
+
+
+def _ip(p):
+    return p[IP] if IP in p else p[IPv6]
+
+
+def _ttl(p):
+    return p[IP].ttl if IP in p else p[IPv6].hlim
+
+
+def test_parses_and_counts_match_meta(capture):
+    out, pkts, truth, meta = capture
+    assert len(pkts) == meta["packets"] >= 5000
+    assert out.stat().st_size == meta["bytes"]
+    assert len(truth) == meta["attempts"]
+    assert sum(meta["attempts_by_kind"].values()) == len(truth)
+    # no layer scapy could not make sense of
+    assert not any(p.haslayer(scapy_all.Raw) and IP not in p and IPv6 not in p for p in pkts)
+    times = [float(p.time) for p in pkts]
+    assert times == sorted(times)
+    assert any(IPv6 in p for p in pkts) and any(ICMP in p for p in pkts)
+
+
+def test_truth_counts_syn_flows_and_dns_queries(capture):
+    _, pkts, truth, _ = capture
+    syns, queries = set(), set()
+    for p in pkts:
+        if TCP in p and p[TCP].flags == "S":
+            syns.add((_ip(p).src, p[TCP].sport, _ip(p).dst, p[TCP].dport))
+        elif UDP in p and DNS in p and p[DNS].qr == 0 and ICMP not in p:
+            queries.add((_ip(p).src, p[UDP].sport, p[DNS].id))
+    assert len(truth) == len(syns) + len(queries)
+    kinds = collections.Counter(t["kind"] for t in truth)
+    assert kinds["dns"] == len(queries)
+    assert kinds["tls"] + kinds["http"] + kinds["tcp"] == len(syns)
+    verdicts = collections.Counter(t["verdict"] for t in truth)
+    for v in ("ok", "injected-rst", "forged-dns", "sni-drop", "connection-refused"):
+        assert verdicts[v] > 0, v
+
+
+def _sni(payload: bytes) -> str | None:
+    """The SNI of a ClientHello, parsed by hand (record, handshake, extensions)."""
+    if len(payload) < 44 or payload[0] != 0x16 or payload[5] != 0x01:
+        return None
+    i = 9 + 2 + 32
+    i += 1 + payload[i]  # session id
+    i += 2 + struct.unpack_from("!H", payload, i)[0]  # cipher suites
+    i += 1 + payload[i]  # compression
+    end = i + 2 + struct.unpack_from("!H", payload, i)[0]
+    i += 2
+    while i + 4 <= end:
+        typ, ln = struct.unpack_from("!HH", payload, i)
+        if typ == 0:
+            n = struct.unpack_from("!H", payload, i + 7)[0]
+            return payload[i + 9:i + 9 + n].decode()
+        i += 4 + ln
+    return None
+
+
+def test_client_hellos_carry_the_truths_sni(capture):
+    _, pkts, truth, _ = capture
+    first_payload = {}
+    for p in pkts:
+        if TCP in p and bytes(p[TCP].payload):
+            k = (_ip(p).src, p[TCP].sport, _ip(p).dst, p[TCP].dport)
+            first_payload.setdefault(k, bytes(p[TCP].payload))
+    tls = [t for t in truth if t["kind"] == "tls"]
+    http = [t for t in truth if t["kind"] == "http"]
+    assert len(tls) > 50 and http
+    for t in tls:
+        k = (t["client"]["ip"], t["client"]["port"], t["server"]["ip"], t["server"]["port"])
+        assert _sni(first_payload[k]) == t["name"]
+    for t in http:
+        k = (t["client"]["ip"], t["client"]["port"], t["server"]["ip"], t["server"]["port"])
+        assert f"Host: {t['name']}\r\n".encode() in first_payload[k]
+    # scapy's own TLS dissector agrees on a sample
+    scapy_all.load_layer("tls")
+    from scapy.layers.tls.record import TLS
+
+    for t in tls[:20]:
+        k = (t["client"]["ip"], t["client"]["port"], t["server"]["ip"], t["server"]["port"])
+        rec = TLS(first_payload[k])
+        ext = next(e for e in rec.msg[0].ext if e.type == 0)
+        assert ext.servernames[0].servername.decode() == t["name"]
+
+
+def _ones_sum(b: bytes) -> int:
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def test_checksums_valid(capture):
+    _, pkts, _, _ = capture
+    n = 0
+    for p in pkts:
+        raw = bytes(p)
+        if IP in p:
+            hdr = raw[14:34]
+            assert _ones_sum(hdr) == 0xFFFF
+            n += 1
+        if TCP in p or (UDP in p and ICMP not in p):
+            # the transport checksum over the pseudo-header
+            l4 = raw[34:] if IP in p else raw[54:]
+            ip = _ip(p)
+            proto = 6 if TCP in p else 17
+            if IP in p:
+                pseudo = (bytes(map(int, ip.src.split("."))) + bytes(map(int, ip.dst.split(".")))
+                          + struct.pack("!HH", proto, len(l4)))
+            else:
+                import ipaddress
+
+                pseudo = (ipaddress.ip_address(ip.src).packed + ipaddress.ip_address(ip.dst).packed
+                          + struct.pack("!IxxxB", len(l4), proto))
+            data = pseudo + l4 + (b"\0" if len(l4) % 2 else b"")
+            assert _ones_sum(data) == 0xFFFF, p.summary()
+    assert n > 1000
+
+
+def test_client_ip_ids_increase_per_host(capture):
+    _, pkts, _, _ = capture
+    last = {}
+    for p in pkts:
+        if IP in p and p[IP].src.startswith("192.0.2.") and p[IP].ttl == 64:
+            src = p[IP].src
+            if src in last:
+                assert p[IP].id == (last[src] + 1) & 0xFFFF
+            last[src] = p[IP].id
+
+
+def test_forged_dns_answer_precedes_the_real_one(capture):
+    _, pkts, truth, _ = capture
+    answers = collections.defaultdict(list)
+    for p in pkts:
+        if DNS in p and p[DNS].qr == 1 and ICMP not in p:
+            answers[(_ip(p).dst, p[UDP].dport, p[DNS].id)].append(p)
+    forged = [t for t in truth if t["verdict"] == "forged-dns"]
+    assert forged
+    for t in forged:
+        first, real = answers[(t["client"]["ip"], t["client"]["port"], t["txid"])]
+        assert float(first.time) < float(real.time)
+        assert _ip(first).src == _ip(real).src == t["server"]["ip"]
+        assert _ttl(first) != _ttl(real)
+        assert first[DNS].an[0].rdata != real[DNS].an[0].rdata
+    for t in truth:
+        if t["kind"] == "dns" and t["verdict"] == "ok":
+            assert len(answers[(t["client"]["ip"], t["client"]["port"], t["txid"])]) == 1
+
+
+def test_injected_rst_ttl_differs_from_the_server(capture):
+    _, pkts, truth, _ = capture
+    by_flow = collections.defaultdict(list)
+    for p in pkts:
+        if TCP in p:
+            ip = _ip(p)
+            by_flow[frozenset([(ip.src, p[TCP].sport), (ip.dst, p[TCP].dport)])].append(p)
+    rst = [t for t in truth if t["verdict"] == "injected-rst"]
+    assert rst
+    for t in rst:
+        c, s = t["client"], t["server"]
+        flow = by_flow[frozenset([(c["ip"], c["port"]), (s["ip"], s["port"])])]
+        from_server = [p for p in flow if _ip(p).src == s["ip"]]
+        synack = next(p for p in from_server if p[TCP].flags == "SA")
+        resets = [p for p in from_server if p[TCP].flags & 0x04]
+        data = [p for p in from_server if bytes(p[TCP].payload)]
+        assert 1 <= len(resets) <= 3 and data
+        assert all(_ttl(r) != _ttl(synack) for r in resets)
+        assert max(float(r.time) for r in resets) < min(float(d.time) for d in data)  # the race
+        assert all(_ttl(d) == _ttl(synack) for d in data)
+
+
+def test_sni_drop_retransmits_and_has_a_control(capture):
+    _, pkts, truth, _ = capture
+    chs = collections.Counter()
+    server_data = set()
+    for p in pkts:
+        if TCP in p and bytes(p[TCP].payload):
+            ip = _ip(p)
+            if p[TCP].dport == 443:
+                chs[(ip.src, p[TCP].sport)] += 1 if bytes(p[TCP].payload)[:1] == b"\x16" else 0
+            if p[TCP].sport == 443:
+                server_data.add((ip.dst, p[TCP].dport))
+    ok_names = collections.defaultdict(set)
+    for t in truth:
+        if t["kind"] == "tls" and t["verdict"] == "ok":
+            ok_names[t["server"]["ip"]].add(t["name"])
+    drops = [t for t in truth if t["verdict"] == "sni-drop"]
+    assert drops
+    for t in drops:
+        k = (t["client"]["ip"], t["client"]["port"])
+        assert 4 <= chs[k] <= 6  # the ClientHello and its 3 to 5 retransmissions
+        assert k not in server_data
+        assert ok_names[t["server"]["ip"]] - {t["name"]}  # a control name passes
+
+
+def test_rotation_splits_the_same_stream(tmp_path):
+    gen = _load_generator()
+    assert gen.main(["--packets", "3000", "--out", str(tmp_path / "one.pcap"), "--seed", "3"]) == 0
+    assert gen.main(["--packets", "3000", "--rotate-every", "1000", "--out-dir",
+                     str(tmp_path / "rot"), "--seed", "3"]) == 0
+    parts = sorted((tmp_path / "rot").glob("part-*.pcap"))
+    assert len(parts) >= 3
+    whole = (tmp_path / "one.pcap").read_bytes()
+    joined = whole[:24] + b"".join(p.read_bytes()[24:] for p in parts)
+    assert joined == whole
+    assert (tmp_path / "rot.truth.jsonl").read_text() == (tmp_path / "one.truth.jsonl").read_text()
+
+
+def test_synflood_distinct_sources(tmp_path):
+    gen = _load_generator()
+    out = tmp_path / "flood.pcap"
+    assert gen.main(["--synflood", "3000", "--out", str(out)]) == 0
+    pkts = scapy_all.rdpcap(str(out))
+    syns = [(_ip(p).src, p[TCP].sport) for p in pkts if p[TCP].flags == "S"]
+    assert len(syns) == len(set(syns)) == 3000
+    rsts = [p for p in pkts if p[TCP].flags & 0x04]
+    assert 0 < len(rsts) < 3000 * 0.2
+    meta = json.loads((tmp_path / "flood.meta.json").read_text())
+    assert meta["packets"] == len(pkts)
