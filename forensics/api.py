@@ -48,8 +48,11 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None,
         raise InputError(errors[0] if len(errors) == 1 else "; ".join(errors[:3]))
     engine.flush()
     found.sort(key=lambda a: (a.start, a.input, a.frames[0] if a.frames else 0))
+    ranks = {k: i for i, k in enumerate(sorted({a.tcp.stream for a in found if a.tcp is not None}))}
     for i, a in enumerate(found, 1):
         object.__setattr__(a, "id", f"a{i}")
+        if a.tcp is not None:
+            object.__setattr__(a, "stream", ranks[a.tcp.stream])
     warnings: list[str] = []
     for info in infos:
         warnings.extend(f"{info.path}: {w}" for w in info.warnings)

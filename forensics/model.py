@@ -203,7 +203,7 @@ class TcpConn:
     """One TCP connection as reassembly saw it: facts only, no opinion."""
 
     input: int
-    stream: int  # like Wireshark's tcp.stream, counted over the whole analysis
+    stream: tuple[int, int]  # (input, first frame): ranked into tcp.stream numbers by the analysis
     client: Endpoint
     server: Endpoint
     ipver: int
@@ -286,7 +286,6 @@ class DnsTransaction:
     query_ttl: int
     responses: tuple[DnsResponse, ...]
     icmp: tuple[IcmpError, ...] = ()
-    stream: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +309,7 @@ class Attempt:
     tls_reply: TlsServerReply | None = None
     request: HttpRequest | None = None
     response: HttpResponse | None = None
+    stream: int | None = None  # Wireshark's tcp.stream number, for TCP-borne attempts
 
     @property
     def duration_ms(self) -> float:

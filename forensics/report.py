@@ -95,7 +95,7 @@ def attempt_dict(a: Attempt, v: Verdict) -> dict:
     d["frames_total"] = len(a.frames)
     if a.tcp is not None:
         c = a.tcp
-        d["stream"] = c.stream
+        d["stream"] = a.stream
         d["tcp"] = {
             "packets": {"client": c.packets[0], "server": c.packets[1]},
             "payload_bytes": {"client": c.payload_bytes[0], "server": c.payload_bytes[1]},

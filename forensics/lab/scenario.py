@@ -44,7 +44,9 @@ CAPTURES_OF = {"c1": ["client", "r1-up"], "c2": ["client2"]}
 @dataclass(frozen=True)
 class Expect:
     """The verdict an attempt gets; ``hop`` counted from the client's capture, None
-    when the interference cannot be placed from the capture by design."""
+    when the interference cannot be placed from the capture by design.  The
+    pseudo-trigger ``ecn-syn`` means trigger ``ecn`` on a connection that never
+    opens (so the attempt is of kind ``tcp``)."""
 
     verdict: str = "ok"
     trigger: str = "none"
@@ -52,6 +54,11 @@ class Expect:
 
 
 OK = Expect()
+
+
+# verdicts under which the client never gets to send a payload: the attempt is
+# then of kind "tcp" with no name, whatever the client meant to send
+NO_PAYLOAD = {"ip-block", "connection-refused"}
 
 
 @dataclass
@@ -62,6 +69,12 @@ class Attempt:
     port: int
     name: str
     expect: Expect
+
+    def __post_init__(self):
+        if self.kind in ("tls", "http") and (self.expect.verdict in NO_PAYLOAD or self.expect.trigger == "ecn-syn"):
+            self.kind, self.name = "tcp", ""
+        if self.expect.trigger == "ecn-syn":
+            self.expect = Expect(self.expect.verdict, "ecn", self.expect.hop)
 
 
 @dataclass

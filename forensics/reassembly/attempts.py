@@ -82,8 +82,7 @@ def _dns_over_tcp(conn: TcpConn) -> list[Attempt]:
             input=conn.input, client=conn.client, server=conn.server, transport="tcp", txid=q.txid,
             qname=q.qname, qtype=dnswire.qtype_text(q.qtype),
             query_frames=conn.client_payload_frames[:1], query_ts=conn.first_ts,
-            query_ttl=int(conn.segs["ttl"][0]) if len(conn.segs) else 0, responses=tuple(resps),
-            stream=conn.stream)
+            query_ttl=int(conn.segs["ttl"][0]) if len(conn.segs) else 0, responses=tuple(resps))
         out.append(Attempt(id="", kind="dns", transport="tcp", client=conn.client, server=conn.server,
                            name=q.qname, start=conn.first_ts, end=conn.last_ts, input=conn.input,
                            frames=tuple(conn.segs["frame"].tolist()), history=conn.history,

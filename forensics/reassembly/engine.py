@@ -135,8 +135,9 @@ class Reassembler:
             self.emit(finish_tcp(old))
 
     def _new_flow(self, key: tuple, input_idx: int, first: np.void) -> TcpState:
-        state = TcpState.start(input_idx, self.next_stream, first)
-        self.next_stream += 1
+        # provisional stream key: where the connection's first packet is; the
+        # analysis ranks these at the end, as Wireshark numbers tcp.stream
+        state = TcpState.start(input_idx, (input_idx, int(first["frame"])), first)
         self.flows[key] = state
         return state
 

@@ -69,9 +69,7 @@ def parse_request(data: bytes) -> Request | None:
     method = parts[0]
     path = parts[1] if len(parts) > 1 else ""
     version = parts[2] if len(parts) > 2 else ""
-    host = _headers(lines).get("host", "").lower()
-    if host.endswith(":80"):
-        host = host[:-3]
+    host = _headers(lines).get("host", "").lower()  # as sent, port included (as Wireshark shows it)
     return Request(method, path, version, host, complete)
 
 

@@ -143,6 +143,61 @@ class _ChunkStream:
         return True
 
 
+class _GzipStream:
+    """A gzip reader that keeps what decompressed before damage or a cut.
+
+    ``gzip.GzipFile.read`` raises on a truncated or corrupt stream and loses the
+    bytes it had decompressed in that call; a capture cut in the middle of its
+    gzip stream should still give its first packets. This decompresses member
+    by member with a bounded output per call (no memory blow-up on a
+    decompression bomb) and records the first error in ``error``.
+    """
+
+    RAW_CHUNK = 1 << 20
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""
+        self._started = False  # the current member has received input
+        self._buf = bytearray()
+        self._eof = False
+        self.error: str | None = None
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n and not self._eof:
+            if self._d.eof:  # a member ended: another may follow
+                rest = self._d.unused_data + self._pending
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._started = False
+                self._pending = rest
+            if not self._pending:
+                self._pending = self._raw.read(self.RAW_CHUNK)
+                if not self._pending:
+                    self._eof = True
+                    if self._started and not self._d.eof:
+                        self.error = "the compressed stream ends early"
+                    break
+            if not self._started and self._d.eof is False and not self._pending.strip(b"\0"):
+                self._eof = True  # trailing zero padding after the last member
+                break
+            self._started = True
+            try:
+                out = self._d.decompress(self._pending, max(n - len(self._buf), 1 << 16))
+            except zlib.error as exc:
+                self.error = f"the compressed stream is damaged ({exc})"
+                self._eof = True
+                break
+            self._pending = self._d.unconsumed_tail
+            self._buf += out
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 def _open(path: str) -> tuple[BinaryIO, bytes, bool]:
     try:
         fh: BinaryIO = open(path, "rb")
@@ -157,8 +212,7 @@ def _open(path: str) -> tuple[BinaryIO, bytes, bool]:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     fh.seek(0)
     if head == GZIP_MAGIC:
-        fh = gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[assignment]
-        return fh, b"", True
+        return _GzipStream(fh), b"", True  # type: ignore[return-value]
     return fh, b"", False
 
 
@@ -170,7 +224,10 @@ def read_batches(path: str, stats: ReadStats) -> Iterator[RawBatch]:
             first = fh.read(CHUNK_BYTES)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"{path}: cannot read{' (gzip)' if gz else ''}: {exc}") from None
+        gz_error = getattr(fh, "error", None)
         if len(first) < 4:
+            if gz_error:
+                raise InputError(f"{path}: cannot read (gzip): {gz_error}")
             raise InputError(f"{path}: not a capture file (only {len(first)} bytes)")
         stream = _ChunkStream(fh, first)
         magic = first[:4]
@@ -182,6 +239,10 @@ def read_batches(path: str, stats: ReadStats) -> Iterator[RawBatch]:
             yield from _walk_pcapng(path, stream, stats)
         else:
             raise InputError(f"{path}: not a pcap or pcapng capture (magic {magic.hex()})")
+        gz_error = getattr(fh, "error", None)
+        if gz_error and stats.stopped_at is None:
+            stats.stopped_at = stats.bytes_read
+            stats.stop_reason = gz_error
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         # a compressed stream that breaks in the middle: keep what was read
         stats.stopped_at = stats.bytes_read
@@ -296,15 +357,26 @@ def _idb_tsres(opts: bytes, endian: str) -> float:
         code, length = struct.unpack_from(endian + "HH", opts, i)
         if code == 0:
             break
-        if code == 9 and length >= 1:
+        if code == 9 and length >= 1 and i + 4 < len(opts):
             v = opts[i + 4]
             return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
         i += 4 + ((length + 3) & ~3)
     return 1e-6
 
 
+#: The smallest total length of each block type with fixed fields we read.
+_MIN_BLOCK = {0x0A0D0D0A: 28, 1: 20, 2: 32, 3: 16, 6: 32}
+#: Block types Wireshark shows as frames of their own without a packet in them
+#: (custom blocks, systemd journal entries): they take a frame number, so the
+#: numbers of the packets after them match Wireshark's.
+_FRAME_BLOCKS = frozenset({0x00000BAD, 0x40000BAD, 9})
+#: Block types that carry nothing for the analysis and are expected.
+_QUIET_BLOCKS = frozenset({0x0A0D0D0A, 4, 5, 10})
+
+
 def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBatch]:
     endian = "<"
+    u32 = struct.Struct("<I").unpack_from
     ifaces: list[_Iface] = []
     pos = 0
     frame = 0
@@ -324,7 +396,7 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
             if pos + 12 > n:
                 need_more = True
                 break
-            btype = struct.unpack_from(endian + "I", data, pos)[0]
+            btype = u32(data, pos)[0]
             if btype == 0x0A0D0D0A:
                 bom = data[pos + 8:pos + 12]
                 if bom == b"\x4d\x3c\x2b\x1a":
@@ -336,39 +408,46 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                         raise InputError(f"{path}: pcapng section header with an unknown byte-order magic")
                     stats.stopped_at, stats.stop_reason = st.base + pos, "a section header with an unknown byte-order magic"
                     break
+                u32 = struct.Struct(endian + "I").unpack_from
                 ifaces = []  # interface ids restart in each section
-            blen = struct.unpack_from(endian + "I", data, pos + 4)[0]
-            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
+            elif first_block:
+                raise InputError(f"{path}: pcapng file does not start with a section header")
+            blen = u32(data, pos + 4)[0]
+            if blen < _MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_BLOCK:
                 if first_block:
                     raise InputError(f"{path}: pcapng section header has an impossible length {blen}")
                 stats.stopped_at = st.base + pos
-                stats.stop_reason = f"a block claims length {blen}, which is impossible"
+                stats.stop_reason = f"a block of type 0x{btype:x} claims length {blen}, which is impossible"
                 break
             if pos + blen > n:
                 need_more = True
                 break
+            trailer = u32(data, pos + blen - 4)[0]
+            if trailer != blen:
+                if first_block:
+                    raise InputError(f"{path}: pcapng section header lengths disagree ({blen} and {trailer})")
+                stats.stopped_at = st.base + pos
+                stats.stop_reason = (f"a block of type 0x{btype:x} has two different lengths "
+                                     f"({blen} and {trailer})")
+                break
             first_block = False
             body = pos + 8
             if btype == 6:  # Enhanced Packet Block
-                if blen < 32:
-                    stats.stopped_at, stats.stop_reason = st.base + pos, f"an enhanced packet block of {blen} bytes"
-                    break
                 iid, tsh, tsl, incl, orig = struct.unpack_from(endian + "IIIII", data, body)
                 if iid >= len(ifaces):
                     stats.bad_interface += 1
-                elif incl > blen - 32:
-                    stats.truncated_records += 1
-                    incl = blen - 32
-                    iid = iid  # keep what fits in the block
-                if iid < len(ifaces):
+                else:
+                    if incl > blen - 32:
+                        stats.truncated_records += 1
+                        incl = blen - 32  # keep what fits in the block
+                    elif incl > orig:
+                        stats.truncated_records += 1
                     itf = ifaces[iid]
                     frame += 1
                     t = ((tsh << 32) | tsl) * itf.tsres
                     if t < last_ts:
                         stats.backwards_ts += 1
                     last_ts = t
-                    if incl > orig:
-                        stats.truncated_records += 1
                     frames.append(frame)
                     tss.append(t)
                     offs.append(body + 20)
@@ -379,7 +458,7 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                 if not ifaces:
                     stats.bad_interface += 1
                 else:
-                    orig = struct.unpack_from(endian + "I", data, body)[0]
+                    orig = u32(data, body)[0]
                     incl = min(orig, blen - 16, ifaces[0].snaplen or MAX_CAPLEN)
                     frame += 1
                     frames.append(frame)
@@ -398,6 +477,8 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                     itf = ifaces[iid]
                     frame += 1
                     t = ((tsh << 32) | tsl) * itf.tsres
+                    if t < last_ts:
+                        stats.backwards_ts += 1
                     last_ts = t
                     frames.append(frame)
                     tss.append(t)
@@ -407,8 +488,10 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                     links.append(itf.linktype)
                 else:
                     stats.bad_interface += 1
-            elif btype not in (0x0A0D0D0A, 4, 5, 0x0BAD, 0x40000BAD):
-                # name resolution (4), statistics (5), custom blocks are fine to skip
+            elif btype in _FRAME_BLOCKS:
+                frame += 1
+            elif btype not in _QUIET_BLOCKS:
+                # name resolution (4), statistics (5), decryption secrets (10) are fine to skip
                 stats.skipped_blocks += 1
             pos += blen
         if frames:

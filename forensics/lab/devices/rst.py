@@ -60,7 +60,9 @@ class RstInjector(Device):
                 ttl, ipid = P.choose_ttl(ttl_mode, f.ttl, self.rng), P.choose_ipid(ipid_mode, self.rng)
                 out.append((from_side, reverse_tcp(f, flags, seq, ack, ttl, ipid)))
         if direction in ("server", "both"):
-            for flags, seq, ack in self._resets(end, f.ack):
+            # an in-path device dropped the payload, so the server still expects f.seq
+            start = f.seq if self.params.get("inpath") else end
+            for flags, seq, ack in self._resets(start, f.ack):
                 ttl, ipid = P.choose_ttl(ttl_mode, f.ttl, self.rng), P.choose_ipid(ipid_mode, self.rng)
                 out.append((other(from_side), forward_tcp(f, flags, seq, ack, ttl, ipid)))
         forward = not self.params.get("inpath", False)

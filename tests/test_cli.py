@@ -1,0 +1,85 @@
+"""The command line: formats, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
+
+from conftest import validate
+
+CMD = [sys.executable, "-m", "forensics"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run(CMD + list(args), capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def _refused(path):
+    t = 1_700_000_000.0
+    syn = Ether() / IP(src="192.0.2.10", dst="203.0.113.5", ttl=64) / TCP(sport=41000, dport=8443, flags="S", seq=1000)
+    rst = Ether() / IP(src="203.0.113.5", dst="192.0.2.10", ttl=52) / TCP(sport=8443, dport=41000, flags="RA", seq=0, ack=1001)
+    syn.time, rst.time = t, t + 0.03
+    wrpcap(str(path), [syn, rst])
+
+
+def test_formats_agree(tmp_path):
+    cap = tmp_path / "refused.pcap"
+    _refused(cap)
+    j = run("analyze", str(cap), "--format", "json")
+    assert j.returncode == 0, j.stderr
+    report = validate(json.loads(j.stdout))
+    assert [a["verdict"] for a in report["attempts"]] == ["connection-refused"]
+    assert report["attempts"][0]["class"] == "endpoint"
+    lines = run("analyze", str(cap), "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["a1"]
+    rows = list(csv.DictReader(io.StringIO(run("analyze", str(cap), "--format", "csv").stdout)))
+    assert rows[0]["client_ip"] == "192.0.2.10" and rows[0]["verdict"] == "connection-refused"
+    table = run("analyze", str(cap), "--format", "table").stdout
+    assert "connection-refused" in table and "192.0.2.10:41000" in table
+    out = tmp_path / "r.json"
+    assert run("analyze", str(cap), "-o", str(out), "--format", "json").returncode == 0
+    assert json.loads(out.read_text())["summary"]["attempts"] == 1
+
+
+def test_not_a_capture_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("this is not a capture\n")
+    r = run("analyze", str(bad))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "not a pcap or pcapng" in r.stderr
+
+
+def test_missing_file_exit_2(tmp_path):
+    r = run("analyze", str(tmp_path / "nope.pcap"))
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_output_never_overwrites_input(tmp_path):
+    cap = tmp_path / "refused.pcap"
+    _refused(cap)
+    before = cap.read_bytes()
+    r = run("analyze", str(cap), "-o", str(cap))
+    assert r.returncode == 2 and cap.read_bytes() == before
+
+
+def test_library_dataframe_has_csv_columns(tmp_path):
+    from forensics import analyze
+    from forensics.report import CSV_COLUMNS
+
+    cap = tmp_path / "refused.pcap"
+    _refused(cap)
+    df = analyze(cap).attempts_frame()
+    assert list(df.columns) == CSV_COLUMNS and df.iloc[0]["server_port"] == 8443
+
+
+def test_detectors_command_lists_rules():
+    r = run("detectors")
+    assert r.returncode == 0 and "endpoint.refused" in r.stdout and "false positives" in r.stdout
