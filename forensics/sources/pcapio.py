@@ -222,6 +222,11 @@ def read_batches(path: str, stats: ReadStats) -> Iterator[RawBatch]:
     try:
         try:
             first = fh.read(CHUNK_BYTES)
+            while 0 < len(first) < 28:  # a short read: headers must be whole to be judged
+                more = fh.read(CHUNK_BYTES)
+                if not more:
+                    break
+                first += more
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"{path}: cannot read{' (gzip)' if gz else ''}: {exc}") from None
         gz_error = getattr(fh, "error", None)
