@@ -112,7 +112,7 @@ def tls_server_flight(rng: random.Random) -> bytes:
           + struct.pack("!H", len(exts)) + exts)
     hs = b"\x02" + len(sh).to_bytes(3, "big") + sh
     out = b"\x16\x03\x03" + struct.pack("!H", len(hs)) + hs + b"\x14\x03\x03\x00\x01\x01"
-    n = rng.randint(1000, 2400)
+    n = rng.randint(800, 2000)
     return out + b"\x17\x03\x03" + struct.pack("!H", n) + rng.randbytes(n)
 
 
@@ -316,7 +316,7 @@ class Generator:
         pages = []
         for n in self.names:
             body = (f"<!doctype html><html><head><title>{n}</title></head><body>"
-                    + "<p>lorem ipsum dolor sit amet</p>" * py.randint(5, 60)
+                    + "<p>lorem ipsum dolor sit amet</p>" * py.randint(3, 30)
                     + "</body></html>").encode()
             pages.append(P.segments(f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
                                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -324,7 +324,7 @@ class Generator:
         self.page = seg_table(pages, P)
         self.flight = seg_table([P.segments(tls_server_flight(py)) for _ in range(16)], P)
         self.srv_flight = self.rng.integers(0, 16, len(self.h_ip))
-        self.app = seg_table([P.segments(app_data(py, py.randint(150, 2 * TLS_SEG + 600)))
+        self.app = seg_table([P.segments(app_data(py, py.randint(100, TLS_SEG + 400)))
                               for _ in range(24)], P)
         self.cfin = np.array([P.add(b"\x14\x03\x03\x00\x01\x01\x17\x03\x03\x00\x35"
                                     + py.randbytes(53)) for _ in range(8)])
