@@ -254,6 +254,8 @@ class Generator:
         self.router = add(LOOP_ROUTER, 250, False)
         self.flood_dst = [add("203.0.113.80", 52, False, True, 30_000),
                           add("203.0.113.81", 52, False, True, 30_000)]
+        self.flood_dst6 = [add("2001:db8:2::80", 52, False, False, 30_000),
+                           add("2001:db8:2::81", 52, False, False, 30_000)]
         self._set_hosts(ips, ttl, hid, df, rtt)
         self.ipid_next = self.rng.integers(0, 65536, self.nhid).astype(np.int64)
 
@@ -274,13 +276,11 @@ class Generator:
         self.h_rtt = np.array(rtt, dtype=np.int64)
         self.h_tsb = self.rng.integers(0, 2**32, len(ips)).astype(np.int64)
 
-    def add_flood_hosts(self, ips: list):
+    def add_flood_hosts(self, ips: list[str], a16: np.ndarray):
+        """Append hosts given their text forms and 16-byte (v4: right-aligned) addresses."""
         n0 = len(self.h_ip)
-        a16 = np.zeros((len(ips), 16), dtype=np.uint8)
-        for i, a in enumerate(ips):
-            a16[i, 16 - len(a.packed):] = np.frombuffer(a.packed, dtype=np.uint8)
-        self.h_ip += [str(a) for a in ips]
-        v6 = np.array([a.version == 6 for a in ips])
+        self.h_ip += ips
+        v6 = np.array([":" in a for a in ips])
         self.h_v6 = np.concatenate([self.h_v6, v6])
         self.h_addr16 = np.concatenate([self.h_addr16, a16])
         self.h_addr32 = np.concatenate([self.h_addr32, (a16[:, 12:].astype(np.uint32) << np.array(
@@ -720,12 +720,21 @@ class Generator:
         n6 = int(nflows * 0.2)
         n4 = nflows - n6
         combo = rng.choice(254 * 64512, size=n4, replace=False)
-        v4hosts = self.add_flood_hosts([ipaddress.ip_address(f"192.0.2.{i}")
-                                        for i in range(1, 255)])
-        iid = np.unique(rng.integers(1, 2**63, int(n6 * 1.01) + 10))[:n6]
+        v4 = np.zeros((254, 16), dtype=np.uint8)
+        v4[:, 12:15] = (192, 0, 2)
+        v4[:, 15] = np.arange(1, 255)
+        v4hosts = self.add_flood_hosts([f"192.0.2.{i}" for i in range(1, 255)], v4)
+        # random interface ids with no zero group, so the text form needs no "::"
+        iid = np.unique(rng.integers(1, 2**63, int(n6 * 1.01) + 10, dtype=np.uint64)
+                        | np.uint64(0x0001000100010001))[:n6]
         rng.shuffle(iid)
-        base = 0x20010DB8000100000000000000000000
-        v6hosts = self.add_flood_hosts([ipaddress.IPv6Address(base | int(i)) for i in iid])
+        a16 = np.zeros((len(iid), 16), dtype=np.uint8)
+        a16[:, :8] = np.frombuffer(bytes.fromhex("20010db800010000"), dtype=np.uint8)
+        a16[:, 8:] = iid.astype(">u8").view(np.uint8).reshape(-1, 8)
+        g = iid.astype(np.uint64)
+        txt = ["2001:db8:1:0:%x:%x:%x:%x" % (x >> 48, (x >> 32) & M, (x >> 16) & M, x & M)
+               for x in g.tolist()]
+        v6hosts = self.add_flood_hosts(txt, a16)
         src = np.concatenate([v4hosts[combo % 254], v6hosts])
         sport = np.concatenate([1024 + combo // 254, rng.integers(1024, 65536, n6)])
         perm = rng.permutation(nflows)
@@ -744,14 +753,13 @@ class Generator:
         ref = rng.random(n) < 0.1
         v6 = self.h_v6[c].astype(np.int64)
         seq = rng.integers(0, 2**32, n)
-        for m, dst, dport, verdict, extra in (
-                (~ref, self.flood_dst[0], 80, "inconclusive",
-                 '"accept":["inconclusive","server-timeout","ip-block"]'),
-                (ref, self.flood_dst[1], 8080, "connection-refused", None)):
-            self.truth("tcp", c[m], sp[m], np.full(m.sum(), dst), np.full(m.sum(), dport), None,
-                       verdict, t[m], extra)
-        dst = np.where(ref, self.flood_dst[1], self.flood_dst[0])
+        dst = np.where(v6 == 1, np.where(ref, self.flood_dst6[1], self.flood_dst6[0]),
+                       np.where(ref, self.flood_dst[1], self.flood_dst[0]))
         dport = np.where(ref, 8080, 80)
+        for m, verdict, extra in (
+                (~ref, "inconclusive", '"accept":["inconclusive","server-timeout","ip-block"]'),
+                (ref, "connection-refused", None)):
+            self.truth("tcp", c[m], sp[m], dst[m], dport[m], None, verdict, t[m], extra)
         self.emit(t, T4 + 3 * v6, c, dst, 1, sp, dport, seq, 0, SYN, 512,
                   ttl=rng.integers(40, 65, n), ipid=rng.integers(0, 65536, n), hid=-1, df=0)
         m = ref
