@@ -86,6 +86,8 @@ def parse(raw: bytes) -> Frame:
     elif f.proto == UDP and len(l4) >= 8:
         f.sport, f.dport = struct.unpack("!HH", l4[:4])
         f.payload = l4[8:]
+    elif f.proto in (1, 58):
+        f.payload = l4  # the whole ICMP / ICMPv6 message
     return f
 
 

@@ -109,7 +109,7 @@ class Build:
         procs = []
         for name in self.s.captures:
             node, ifname = CAPTURES[name]
-            p = self.lab.spawn(node, ["tcpdump", "-i", ifname, "-U", "-s", "0", "-n", "-w",
+            p = self.lab.spawn(node, ["tcpdump", "-i", ifname, "-U", "--immediate-mode", "-s", "0", "-n", "-w",
                                       str(out_dir / f"{name}.pcap")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             _wait_line(p, p.stderr, "listening on", 10, f"tcpdump on {node}/{ifname}")

@@ -1,0 +1,393 @@
+"""Phenomenon checks: does a recorded scenario show, on the wire, what it claims?
+
+``verify(name, directory)`` runs the generic checks (the truth lists exactly the
+attempts the captures contain) and the scenario's own check, which asserts the
+phenomenon from the packets: forged resets whose TTL differs from the server's
+and real data after them, a forged DNS answer before the real one, ClientHellos
+retransmitted with no ServerHello, large segments retransmitted while small ones
+pass, and so on.  Each check raises ``AssertionError`` naming what is missing.
+The tests run these on the committed samples (``pcaps/``) and on live recordings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from . import packets as P
+from . import topology as T
+from .capview import Capture, Conn, dns_addresses, dns_rcode
+
+MIN_RACE_S = 0.03  # real answers arrive at least this much after forged ones (2 x 20 ms delay)
+
+
+def need(cond, msg: str) -> None:
+    if not cond:
+        raise AssertionError(msg)
+
+
+def _cap(d: Path, name: str = "client") -> Capture:
+    return Capture(d / f"{name}.pcap")
+
+
+def check_truth(d: Path) -> None:
+    """Every attempt in every capture is in the truth, and nothing else is."""
+    truth = json.loads((d / "truth.json").read_text())
+    need(truth["attempts"], "truth.json lists no attempts")
+    by_cap: dict = {}
+    for a in truth["attempts"]:
+        need(a["class"] and a["verdict"] and a["trigger"], f"incomplete truth entry {a}")
+        by_cap.setdefault(a["capture"], Counter())[
+            (a["kind"], a["client"]["ip"], a["server"]["ip"], a["server"]["port"], a["name"])] += 1
+    pcaps = sorted(p.name for p in d.glob("*.pcap"))
+    need(sorted(by_cap) == pcaps, f"truth covers {sorted(by_cap)}, captures are {pcaps}")
+    for cap, want in by_cap.items():
+        got = Counter(Capture(d / cap).attempts())
+        need(got == want, f"{cap}: attempts in the capture and in the truth differ: "
+                          f"only captured {dict(got - want)}, only in truth {dict(want - got)}")
+
+
+# --- building blocks ------------------------------------------------------------
+
+def forged_resets(c: Conn) -> list:
+    """Resets from the server's address whose TTL differs from the server's SYN-ACK."""
+    ttl = c.server_ttl()
+    return [p for p in c.resets_from_server() if ttl is not None and p.f.ttl != ttl]
+
+
+def assert_injected(c: Conn, ttl: int | None = None, real_after: bool = True, count: int | None = None) -> list:
+    forged = forged_resets(c)
+    need(forged, f"{c.server}:{c.sport} from {c.cport}: no reset with a TTL other than the server's")
+    if ttl is not None:
+        need(all(p.f.ttl == ttl for p in forged), f"forged resets' TTL {[p.f.ttl for p in forged]}, want {ttl}")
+    if count is not None:
+        need(len(forged) == count, f"{len(forged)} forged resets, want {count}")
+    if real_after:
+        later = [p for p in c.down() if p.ts >= forged[0].ts + MIN_RACE_S and p.f.ttl == c.server_ttl()]
+        need(later, f"{c.server}:{c.sport}: nothing from the real server arrived {MIN_RACE_S}s after the forged reset")
+    return forged
+
+
+def assert_completed(c: Conn) -> None:
+    need(c.server_data(), f"{c.server}:{c.sport} ({c.kind_name()[1]}): the server sent no data")
+    need(not forged_resets(c), f"{c.server}:{c.sport}: a reset with a foreign TTL")
+
+
+def assert_blackholed(c: Conn, min_retx: int = 2) -> None:
+    first = c.first_payload()
+    need(first, f"{c.server}:{c.sport}: the client sent no payload")
+    sends = [p for p in c.up() if p.f.payload[:16] == first[:16]]
+    need(len(sends) >= 1 + min_retx, f"{c.server}:{c.sport}: first payload sent {len(sends)}x, want retransmissions")
+    need(not c.server_data(), f"{c.server}:{c.sport}: the server answered")
+    need(not c.resets_from_server(), f"{c.server}:{c.sport}: a reset came back")
+
+
+def assert_syn_unanswered(c: Conn) -> None:
+    need(len(c.up()) >= 2 and all(p.f.flags & P.SYN for p in c.up()), "SYN not retransmitted")
+    need(not c.down(), f"{c.server}:{c.sport}: something came back to an unanswered SYN")
+
+
+def _one(cap: Capture, server: str, port: int, name: str | None = None, i: int = 0) -> Conn:
+    cs = cap.conns_to(server, port, name)
+    need(len(cs) > i, f"{cap.path.name}: no connection #{i} to {server}:{port} {name or ''}")
+    return cs[i]
+
+
+def _forged_dns(cap: Capture, qname: str, qtype: int, hop_ttl: int) -> None:
+    qs = cap.queries_for(qname, qtype)
+    need(qs, f"no query for {qname} type {qtype}")
+    for q in qs:
+        need(len(q.responses) >= 2, f"{qname}: {len(q.responses)} response(s), want forged + real")
+        forged, real = q.responses[0], q.responses[-1]
+        fa, ra = dns_addresses(forged.f.payload), dns_addresses(real.f.payload)
+        need(fa and all(_in_pool(a) for a in fa), f"{qname}: first answer {fa} not from the injector's pool")
+        need(ra and not any(_in_pool(a) for a in ra), f"{qname}: last answer {ra} is not the real one")
+        need(forged.f.ttl == hop_ttl and real.f.ttl == 60, f"{qname}: TTLs forged {forged.f.ttl} real {real.f.ttl}")
+        need(real.ts - forged.ts >= MIN_RACE_S, f"{qname}: real answer only {real.ts - forged.ts:.3f}s later")
+
+
+def _in_pool(addr: str) -> bool:
+    return P.in_net(addr, ["198.51.100.0/24", "2001:db8:bad::/64"])
+
+
+def _clean_dns(cap: Capture, qname: str) -> None:
+    for q in cap.queries_for(qname):
+        need(len(q.responses) == 1, f"{qname}: {len(q.responses)} responses, want 1")
+        need(not any(_in_pool(a) for a in dns_addresses(q.responses[0].f.payload)), f"{qname}: forged answer")
+
+
+A = T.site_addr
+
+
+# --- one check per scenario -------------------------------------------------------
+
+def office_filter(d: Path) -> None:
+    c = _cap(d)
+    for name in ("alice.blogs.example", "bob.blogs.example"):
+        conn = _one(c, A(name), 443, name)
+        forged = assert_injected(conn, ttl=63, real_after=False)
+        need(not conn.server_data(), f"{name}: the server's answer got through an in-path filter")
+    assert_blackholed(_one(c, A("alice.blogs.example"), 80, "alice.blogs.example"))
+    for port in (443, 80):
+        assert_completed(_one(c, A("www.blogs.example"), port, "www.blogs.example"))
+    c2 = _cap(d, "client2")
+    for name, port in (("www.blogs.example", 443), ("alice.blogs.example", 443), ("alice.blogs.example", 80),
+                       ("bob.blogs.example", 443)):
+        assert_completed(_one(c2, A(name), port, name))
+
+
+def transit_injector(d: Path) -> None:
+    for capname, ttl in (("client", 62), ("r1-up", 63)):
+        c = _cap(d, capname)
+        for name in ("www.diary.example", "carol.diary.example"):
+            conn = _one(c, A(name), 443, name)
+            forged = assert_injected(conn, ttl=ttl, count=4)
+            need(forged[0].f.flags == P.RST and all(p.f.flags == P.RST | P.ACK for p in forged[1:]),
+                 "pattern is not RST then RST+ACK")
+        assert_injected(_one(c, A("www.diary.example", True), 443), ttl=ttl)
+        assert_completed(_one(c, A("www.diary.example"), 80))
+        assert_completed(_one(c, A("news.example"), 443))
+    c2 = _cap(d, "client2")
+    for name in ("www.diary.example", "carol.diary.example"):
+        assert_completed(_one(c2, A(name), 443, name))
+
+
+def rst_injector(d: Path) -> None:
+    c = _cap(d)
+    for i in (0, 1):
+        conn = _one(c, A("video.example"), 443, "video.example", i)
+        forged = assert_injected(conn, ttl=126, count=4)
+        need(all(p.f.ipid == 13330 for p in forged), "IP-ID is not the fixed 13330")
+        base = forged[0].f.seq
+        need([p.f.seq - base for p in forged] == [0, 0, 1460, 4380], "seq offsets are not 0/0/1460/4380")
+        need(any(p.f.payload for p in conn.down() if p.ts > forged[0].ts), "the real ServerHello did not arrive after")
+    assert_completed(_one(c, A("img.video.example"), 443, "img.video.example"))
+    assert_completed(_one(c, A("video.example"), 80))
+
+
+def rst_keyword(d: Path) -> None:
+    c = _cap(d)
+    conns = [x for x in c.conns_to(A("search.example"), 80) if b"forbidden" in x.first_payload()]
+    need(len(conns) == 2, f"{len(conns)} keyword connections, want 2")
+    for conn in conns:
+        forged = assert_injected(conn, count=3)
+        need(len({(p.f.seq, p.f.ack, p.f.flags) for p in forged}) == 1, "the three resets are not identical")
+        need(len({p.f.ipid for p in forged}) == 3, "IP-IDs are not random")
+    ok = [x for x in c.conns_to(A("search.example"), 80) if b"forbidden" not in x.first_payload()]
+    assert_completed(ok[0])
+    assert_completed(_one(c, A("search.example"), 443))
+
+
+def rst_injector_v6(d: Path) -> None:
+    c = _cap(d)
+    v6 = A("video.example", True)
+    for conn in c.conns_to(v6, 443, "video.example"):
+        need(conn.client == T.C1_6, "not IPv6")
+        assert_injected(conn, ttl=62, count=1)
+    assert_completed(_one(c, v6, 443, "img.video.example"))
+    assert_completed(_one(c, A("news.example", True), 443))
+
+
+def _dns_injector(d: Path, v6: bool) -> None:
+    c = _cap(d)
+    for qname, qtype in (("www.diary.example", 1), ("www.diary.example", 28), ("video.example", 28 if v6 else 1)):
+        _forged_dns(c, qname, qtype, hop_ttl=62)
+        need(all((":" in q.pkt.f.dst) == v6 for q in c.queries_for(qname)), "wrong transport family")
+    for qname in ("news.example", "shop.example"):
+        _clean_dns(c, qname)
+    assert_completed(_one(c, A("shop.example", v6), 443))
+
+
+def dns_injector(d: Path) -> None:
+    _dns_injector(d, False)
+
+
+def dns_injector_v6(d: Path) -> None:
+    _dns_injector(d, True)
+
+
+def blockpage_injector(d: Path) -> None:
+    c = _cap(d)
+    conns = c.conns_to(A("shop.example"), 80)
+    need(len(conns) == 2, "want two HTTP connections to shop.example")
+    for conn in conns:
+        data = conn.server_data()
+        need(data and data[0].f.payload.startswith(b"HTTP/1.1 403") and data[0].f.flags & P.FIN,
+             "the first response is not a 403 with FIN")
+        need(data[0].f.ttl == 62 and conn.server_ttl() == 60, "forged page TTL should be 62, server's 60")
+        real = [p for p in data if p.f.payload.startswith(b"HTTP/1.1 200")]
+        need(real and real[0].ts - data[0].ts >= MIN_RACE_S, "the real response did not arrive after the page")
+    assert_completed(_one(c, A("news.example"), 80))
+    assert_completed(_one(c, A("shop.example"), 443))
+
+
+def sni_drop(d: Path) -> None:
+    c = _cap(d)
+    for i in (0, 1):
+        assert_blackholed(_one(c, A("video.example"), 443, "video.example", i))
+    assert_completed(_one(c, A("video.example"), 443, "img.video.example"))
+    assert_completed(_one(c, A("video.example"), 80))
+
+
+def host_drop(d: Path) -> None:
+    c = _cap(d)
+    for i in (0, 1):
+        assert_blackholed(_one(c, A("video.example"), 80, "video.example", i))
+    assert_completed(_one(c, A("video.example"), 80, "img.video.example"))
+    assert_completed(_one(c, A("video.example"), 443))
+
+
+def ip_block_drop(d: Path) -> None:
+    c = _cap(d)
+    for ip, port in ((A("archive.example"), 443), (A("archive.example"), 80), (A("archive.example", True), 443)):
+        assert_syn_unanswered(_one(c, ip, port))
+    need(not c.icmp, "ICMP errors in a silent-drop capture")
+    assert_completed(_one(c, A("news.example"), 443))
+
+
+def ip_block_prohibited(d: Path) -> None:
+    c = _cap(d)
+    codes = Counter((p.f.src, p.f.ttl, p.f.payload[0], p.f.payload[1]) for p in c.icmp)
+    need(codes[("192.0.2.130", 63, 3, 13)] >= 2, f"no ICMP admin-prohibited from r2 (TTL 63): {codes}")
+    need(codes[("2001:db8:1:12::2", 63, 1, 1)] >= 1, f"no ICMPv6 admin-prohibited from r2: {codes}")
+    for ip, port in ((A("archive.example"), 443), (A("archive.example"), 80), (A("archive.example", True), 443)):
+        conn = _one(c, ip, port)
+        need(not conn.down(), "the blocked server answered")
+    assert_completed(_one(c, A("news.example"), 443))
+
+
+def pmtu_blackhole(d: Path) -> None:
+    c = _cap(d)
+    conns = [x for x in c.conns_to(A("files.example"), 80) if x.first_payload().startswith(b"POST")]
+    need(len(conns) == 2, "want two POSTs")
+    big, small = sorted(conns, key=lambda x: -sum(len(p.f.payload) for p in x.up()))
+    large = Counter(p.f.seq for p in big.up() if len(p.f.payload) > 1240)
+    need(large and max(large.values()) >= 3, "large segments were not retransmitted")
+    tails = [p.f.seq + len(p.f.payload) for p in big.up() if 0 < len(p.f.payload) <= 1240]
+    acked = [p for p in big.down() if any(_sack_covers(p, t) for t in tails)]
+    need(tails and acked, "the small segment was not acknowledged (SACK) while the large ones vanished")
+    need(not big.server_data(), "the big upload got an answer")
+    need(not c.icmp, "an ICMP error reached the client")
+    assert_completed(small)
+    for conn in c.conns_to(A("files.example"), 80):
+        if conn.first_payload().startswith(b"GET"):
+            assert_completed(conn)
+
+
+def _sack_covers(p, edge: int) -> bool:
+    return p.f.ack >= edge or str(edge) in _sack_blocks(p)
+
+
+def _sack_blocks(p) -> list[str]:
+    raw = p.f.raw
+    ip_off = 14 + (40 if p.f.version == 6 else (raw[14] & 0x0F) * 4)
+    off = (raw[ip_off + 12] >> 4) * 4
+    opts, i, ends = raw[ip_off + 20 : ip_off + off], 0, []
+    while i < len(opts):
+        kind = opts[i]
+        if kind in (0, 1):
+            i += 1
+            continue
+        ln = opts[i + 1] if i + 1 < len(opts) else 0
+        if kind == 5:
+            for j in range(i + 2, i + ln, 8):
+                ends.append(str(int.from_bytes(opts[j + 4 : j + 8], "big")))
+        i += max(ln, 2)
+    return ends
+
+
+def ecn_blackhole(d: Path) -> None:
+    c = _cap(d)
+    news, shop = c.conns_to(A("news.example"), 80), c.conns_to(A("shop.example"), 80)
+    need(len(news) == 2 and len(shop) == 2, "want two connections to each of news and shop")
+    ecn_syn = P.SYN | P.ECE | P.CWR
+    dead = news[0]
+    need(all(p.f.flags == ecn_syn for p in dead.up()) and len(dead.up()) >= 2, "ECN SYNs not retransmitted")
+    need(not dead.down(), "an ECN SYN was answered")
+    assert_completed(news[1])
+    need(news[1].up()[0].f.flags == P.SYN, "the control SYN asks for ECN")
+    fb = shop[0]
+    syns = [p for p in fb.up() if p.f.flags & P.SYN]
+    need(syns[0].f.flags == ecn_syn and syns[-1].f.flags == P.SYN, "fallback: ECN SYN then plain SYN expected")
+    need(fb.synack() and fb.synack().ts > syns[-1].ts, "the plain SYN was not the one answered")
+    assert_completed(fb)
+
+
+def idle_timeout_reset(d: Path) -> None:
+    c = _cap(d)
+    conns = c.conns_to(A("news.example"), 80)
+    need(len(conns) == 2, "want two keep-alive connections")
+    reset, ok = conns
+    req2 = [p for p in reset.up() if p.f.payload.startswith(b"GET /again")]
+    need(req2, "no second request")
+    before = [p for p in reset.pkts if p.ts < req2[0].ts]
+    need(req2[0].ts - before[-1].ts >= 2.0, "no idle gap before the second request")
+    forged = assert_injected(reset, ttl=63, count=1, real_after=False)
+    need(forged[0].ts - req2[0].ts < MIN_RACE_S, "the reset came later than an on-path box at hop 2 could send it")
+    assert_completed(ok)
+    need(len([p for p in ok.server_data() if p.f.payload.startswith(b"HTTP/1.1 200")]) == 2, "control lost an answer")
+
+
+def tls_intolerance(d: Path) -> None:
+    c = _cap(d)
+    for name in ("news.example", "shop.example"):
+        conns = c.conns_to(A(name), 443, name)
+        big = [x for x in conns if P.tls_client_hello(x.first_payload())[2] > len(x.first_payload())]
+        small = [x for x in conns if x not in big]
+        need(big and small, f"{name}: want big and small ClientHellos")
+        for conn in big:
+            need(P.tls_client_hello(conn.first_payload())[2] > 1460, "the big ClientHello fits in one segment")
+            assert_blackholed(conn)
+        for conn in small:
+            assert_completed(conn)
+
+
+def benign_browsing(d: Path) -> None:
+    for capname in ("client", "client2"):
+        c = _cap(d, capname)
+        for conn in c.conns:
+            assert_completed(conn)
+        for q in c.queries:
+            need(len(q.responses) == 1, f"{q.qname}: {len(q.responses)} responses")
+    c = _cap(d)
+    aborted = [x for x in c.conns_to(A("shop.example"), 80)]
+    need(aborted and any(p.f.flags & P.RST for p in aborted[0].up()), "the client abort sent no RST")
+    nx = c.queries_for("nosuch.example")
+    need(nx and dns_rcode(nx[0].responses[0].f.payload) == 3, "NXDOMAIN missing")
+
+
+def benign_failures(d: Path) -> None:
+    c = _cap(d)
+    news = A("news.example")
+    for ip in (news, A("news.example", True)):
+        refused = _one(c, ip, 8443)
+        rst = refused.resets_from_server()
+        need(rst and rst[0].f.flags & P.ACK and rst[0].f.ttl == 60, "no kernel RST+ACK (TTL 60) to the SYN")
+    reset = _one(c, news, 8081)
+    need(reset.server_ttl() == 60 and [p.f.ttl for p in reset.resets_from_server()] == [60],
+         "the server's own reset (TTL 60) is missing")
+    silent = _one(c, news, 8082)
+    need(not silent.server_data() and not silent.resets_from_server(), "the silent server answered")
+    need(any(p.f.flags & P.FIN for p in silent.up()), "the client did not give up with FIN")
+    for qtype in (1, 28):
+        q = c.queries_for("broken.example", qtype)
+        need(q and dns_rcode(q[0].responses[0].f.payload) == 2, "SERVFAIL missing")
+    assert_completed(_one(c, news, 443))
+
+
+CHECKS = {
+    "office-filter": office_filter, "transit-injector": transit_injector, "rst-injector": rst_injector,
+    "rst-keyword": rst_keyword, "rst-injector-v6": rst_injector_v6, "dns-injector": dns_injector,
+    "dns-injector-v6": dns_injector_v6, "blockpage-injector": blockpage_injector, "sni-drop": sni_drop,
+    "host-drop": host_drop, "ip-block-drop": ip_block_drop, "ip-block-prohibited": ip_block_prohibited,
+    "pmtu-blackhole": pmtu_blackhole, "ecn-blackhole": ecn_blackhole, "idle-timeout-reset": idle_timeout_reset,
+    "tls-intolerance": tls_intolerance, "benign-browsing": benign_browsing, "benign-failures": benign_failures,
+}
+
+
+def verify(name: str, directory: str | Path) -> None:
+    d = Path(directory)
+    check_truth(d)
+    CHECKS[name](d)
+
