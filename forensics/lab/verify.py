@@ -19,7 +19,8 @@ from . import packets as P
 from . import topology as T
 from .capview import Capture, Conn, dns_addresses, dns_rcode
 
-MIN_RACE_S = 0.03  # real answers arrive at least this much after forged ones (2 x 20 ms delay)
+# real answers cross the delayed long-haul link twice after the injector saw the trigger
+MIN_RACE_S = 0.9 * 2 * T.DELAY_MS / 1000
 
 
 def need(cond, msg: str) -> None:

@@ -107,32 +107,75 @@ class Reassembler:
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)
-        a = (t["src_hi"], t["src_lo"], t["sport"])
-        b = (t["dst_hi"], t["dst_lo"], t["dport"])
-        swap = (a[0] > b[0]) | ((a[0] == b[0]) & ((a[1] > b[1]) | ((a[1] == b[1]) & (a[2] > b[2]))))
-        keys = np.empty(len(t), KEY_DTYPE)
-        keys["ah"] = np.where(swap, b[0], a[0])
-        keys["al"] = np.where(swap, b[1], a[1])
-        keys["ap"] = np.where(swap, b[2], a[2])
-        keys["bh"] = np.where(swap, a[0], b[0])
-        keys["bl"] = np.where(swap, a[1], b[1])
-        keys["bp"] = np.where(swap, a[2], b[2])
-        uniq, inv = np.unique(keys, return_inverse=True)
-        order = np.argsort(inv, kind="stable")
-        bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+        t, starts = _group_by_flow(t)
+        n, G = len(t), len(starts)
+        bounds = np.append(starts, n)
+        sizes = np.diff(bounds)
+        rowgroup = np.repeat(np.arange(G), sizes)
+        flags = t["flags"]
+        pure = (flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN
+        # a group needs the careful path when a SYN in it may start a new connection
+        odd_syn = pure & ((t["seq"] != t["seq"][starts][rowgroup]) | ~pure[starts][rowgroup])
+        any_pure = np.add.reduceat(pure.astype(np.int32), starts) > 0
+        any_odd = np.add.reduceat(odd_syn.astype(np.int32), starts) > 0
+        keys = _canonical_keys(t[starts]).tolist()
         flows = self.flows
-        for gi, key in enumerate(uniq.tolist()):
-            grp = t[order[bounds[gi]:bounds[gi + 1]]]
-            state = flows.get(key)
-            if state is None:
-                state = self._new_flow(key, input_idx, grp[0])
+        states: list[TcpState | None] = [None] * G
+        chi = np.zeros(G, np.uint64)
+        clo = np.zeros(G, np.uint64)
+        cpt = np.zeros(G, np.uint16)
+        for g, key in enumerate(keys):
+            st = flows.get(key)
+            fresh = st is None
+            if fresh:
+                st = self._new_flow(key, input_idx, t[int(starts[g])])
             else:
                 flows.move_to_end(key)
-            self._add_tcp(key, state, input_idx, grp, buf)
+            if any_odd[g] or (any_pure[g] and not fresh):
+                self._add_tcp(key, st, input_idx, t[int(starts[g]):int(bounds[g + 1])], buf)
+                continue
+            states[g] = st
+            chi[g], clo[g], cpt[g] = st.c_key
+        fast = np.array([s is not None for s in states], bool)
+        if fast.any():
+            self._absorb_fast(input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt)
         while len(flows) > self.max_flows:
             _, old = flows.popitem(last=False)
             self.stats.evicted += 1
             self.emit(finish_tcp(old))
+
+    def _absorb_fast(self, input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt) -> None:
+        """Absorb whole groups at once: counters by reduceat, rows by one gather."""
+        is_c = (t["src_hi"] == chi[rowgroup]) & (t["src_lo"] == clo[rowgroup]) & (t["sport"] == cpt[rowgroup])
+        dirs = np.where(is_c, C2S, S2C).astype(np.uint8)
+        seg = np.empty(len(t), SEG_DTYPE)
+        for name in ("frame", "ts", "ttl", "ipid", "df", "flags", "seq", "ack", "win", "plen", "tos"):
+            seg[name] = t[name]
+        seg["dir"] = dirs
+        seg["input"] = input_idx
+        plen = t["plen"].astype(np.int64)
+        nc = np.add.reduceat(is_c.astype(np.int64), starts).tolist()
+        bc = np.add.reduceat(np.where(is_c, plen, 0), starts).tolist()
+        bs = np.add.reduceat(np.where(is_c, 0, plen), starts).tolist()
+        last = np.maximum.reduceat(t["ts"], starts).tolist()
+        sizes = np.diff(bounds).tolist()
+        b = bounds.tolist()
+        for g, st in enumerate(states):
+            if st is None:
+                continue
+            st.count(nc[g], sizes[g] - nc[g], bc[g], bs[g], last[g])
+            part = seg[b[g]:b[g + 1]]
+            if st.base_seq[0] is None or st.base_seq[1] is None:
+                st.set_bases(part)
+            st._keep(part)
+        fast_row = fast[rowgroup]
+        for i in np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0)).tolist():
+            states[rowgroup[i]]._syn(t[i], int(dirs[i]), buf)
+        for i in np.flatnonzero(fast_row & (t["caplen_pay"] > 0)).tolist():
+            st = states[rowgroup[i]]
+            d = int(dirs[i])
+            if st.wants(d):
+                st.piece(t[i], d, buf)
 
     def _new_flow(self, key: tuple, input_idx: int, first: np.void) -> TcpState:
         # provisional stream key: where the connection's first packet is; the
@@ -248,6 +291,50 @@ class Reassembler:
         self.flows.clear()
         for key in list(self.dns):
             self._finish_dns(key)
+
+
+def _canonical_keys(t: np.ndarray) -> np.ndarray:
+    """The flow key of each packet, the same in both directions."""
+    a0, a1, a2 = t["src_hi"], t["src_lo"], t["sport"]
+    b0, b1, b2 = t["dst_hi"], t["dst_lo"], t["dport"]
+    swap = (a0 > b0) | ((a0 == b0) & ((a1 > b1) | ((a1 == b1) & (a2 > b2))))
+    keys = np.empty(len(t), KEY_DTYPE)
+    keys["ah"] = np.where(swap, b0, a0)
+    keys["al"] = np.where(swap, b1, a1)
+    keys["bh"] = np.where(swap, a0, b0)
+    keys["bl"] = np.where(swap, a1, b1)
+    keys["ap"] = np.where(swap, b2, a2)
+    keys["bp"] = np.where(swap, a2, b2)
+    return keys
+
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def _group_by_flow(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by flow (stable, so arrival order holds within a flow) and group starts.
+
+    Groups by a 64-bit mix of the key (one integer sort), then checks that every
+    row of a group has the group's exact key; on a collision it falls back to
+    sorting the full keys.
+    """
+    keys = _canonical_keys(t)
+    with np.errstate(over="ignore"):
+        h = keys["ah"] * _M1 ^ keys["al"] * _M2
+        h = (h ^ (h >> np.uint64(29))) * _M1 ^ keys["bh"] * _M2 ^ keys["bl"]
+        h = (h ^ (h >> np.uint64(31))) * _M2 ^ (keys["ap"].astype(np.uint64) << np.uint64(16)) ^ keys["bp"].astype(np.uint64)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
+    ks = keys[order]
+    gid = np.cumsum(np.concatenate(([False], hs[1:] != hs[:-1])))
+    if not np.array_equal(ks, ks[starts][gid]):
+        _, inv = np.unique(keys, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        inv = inv[order]
+        starts = np.flatnonzero(np.concatenate(([True], inv[1:] != inv[:-1])))
+    return t[order], starts
 
 
 def _addr_key(ip: str) -> tuple[int, int]:

@@ -117,46 +117,56 @@ class TcpState:
         return base is not None and int(syn["seq"]) != base
 
     def absorb(self, input_idx: int, rows: np.ndarray, buf: np.ndarray) -> None:
-        n = len(rows)
-        if n == 0:
+        """Take rows of this connection one group at a time (the careful path)."""
+        if len(rows) == 0:
             return
         dirs = self._dirs(rows)
-        flags = rows["flags"]
-        plen = rows["plen"]
+        plen = rows["plen"].astype(np.int64)
         c2s = dirs == C2S
         nc = int(c2s.sum())
-        self.packets[0] += nc
-        self.packets[1] += n - nc
-        self.pbytes[0] += int(plen[c2s].sum())
-        self.pbytes[1] += int(plen[~c2s].sum())
-        for d in (C2S, S2C):
-            if self.base_seq[d] is None:
-                idx = np.flatnonzero(dirs == d)
-                if len(idx):
-                    r = rows[idx[0]]
-                    self.base_seq[d] = int(r["seq"]) if r["flags"] & TCP_SYN else (int(r["seq"]) - 1) & U32
-        self.last_ts = max(self.last_ts, float(rows["ts"][-1]))
-        seg = np.empty(n, SEG_DTYPE)
+        self.count(nc, len(rows) - nc, int(plen[c2s].sum()), int(plen[~c2s].sum()), float(rows["ts"].max()))
+        seg = np.empty(len(rows), SEG_DTYPE)
         for name in ("frame", "ts", "ttl", "ipid", "df", "flags", "seq", "ack", "win", "plen", "tos"):
             seg[name] = rows[name]
         seg["dir"] = dirs
         seg["input"] = input_idx
+        self.set_bases(seg)
         self._keep(seg)
-        syn_idx = np.flatnonzero(flags & TCP_SYN)
-        for i in syn_idx:
+        for i in np.flatnonzero(rows["flags"] & TCP_SYN).tolist():
             self._syn(rows[i], int(dirs[i]), buf)
-        has_pay = np.flatnonzero((rows["caplen_pay"] > 0))
-        for i in has_pay:
+        for i in np.flatnonzero(rows["caplen_pay"] > 0).tolist():
             d = int(dirs[i])
-            if not self.want_all and (self.piece_bytes[d] >= PAYLOAD_CAP or len(self.pieces[d]) >= MAX_PIECES):
-                continue
-            if self.want_all and self.piece_bytes[d] >= PAYLOAD_CAP * 4:
-                continue
-            r = rows[i]
-            p = int(r["pay"])
-            data = buf[p:p + int(r["caplen_pay"])].tobytes()
-            self.pieces[d].append((int(r["seq"]), int(r["frame"]), data, float(r["ts"])))
-            self.piece_bytes[d] += len(data)
+            if self.wants(d):
+                self.piece(rows[i], d, buf)
+
+    def count(self, nc: int, ns: int, bc: int, bs: int, last_ts: float) -> None:
+        self.packets[0] += nc
+        self.packets[1] += ns
+        self.pbytes[0] += bc
+        self.pbytes[1] += bs
+        if last_ts > self.last_ts:
+            self.last_ts = last_ts
+
+    def set_bases(self, seg: np.ndarray) -> None:
+        """The first sequence number seen in each direction (Wireshark's base_seq)."""
+        for d in (C2S, S2C):
+            if self.base_seq[d] is None:
+                idx = np.flatnonzero(seg["dir"] == d)
+                if len(idx):
+                    r = seg[idx[0]]
+                    self.base_seq[d] = int(r["seq"]) if r["flags"] & TCP_SYN else (int(r["seq"]) - 1) & U32
+
+    def wants(self, d: int) -> bool:
+        """Whether payload bytes in direction ``d`` are still worth keeping."""
+        if self.want_all:
+            return self.piece_bytes[d] < PAYLOAD_CAP * 4
+        return self.piece_bytes[d] < PAYLOAD_CAP and len(self.pieces[d]) < MAX_PIECES
+
+    def piece(self, r: np.void, d: int, buf: np.ndarray) -> None:
+        p = int(r["pay"])
+        data = buf[p:p + int(r["caplen_pay"])].tobytes()
+        self.pieces[d].append((int(r["seq"]), int(r["frame"]), data, float(r["ts"])))
+        self.piece_bytes[d] += len(data)
 
     def _keep(self, seg: np.ndarray) -> None:
         room = MAX_DETAIL - self.n_detail
@@ -224,90 +234,108 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None) 
     return bytes(out), tuple(frames), first_sends
 
 
-_LETTERS = {"syn": "S", "synack": "H", "ack": "A", "data": "D", "fin": "F", "rst": "R",
-            "retrans": "T", "zero": "W", "multi": "Q"}
+# SEG_DTYPE field positions in a row tuple (``segs.tolist()``)
+_FRAME, _TS, _DIR, _TTL, _IPID, _DF, _FLAGS, _SEQ, _ACK, _WIN, _PLEN, _TOS, _INPUT = range(13)
+_LOG_LETTERS = ("T", "W", "t", "w")
+_NOTED_AT = (1, 10, 100, 1000, 10000)
 
 
-def history(segs: np.ndarray, retrans: np.ndarray) -> str:
-    """A Zeek-style history: upper case for the client, lower for the server.
-
-    Each letter is noted once per direction, except T (retransmission) and W
-    (zero window), which are noted at their 1st, 10th, 100th ... occurrence.
-    """
-    out: list[str] = []
-    seen: set[str] = set()
-    counts: dict[str, int] = {}
-    for row, rt in zip(segs.tolist(), retrans.tolist()):
-        f, d, plen, win = row[6], row[2], row[10], row[9]
-        letters = []
-        if f & TCP_SYN and f & (TCP_FIN | TCP_RST):
-            letters.append("Q")
-        elif f & TCP_SYN:
-            letters.append("H" if f & TCP_ACK else "S")
-        if f & TCP_FIN:
-            letters.append("F")
-        if f & TCP_RST:
-            letters.append("R")
-        if plen > 0:
-            letters.append("T" if rt else "D")
-        elif f & TCP_ACK and not f & (TCP_SYN | TCP_FIN | TCP_RST):
-            letters.append("A")
-        if win == 0 and not f & (TCP_SYN | TCP_RST):
-            letters.append("W")
-        for ch in letters:
-            ch = ch if d == C2S else ch.lower()
-            if ch.upper() in ("T", "W"):
-                c = counts.get(ch, 0) + 1
-                counts[ch] = c
-                if c in (1, 10, 100, 1000, 10000):
-                    out.append(ch)
-            elif ch not in seen:
-                seen.add(ch)
-                out.append(ch)
-    return "".join(out)
-
-
-def retransmissions(segs: np.ndarray, base: list[int | None]) -> np.ndarray:
-    """Per row: a payload segment whose bytes were all sent before in its direction."""
-    out = np.zeros(len(segs), bool)
-    for d in (C2S, S2C):
-        idx = np.flatnonzero((segs["dir"] == d) & (segs["plen"] > 0))
-        if len(idx) < 2:
-            continue
-        b = base[d] if base[d] is not None else int(segs["seq"][idx[0]])
-        rel = (segs["seq"][idx].astype(np.int64) - b) & U32
-        rel = np.where(rel >= 1 << 31, rel - (1 << 32), rel)
-        end = rel + segs["plen"][idx]
-        prev = np.maximum.accumulate(np.concatenate(([np.iinfo(np.int64).min], end[:-1])))
-        out[idx] = end <= prev
+def _letters(f: int, plen: int, win: int, rt: bool) -> str:
+    out = ""
+    if f & TCP_SYN and f & (TCP_FIN | TCP_RST):
+        out += "Q"
+    elif f & TCP_SYN:
+        out += "H" if f & TCP_ACK else "S"
+    if f & TCP_FIN:
+        out += "F"
+    if f & TCP_RST:
+        out += "R"
+    if plen > 0:
+        out += "T" if rt else "D"
+    elif f & TCP_ACK and not f & (TCP_SYN | TCP_FIN | TCP_RST):
+        out += "A"
+    if win == 0 and not f & (TCP_SYN | TCP_RST):
+        out += "W"
     return out
 
 
+def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[bool], str]:
+    """One pass over a connection's rows: which are retransmissions, and the history.
+
+    The history is Zeek's: upper case for the client, lower for the server; each
+    letter noted once per direction, except T (retransmitted data) and W (zero
+    window), noted at their 1st, 10th, 100th ... occurrence.
+    """
+    high: list[int | None] = [None, None]
+    starts = list(base)
+    retrans = []
+    hist: list[str] = []
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    for r in rows:
+        d, plen = r[_DIR], r[_PLEN]
+        rt = False
+        if plen > 0:
+            if starts[d] is None:
+                starts[d] = r[_SEQ] - 1
+            rel = (r[_SEQ] - starts[d]) & U32
+            if rel >= 1 << 31:
+                rel -= 1 << 32
+            end = rel + plen
+            h = high[d]
+            rt = h is not None and end <= h
+            if h is None or end > h:
+                high[d] = end
+        retrans.append(rt)
+        for ch in _letters(r[_FLAGS], plen, r[_WIN], rt):
+            if d:
+                ch = ch.lower()
+            if ch in _LOG_LETTERS:
+                c = counts.get(ch, 0) + 1
+                counts[ch] = c
+                if c in _NOTED_AT:
+                    hist.append(ch)
+            elif ch not in seen:
+                seen.add(ch)
+                hist.append(ch)
+    return retrans, "".join(hist)
+
+
+def history(segs: np.ndarray, base: list[int | None] | None = None) -> str:
+    """The Zeek-style history of a connection's rows."""
+    return _walk(segs.tolist(), base or [None, None])[1]
+
+
 def finish_tcp(s: TcpState) -> TcpConn:
-    segs = np.concatenate(s.chunks) if s.chunks else np.empty(0, SEG_DTYPE)
-    c_start = None
-    syn_rows = segs[(segs["dir"] == C2S) & ((segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN)]
-    if len(syn_rows):
-        c_start = (int(syn_rows["seq"][0]) + 1) & U32
-    sa_rows = segs[(segs["dir"] == S2C) & ((segs["flags"] & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))]
-    s_start = (int(sa_rows["seq"][0]) + 1) & U32 if len(sa_rows) else None
+    segs = np.concatenate(s.chunks) if len(s.chunks) > 1 else (s.chunks[0] if s.chunks else np.empty(0, SEG_DTYPE))
+    rows = segs.tolist()
+    c_start = s_start = None
+    first_pay_ts = None
+    for r in rows:
+        f = r[_FLAGS]
+        if f & TCP_SYN:
+            if r[_DIR] == C2S and not f & TCP_ACK and c_start is None:
+                c_start = (r[_SEQ] + 1) & U32
+            elif r[_DIR] == S2C and f & TCP_ACK and s_start is None:
+                s_start = (r[_SEQ] + 1) & U32
+        if first_pay_ts is None and r[_DIR] == C2S and r[_PLEN] > 0:
+            first_pay_ts = r[_TS]
     cpay, cframes, csends = _reassemble(s.pieces[C2S], c_start)
     spay, sframes, _ = _reassemble(s.pieces[S2C], s_start)
-    rt = retransmissions(segs, s.base_seq)
-    first_pay_ts = None
-    cp = np.flatnonzero((segs["dir"] == C2S) & (segs["plen"] > 0))
-    if len(cp):
-        first_pay_ts = float(segs["ts"][cp[0]])
+    rt, hist = _walk(rows, s.base_seq)
     markers = []
-    for r in segs[(segs["flags"] & (TCP_FIN | TCP_RST)) != 0]:
-        f = int(r["flags"])
-        ts = float(r["ts"])
-        after = first_pay_ts is not None and ts >= first_pay_ts
-        markers.append(Marker(
-            kind="rst" if f & TCP_RST else "fin", frame=int(r["frame"]), input=int(r["input"]), ts=ts,
-            dir=int(r["dir"]), flags=f, seq=int(r["seq"]), ack=int(r["ack"]), ttl=int(r["ttl"]),
-            ipid=int(r["ipid"]), win=int(r["win"]), plen=int(r["plen"]), after_payload=after,
-            since_payload_ms=round((ts - first_pay_ts) * 1000, 3) if after else None))
+    nrt = [0, 0]
+    for r, is_rt in zip(rows, rt):
+        if is_rt:
+            nrt[r[_DIR]] += 1
+        f = r[_FLAGS]
+        if f & (TCP_FIN | TCP_RST):
+            ts = r[_TS]
+            after = first_pay_ts is not None and ts >= first_pay_ts
+            markers.append(Marker(
+                kind="rst" if f & TCP_RST else "fin", frame=r[_FRAME], input=r[_INPUT], ts=ts, dir=r[_DIR],
+                flags=f, seq=r[_SEQ], ack=r[_ACK], ttl=r[_TTL], ipid=r[_IPID], win=r[_WIN], plen=r[_PLEN],
+                after_payload=after, since_payload_ms=round((ts - first_pay_ts) * 1000, 3) if after else None))
     c, sv = s.c_key, s.s_key
     return TcpConn(
         input=s.input, stream=s.stream,
@@ -317,6 +345,5 @@ def finish_tcp(s: TcpState) -> TcpConn:
         syn=s.syn, synack=s.synack, syn_count=s.syn_count,
         client_payload=cpay, client_payload_frames=cframes, client_payload_sends=max(csends, 1 if cpay else 0),
         server_payload=spay, server_payload_frames=sframes, markers=tuple(markers),
-        retransmissions=(int(rt[segs["dir"] == C2S].sum()), int(rt[segs["dir"] == S2C].sum())),
-        icmp=tuple(s.icmp), history=history(segs, rt), first_ts=s.first_ts, last_ts=s.last_ts,
-        detail_capped=s.capped)
+        retransmissions=(nrt[0], nrt[1]), icmp=tuple(s.icmp), history=hist, first_ts=s.first_ts,
+        last_ts=s.last_ts, detail_capped=s.capped)

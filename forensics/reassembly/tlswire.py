@@ -93,6 +93,8 @@ def _sni(ext: bytes) -> str:
         ntype = ext[pos]
         ln = (ext[pos + 1] << 8) | ext[pos + 2]
         if ntype == 0:
+            if pos + 3 + ln > end:
+                return ""  # a name running past its list: a lie or a cut, not a name
             return ext[pos + 3:pos + 3 + ln].decode("ascii", "backslashreplace").lower()
         pos += 3 + ln
     return ""

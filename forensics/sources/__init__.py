@@ -66,7 +66,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
     start = done[0]
     try:
         for raw in read_batches(path, stats):
-            rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype)
+            rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype, raw.origlen)
             counts += np.bincount(rows["status"], minlength=6)[:6]
             if info.first_ts is None and len(rows):
                 info.first_ts = float(rows["ts"][0])

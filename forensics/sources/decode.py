@@ -121,8 +121,13 @@ def _link(g: _Gather, off: np.ndarray, end: np.ndarray, lt: np.ndarray):
 
 
 def decode(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
-           caplen: np.ndarray, linktype: np.ndarray) -> np.ndarray:
-    """Decode a batch of records into a structured array of ``PKT_DTYPE``."""
+           caplen: np.ndarray, linktype: np.ndarray, origlen: np.ndarray | None = None) -> np.ndarray:
+    """Decode a batch of records into a structured array of ``PKT_DTYPE``.
+
+    ``origlen`` (the length on the wire) bounds what an IP header may claim: an
+    IP total length beyond the frame is a lie, and the frame's length is used,
+    as Wireshark does.
+    """
     n = len(frame)
     out = np.zeros(n, PKT_DTYPE)
     out["frame"], out["ts"], out["rec"] = frame, ts, off
@@ -130,6 +135,8 @@ def decode(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
         return out
     g = _Gather(buf)
     end = off + caplen.astype(np.int64)
+    # where the frame ends on the wire (past ``end`` when the capture cut it short)
+    wire_end = end if origlen is None else np.maximum(off + origlen.astype(np.int64), end)
     l3, et, status = _link(g, off, end, linktype)
     out["l3"] = l3
 
@@ -163,7 +170,7 @@ def decode(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
         out["dst_hi"][v4] = V4_MAPPED_HI
         out["dst_lo"][v4] = V4_MAPPED_TAG | g.u32(o + 16).astype(np.uint64)
         l4[v4] = np.where(good, o + ihl, -1)
-        claimed[v4] = o + tot
+        claimed[v4] = np.minimum(o + tot, wire_end[v4])
         ipend[v4] = np.minimum(o + tot, e)
         st = status[v4]
         st[:] = np.where(good, ST_OK, ST_BAD_IP)
@@ -185,7 +192,7 @@ def decode(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
         out["dst_hi"][v6] = g.u64(o + 24)
         out["dst_lo"][v6] = g.u64(o + 32)
         l4[v6] = np.where(good, o + 40, -1)
-        claimed[v6] = o + 40 + plen
+        claimed[v6] = np.minimum(o + 40 + plen, wire_end[v6])
         ipend[v6] = np.minimum(o + 40 + plen, e)
         status[v6] = np.where(good, ST_OK, ST_BAD_IP)
         out["ipver"][v6] = 6

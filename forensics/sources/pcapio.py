@@ -40,6 +40,9 @@ MAX_CAPLEN = 262_144
 #: pcapng blocks larger than this are treated as corrupt (no legitimate block
 #: carries more than one maximal packet plus options).
 MAX_BLOCK = MAX_CAPLEN + 65_536
+#: The last second of the year 9999: a pcapng timestamp past it (a huge count of
+#: ticks, or a coarse if_tsresol) is corruption and cannot even be printed.
+MAX_TS = 253_402_300_799.0
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -75,7 +78,7 @@ class RawBatch:
     ts: np.ndarray  # float64 seconds since the epoch
     off: np.ndarray  # int64
     caplen: np.ndarray  # int32
-    origlen: np.ndarray  # int32
+    origlen: np.ndarray  # int64: a record may claim up to 4 GB on the wire
     linktype: np.ndarray  # int32
 
     def __len__(self) -> int:
@@ -95,6 +98,7 @@ class ReadStats:
     oversize_records: int = 0
     bad_interface: int = 0
     backwards_ts: int = 0
+    bad_ts: int = 0
     stopped_at: int | None = None
     stop_reason: str = ""
     trailing_bytes: int = 0
@@ -116,6 +120,9 @@ class ReadStats:
                        f"described; they were skipped")
         if self.skipped_blocks:
             out.append(f"{self.skipped_blocks} pcapng blocks of unknown or unused types were skipped")
+        if self.bad_ts:
+            out.append(f"{self.bad_ts} records have a timestamp after the year 9999; the timestamp of the "
+                       f"record before them was used")
         if self.backwards_ts:
             out.append(f"{self.backwards_ts} records have a timestamp earlier than the record before them")
         return out
@@ -147,49 +154,68 @@ class _GzipStream:
     """A gzip reader that keeps what decompressed before damage or a cut.
 
     ``gzip.GzipFile.read`` raises on a truncated or corrupt stream and loses the
-    bytes it had decompressed in that call; a capture cut in the middle of its
-    gzip stream should still give its first packets. This decompresses member
-    by member with a bounded output per call (no memory blow-up on a
-    decompression bomb) and records the first error in ``error``.
+    bytes it had decompressed in that call; a capture cut or damaged in the
+    middle of its gzip stream should still give the packets before the damage.
+    This feeds the decompressor small pieces (so an error loses at most one
+    piece's output), bounds the output per call (no memory blow-up on a
+    decompression bomb), follows concatenated members, and records the first
+    error in ``error``.
     """
 
     RAW_CHUNK = 1 << 20
+    PIECE = 1 << 14
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._pending = b""
+        self._pending = memoryview(b"")  # compressed bytes not yet fed
         self._started = False  # the current member has received input
         self._buf = bytearray()
         self._eof = False
+        self._piece = self.PIECE
         self.error: str | None = None
 
     def read(self, n: int) -> bytes:
         while len(self._buf) < n and not self._eof:
             if self._d.eof:  # a member ended: another may follow
-                rest = self._d.unused_data + self._pending
+                rest = bytes(self._d.unused_data) + bytes(self._pending)
                 self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self._started = False
-                self._pending = rest
-            if not self._pending:
-                self._pending = self._raw.read(self.RAW_CHUNK)
-                if not self._pending:
+                self._pending = memoryview(rest)
+            if not len(self._pending):
+                more = self._raw.read(self.RAW_CHUNK)
+                if not more:
                     self._eof = True
-                    if self._started and not self._d.eof:
+                    if self._started:
                         self.error = "the compressed stream ends early"
                     break
-            if not self._started and self._d.eof is False and not self._pending.strip(b"\0"):
-                self._eof = True  # trailing zero padding after the last member
+                self._pending = memoryview(more)
+            if not self._started and not bytes(self._pending[:self.PIECE]).strip(b"\0"):
+                self._eof = True  # zero padding after the last member (tape and dd tails)
                 break
             self._started = True
+            piece = self._pending[:self._piece]
+            saved = self._d.copy()
             try:
-                out = self._d.decompress(self._pending, max(n - len(self._buf), 1 << 16))
+                out = self._d.decompress(piece, max(n - len(self._buf), 1 << 16))
             except zlib.error as exc:
+                if self._piece > 64:  # go back and approach the damage in small steps
+                    self._d = saved
+                    self._piece = 64
+                    continue
                 self.error = f"the compressed stream is damaged ({exc})"
                 self._eof = True
                 break
-            self._pending = self._d.unconsumed_tail
+            used = len(piece) - len(self._d.unconsumed_tail)
+            self._pending = self._pending[used:]
             self._buf += out
+            if self._d.eof:
+                self._started = False
+                # unused_data is the rest of this piece: hand it back
+                back = len(self._d.unused_data)
+                if back:
+                    self._pending = memoryview(bytes(self._d.unused_data) + bytes(self._pending))
+                    self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         out = bytes(self._buf[:n])
         del self._buf[:n]
         return out
@@ -269,7 +295,7 @@ def _batch(buf: bytes, frames, ts, offs, caplens, origlens, links) -> RawBatch:
         ts=np.asarray(ts, dtype=np.float64),
         off=np.asarray(offs, dtype=np.int64),
         caplen=np.asarray(caplens, dtype=np.int32),
-        origlen=np.asarray(origlens, dtype=np.int32),
+        origlen=np.asarray(origlens, dtype=np.int64),
         linktype=np.asarray(links, dtype=np.int32),
     )
 
@@ -450,7 +476,10 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                     itf = ifaces[iid]
                     frame += 1
                     t = ((tsh << 32) | tsl) * itf.tsres
-                    if t < last_ts:
+                    if t > MAX_TS:
+                        stats.bad_ts += 1
+                        t = max(last_ts, 0.0)
+                    elif t < last_ts:
                         stats.backwards_ts += 1
                     last_ts = t
                     frames.append(frame)
@@ -482,7 +511,10 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                     itf = ifaces[iid]
                     frame += 1
                     t = ((tsh << 32) | tsl) * itf.tsres
-                    if t < last_ts:
+                    if t > MAX_TS:
+                        stats.bad_ts += 1
+                        t = max(last_ts, 0.0)
+                    elif t < last_ts:
                         stats.backwards_ts += 1
                     last_ts = t
                     frames.append(frame)
