@@ -26,6 +26,7 @@ import collections
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -114,10 +115,14 @@ def tail(path: str, n: int = 6) -> str:
         return ""
 
 
-def time_forensics(path: str, out_json: str, jobs: int | None, workdir: str) -> dict:
-    exe = shutil.which("forensics")
-    argv = ([exe] if exe else [sys.executable, "-m", "forensics.cli"]) + [
-        "analyze", path, "--format", "json", "-o", out_json]
+def time_forensics(path: str, out_json: str, jobs: int | None, workdir: str,
+                   command: str | None = None) -> dict:
+    if command:
+        base = shlex.split(command)
+    else:
+        exe = shutil.which("forensics")
+        base = [exe] if exe else [sys.executable, "-c", "from forensics.cli import main; main()"]
+    argv = base + ["analyze", path, "--format", "json", "-o", out_json]
     if jobs:
         argv += ["-j", str(jobs)]
     err = os.path.join(workdir, "forensics.stderr")
@@ -314,6 +319,8 @@ def main(argv=None) -> int:
                     help="only time tshark with its defaults")
     ap.add_argument("--skip-scapy", action="store_true")
     ap.add_argument("--skip-forensics", action="store_true")
+    ap.add_argument("--forensics", metavar="CMD",
+                    help="command that runs the analyser (default: `forensics` on PATH)")
     ap.add_argument("--truth", help="ground truth (default: <stem>.truth.jsonl)")
     ap.add_argument("--keep", metavar="DIR", help="keep the analyser's output in DIR")
     ap.add_argument("--json-out", help="write a machine-readable summary here")
@@ -340,7 +347,7 @@ def main(argv=None) -> int:
     if not a.skip_forensics:
         label = "forensics analyze" + (f" -j {a.jobs}" if a.jobs else "")
         print(f"timing {label} ...", flush=True)
-        r = time_forensics(a.input, out_json, a.jobs, workdir)
+        r = time_forensics(a.input, out_json, a.jobs, workdir, a.forensics)
         results[label] = r
         if not r["ok"]:
             print(f"  FAILED (exit {r.get('rc')}): {r.get('note') or ''}\n  "
