@@ -1,0 +1,63 @@
+"""Live: record a handful of scenarios in namespaces and check them from the packets.
+
+Needs root and the lab's tools (skipped otherwise, with the reason).  Also checks
+that nothing is left behind: no namespace with the lab's prefix, no process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from forensics.lab.netns import leftover_namespaces
+from forensics.lab.runner import run_scenario
+from forensics.lab.scenarios import all_scenarios
+from forensics.lab.verify import verify
+
+LIVE = ["transit-injector", "dns-injector-v6", "sni-drop", "pmtu-blackhole", "benign-failures"]
+
+pytestmark = pytest.mark.lab
+
+
+def _lab_processes() -> set[str]:
+    """PIDs and command lines of the kinds of process the lab starts."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    kinds = ("forensics.lab.wire", "forensics.lab.servers", "forensics.lab.clients", "tcpdump", "curl ", "dig ")
+    return {line.strip() for line in out.splitlines() if any(k in line for k in kinds)}
+
+
+@pytest.mark.parametrize("name", LIVE)
+def test_live_recording_shows_its_phenomenon(live_lab, tmp_path, name):
+    run_scenario(all_scenarios()[name], tmp_path / name)
+    verify(name, tmp_path / name)
+    assert not leftover_namespaces(f"fxlab-{os.getpid()}-")
+
+
+def test_live_failure_and_signal_cleanup(live_lab, tmp_path):
+    """A run killed with SIGTERM in the middle removes its namespaces and processes."""
+    before = _lab_processes()
+    proc = subprocess.Popen([sys.executable, "-m", "forensics", "lab", "run", "ip-block-drop", "--out",
+                             str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    prefix = f"fxlab-{proc.pid}-"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not leftover_namespaces(prefix):
+            time.sleep(0.1)
+        assert leftover_namespaces(prefix), "the run never created its namespaces"
+        time.sleep(2.5)  # inside the client steps
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert leftover_namespaces(prefix) == []
+    time.sleep(0.5)
+    assert _lab_processes() <= before, f"left running: {_lab_processes() - before}"
+    assert b"Traceback" not in proc.stderr.read()

@@ -1,0 +1,52 @@
+"""The committed samples in pcaps/ show their phenomena on the wire (no root needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from forensics.lab.scenario import CLASS
+from forensics.lab.scenarios import all_scenarios
+from forensics.lab.verify import verify
+
+NAMES = sorted(all_scenarios())
+TRIGGERS = {"sni", "host", "url", "dns-qname", "ip", "keyword", "size", "ecn", "idle", "none", "unknown"}
+KINDS = {"dns", "tls", "http", "tcp", "quic"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_shows_its_phenomenon(pcaps_dir, name):
+    d = pcaps_dir / name
+    assert (d / "truth.json").exists(), f"no recorded sample for {name}: run `forensics lab run --all --out pcaps`"
+    verify(name, d)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_truth_is_in_the_report_shape(pcaps_dir, name):
+    truth = json.loads((pcaps_dir / name / "truth.json").read_text())
+    assert truth["scenario"] == name and truth["description"]
+    keys = set()
+    for a in truth["attempts"]:
+        assert a["kind"] in KINDS and a["trigger"] in TRIGGERS
+        assert CLASS[a["verdict"]] == a["class"]
+        assert (pcaps_dir / name / a["capture"]).exists()
+        assert set(a["client"]) == {"ip", "port"} and set(a["server"]) == {"ip", "port"}
+        if "hop" in a:
+            assert a["hop"]["from_capture"] >= 1
+        key = (a["capture"], a["kind"], a["client"]["ip"], a["server"]["ip"], a["server"]["port"], a["name"], a["seq"])
+        assert key not in keys, f"join key not unique: {key}"
+        keys.add(key)
+    if name != "benign-browsing":
+        assert any(a["verdict"] != "ok" for a in truth["attempts"]), "no interference in the truth"
+    assert any(a["verdict"] == "ok" for a in truth["attempts"]), "no normal traffic mixed in"
+
+
+def test_samples_stay_small(pcaps_dir):
+    total = sum(p.stat().st_size for p in pcaps_dir.rglob("*") if p.is_file())
+    assert total < 4 * 1024 * 1024, f"pcaps/ is {total / 1e6:.1f} MB"
+
+
+def test_every_sample_is_a_scenario(pcaps_dir):
+    recorded = {p.name for p in pcaps_dir.iterdir() if p.is_dir()}
+    assert recorded == set(NAMES)
