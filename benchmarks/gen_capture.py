@@ -258,6 +258,7 @@ class Generator:
                            add("2001:db8:2::81", 52, False, False, 30_000)]
         self._set_hosts(ips, ttl, hid, df, rtt)
         self.ipid_next = self.rng.integers(0, 65536, self.nhid).astype(np.int64)
+        self.port_next = self.rng.integers(32768, 61000, len(self.h_ip)).astype(np.int64)
 
     def _set_hosts(self, ips, ttl, hid, df, rtt):
         self.h_ip = [str(a) for a in ips]
@@ -416,8 +417,6 @@ class Generator:
 
     def ports(self, c: np.ndarray) -> np.ndarray:
         """Ephemeral ports, sequential per client host (32768-60999)."""
-        if not hasattr(self, "port_next"):
-            self.port_next = self.rng.integers(32768, 61000, len(self.h_ip)).astype(np.int64)
         order = np.argsort(c, kind="stable")
         cs = c[order]
         first = np.r_[True, cs[1:] != cs[:-1]]
@@ -629,7 +628,8 @@ class Generator:
         one that expires in a routing loop (ICMP time exceeded) and is retried: ok."""
         py = self.py
         r = self.dead if unreach else int(self.res4[0])
-        cport = int(self.ports(np.array([c]))[0])
+        cport = int(self.port_next[c])  # the next ephemeral port, as ports() would
+        self.port_next[c] = 32768 if cport >= 60999 else cport + 1
         txid = py.getrandbits(16)
         q = self.qd_bytes[(name, 0)]
         verdict = "dns-failure" if unreach else "ok"
