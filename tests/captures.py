@@ -331,8 +331,10 @@ class Pcapng:
     def ticks(self, iid: int, ts_ns: int) -> int:
         r = self._tsres[iid] if iid < len(self._tsres) else 6
         if r & 0x80:
-            return (ts_ns << (r & 0x7F)) // 1_000_000_000
-        return ts_ns * 10 ** r // 1_000_000_000
+            t = (ts_ns << (r & 0x7F)) // 1_000_000_000
+        else:
+            t = ts_ns * 10 ** r // 1_000_000_000
+        return t & 0xFFFF_FFFF_FFFF_FFFF  # a resolution too fine for 64 bits wraps, as a writer's would
 
     def epb(self, iid: int, ts_ns: int, data: bytes, *, incl: int | None = None, orig: int | None = None,
             comment: str | None = None, ticks: int | None = None) -> "Pcapng":
