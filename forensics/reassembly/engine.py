@@ -82,6 +82,8 @@ class Reassembler:
         self.max_flows = max_flows
         self.flows: OrderedDict[tuple, TcpState] = OrderedDict()
         self.dns: OrderedDict[tuple, _DnsPending] = OrderedDict()
+        # (client ip, client port) -> the key of its latest pending query, for ICMP quotes
+        self.dns_by_client: dict[tuple[str, int], tuple] = {}
         self.stats = EngineStats()
         self.next_stream = 0
 
@@ -171,11 +173,15 @@ class Reassembler:
         fast_row = fast[rowgroup]
         for i in np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0)).tolist():
             states[rowgroup[i]]._syn(t[i], int(dirs[i]), buf)
-        for i in np.flatnonzero(fast_row & (t["caplen_pay"] > 0)).tolist():
-            st = states[rowgroup[i]]
-            d = int(dirs[i])
-            if st.wants(d):
-                st.piece(t[i], d, buf)
+        idx = np.flatnonzero(fast_row & (t["caplen_pay"] > 0))
+        if len(idx):
+            cols = zip(rowgroup[idx].tolist(), dirs[idx].tolist(), t["seq"][idx].tolist(),
+                       t["frame"][idx].tolist(), t["pay"][idx].tolist(), t["caplen_pay"][idx].tolist(),
+                       t["ts"][idx].tolist())
+            for g, d, seq, frame, pay, cap, ts in cols:
+                st = states[g]
+                if st.wants(d):
+                    st.add_piece(d, seq, frame, buf[pay:pay + cap].tobytes(), ts)
 
     def _new_flow(self, key: tuple, input_idx: int, first: np.void) -> TcpState:
         # provisional stream key: where the connection's first packet is; the
@@ -202,45 +208,50 @@ class Reassembler:
     # ---------------------------------------------------------------------- DNS
     def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray) -> None:
         self.stats.dns_packets += len(d)
-        for row in d:
-            p = int(row["pay"])
-            msg = dnswire.parse(buf[p:p + int(row["caplen_pay"])].tobytes())
+        cols = zip(d["pay"].tolist(), d["caplen_pay"].tolist(), d["src_hi"].tolist(), d["src_lo"].tolist(),
+                   d["sport"].tolist(), d["dst_hi"].tolist(), d["dst_lo"].tolist(), d["dport"].tolist(),
+                   d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist())
+        for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid in cols:
+            msg = dnswire.parse(buf[p:p + cap].tobytes())
             if msg is None or msg.opcode != 0:
                 self.stats.dns_unparsed += msg is None
                 continue
-            src = Endpoint(ip_to_str(int(row["src_hi"]), int(row["src_lo"])), int(row["sport"]))
-            dst = Endpoint(ip_to_str(int(row["dst_hi"]), int(row["dst_lo"])), int(row["dport"]))
+            src = Endpoint(ip_to_str(sh, sl), sp)
+            dst = Endpoint(ip_to_str(dh, dl), dp)
             if not msg.is_response:
-                self._dns_query(input_idx, row, src, dst, msg.txid, msg.qname, dnswire.qtype_text(msg.qtype))
+                self._dns_query(input_idx, frame, ts, ttl, src, dst, msg.txid, msg.qname,
+                                dnswire.qtype_text(msg.qtype))
             else:
-                self._dns_response(input_idx, row, src, dst, msg)
+                self._dns_response(input_idx, frame, ts, ttl, ipid, src, dst, msg)
 
-    def _dns_query(self, input_idx: int, row: np.void, client: Endpoint, server: Endpoint,
-                   txid: int, qname: str, qtype: str) -> None:
+    def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, client: Endpoint,
+                   server: Endpoint, txid: int, qname: str, qtype: str) -> None:
         key = (client.ip, client.port, txid)
         pend = self.dns.get(key)
         if pend is not None and pend.qname == qname and pend.qtype == qtype and pend.server == server:
-            pend.query_frames.append(int(row["frame"]))  # the client asked again
+            pend.query_frames.append(frame)  # the client asked again
             return
         if pend is not None:
             self._finish_dns(key)
-        self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype,
-                                    [int(row["frame"])], float(row["ts"]), int(row["ttl"]))
+        self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl)
+        self.dns_by_client[(client.ip, client.port)] = key
 
-    def _dns_response(self, input_idx: int, row: np.void, src: Endpoint, dst: Endpoint,
-                      msg: dnswire.DnsMessage) -> None:
+    def _dns_response(self, input_idx: int, frame: int, ts: float, ttl: int, ipid: int, src: Endpoint,
+                      dst: Endpoint, msg: dnswire.DnsMessage) -> None:
         pend = self.dns.get((dst.ip, dst.port, msg.txid))
         if pend is None:
             self.stats.dns_orphan_responses += 1
             return
         pend.responses.append(DnsResponse(
-            input=input_idx, frame=int(row["frame"]), ts=float(row["ts"]), src=src,
-            ttl=int(row["ttl"]), ipid=int(row["ipid"]), flags=msg.flags, rcode=msg.rcode,
+            input=input_idx, frame=frame, ts=ts, src=src,
+            ttl=ttl, ipid=ipid, flags=msg.flags, rcode=msg.rcode,
             answers=tuple(DnsAnswer(*a) for a in msg.answers), authority=msg.nscount,
             additional=msg.arcount, qname_matches=msg.qname == pend.qname))
 
     def _finish_dns(self, key: tuple) -> None:
         p = self.dns.pop(key)
+        if self.dns_by_client.get((p.client.ip, p.client.port)) == key:
+            del self.dns_by_client[(p.client.ip, p.client.port)]
         self.emit(DnsTransaction(
             input=p.input, client=p.client, server=p.server, transport="udp", txid=p.txid,
             qname=p.qname, qtype=p.qtype, query_frames=tuple(p.query_frames), query_ts=p.query_ts,
@@ -262,10 +273,11 @@ class Reassembler:
                 state.add_icmp(err)
                 return
         elif err.q_proto == 17:
-            for pend in reversed(self.dns.values()):
-                if pend.client.ip == err.q_src and pend.client.port == err.q_sport and pend.server.port == err.q_dport:
-                    pend.icmp.append(err)
-                    return
+            key = self.dns_by_client.get((err.q_src, err.q_sport))
+            pend = self.dns.get(key) if key is not None else None
+            if pend is not None and pend.server.port == err.q_dport:
+                pend.icmp.append(err)
+                return
         self.stats.icmp_unmatched += 1
 
     # ------------------------------------------------------------------- expiry

@@ -15,6 +15,9 @@ from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SY
 MAX_DETAIL = 512
 MAX_MARKS = 64
 PAYLOAD_CAP = 16384
+#: Bytes of the server's first payload kept: a ServerHello, an alert, an HTTP
+#: head and the start of a block page all fit; certificates are not needed.
+SERVER_KEEP = 4096
 #: Payload segments kept per direction before the first payload is considered captured.
 MAX_PIECES = 48
 #: ICMP errors kept per connection (TTL-limited probing sends one per hop).
@@ -67,9 +70,12 @@ class TcpState:
     @classmethod
     def start(cls, input_idx: int, stream: int, first: np.void) -> "TcpState":
         self = cls()
-        src = (int(first["src_hi"]), int(first["src_lo"]), int(first["sport"]))
-        dst = (int(first["dst_hi"]), int(first["dst_lo"]), int(first["dport"]))
-        flags = int(first["flags"])
+        f = first.tolist()  # one conversion instead of a lookup per field
+        names = first.dtype.names
+        col = {n: f[i] for i, n in enumerate(names)}
+        src = (col["src_hi"], col["src_lo"], col["sport"])
+        dst = (col["dst_hi"], col["dst_lo"], col["dport"])
+        flags = col["flags"]
         if flags & TCP_SYN and not flags & TCP_ACK:
             self.c_key, self.s_key, self.direction_from = src, dst, "syn"
         elif flags & TCP_SYN:
@@ -80,7 +86,7 @@ class TcpState:
             self.c_key, self.s_key, self.direction_from = src, dst, "port"
         self.input = input_idx
         self.stream = stream
-        self.ipver = int(first["ipver"])
+        self.ipver = col["ipver"]
         self.base_seq: list[int | None] = [None, None]
         self.chunks: list[np.ndarray] = []
         self.n_detail = self.n_marks = 0
@@ -93,7 +99,7 @@ class TcpState:
         self.pieces: list[list[tuple[int, int, bytes, float]]] = [[], []]
         self.piece_bytes = [0, 0]
         self.icmp: list[IcmpError] = []
-        self.first_ts = float(first["ts"])
+        self.first_ts = col["ts"]
         self.last_ts = self.first_ts
         # DNS over TCP: every message matters, not only the first payload
         self.want_all = 53 in (src[2], dst[2])
@@ -160,12 +166,15 @@ class TcpState:
         """Whether payload bytes in direction ``d`` are still worth keeping."""
         if self.want_all:
             return self.piece_bytes[d] < PAYLOAD_CAP * 4
-        return self.piece_bytes[d] < PAYLOAD_CAP and len(self.pieces[d]) < MAX_PIECES
+        cap = PAYLOAD_CAP if d == C2S else SERVER_KEEP
+        return self.piece_bytes[d] < cap and len(self.pieces[d]) < MAX_PIECES
 
     def piece(self, r: np.void, d: int, buf: np.ndarray) -> None:
         p = int(r["pay"])
-        data = buf[p:p + int(r["caplen_pay"])].tobytes()
-        self.pieces[d].append((int(r["seq"]), int(r["frame"]), data, float(r["ts"])))
+        self.add_piece(d, int(r["seq"]), int(r["frame"]), buf[p:p + int(r["caplen_pay"])].tobytes(), float(r["ts"]))
+
+    def add_piece(self, d: int, seq: int, frame: int, data: bytes, ts: float) -> None:
+        self.pieces[d].append((seq, frame, data, ts))
         self.piece_bytes[d] += len(data)
 
     def _keep(self, seg: np.ndarray) -> None:
@@ -208,7 +217,8 @@ class TcpState:
             self.icmp.append(err)
 
 
-def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None) -> tuple[bytes, tuple[int, ...], int]:
+def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
+                cap: int = PAYLOAD_CAP) -> tuple[bytes, tuple[int, ...], int]:
     """Contiguous bytes from the stream's start; the frames that gave them; sends of the first."""
     if not pieces:
         return b"", (), 0
@@ -229,9 +239,9 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None) 
             continue  # a retransmission of bytes already placed
         out += data[len(out) - rel:]
         frames.append(frame)
-        if len(out) >= PAYLOAD_CAP:
+        if len(out) >= cap:
             break
-    return bytes(out), tuple(frames), first_sends
+    return bytes(out[:cap]), tuple(frames), first_sends
 
 
 # SEG_DTYPE field positions in a row tuple (``segs.tolist()``)
@@ -321,7 +331,7 @@ def finish_tcp(s: TcpState) -> TcpConn:
         if first_pay_ts is None and r[_DIR] == C2S and r[_PLEN] > 0:
             first_pay_ts = r[_TS]
     cpay, cframes, csends = _reassemble(s.pieces[C2S], c_start)
-    spay, sframes, _ = _reassemble(s.pieces[S2C], s_start)
+    spay, sframes, _ = _reassemble(s.pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
     rt, hist = _walk(rows, s.base_seq)
     markers = []
     nrt = [0, 0]

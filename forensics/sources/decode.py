@@ -12,6 +12,8 @@ IPv6 extension headers are walked per packet (they are rare), with a bound.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 #: Link types this module decodes itself.
@@ -289,6 +291,7 @@ def _walk_ipv6_ext(buf: np.ndarray, i: int, l4: np.ndarray, proto: np.ndarray,
     l4[i] = p
 
 
+@lru_cache(maxsize=1 << 16)
 def ip_to_str(hi: int, lo: int) -> str:
     """Text form of an address stored as two 64-bit halves (IPv4 as ::ffff:a.b.c.d)."""
     if hi == 0 and (lo >> 32) == 0xFFFF:
