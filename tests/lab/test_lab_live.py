@@ -61,3 +61,37 @@ def test_live_failure_and_signal_cleanup(live_lab, tmp_path):
     time.sleep(0.5)
     assert _lab_processes() <= before, f"left running: {_lab_processes() - before}"
     assert b"Traceback" not in proc.stderr.read()
+
+
+TRACE = r"""
+import socket, sys
+out = []
+for ttl in range(1, 6):
+    icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    icmp.settimeout(1.0)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+    udp.sendto(b"probe", ("203.0.113.20", 33434 + ttl))
+    try:
+        data, (src, _) = icmp.recvfrom(2048)
+        out.append(f"{src}/{data[20]}")
+    except socket.timeout:
+        out.append("*")
+print(" ".join(out))
+"""
+
+
+def test_live_ttl_expires_at_each_router(live_lab, tmp_path):
+    """Kernel forwarding for real: TTL-limited probes get time-exceeded from r1..r4, then port unreachable."""
+    from forensics.lab.netns import check_environment
+    from forensics.lab.runner import Build
+    from forensics.lab.scenario import Scenario
+
+    build = Build(Scenario("trace", "trace", []), str(tmp_path), check_environment())
+    try:
+        build.up()
+        res = build.lab.exec("c1", [sys.executable, "-c", TRACE], timeout=15)
+    finally:
+        build.lab.close()
+    assert res.stdout.split() == ["192.0.2.1/11", "192.0.2.130/11", "192.0.2.134/11", "192.0.2.138/11",
+                                  "203.0.113.20/3"]
