@@ -187,7 +187,7 @@ def scapy_worker(prefix: int, res_path: str, files: list[str]) -> None:
     from scapy.layers.tls.handshake import TLSClientHello
     from scapy.utils import PcapReader
 
-    n = nbytes = names = 0
+    n = nbytes = names = snis = hosts = 0
     sink = 0
     t0 = time.perf_counter()
     for path in files:
@@ -210,10 +210,10 @@ def scapy_worker(prefix: int, res_path: str, files: list[str]) -> None:
                         for e in ch.ext or []:
                             for sn in getattr(e, "servernames", None) or []:
                                 sink ^= hash(sn.servername)
-                                names += 1
+                                snis += 1
                     elif HTTPRequest in p:
                         sink ^= hash(p[HTTPRequest].Host)
-                        names += 1
+                        hosts += 1
                 elif UDP in p:
                     u = p[UDP]
                     sink ^= hash((u.sport, u.dport))
@@ -231,7 +231,8 @@ def scapy_worker(prefix: int, res_path: str, files: list[str]) -> None:
             break
     dt = time.perf_counter() - t0
     with open(res_path, "w") as f:
-        json.dump({"packets": n, "bytes": nbytes, "loop_seconds": dt, "names_seen": names}, f)
+        json.dump({"packets": n, "bytes": nbytes, "loop_seconds": dt, "dns_qnames": names,
+                   "snis": snis, "http_hosts": hosts}, f)
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -364,6 +365,9 @@ def main(argv=None) -> int:
             r["seconds"] = r["startup_seconds"] + r["loop_seconds"] * packets / r["packets"]
             r["extrapolated"] = True
         label = f"scapy (extrapolated from {r.get('packets', 0):,} packets)"
+        if r.get("ok"):
+            print(f"  scapy saw {r['snis']} SNIs, {r['http_hosts']} HTTP Hosts, "
+                  f"{r['dns_qnames']} DNS qnames in its prefix")
         results[label] = r
     if not a.skip_tshark:
         for lean in ([False] if a.skip_tshark_lean else [False, True]):
