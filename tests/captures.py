@@ -196,7 +196,7 @@ def link_wrap(linktype: int, ip: bytes, *, vlans: Sequence[tuple[int, int]] = ()
         from scapy.layers.dot11 import Dot11, RadioTap
         from scapy.layers.l2 import LLC, SNAP
 
-        dot11 = Dot11(type=2, subtype=0, FCfield="to-DS", addr1=ETH_DST, addr2=ETH_SRC, addr3=ETH_DST)
+        dot11 = Dot11(type=2, subtype=0, FCfield="to_DS", addr1=ETH_DST, addr2=ETH_SRC, addr3=ETH_DST)
         frame = dot11 / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=et)
         if linktype == DLT_RADIOTAP:
             frame = RadioTap() / frame

@@ -109,7 +109,10 @@ def test_pcap_lying_record_headers(tmp_path, recs, nsec, endian, snap):
     path.write_bytes(C.pcap_bytes(recs, C.DLT_EN10MB, nsec=nsec, endian=endian, snaplen=snap))
     batches, stats = _read(path)
     assert batches is not None
-    assert stats.records <= len(recs)
+    # a lying captured length makes packet bytes read as record headers: never more than fit
+    assert stats.records <= (path.stat().st_size - 24) // 16
+    if all(r.incl is None for r in recs):
+        assert stats.records == len(recs)
 
 
 @SLOW

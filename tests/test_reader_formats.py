@@ -394,3 +394,129 @@ def test_reader_matches_tshark(tmp_path, conv4, conv6):
             sec, _, frac = r[1].partition(".")
             want_ns = int(sec) * 10 ** 9 + int((frac + "000000000")[:9])
             assert abs(mine * 1e9 - want_ns) < 1000, (name, r)
+
+
+# ------------------------------------------- link types decoded through tshark
+
+TSHARK_LINKS = {
+    "radiotap": (C.DLT_RADIOTAP, {}),
+    "ieee802.11": (C.DLT_IEEE802_11, {}),
+    "ppp": (C.DLT_PPP, {}),
+    "ppp-hdlc": (C.DLT_PPP_HDLC, {}),
+}
+
+
+def _mpls_frames(conv):
+    from scapy.contrib.mpls import MPLS
+    from scapy.layers.l2 import Ether
+
+    head = bytes(Ether(src=C.ETH_SRC, dst=C.ETH_DST, type=0x8847) / MPLS(label=100, s=0, ttl=64)
+                 / MPLS(label=200, s=1, ttl=64))
+    return [(t, head + ip) for t, ip in conv]
+
+
+def _no_tshark(monkeypatch):
+    from forensics.sources import tshark_src
+
+    monkeypatch.delenv("FORENSICS_TSHARK", raising=False)
+    real = shutil.which
+    monkeypatch.setattr(tshark_src.shutil, "which",
+                        lambda name, *a, **k: None if "tshark" in str(name) else real(name, *a, **k))
+    assert tshark_src.find_tshark() is None
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+@pytest.mark.parametrize("link", list(TSHARK_LINKS) + ["mpls"])
+def test_non_native_link_types_through_tshark(tmp_path, conv4, baseline4, link, monkeypatch):
+    monkeypatch.delenv("FORENSICS_TSHARK", raising=False)
+    if link == "mpls":
+        path = C.write_pcap(tmp_path / "x.pcap", _mpls_frames(conv4), linktype=C.DLT_EN10MB)
+    else:
+        lt, kw = TSHARK_LINKS[link]
+        path = C.write_pcap(tmp_path / "x.pcap", C.frames_for(lt, conv4, **kw), linktype=lt, nsec=True)
+    rep = forensics.analyze(str(path))
+    assert signature(rep) == baseline4
+    assert _starts(rep) == [T0_US_NS, T0_US_NS + 6 * STEP_NS]  # timestamps are the reader's
+    info = rep.inputs[0]
+    assert info.decoded["via_tshark"] == len(conv4) and info.decoded["link_not_decoded"] == 0
+    assert info.warnings == []
+
+
+@pytest.mark.parametrize("link", list(TSHARK_LINKS) + ["mpls"])
+def test_non_native_link_types_without_tshark_are_counted_and_warned(tmp_path, conv4, link, monkeypatch):
+    _no_tshark(monkeypatch)
+    if link == "mpls":
+        lt = C.DLT_EN10MB
+        path = C.write_pcap(tmp_path / "x.pcap", _mpls_frames(conv4), linktype=lt)
+    else:
+        lt, kw = TSHARK_LINKS[link]
+        path = C.write_pcap(tmp_path / "x.pcap", C.frames_for(lt, conv4, **kw), linktype=lt)
+    rep = forensics.analyze(str(path))
+    assert rep.attempts == []
+    info = rep.inputs[0]
+    assert info.decoded["link_not_decoded"] == len(conv4) and info.decoded["via_tshark"] == 0
+    (w,) = info.warnings
+    assert w.startswith(f"{len(conv4)} packets of link type ") and f"({lt})" in w
+    assert "apt install tshark" in w
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_mixed_native_and_tshark_interfaces(tmp_path, conv4, baseline4, monkeypatch):
+    monkeypatch.delenv("FORENSICS_TSHARK", raising=False)
+    w = C.pcapng_multi(conv4, (C.DLT_EN10MB, C.DLT_RADIOTAP, C.DLT_PPP, C.DLT_SLL))
+    rep = forensics.analyze(str(w.write(tmp_path / "mixed.pcapng")))
+    assert signature(rep, w.frames) == baseline4
+    assert rep.inputs[0].decoded["via_tshark"] == 4  # packets 2, 3, 6, 7 went out on radiotap/PPP
+
+    # and with tshark gone, only the native half is read
+    _no_tshark(monkeypatch)
+    rep = forensics.analyze(str(w.write(tmp_path / "mixed.pcapng")))
+    assert rep.inputs[0].decoded["link_not_decoded"] == 4
+    assert sorted(x.split(" were")[0] for x in rep.inputs[0].warnings if "tshark" in x) == [
+        "2 packets of link type ppp (9)", "2 packets of link type radiotap (127)"]
+
+
+def test_tshark_that_fails_is_a_warning(tmp_path, conv4, monkeypatch):
+    fake = tmp_path / "tshark"
+    fake.write_text("#!/bin/sh\necho 'tshark: something broke' >&2\nexit 2\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("FORENSICS_TSHARK", str(fake))
+    path = C.write_pcap(tmp_path / "x.pcap", C.frames_for(C.DLT_PPP, conv4), linktype=C.DLT_PPP)
+    rep = forensics.analyze(str(path))
+    assert rep.attempts == []
+    ws = rep.inputs[0].warnings
+    assert any("decoding through tshark failed" in w and "something broke" in w for w in ws), ws
+    assert any(w.startswith(f"{len(conv4)} packets of link type ppp (9) were not decoded") for w in ws), ws
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_tshark_frames_without_ip_are_not_ip(tmp_path, conv4, monkeypatch):
+    """802.11 management frames and PPP LCP are decoded by tshark and carry no IP: not IP, no warning."""
+    from scapy.layers.dot11 import Dot11, Dot11Beacon, Dot11Elt, RadioTap
+
+    monkeypatch.delenv("FORENSICS_TSHARK", raising=False)
+    beacon = bytes(RadioTap() / Dot11(type=0, subtype=8, addr1="ff:ff:ff:ff:ff:ff", addr2=C.ETH_SRC,
+                                      addr3=C.ETH_SRC) / Dot11Beacon() / Dot11Elt(ID=0, info=b"testnet"))
+    frames = C.frames_for(C.DLT_RADIOTAP, conv4)
+    frames.insert(0, (frames[0][0] - 1000, beacon))
+    rep = forensics.analyze(str(C.write_pcap(tmp_path / "b.pcap", frames, linktype=C.DLT_RADIOTAP)))
+    info = rep.inputs[0]
+    assert info.decoded["not_ip"] == 1 and info.decoded["via_tshark"] == len(conv4)
+    assert info.warnings == []
+    assert sorted((a.kind, a.name) for a in rep.attempts) == [("dns", C.QNAME), ("tls", C.SNI)]
+
+
+def test_cli_without_tshark_warns_what_to_install(tmp_path, conv4):
+    import os
+
+    path = C.write_pcap(tmp_path / "x.pcap", C.frames_for(C.DLT_RADIOTAP, conv4), linktype=C.DLT_RADIOTAP)
+    env = dict(os.environ, FORENSICS_TSHARK="")
+    proc = subprocess.run([sys.executable, "-m", "forensics", "analyze", "--format", "json", str(path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    warn = [ln for ln in proc.stderr.splitlines() if ln.startswith("forensics: warning: ")]
+    assert len(warn) == 1 and f"{len(conv4)} packets of link type radiotap (127)" in warn[0]
+    assert "apt install tshark" in warn[0]

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import InputInfo
+from . import tshark_src
 from .decode import NATIVE_LINKTYPES, ST_BAD_IP, ST_BAD_L4, ST_FRAG, ST_LINK, ST_NOT_IP, ST_OK, decode
 from .pcapio import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, ReadStats, file_size, linktype_name, read_batches
 
@@ -63,10 +64,23 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
     stats = ReadStats()
     counts = np.zeros(6, np.int64)
     skipped_links: dict[int, int] = {}
+    via_tshark = 0
+    tshark_errors: list[str] = []
+    tshark: str | None | bool = False  # False: not looked up yet
     start = done[0]
     try:
         for raw in read_batches(path, stats):
             rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype, raw.origlen)
+            buf = raw.buf
+            not_here = rows["status"] == ST_LINK
+            if not_here.any():
+                if tshark is False:
+                    tshark = tshark_src.find_tshark()
+                if tshark:
+                    rows, buf, n_done, err = tshark_src.redecode(rows, raw, not_here, tshark)
+                    via_tshark += n_done
+                    if err and err not in tshark_errors:
+                        tshark_errors.append(err)
             counts += np.bincount(rows["status"], minlength=6)[:6]
             if info.first_ts is None and len(rows):
                 info.first_ts = float(rows["ts"][0])
@@ -81,7 +95,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
             if progress is not None:
                 done[0] = start + (stats.bytes_read or int(raw.off[-1]))
                 progress(min(done[0], total), total)
-            yield rows, raw.buf
+            yield rows, buf
     finally:
         info.format = stats.format
         info.packets = stats.records
@@ -89,7 +103,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
         info.decoded = {"ip": int(counts[ST_OK] + counts[ST_BAD_L4] + counts[ST_FRAG]),
                         "not_ip": int(counts[ST_NOT_IP]), "bad_ip": int(counts[ST_BAD_IP]),
                         "bad_transport": int(counts[ST_BAD_L4]), "fragments": int(counts[ST_FRAG]),
-                        "link_not_decoded": int(counts[ST_LINK])}
+                        "link_not_decoded": int(counts[ST_LINK]), "via_tshark": via_tshark}
         info.warnings.extend(stats.warnings())
         if counts[ST_BAD_IP]:
             info.warnings.append(f"{int(counts[ST_BAD_IP])} packets have an IP header that is cut short "
@@ -97,9 +111,16 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
         if counts[ST_BAD_L4]:
             info.warnings.append(f"{int(counts[ST_BAD_L4])} packets have a TCP/UDP/ICMP header that is cut "
                                  f"short or malformed; they were skipped")
+        for err in tshark_errors:
+            info.warnings.append(f"decoding through tshark failed: {err}")
         for lt, n in sorted(skipped_links.items()):
-            info.warnings.append(f"{n} packets of link type {linktype_name(lt)} ({lt}) were not decoded: "
-                                 f"this link type needs tshark (apt install tshark)")
+            what = (f"{n} packets of link type {linktype_name(lt)} ({lt})" if lt not in NATIVE_LINKTYPES
+                    else f"{n} packets of link type {linktype_name(lt)} ({lt}) carrying MPLS")
+            if tshark:
+                info.warnings.append(f"{what} were not decoded, even by tshark; they were skipped")
+            else:
+                info.warnings.append(f"{what} were not decoded: they need tshark "
+                                     f"(apt install tshark, or install Wireshark); they were skipped")
         if progress is not None:
             done[0] = start + info.bytes
             progress(min(done[0], total), total)

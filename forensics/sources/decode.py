@@ -118,6 +118,8 @@ def _link(g: _Gather, off: np.ndarray, end: np.ndarray, lt: np.ndarray):
     status[native] = ST_NOT_IP
     ok = native & (l3 < end)
     status[native & ~ok] = ST_BAD_IP
+    # MPLS carries IP that only tshark decodes: "link not decoded here", not "not IP"
+    status[ok & ((et == 0x8847) | (et == 0x8848))] = ST_LINK
     et[~ok] = 0
     return l3, et, status
 
