@@ -11,6 +11,7 @@ so a failing test or a Ctrl-C leaves nothing behind.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import itertools
 import os
 import shutil
@@ -22,6 +23,7 @@ import time
 from ..errors import CaptureError
 
 PREFIX = "fxlab"
+PR_SET_PDEATHSIG = 1
 REQUIRED_TOOLS = ("ip", "tcpdump", "curl", "dig", "openssl")
 _counter = itertools.count(1)
 _live: set["Lab"] = set()
@@ -68,7 +70,8 @@ def _install_handlers() -> None:
 
 def run(argv: list[str], timeout: float = 10, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input,
+                             preexec_fn=_die_with_parent)
     except subprocess.TimeoutExpired as exc:
         raise CaptureError(f"timed out: {' '.join(argv)}") from exc
     if check and res.returncode != 0:
@@ -76,11 +79,30 @@ def run(argv: list[str], timeout: float = 10, check: bool = True, input: str | N
     return res
 
 
+def reap_stale() -> list[str]:
+    """Delete lab namespaces left by runs whose process no longer exists (killed by
+    SIGKILL, power loss).  Namespaces of live runs are never touched."""
+    reaped = []
+    for name in leftover_namespaces(PREFIX + "-"):
+        parts = name.split("-")
+        if len(parts) > 2 and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
+            if subprocess.run(["ip", "netns", "del", name], capture_output=True).returncode == 0:
+                reaped.append(name)
+    return reaped
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the lab's process dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Lab:
     """A set of namespaces and processes that live and die together."""
 
     def __init__(self):
         _install_handlers()
+        reap_stale()
         self.prefix = f"{PREFIX}-{os.getpid()}-{next(_counter)}"
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
@@ -100,6 +122,11 @@ class Lab:
     def exec(self, node: str, argv: list[str], timeout: float = 10, check: bool = True, input: str | None = None):
         return run(["ip", "netns", "exec", self.ns(node)] + argv, timeout=timeout, check=check, input=input)
 
+    def sysctl(self, node: str, settings: list[str]) -> None:
+        """Set ``key=value`` sysctls inside a namespace (by /proc/sys, no procps needed)."""
+        script = "; ".join(f"echo {v} > /proc/sys/{k.replace('.', '/')}" for k, v in (s.split("=", 1) for s in settings))
+        self.exec(node, ["sh", "-ec", script])
+
     def batch(self, node: str, commands: list[str]) -> None:
         """Run ``ip`` commands in a namespace in one go (``ip -batch``)."""
         if commands:
@@ -109,7 +136,7 @@ class Lab:
         """Start a process (in a namespace unless node is None) and remember its PID."""
         full = argv if node is None else ["ip", "netns", "exec", self.ns(node)] + argv
         kw.setdefault("stdin", subprocess.DEVNULL)
-        proc = subprocess.Popen(full, start_new_session=True, **kw)
+        proc = subprocess.Popen(full, start_new_session=True, preexec_fn=_die_with_parent, **kw)
         self.procs.append(proc)
         return proc
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import CaptureError
+from ..errors import CaptureError, UsageError
 from . import topology as T
 from .devices.kernel import ip_block, pmtu_blackhole
 from .netns import Lab, check_environment, run
@@ -61,6 +61,10 @@ class Build:
         self.lab = Lab()
         self.links = {link.name: link for link in T.links()}
 
+    def close_log(self) -> None:
+        if getattr(self, "wire_log", None):
+            self.wire_log.close()
+
     def kernel_devices(self):
         cmds, mtus = [], {}
         for dev in self.s.kernel:
@@ -79,7 +83,7 @@ class Build:
         for node in T.NODES:
             lab.add_ns(node)
             sysctls = T.SYSCTL_ALL + (T.SYSCTL_ROUTER if node in T.ROUTERS else [])
-            lab.exec(node, ["sysctl", "-q"] + [a for kv in sysctls for a in ("-w", kv)])
+            lab.sysctl(node, sysctls)
         spec = {"lifetime_s": LIFETIME_S, "seed": 7, "links": []}
         for link in self.links.values():
             devices = [{"kind": kind, "params": params} for (ln, kind, params) in self.s.wire if ln == link.name]
@@ -89,7 +93,7 @@ class Build:
         spec_path = os.path.join(self.workdir, "wire.json")
         with open(spec_path, "w") as fh:
             json.dump(spec, fh)
-        self.wire_log = open(os.path.join(self.workdir, "wire.log"), "w")
+        self.wire_log = open(os.path.join(self.workdir, "wire.log"), "w")  # noqa: SIM115 (closed by close_log)
         wire = lab.spawn(None, [PY, "-m", "forensics.lab.wire", spec_path],
                          stdout=subprocess.PIPE, stderr=self.wire_log, text=True)
         _wait_line(wire, wire.stdout, "READY", 10, "the wire")
@@ -109,8 +113,10 @@ class Build:
         procs = []
         for name in self.s.captures:
             node, ifname = CAPTURES[name]
-            p = self.lab.spawn(node, ["tcpdump", "-i", ifname, "-U", "--immediate-mode", "-s", "0", "-n", "-w",
-                                      str(out_dir / f"{name}.pcap")],
+            # `timeout` bounds tcpdump's life even if this process is killed outright;
+            # it passes our SIGINT on to tcpdump, which then completes the file
+            p = self.lab.spawn(node, ["timeout", "-s", "INT", str(LIFETIME_S), "tcpdump", "-i", ifname, "-U",
+                                      "--immediate-mode", "-s", "0", "-n", "-w", str(out_dir / f"{name}.pcap")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             _wait_line(p, p.stderr, "listening on", 10, f"tcpdump on {node}/{ifname}")
             procs.append(p)
@@ -120,7 +126,7 @@ class Build:
         results = []
         for i, step in enumerate(self.s.steps):
             if step.sysctl:
-                self.lab.exec(step.node, ["sysctl", "-q"] + [a for kv in step.sysctl for a in ("-w", kv)])
+                self.lab.sysctl(step.node, step.sysctl)
             argv = [PY, "-m", "forensics.lab.clients"] + step.argv if step.python else step.argv
             t0 = time.monotonic()
             try:
@@ -139,7 +145,10 @@ class Build:
 def run_scenario(scenario: Scenario, out_dir: str | Path, verbose: bool = False) -> dict:
     fw = check_environment()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out}: {exc.strerror}") from exc
     for old in out.glob("*.pcap"):
         old.unlink()
     t0 = time.monotonic()
@@ -156,6 +165,7 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, verbose: bool = False)
                 build.lab.stop(p, sig=2, timeout=3)
         finally:
             build.lab.close()
+            build.close_log()
             if verbose and os.path.exists(os.path.join(work, "wire.log")):
                 sys.stderr.write(open(os.path.join(work, "wire.log")).read())
     with open(out / "truth.json", "w") as fh:
