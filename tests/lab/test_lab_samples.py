@@ -50,3 +50,26 @@ def test_samples_stay_small(pcaps_dir):
 def test_every_sample_is_a_scenario(pcaps_dir):
     recorded = {p.name for p in pcaps_dir.iterdir() if p.is_dir()}
     assert recorded == set(NAMES)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "benign-browsing"])
+def test_checks_can_fail_on_clean_traffic(pcaps_dir, name):
+    """A scenario's phenomenon check rejects a capture of normal browsing."""
+    from forensics.lab.verify import CHECKS
+
+    with pytest.raises(AssertionError):
+        CHECKS[name](pcaps_dir / "benign-browsing")
+
+
+def test_truth_check_catches_a_missing_attempt(pcaps_dir, tmp_path):
+    import shutil
+
+    from forensics.lab.verify import check_truth
+
+    d = tmp_path / "s"
+    shutil.copytree(pcaps_dir / "sni-drop", d)
+    truth = json.loads((d / "truth.json").read_text())
+    truth["attempts"] = [a for a in truth["attempts"] if a["kind"] != "dns"]
+    (d / "truth.json").write_text(json.dumps(truth))
+    with pytest.raises(AssertionError, match="differ"):
+        check_truth(d)
