@@ -86,10 +86,13 @@ def count_pcap(path: str) -> int:
 
 
 def side_files(path: str) -> tuple[str | None, str | None]:
+    """The generator's truth and meta: <stem>.truth.jsonl (or <file>.truth.jsonl)."""
     p = path.rstrip("/")
-    base = p[:-5] if p.endswith(".pcap") else p
-    truth, meta = base + ".truth.jsonl", base + ".meta.json"
-    return (truth if os.path.exists(truth) else None, meta if os.path.exists(meta) else None)
+    bases = [p[:-5], p] if p.endswith(".pcap") else [p]
+    found = []
+    for suffix in (".truth.jsonl", ".meta.json"):
+        found.append(next((b + suffix for b in bases if os.path.exists(b + suffix)), None))
+    return found[0], found[1]
 
 
 # --------------------------------------------------------------------------- timing

@@ -261,3 +261,29 @@ def test_synflood_distinct_sources(tmp_path):
     assert 0 < len(rsts) < 3000 * 0.2
     meta = json.loads((tmp_path / "flood.meta.json").read_text())
     assert meta["packets"] == len(pkts)
+
+
+def test_runner_joins_verdicts_with_the_truth(capture, tmp_path):
+    """benchmarks/run.py's verdict check: right, wrong (with confusions), missing, accept."""
+    out, _, truth, _ = capture
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    attempts = [json.loads(json.dumps(t)) for t in truth]
+    rst = [a for a in attempts if a["verdict"] == "injected-rst"]
+    rst[0]["verdict"] = "server-reset"
+    for a in attempts:
+        if ":" in a["client"]["ip"]:  # the analyser may print IPv6 in another (valid) form
+            a["client"]["ip"] = a["client"]["ip"].replace("2001:db8:1::", "2001:0db8:0001:0:0::")
+    dropped = attempts.pop()
+    report = tmp_path / "out.json"
+    report.write_text(json.dumps({"schema": "forensics.report/1", "attempts": attempts}))
+    r = run.check_verdicts(str(out.with_suffix("")) + ".truth.jsonl", str(report))
+    assert r["truth"] == len(truth)
+    assert r["right"] == len(truth) - 2
+    row = r["per_verdict"]["injected-rst"]
+    assert row["wrong"] == 1 and row["confusions"] == {"server-reset": 1}
+    assert r["per_verdict"][dropped["verdict"]]["missing"] == 1
+    assert r["not_in_truth"] == 0
+    assert run.count_pcap(str(out)) == json.loads(
+        (out.parent / "cap.meta.json").read_text())["packets"]
