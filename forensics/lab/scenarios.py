@@ -144,6 +144,35 @@ def blockpage() -> Scenario:
                http("c1", "news.example"), https("c1", "shop.example")])
 
 
+def blockpage_redirect() -> Scenario:
+    inj = {"host": ["*.diary.example"], "status": 302, "location": "http://blocked.example/", "fin_separate": True,
+           "ttl": {"mode": "fixed", "value": 255}, "ipid": {"mode": "random"}}
+    page = Expect("injected-blockpage", "host", 2)
+    return Scenario(
+        "blockpage-redirect",
+        "An ISP box at hop 2 answers HTTP requests for *.diary.example with a forged 302 redirect to a block page, "
+        "then a separate FIN (initial TTL 255, random IP-ID); the real response arrives ~40 ms later.",
+        wire=[(HOP[2], "blockpage-injector", inj)],
+        steps=[lookup("c1", "www.diary.example"), http("c1", "www.diary.example", expect=page),
+               http("c1", "news.example"), http("c1", "dan.diary.example", "/post/1", expect=page),
+               https("c1", "www.diary.example")])
+
+
+def dns_injector_double() -> Scenario:
+    inj = {"names": ["video.example", "*.blogs.example"], "pool4": T.FORGED_POOL4, "pool6": T.FORGED_POOL6,
+           "count": 2, "answer_ttl": {"mode": "random", "low": 60, "high": 300},
+           "ttl": {"mode": "random", "low": 40, "high": 250}, "ipid": {"mode": "random"}}
+    forged = Expect("forged-dns", "dns-qname")  # random IP TTL: not placeable by TTL
+    return Scenario(
+        "dns-injector-double",
+        "A DNS injector at hop 2 sends two forged answers per query (random IP TTL and IP-ID, random record TTL) "
+        "for video.example and *.blogs.example; the real answer arrives ~40 ms later.",
+        wire=[(HOP[2], "dns-injector", inj)],
+        steps=[lookup("c1", "video.example", expect=forged), lookup("c1", "alice.blogs.example", expect=forged),
+               lookup("c1", "alice.blogs.example", "AAAA", expect=forged), lookup("c1", "news.example"),
+               *_browse("c1", "shop.example")])
+
+
 def sni_drop() -> Scenario:
     drop = Expect("sni-drop", "sni")
     return Scenario(
@@ -263,6 +292,6 @@ def benign_failures() -> Scenario:
 
 def all_scenarios() -> dict[str, Scenario]:
     found = [office_filter(), transit_injector(), rst_injector_sni(), rst_injector_keyword(), rst_injector_v6(),
-             dns_injector(), dns_injector(v6=True), blockpage(), sni_drop(), host_drop(), ip_block("drop"),
+             dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(), sni_drop(), host_drop(), ip_block("drop"),
              ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), benign_browsing(), benign_failures()]
     return {s.name: s for s in found}

@@ -95,17 +95,21 @@ def _one(cap: Capture, server: str, port: int, name: str | None = None, i: int =
     return cs[i]
 
 
-def _forged_dns(cap: Capture, qname: str, qtype: int, hop_ttl: int) -> None:
+def _forged_dns(cap: Capture, qname: str, qtype: int, hop_ttl: int | None, count: int = 1) -> None:
     qs = cap.queries_for(qname, qtype)
     need(qs, f"no query for {qname} type {qtype}")
     for q in qs:
-        need(len(q.responses) >= 2, f"{qname}: {len(q.responses)} response(s), want forged + real")
-        forged, real = q.responses[0], q.responses[-1]
-        fa, ra = dns_addresses(forged.f.payload), dns_addresses(real.f.payload)
-        need(fa and all(_in_pool(a) for a in fa), f"{qname}: first answer {fa} not from the injector's pool")
+        need(len(q.responses) == count + 1, f"{qname}: {len(q.responses)} response(s), want {count} forged + real")
+        forged, real = q.responses[:count], q.responses[-1]
+        for fake in forged:
+            fa = dns_addresses(fake.f.payload)
+            need(fa and all(_in_pool(a) for a in fa), f"{qname}: early answer {fa} not from the injector's pool")
+            need(hop_ttl is None or fake.f.ttl == hop_ttl, f"{qname}: forged TTL {fake.f.ttl}, want {hop_ttl}")
+            need(fake.f.ttl != real.f.ttl, f"{qname}: forged answer has the resolver's TTL")
+        ra = dns_addresses(real.f.payload)
         need(ra and not any(_in_pool(a) for a in ra), f"{qname}: last answer {ra} is not the real one")
-        need(forged.f.ttl == hop_ttl and real.f.ttl == 60, f"{qname}: TTLs forged {forged.f.ttl} real {real.f.ttl}")
-        need(real.ts - forged.ts >= MIN_RACE_S, f"{qname}: real answer only {real.ts - forged.ts:.3f}s later")
+        need(real.f.ttl == 60, f"{qname}: real answer's TTL {real.f.ttl}, want 60")
+        need(real.ts - forged[-1].ts >= MIN_RACE_S, f"{qname}: real answer only {real.ts - forged[-1].ts:.3f}s later")
 
 
 def _in_pool(addr: str) -> bool:
@@ -206,6 +210,33 @@ def dns_injector(d: Path) -> None:
 
 def dns_injector_v6(d: Path) -> None:
     _dns_injector(d, True)
+
+
+def dns_injector_double(d: Path) -> None:
+    c = _cap(d)
+    for qname, qtype in (("video.example", 1), ("alice.blogs.example", 1), ("alice.blogs.example", 28)):
+        _forged_dns(c, qname, qtype, hop_ttl=None, count=2)
+        q = c.queries_for(qname, qtype)[0]
+        need(q.responses[0].f.ipid != q.responses[1].f.ipid, "the two forged answers share an IP-ID")
+    _clean_dns(c, "news.example")
+    assert_completed(_one(c, A("shop.example"), 443))
+
+
+def blockpage_redirect(d: Path) -> None:
+    c = _cap(d)
+    conns = c.conns_to(A("www.diary.example"), 80)
+    need(len(conns) == 2, "want two HTTP connections to the diary platform")
+    for conn in conns:
+        data = conn.server_data()
+        need(data and data[0].f.payload.startswith(b"HTTP/1.1 302") and b"Location: http://blocked.example/"
+             in data[0].f.payload and not data[0].f.flags & P.FIN, "the first response is not a 302 without FIN")
+        fin = [p for p in conn.down() if p.f.flags & P.FIN]
+        need(fin and fin[0].ts >= data[0].ts and fin[0].f.ttl == 254, "no separate FIN from the box (TTL 254)")
+        need(data[0].f.ttl == 254 and conn.server_ttl() == 60, "forged redirect TTL should be 254, server's 60")
+        real = [p for p in data if p.f.payload.startswith(b"HTTP/1.1 200")]
+        need(real and real[0].ts - data[0].ts >= MIN_RACE_S, "the real response did not arrive after the redirect")
+    assert_completed(_one(c, A("news.example"), 80))
+    assert_completed(_one(c, A("www.diary.example"), 443))
 
 
 def blockpage_injector(d: Path) -> None:
@@ -380,7 +411,8 @@ def benign_failures(d: Path) -> None:
 CHECKS = {
     "office-filter": office_filter, "transit-injector": transit_injector, "rst-injector": rst_injector,
     "rst-keyword": rst_keyword, "rst-injector-v6": rst_injector_v6, "dns-injector": dns_injector,
-    "dns-injector-v6": dns_injector_v6, "blockpage-injector": blockpage_injector, "sni-drop": sni_drop,
+    "dns-injector-v6": dns_injector_v6, "dns-injector-double": dns_injector_double,
+    "blockpage-injector": blockpage_injector, "blockpage-redirect": blockpage_redirect, "sni-drop": sni_drop,
     "host-drop": host_drop, "ip-block-drop": ip_block_drop, "ip-block-prohibited": ip_block_prohibited,
     "pmtu-blackhole": pmtu_blackhole, "ecn-blackhole": ecn_blackhole, "idle-timeout-reset": idle_timeout_reset,
     "tls-intolerance": tls_intolerance, "benign-browsing": benign_browsing, "benign-failures": benign_failures,
