@@ -186,6 +186,14 @@ def test_caplen_greater_than_snaplen(tmp_path, eth):
     assert kinds(rep) == GOOD
 
 
+def test_caplen_greater_than_a_small_snaplen(tmp_path, eth):
+    rep = analyze_bytes(tmp_path, C.pcap_bytes(eth, snaplen=96))
+    bigger = sum(1 for _t, d in eth if len(d) > 96)
+    assert bigger >= 2
+    assert count_in(one_warning(rep, "snapshot length")) == bigger
+    assert kinds(rep) == GOOD  # the bytes that are there are used
+
+
 def test_record_of_zero_bytes(tmp_path, eth):
     recs = list(eth[:2]) + [C.Rec(eth[2][0], b"")] + list(eth[2:])
     rep = analyze_bytes(tmp_path, C.pcap_bytes(recs))

@@ -308,7 +308,7 @@ def _walk_pcap(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBat
     _vmaj, _vmin, _tz, _sig, snaplen, linktype = struct.unpack_from(endian + "HHiIII", data, 4)
     linktype &= 0x0FFFFFFF  # upper bits carry FCS length flags
     stats.linktypes.add(linktype)
-    limit = min(max(snaplen, 65535), MAX_CAPLEN) if snaplen else MAX_CAPLEN
+    limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN  # a record longer than it: the header lies
     hdr = struct.Struct(endian + "IIII")
     unpack = hdr.unpack_from
     pos = 24
