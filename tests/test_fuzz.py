@@ -383,3 +383,12 @@ def test_regression_pcapng_timestamp_overflow(tmp_path):
     w.epb(0, 0, CONV[0][1], ticks=2 ** 64 - 1)
     rep = forensics.analyze(str(w.write(tmp_path / "t.pcapng")))
     assert rep.to_dict()["inputs"][0]["first_ts"].startswith("1970")
+
+
+def test_regression_linktype_past_16_bits(tmp_path):
+    """A damaged pcap header naming link type 65537 went to tshark's pcapng writer: struct.error."""
+    path = tmp_path / "l.pcap"
+    path.write_bytes(C.pcap_bytes([(C.T0_NS, CONV[0][1])], 0x10001))
+    rep = forensics.analyze(str(path))
+    assert rep.inputs[0].decoded["link_not_decoded"] == 1
+    assert any("linktype-65537 (65537)" in w for w in rep.inputs[0].warnings)

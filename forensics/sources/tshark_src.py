@@ -187,8 +187,11 @@ def redecode(rows: np.ndarray, raw, mask: np.ndarray, tshark: str):
     """
     from .decode import ST_NOT_IP, decode
 
-    idx = np.flatnonzero(mask)
+    # a link type past 16 bits exists nowhere (a damaged header): tshark cannot be told it
+    idx = np.flatnonzero(mask & (raw.linktype >= 0) & (raw.linktype <= 0xFFFF))
     buf = raw.buf
+    if len(idx) == 0:
+        return rows, buf, 0, None
     offs = raw.off[idx].tolist()
     caps = raw.caplen[idx].tolist()
     frames = [buf[o:o + c].tobytes() for o, c in zip(offs, caps)]
