@@ -31,7 +31,7 @@ from forensics.errors import InputError  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS_PCAP = SHARED / "corpus" / "ntop__nDPI" / "tests" / "cfgs" / "default" / "pcap" / "tls_certificate_too_long.pcap"
 
-pytestmark = pytest.mark.timeout(20)
+pytestmark = pytest.mark.timeout(15)
 
 
 # ------------------------------------------------------------------- helpers
@@ -594,13 +594,24 @@ def _victim(tmp_path) -> tuple[Path, str]:
     return dst, "generated"
 
 
+#: One damaged corpus-sized capture must be analyzed within this many seconds
+#: (pytest-timeout ends a real hang; this catches a quadratic blow-up per case).
+PER_CASE_SECONDS = 5.0
+
+
 def _survives(path: str, formats: tuple[str, ...] = ("json", "csv")) -> None:
     """analyze returns a report or raises InputError; any other exception fails the test."""
+    import time
+
+    t0 = time.monotonic()
     try:
         rep = forensics.analyze(path)
     except InputError as exc:
         assert "\n" not in str(exc)
         return
+    finally:
+        took = time.monotonic() - t0
+        assert took < PER_CASE_SECONDS, f"analyze took {took:.1f} s on {path}"
     d = rep.to_dict()
     assert d["inputs"][0]["packets"] >= 0
     from forensics.render import render
