@@ -520,3 +520,20 @@ def test_cli_without_tshark_warns_what_to_install(tmp_path, conv4):
     warn = [ln for ln in proc.stderr.splitlines() if ln.startswith("forensics: warning: ")]
     assert len(warn) == 1 and f"{len(conv4)} packets of link type radiotap (127)" in warn[0]
     assert "apt install tshark" in warn[0]
+
+
+@pytest.mark.timeout(30)
+def test_tshark_that_hangs_is_stopped(tmp_path, conv4, monkeypatch):
+    from forensics.sources import tshark_src
+
+    fake = tmp_path / "tshark"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("FORENSICS_TSHARK", str(fake))
+    monkeypatch.setattr(tshark_src, "RUN_TIMEOUT", 1.0)
+    monkeypatch.setattr(tshark_src, "PER_PACKET_TIMEOUT", 0.0)
+    path = C.write_pcap(tmp_path / "x.pcap", C.frames_for(C.DLT_PPP, conv4), linktype=C.DLT_PPP)
+    rep = forensics.analyze(str(path))
+    ws = rep.inputs[0].warnings
+    assert any("tshark was stopped after 1 s" in w for w in ws), ws
+    assert rep.inputs[0].decoded["link_not_decoded"] == len(conv4)

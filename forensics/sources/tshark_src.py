@@ -114,10 +114,12 @@ def _run(tshark: str, path: str, frames: list[bytes], start: int, stop: int,
          kind: np.ndarray, offset: np.ndarray) -> str | None:
     cmd = [tshark, "-n", "-r", path, "-T", "pdml", "-J", "ip ipv6 data"]
     timeout = RUN_TIMEOUT + PER_PACKET_TIMEOUT * (stop - start)
+    errfile = tempfile.TemporaryFile()  # a file, not a pipe: tshark can never block on it
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, stdin=subprocess.DEVNULL,
                                 text=True, errors="replace", bufsize=1 << 16)
     except OSError as exc:
+        errfile.close()
         return f"cannot run {tshark}: {exc.strerror or exc}"
     i = start - 1
     found = False
@@ -158,11 +160,13 @@ def _run(tshark: str, path: str, frames: list[bytes], start: int, stop: int,
                         offset[i] = int(p.group(1))
                         found = True
             close_packet()
-            stderr = proc.stderr.read() if proc.stderr else ""
             rc = proc.wait()
         finally:
             timer.cancel()
+        errfile.seek(0)
+        stderr = errfile.read(1 << 16).decode("utf-8", "replace")
     finally:
+        errfile.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
