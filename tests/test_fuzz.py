@@ -74,6 +74,10 @@ def _check_rows(rows: np.ndarray, b) -> None:
     assert (rows["l4"][tcpudp] >= b.off[tcpudp]).all()
     assert (rows["pay"][tcpudp] + rows["caplen_pay"][tcpudp] <= end[tcpudp]).all()
     assert (rows["ipend"][ok] <= end[ok]).all()
+    tcp = ok & (rows["proto"] == 6)
+    assert (rows["l4"][tcp] + np.maximum(rows["doff"][tcp], 20) <= end[tcp]).all()
+    udp = ok & (rows["proto"] == 17)
+    assert (rows["l4"][udp] + 8 <= end[udp]).all()
 
 
 @SLOW
@@ -180,6 +184,32 @@ def test_any_short_file_is_a_capture_or_an_input_error(tmp_path, data):
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     _read(path)
+
+
+@st.composite
+def _ipv6_chains(draw):
+    """An IPv6 header followed by extension headers with arbitrary lengths and next-header values."""
+    ext = [0, 43, 44, 60, 51, 135, 139, 140]
+    nh = draw(st.sampled_from(ext + [6, 17, 58, 59]))
+    body = b""
+    for _ in range(draw(st.integers(0, 10))):
+        nxt = draw(st.sampled_from(ext + [6, 17, 59]))
+        ln = draw(st.integers(0, 255))
+        frag = draw(st.integers(0, 0xFFFF))
+        body += bytes([nxt, ln]) + frag.to_bytes(2, "big") + draw(st.binary(min_size=4, max_size=40))
+    body += draw(st.binary(max_size=60))
+    plen = draw(st.one_of(st.just(len(body)), st.integers(0, 0xFFFF)))
+    head = b"\x60\x00\x00\x00" + plen.to_bytes(2, "big") + bytes([nh, 64]) + bytes(range(32))
+    return head + body
+
+
+@FAST
+@given(pkts=st.lists(_ipv6_chains(), min_size=1, max_size=6), lt=st.sampled_from([C.DLT_RAW, C.DLT_NULL]))
+def test_decode_ipv6_extension_chains(tmp_path, pkts, lt):
+    path = C.write_pcap(tmp_path / "v6.pcap", C.frames_for(lt, [(C.T0_NS + i, p) for i, p in enumerate(pkts)]),
+                        linktype=lt)
+    batches, stats = _read(path)
+    assert batches is not None and stats.records == len(pkts)
 
 
 # ------------------------------------------------------------------------- DNS
@@ -325,13 +355,17 @@ def test_analyze_mutated_conversations(tmp_path, cap):
 
 @SLOW
 @given(flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(1, 255)), min_size=1, max_size=20),
-       container=st.sampled_from(["pcap", "pcapng", "pcapng-multi"]))
+       container=st.sampled_from(["pcap", "pcapng", "pcapng-multi", "pcap.gz"]))
 def test_analyze_flipped_containers(tmp_path, flips, container):
     frames = C.frames_for(C.DLT_EN10MB, CONV)
     if container == "pcap":
         data = C.pcap_bytes(frames)
     elif container == "pcapng":
         data = C.pcapng_simple(frames).bytes()
+    elif container == "pcap.gz":
+        import gzip
+
+        data = gzip.compress(C.pcap_bytes(frames), mtime=0)
     else:
         data = C.pcapng_multi(CONV).bytes()
     buf = bytearray(data)
