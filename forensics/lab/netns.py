@@ -26,7 +26,7 @@ PREFIX = "fxlab"
 PR_SET_PDEATHSIG = 1
 REQUIRED_TOOLS = ("ip", "tcpdump", "curl", "dig", "openssl")
 _counter = itertools.count(1)
-_live: set["Lab"] = set()
+_live: set[Lab] = set()
 _handlers_installed = False
 
 
@@ -35,7 +35,10 @@ def check_environment() -> str:
     if os.geteuid() != 0:
         raise CaptureError("the lab needs root (network namespaces, TAP devices, firewall rules)")
     missing = [t for t in REQUIRED_TOOLS if not shutil.which(t)]
-    fw = "iptables" if shutil.which("iptables") and shutil.which("ip6tables") else ("nft" if shutil.which("nft") else None)
+    if shutil.which("iptables") and shutil.which("ip6tables"):
+        fw = "iptables"
+    else:
+        fw = "nft" if shutil.which("nft") else None
     if fw is None:
         missing.append("iptables or nft")
     if missing:
@@ -68,7 +71,8 @@ def _install_handlers() -> None:
     _handlers_installed = True
 
 
-def run(argv: list[str], timeout: float = 10, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+def run(argv: list[str], timeout: float = 10, check: bool = True,
+        input: str | None = None) -> subprocess.CompletedProcess:
     try:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input,
                              preexec_fn=_die_with_parent)
@@ -124,7 +128,8 @@ class Lab:
 
     def sysctl(self, node: str, settings: list[str]) -> None:
         """Set ``key=value`` sysctls inside a namespace (by /proc/sys, no procps needed)."""
-        script = "; ".join(f"echo {v} > /proc/sys/{k.replace('.', '/')}" for k, v in (s.split("=", 1) for s in settings))
+        pairs = (s.split("=", 1) for s in settings)
+        script = "; ".join(f"echo {v} > /proc/sys/{k.replace('.', '/')}" for k, v in pairs)
         self.exec(node, ["sh", "-ec", script])
 
     def batch(self, node: str, commands: list[str]) -> None:

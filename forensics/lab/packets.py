@@ -162,7 +162,7 @@ def tls_client_hello(payload: bytes) -> tuple[bool, str | None, int]:
 
 def http_host(payload: bytes) -> str | None:
     """The Host header of an HTTP request that starts this payload, else None."""
-    if not payload[:8].split(b" ")[0] in (b"GET", b"POST", b"HEAD", b"PUT", b"OPTIONS", b"DELETE"):
+    if payload[:8].split(b" ")[0] not in (b"GET", b"POST", b"HEAD", b"PUT", b"OPTIONS", b"DELETE"):
         return None
     for line in payload.split(b"\r\n")[1:]:
         if line.lower().startswith(b"host:"):

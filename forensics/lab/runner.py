@@ -139,7 +139,8 @@ class Build:
             results.append({"step": i, "node": step.node, "argv": " ".join(step.argv)[:100], "rc": rc,
                             "out": out, "s": round(time.monotonic() - t0, 2)})
             if verbose:
-                print(f"    {step.node} rc={rc} {results[-1]['s']:5.2f}s {results[-1]['argv']} -> {out}", file=sys.stderr)
+                r = results[-1]
+                print(f"    {step.node} rc={rc} {r['s']:5.2f}s {r['argv']} -> {out}", file=sys.stderr)
             time.sleep(0.25)  # keep attempts apart, and let late packets arrive
         return results
 

@@ -11,7 +11,7 @@ The DNS injectors forge from ``198.51.100.0/24`` / ``2001:db8:bad::/64`` only.
 from __future__ import annotations
 
 from . import topology as T
-from .scenario import OK, Expect, Scenario, https, http, lookup, py
+from .scenario import Expect, Scenario, http, https, lookup, py
 
 HOP = T.HOP_LINK
 ECN_ON = ["net.ipv4.tcp_ecn=1", "net.ipv4.tcp_ecn_fallback=0"]
@@ -33,7 +33,8 @@ def office_filter() -> Scenario:
         "office-filter",
         "An office firewall at hop 2 resets TLS to *.blogs.example by SNI and drops plain-HTTP requests "
         "for them by Host, while the platform's home page loads; c2, through another ISP, loads everything.",
-        wire=[(HOP[2], "rst-injector", fw), (HOP[2], "dropper", {"host": ["*.blogs.example"], "exclude": ["www.blogs.example"]})],
+        wire=[(HOP[2], "rst-injector", fw),
+              (HOP[2], "dropper", {"host": ["*.blogs.example"], "exclude": ["www.blogs.example"]})],
         captures=["client", "client2"],
         steps=_browse("c1", "www.blogs.example") + [
             http("c1", "www.blogs.example"),
@@ -292,6 +293,7 @@ def benign_failures() -> Scenario:
 
 def all_scenarios() -> dict[str, Scenario]:
     found = [office_filter(), transit_injector(), rst_injector_sni(), rst_injector_keyword(), rst_injector_v6(),
-             dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(), sni_drop(), host_drop(), ip_block("drop"),
+             dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(),
+             sni_drop(), host_drop(), ip_block("drop"),
              ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), benign_browsing(), benign_failures()]
     return {s.name: s for s in found}

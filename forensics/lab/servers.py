@@ -64,7 +64,8 @@ def _respond(conn, head: bytes, body: bytes) -> bool:
     if path.startswith(b"/big"):
         page = b"x" * BIG
     else:
-        page = b"<html><body><h1>" + host + b"</h1>" + method + b" " + path + b" ok, " + str(len(body)).encode() + b" bytes received</body></html>\n"
+        page = (b"<html><body><h1>" + host + b"</h1>" + method + b" " + path + b" ok, "
+                + str(len(body)).encode() + b" bytes received</body></html>\n")
     close = any(line.lower() == b"connection: close" for line in lines)
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: " + str(len(page)).encode()
                  + (b"\r\nConnection: close" if close else b"") + b"\r\n\r\n" + page)

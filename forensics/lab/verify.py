@@ -131,7 +131,7 @@ def office_filter(d: Path) -> None:
     c = _cap(d)
     for name in ("alice.blogs.example", "bob.blogs.example"):
         conn = _one(c, A(name), 443, name)
-        forged = assert_injected(conn, ttl=63, real_after=False)
+        assert_injected(conn, ttl=63, real_after=False)
         need(not conn.server_data(), f"{name}: the server's answer got through an in-path filter")
     assert_blackholed(_one(c, A("alice.blogs.example"), 80, "alice.blogs.example"))
     for port in (443, 80):

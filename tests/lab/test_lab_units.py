@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from click.testing import CliRunner
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
@@ -74,15 +73,16 @@ def test_rst_injector_pattern_ttl_and_ipid():
     assert [str(p[TCP].flags) for p in pkts] == ["R", "RA", "RA", "RA"]
     assert all(p[IP].ttl == 128 and p[IP].id == 9 and p[IP].src == "203.0.113.11" for p in pkts)
     assert _seen(dev, trig)[1] == []  # once per connection
-    home = IP(src="192.0.2.10", dst="203.0.113.10") / TCP(sport=40001, dport=443, flags="PA") / client_hello("www.blogs.example")
+    home = (IP(src="192.0.2.10", dst="203.0.113.10") / TCP(sport=40001, dport=443, flags="PA")
+            / client_hello("www.blogs.example"))
     assert _seen(dev, home) == (True, [])
 
 
 def test_rst_injector_copy_ttl_and_inpath():
     dev = WIRE_DEVICES["rst-injector"]({"keyword": ["forbidden"], "direction": "both", "pattern": "repeat",
                                         "count": 3, "ttl": {"mode": "copy"}, "inpath": True})
-    trig = IP(src="192.0.2.10", dst="203.0.113.41", ttl=63) / TCP(sport=40000, dport=80, flags="PA", seq=10,
-                                                                   ack=20) / b"GET /forbidden HTTP/1.1\r\nHost: x\r\n\r\n"
+    trig = (IP(src="192.0.2.10", dst="203.0.113.41", ttl=63) / TCP(sport=40000, dport=80, flags="PA", seq=10, ack=20)
+            / b"GET /forbidden HTTP/1.1\r\nHost: x\r\n\r\n")
     fwd, out = _seen(dev, trig)
     assert not fwd and len(out) == 6
     to_server = [Ether(raw) for side, raw in out if side == "b"]
@@ -92,7 +92,8 @@ def test_rst_injector_copy_ttl_and_inpath():
 def test_dns_injector_forges_from_the_pool():
     dev = WIRE_DEVICES["dns-injector"]({"names": ["*.diary.example"], "pool4": ["198.51.100.66"],
                                         "answer_ttl": {"mode": "fixed", "value": 3600}, "ttl": {"value": 64}})
-    q = IP(src="192.0.2.10", dst="203.0.113.53") / UDP(sport=5555, dport=53) / DNS(id=77, rd=1, qd=[DNSQR(qname="www.diary.example", qtype="A")])
+    q = (IP(src="192.0.2.10", dst="203.0.113.53") / UDP(sport=5555, dport=53)
+         / DNS(id=77, rd=1, qd=[DNSQR(qname="www.diary.example", qtype="A")]))
     fwd, out = _seen(dev, q)
     assert fwd and len(out) == 1
     ans = Ether(out[0][1])
@@ -102,7 +103,8 @@ def test_dns_injector_forges_from_the_pool():
 
 def test_in_path_devices():
     dropper = WIRE_DEVICES["dropper"]({"host": ["video.example"]})
-    req = IP(src="192.0.2.10", dst="203.0.113.22") / TCP(sport=4000, dport=80, flags="PA") / b"GET / HTTP/1.1\r\nHost: video.example\r\n\r\n"
+    req = (IP(src="192.0.2.10", dst="203.0.113.22") / TCP(sport=4000, dport=80, flags="PA")
+           / b"GET / HTTP/1.1\r\nHost: video.example\r\n\r\n")
     assert _seen(dropper, req) == (False, [])
     assert _seen(dropper, IP(src="192.0.2.10", dst="203.0.113.22") / TCP(sport=4000, dport=80, flags="A"))[0] is False
     ecn = WIRE_DEVICES["ecn-blackhole"]({})
@@ -140,7 +142,7 @@ def test_scenarios_cover_the_issue():
 
 
 def test_lab_list_and_errors(monkeypatch):
-    from forensics.cli import cli, _register_subcommands
+    from forensics.cli import _register_subcommands, cli
 
     _register_subcommands()
     runner = CliRunner()
@@ -156,7 +158,7 @@ def test_lab_list_and_errors(monkeypatch):
 def test_missing_tool_is_exit_3(monkeypatch):
     import shutil
 
-    from forensics.cli import cli, _register_subcommands
+    from forensics.cli import _register_subcommands, cli
 
     _register_subcommands()
     real = shutil.which

@@ -39,7 +39,10 @@ class DnsInjector(Device):
             return True, []
         addr = pool[zlib.crc32(qname.encode()) % len(pool)]
         at = self.params.get("answer_ttl", {"mode": "fixed", "value": 60})
-        rttl = self.rng.randint(at.get("low", 60), at.get("high", 300)) if at.get("mode") == "random" else int(at.get("value", 60))
+        if at.get("mode") == "random":
+            rttl = self.rng.randint(at.get("low", 60), at.get("high", 300))
+        else:
+            rttl = int(at.get("value", 60))
         body = P.dns_answer(f.payload, qend, qtype, [addr], rttl)
         out = []
         for _ in range(int(self.params.get("count", 1))):

@@ -49,8 +49,11 @@ def pmtu_blackhole(link, mtu: int, fw: str):
             cmds += [(node, c) for c in _nft_base("out", "output")]
             cmds.append((node, ["nft", "add", "rule", "inet", "fxlab", "out", "icmp", "type",
                                 "destination-unreachable", "icmp", "code", "frag-needed", "drop"]))
-            cmds.append((node, ["nft", "add", "rule", "inet", "fxlab", "out", "icmpv6", "type", "packet-too-big", "drop"]))
+            cmds.append((node, ["nft", "add", "rule", "inet", "fxlab", "out", "icmpv6", "type", "packet-too-big",
+                                "drop"]))
         else:
-            cmds.append((node, ["iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP"]))
-            cmds.append((node, ["ip6tables", "-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "packet-too-big", "-j", "DROP"]))
+            cmds.append((node, ["iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed",
+                                "-j", "DROP"]))
+            cmds.append((node, ["ip6tables", "-A", "OUTPUT", "-p", "icmpv6", "--icmpv6-type", "packet-too-big",
+                                "-j", "DROP"]))
     return cmds, mtus
