@@ -91,7 +91,8 @@ def parse(raw: bytes) -> Frame:
     return f
 
 
-def _csum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071); 0 over data that includes a correct checksum."""
     if len(data) % 2:
         data += b"\0"
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -109,13 +110,13 @@ def _ip_and_l4(version, src, dst, proto, l4, ttl, ipid) -> bytes:
         s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
         pseudo = s + d + struct.pack("!IxxxB", len(l4), proto)
     off = 16 if proto == TCP else 6
-    c = _csum(pseudo + l4)
+    c = checksum(pseudo + l4)
     if proto == UDP and c == 0:
         c = 0xFFFF
     l4 = l4[:off] + struct.pack("!H", c) + l4[off + 2 :]
     if version == 4:
         hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), ipid & 0xFFFF, 0x4000, ttl, proto, 0, s, d)
-        hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
         return hdr + l4
     return struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, ttl, s, d) + l4
 

@@ -49,6 +49,31 @@ def check_truth(d: Path) -> None:
                           f"only captured {dict(got - want)}, only in truth {dict(want - got)}")
 
 
+def check_wire(d: Path) -> None:
+    """Captures show wire-size frames with correct checksums (no offload artefacts)."""
+    for pcap in sorted(d.glob("*.pcap")):
+        for p in Capture(pcap).pkts:
+            need(len(p.f.raw) <= 1514, f"{pcap.name} #{p.n}: {len(p.f.raw)}-byte frame (offload giant)")
+            if p.f.proto in (P.TCP, P.UDP) and p.f.ip_len <= len(p.f.raw) - 14:
+                need(_l4_checksum_ok(p.f), f"{pcap.name} #{p.n}: bad {p.f.proto} checksum")
+
+
+def _l4_checksum_ok(f: P.Frame) -> bool:
+    ip = f.raw[14 : 14 + f.ip_len]
+    if f.version == 4:
+        hl = (ip[0] & 0x0F) * 4
+        l4 = ip[hl:]
+        pseudo = ip[12:20] + bytes([0, f.proto]) + len(l4).to_bytes(2, "big")
+        if P.checksum(ip[:hl]) != 0:
+            return False
+    else:
+        l4 = ip[40:]
+        pseudo = ip[8:40] + len(l4).to_bytes(4, "big") + bytes([0, 0, 0, f.proto])
+    if f.proto == P.UDP and l4[6:8] == b"\0\0" and f.version == 4:
+        return True
+    return P.checksum(pseudo + l4) == 0
+
+
 # --- building blocks ------------------------------------------------------------
 
 def forged_resets(c: Conn) -> list:
@@ -422,5 +447,6 @@ CHECKS = {
 def verify(name: str, directory: str | Path) -> None:
     d = Path(directory)
     check_truth(d)
+    check_wire(d)
     CHECKS[name](d)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from click.testing import CliRunner
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
@@ -166,3 +167,21 @@ def test_missing_tool_is_exit_3(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda t: None if t == "tcpdump" else real(t))
     res = CliRunner().invoke(cli, ["lab", "run", "sni-drop"])
     assert res.exit_code == 3 and "tcpdump" in res.output
+
+
+def test_wire_check_catches_bad_checksums_and_giants(tmp_path):
+    from scapy.utils import wrpcap
+
+    from forensics.lab.verify import check_wire
+
+    good = Ether() / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80) / b"x"
+    wrpcap(str(tmp_path / "client.pcap"), [good])
+    check_wire(tmp_path)
+    bad = Ether() / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80, chksum=0x1234) / b"x"
+    wrpcap(str(tmp_path / "client.pcap"), [good, bad])
+    with pytest.raises(AssertionError, match="checksum"):
+        check_wire(tmp_path)
+    giant = Ether() / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80) / (b"x" * 3000)
+    wrpcap(str(tmp_path / "client.pcap"), [giant])
+    with pytest.raises(AssertionError, match="giant"):
+        check_wire(tmp_path)
