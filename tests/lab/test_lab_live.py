@@ -95,3 +95,26 @@ def test_live_ttl_expires_at_each_router(live_lab, tmp_path):
         build.lab.close()
     assert res.stdout.split() == ["192.0.2.1/11", "192.0.2.130/11", "192.0.2.134/11", "192.0.2.138/11",
                                   "203.0.113.20/3"]
+
+
+def test_live_nothing_leaves_the_namespaces(live_lab, tmp_path):
+    """While a scenario runs, the root namespace sees no packet of the lab's ranges."""
+    if subprocess.run(["ip", "link", "show"], capture_output=True).returncode != 0:
+        pytest.skip("cannot list the root namespace's interfaces")
+    pcap = tmp_path / "root.pcap"
+    sniff = subprocess.Popen(["timeout", "-s", "INT", "60", "tcpdump", "-i", "any", "-U", "--immediate-mode", "-n",
+                              "-w", str(pcap), "net 192.0.2.0/24 or net 198.51.100.0/24 or net 203.0.113.0/24 "
+                              "or net 2001:db8::/32"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while len(lines) < 3 and not any("listening" in line for line in lines):
+            lines.append(sniff.stderr.readline())
+        assert "listening" in lines[-1], lines
+        run_scenario(all_scenarios()["dns-injector"], tmp_path / "s")
+    finally:
+        sniff.send_signal(signal.SIGINT)
+        sniff.wait(timeout=10)
+    from scapy.utils import RawPcapReader
+
+    leaked = list(RawPcapReader(str(pcap)))
+    assert leaked == [], f"{len(leaked)} lab packet(s) seen in the root namespace"
