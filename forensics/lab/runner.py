@@ -145,7 +145,8 @@ class Build:
         return results
 
 
-def run_scenario(scenario: Scenario, out_dir: str | Path, verbose: bool = False) -> dict:
+def run_scenario(scenario: Scenario, out_dir: str | Path, verbose: bool = False, on_ready=None) -> dict:
+    """Record one scenario; ``on_ready`` (for tests) is called once the lab is up."""
     fw = check_environment()
     out = Path(out_dir)
     try:
@@ -161,6 +162,8 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, verbose: bool = False)
             build.up()
             build.servers(*make_cert(work))
             caps = build.capture(out)
+            if on_ready:
+                on_ready()
             time.sleep(0.2)
             results = build.steps(verbose)
             time.sleep(2 * T.DELAY_MS / 1000 + 0.5)
