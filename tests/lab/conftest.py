@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,22 @@ PCAPS = ROOT / "pcaps"
 @pytest.fixture
 def pcaps_dir() -> Path:
     return PCAPS
+
+
+def _cannot_make_namespaces() -> str | None:
+    """Why this (possibly containerised) root cannot build the lab, or None."""
+    name = f"fxlab-{os.getpid()}-probe"
+    res = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if res.returncode:
+        return f"cannot create network namespaces here: {res.stderr.strip()}"
+    try:
+        res = subprocess.run(["ip", "netns", "exec", name, "ip", "tuntap", "add", "mode", "tap", "fxprobe"],
+                             capture_output=True, text=True)
+        if res.returncode:
+            return f"cannot create TAP devices here: {res.stderr.strip()}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
 
 
 @pytest.fixture
@@ -29,6 +46,9 @@ def live_lab():
         pytest.skip("the live lab needs: " + ", ".join(missing))
     if not os.path.exists("/dev/net/tun"):
         pytest.skip("the live lab needs /dev/net/tun")
+    reason = _cannot_make_namespaces()
+    if reason:
+        pytest.skip(reason)
     from forensics.lab.netns import leftover_namespaces
 
     before = set(leftover_namespaces(f"fxlab-{os.getpid()}-"))
