@@ -130,3 +130,16 @@ def test_live_nothing_leaves_the_namespaces(live_lab, tmp_path):
     leaked = list(RawPcapReader(str(pcap)))
     assert leaked == [], f"{len(leaked)} lab packet(s) seen in the root namespace"
     assert during == [before], "the root namespace's interfaces or routes changed while the lab ran"
+
+
+def test_live_kernel_devices_with_nft_only(live_lab, tmp_path, monkeypatch):
+    """Without iptables the kernel devices fall back to nft rules, with the same result."""
+    import shutil
+
+    if shutil.which("nft") is None:
+        pytest.skip("nft is not installed")
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda t, *a, **k: None if t in ("iptables", "ip6tables") else real(t))
+    for name in ("ip-block-prohibited", "pmtu-blackhole"):
+        run_scenario(all_scenarios()[name], tmp_path / name)
+        verify(name, tmp_path / name)

@@ -25,14 +25,14 @@ def _nft_base(chain: str, hook: str) -> list[list[str]]:
 def ip_block(hop_router: str, addrs: list[str], mode: str, fw: str):
     cmds = []
     if fw == "nft":
-        cmds += [(hop_router, c) for c in _nft_base("fwd", "forward")]
+        cmds += [(hop_router, c) for c in _nft_base("fxforward", "forward")]
     for a in addrs:
         v6 = ipaddress.ip_address(a).version == 6
         if fw == "nft":
             fam = "ip6" if v6 else "ip"
             verdict = (["reject", "with", "icmpv6" if v6 else "icmp", "type", "admin-prohibited"]
                        if mode == "prohibited" else ["drop"])
-            cmds.append((hop_router, ["nft", "add", "rule", "inet", "fxlab", "fwd", fam, "daddr", a] + verdict))
+            cmds.append((hop_router, ["nft", "add", "rule", "inet", "fxlab", "fxforward", fam, "daddr", a] + verdict))
         else:
             tool = "ip6tables" if v6 else "iptables"
             target = (["REJECT", "--reject-with", "adm-prohibited" if v6 else "icmp-admin-prohibited"]
@@ -46,10 +46,10 @@ def pmtu_blackhole(link, mtu: int, fw: str):
     for node, ifname in (link.a, link.b):
         mtus[(node, ifname)] = mtu
         if fw == "nft":
-            cmds += [(node, c) for c in _nft_base("out", "output")]
-            cmds.append((node, ["nft", "add", "rule", "inet", "fxlab", "out", "icmp", "type",
+            cmds += [(node, c) for c in _nft_base("fxoutput", "output")]
+            cmds.append((node, ["nft", "add", "rule", "inet", "fxlab", "fxoutput", "icmp", "type",
                                 "destination-unreachable", "icmp", "code", "frag-needed", "drop"]))
-            cmds.append((node, ["nft", "add", "rule", "inet", "fxlab", "out", "icmpv6", "type", "packet-too-big",
+            cmds.append((node, ["nft", "add", "rule", "inet", "fxlab", "fxoutput", "icmpv6", "type", "packet-too-big",
                                 "drop"]))
         else:
             cmds.append((node, ["iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed",
