@@ -221,6 +221,7 @@ class TcpConn:
     server_payload_frames: tuple[int, ...]
     markers: tuple[Marker, ...]
     retransmissions: tuple[int, int]
+    conflicts: tuple[int, int]  # segments whose bytes contradict bytes already sent at that place
     icmp: tuple[IcmpError, ...]
     history: str
     first_ts: float

@@ -105,6 +105,7 @@ def attempt_dict(a: Attempt, v: Verdict) -> dict:
             "syn_sent": c.syn_count,
             "first_payload_sends": c.client_payload_sends,
             "retransmissions": {"client": c.retransmissions[0], "server": c.retransmissions[1]},
+            "conflicting_segments": {"client": c.conflicts[0], "server": c.conflicts[1]},
             "resets_and_fins": [m.to_dict() for m in c.markers[:32]],
             "icmp": [e.to_dict() for e in c.icmp[:16]],
             "rows_capped": c.detail_capped,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.21-1"
+RULES_VERSION = "2026.11.21-2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,8 @@ class Rule:
 
 
 #: Signals that say something went wrong; an "ok" rule must not see any of them.
-TROUBLE = ("syn-rst", "syn-unanswered", "payload-unanswered", "dns-unanswered", "dns-error")
+TROUBLE = ("syn-rst", "syn-unanswered", "payload-unanswered", "dns-unanswered", "dns-error",
+           "dns-disagreeing-answers", "server-side-after-reset", "conflicting-server-data")
 
 RULES: tuple[Rule, ...] = (
     Rule("endpoint.refused", "connection-refused", ("syn-rst",), ("exchange-complete",), "none", 0.85,

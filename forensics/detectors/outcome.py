@@ -2,7 +2,9 @@
 
 Detects: whether the exchange completed; SYNs that went unanswered; a SYN
 answered by a reset; a first payload sent again and again with no answer; DNS
-queries with no answer or an error rcode.
+queries with no answer or an error rcode; and the facts that forbid calling an
+exchange ok: DNS responses that disagree, packets from the server's side after a
+reset from that side, server bytes that contradict bytes already received.
 
 Known false positives: a capture that starts or ends in the middle of a
 connection looks like an unanswered one; a capture taken on one leg of an
@@ -48,6 +50,15 @@ def _dns(a: Attempt) -> list[Finding]:
                             ev(first.input, first.frame, "rcode", rcode_text(first.rcode))],
                            rcode=first.rcode))
     else:
+        sets = {r.addresses() for r in txn.responses if r.rcode in (0, 3)}
+        sources = {r.src for r in txn.responses}
+        if len(sets) > 1 or len(sources) > 1:
+            detail = "; ".join(f"frame {r.frame}: {', '.join(sorted(r.addresses())) or rcode_text(r.rcode)} "
+                               f"(IP TTL {r.ttl}, +{(r.ts - txn.query_ts) * 1000:.1f} ms)" for r in txn.responses[:4])
+            out.append(finding(NAME, "dns-disagreeing-answers", 1.0,
+                               f"{len(txn.responses)} responses disagree: {detail}",
+                               [ev(r.input, r.frame, "response", ", ".join(sorted(r.addresses())) or rcode_text(r.rcode))
+                                for r in txn.responses[:4]]))
         out.append(finding(NAME, "dns-answered", 1.0,
                            f"{len(txn.responses)} response(s), first after "
                            f"{(first.ts - txn.query_ts) * 1000:.1f} ms ({'/'.join(rcode_text(x) for x in sorted(rc))})",
@@ -79,6 +90,7 @@ def _tcp(a: Attempt) -> list[Finding]:
                                f"SYN sent {c.syn_count} time(s) over {span:.1f} s, no answer",
                                [ev(a.input, int(f), "syn", "SYN") for f in syn_frames[:4]],
                                sends=c.syn_count, span=span))
+    out.extend(_contradictions(a, s2c))
     completed = _completed(a)
     if completed:
         out.append(finding(NAME, "exchange-complete", 1.0, completed,
@@ -91,6 +103,29 @@ def _tcp(a: Attempt) -> list[Finding]:
                            f"{what} sent {c.client_payload_sends} time(s), no answer in {waited:.1f} s",
                            [ev(a.input, f, "payload", what) for f in c.client_payload_frames[:2]],
                            sends=c.client_payload_sends, waited=waited))
+    return out
+
+
+def _contradictions(a: Attempt, s2c) -> list[Finding]:
+    """Server-side packets after a server-side reset; server bytes that contradict earlier ones."""
+    c = a.tcp
+    out = []
+    rst = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
+    if rst:
+        first = rst[0]
+        later = s2c[(s2c["ts"] > first.ts) & ((s2c["flags"] & TCP_RST) == 0)]
+        if len(later):
+            r = later[0]
+            out.append(finding(NAME, "server-side-after-reset", 1.0,
+                               f"{len(later)} packet(s) from the server's side arrived after a reset from that side "
+                               f"(reset frame {first.frame}, TTL {first.ttl}; next frame {int(r['frame'])}, TTL {int(r['ttl'])})",
+                               [ev(first.input, first.frame, "rst", f"RST TTL {first.ttl}"),
+                                ev(int(r["input"]), int(r["frame"]), "after-reset", f"TTL {int(r['ttl'])}")]))
+    if c.conflicts[1]:
+        out.append(finding(NAME, "conflicting-server-data", 1.0,
+                           f"{c.conflicts[1]} server segment(s) carry bytes that contradict bytes already received "
+                           f"at the same sequence numbers",
+                           [ev(a.input, f, "server-data", "") for f in c.server_payload_frames[:2]]))
     return out
 
 

@@ -218,16 +218,17 @@ class TcpState:
 
 
 def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
-                cap: int = PAYLOAD_CAP) -> tuple[bytes, tuple[int, ...], int]:
+                cap: int = PAYLOAD_CAP) -> tuple[bytes, tuple[int, ...], int, int]:
     """Contiguous bytes from the stream's start; the frames that gave them; sends of the first."""
     if not pieces:
-        return b"", (), 0
+        return b"", (), 0, 0
     if start is None:
         start = pieces[0][0]
     ordered = sorted(((p[0] - start) & U32, i, p) for i, p in enumerate(pieces))
     out = bytearray()
     frames: list[int] = []
     first_sends = 0
+    conflicts = 0  # segments whose bytes differ from bytes already placed at the same place
     for rel, _, (seq, frame, data, _ts) in ordered:
         if rel >= 1 << 31:
             continue  # before the start: a keep-alive probe or an old segment
@@ -235,13 +236,16 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
             first_sends += 1
         if rel > len(out):
             break  # a gap: stop at what is contiguous
+        overlap = min(len(out), rel + len(data)) - rel
+        if overlap > 0 and out[rel:rel + overlap] != data[:overlap]:
+            conflicts += 1
         if rel + len(data) <= len(out):
             continue  # a retransmission of bytes already placed
         out += data[len(out) - rel:]
         frames.append(frame)
         if len(out) >= cap:
             break
-    return bytes(out[:cap]), tuple(frames), first_sends
+    return bytes(out[:cap]), tuple(frames), first_sends, conflicts
 
 
 # SEG_DTYPE field positions in a row tuple (``segs.tolist()``)
@@ -330,8 +334,8 @@ def finish_tcp(s: TcpState) -> TcpConn:
                 s_start = (r[_SEQ] + 1) & U32
         if first_pay_ts is None and r[_DIR] == C2S and r[_PLEN] > 0:
             first_pay_ts = r[_TS]
-    cpay, cframes, csends = _reassemble(s.pieces[C2S], c_start)
-    spay, sframes, _ = _reassemble(s.pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
+    cpay, cframes, csends, cconf = _reassemble(s.pieces[C2S], c_start)
+    spay, sframes, _, sconf = _reassemble(s.pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
     rt, hist = _walk(rows, s.base_seq)
     markers = []
     nrt = [0, 0]
@@ -355,5 +359,5 @@ def finish_tcp(s: TcpState) -> TcpConn:
         syn=s.syn, synack=s.synack, syn_count=s.syn_count,
         client_payload=cpay, client_payload_frames=cframes, client_payload_sends=max(csends, 1 if cpay else 0),
         server_payload=spay, server_payload_frames=sframes, markers=tuple(markers),
-        retransmissions=(nrt[0], nrt[1]), icmp=tuple(s.icmp), history=hist, first_ts=s.first_ts,
+        retransmissions=(nrt[0], nrt[1]), conflicts=(cconf, sconf), icmp=tuple(s.icmp), history=hist, first_ts=s.first_ts,
         last_ts=s.last_ts, detail_capped=s.capped)
