@@ -28,7 +28,8 @@ class Rule:
 
 #: Signals that say something went wrong; an "ok" rule must not see any of them.
 TROUBLE = ("syn-rst", "syn-unanswered", "payload-unanswered", "dns-unanswered", "dns-error",
-           "dns-disagreeing-answers", "server-side-after-reset", "conflicting-server-data")
+           "dns-disagreeing-answers", "server-side-after-reset", "conflicting-server-data",
+           "ecn-syn-unanswered", "data-answered-by-reset")
 
 RULES: tuple[Rule, ...] = (
     Rule("endpoint.refused", "connection-refused", ("syn-rst",), ("exchange-complete",), "none", 0.85,

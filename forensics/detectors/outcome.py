@@ -13,8 +13,10 @@ asymmetric route sees only one direction.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..model import C2S, S2C, Attempt, Finding, rcode_text
-from ..sources.decode import TCP_ACK, TCP_RST, TCP_SYN
+from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
 from .base import Context, ev, finding
 
 NAME = "outcome"
@@ -121,6 +123,31 @@ def _contradictions(a: Attempt, s2c) -> list[Finding]:
                                f"(reset frame {first.frame}, TTL {first.ttl}; next frame {int(r['frame'])}, TTL {int(r['ttl'])})",
                                [ev(first.input, first.frame, "rst", f"RST TTL {first.ttl}"),
                                 ev(int(r["input"]), int(r["frame"]), "after-reset", f"TTL {int(r['ttl'])}")]))
+    syns = a.tcp.segs[(a.tcp.segs["dir"] == C2S) & ((a.tcp.segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN)]
+    if len(syns) > 1 and a.tcp.synack is not None:
+        ecn = (syns["flags"] & (TCP_ECE | TCP_CWR)) == (TCP_ECE | TCP_CWR)
+        if ecn[0] and not ecn.all():
+            plain = syns[~ecn][0]
+            if a.tcp.synack.frame > int(plain["frame"]):
+                out.append(finding(NAME, "ecn-syn-unanswered", 1.0,
+                                   f"{int(ecn.sum())} SYN(s) asking for ECN went unanswered; the SYN-ACK came only "
+                                   f"after a plain SYN (frame {int(plain['frame'])})",
+                                   [ev(a.input, int(syns["frame"][0]), "ecn-syn", "SYN with ECE+CWR"),
+                                    ev(a.input, int(plain["frame"]), "plain-syn", "SYN without ECN"),
+                                    ev(a.input, a.tcp.synack.frame, "syn-ack", "")]))
+    data = np.flatnonzero((a.tcp.segs["dir"] == C2S) & (a.tcp.segs["plen"] > 0))
+    if len(data):
+        last = a.tcp.segs[data[-1]]
+        after = a.tcp.segs[data[-1] + 1:]
+        from_server = after[after["dir"] == S2C]
+        if len(from_server) and not (from_server["plen"] > 0).any() and (from_server["flags"] & TCP_RST).any():
+            r = from_server[(from_server["flags"] & TCP_RST) != 0][0]
+            out.append(finding(NAME, "data-answered-by-reset", 1.0,
+                               f"the client's last data (frame {int(last['frame'])}) was answered only by a reset from "
+                               f"the server's side {float(r['ts'] - last['ts']) * 1000:.1f} ms later (TTL {int(r['ttl'])}), "
+                               f"{float(last['ts'] - a.tcp.segs['ts'][max(data[-1] - 1, 0)]):.1f} s after the packet before it",
+                               [ev(a.input, int(last["frame"]), "data", "client data"),
+                                ev(int(r["input"]), int(r["frame"]), "rst", f"RST TTL {int(r['ttl'])}")]))
     if c.conflicts[1]:
         out.append(finding(NAME, "conflicting-server-data", 1.0,
                            f"{c.conflicts[1]} server segment(s) carry bytes that contradict bytes already received "
