@@ -24,6 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import captures as C  # noqa: E402
+from conftest import validate  # noqa: E402
 
 import forensics  # noqa: E402
 from forensics.errors import InputError  # noqa: E402
@@ -573,7 +574,7 @@ def test_cli_partial_damage_warns_on_stderr_and_reports(tmp_path, eth):
     assert "Traceback" not in proc.stderr
     warn = [ln for ln in proc.stderr.splitlines() if ln.startswith("forensics: warning: ")]
     assert len(warn) == 1 and "the last record is truncated" in warn[0] and "bytes" in warn[0]
-    out = json.loads(proc.stdout)
+    out = validate(json.loads(proc.stdout))
     assert out["inputs"][0]["warnings"] and out["inputs"][0]["packets"] == len(eth) - 1
     assert {a["kind"] for a in out["attempts"]} == {"tls", "dns"}
 
@@ -599,7 +600,7 @@ def _victim(tmp_path) -> tuple[Path, str]:
 PER_CASE_SECONDS = 5.0
 
 
-def _survives(path: str, formats: tuple[str, ...] = ("json", "csv")) -> None:
+def _survives(path: str, formats: tuple[str, ...] = ("json", "csv"), schema: bool = False) -> None:
     """analyze returns a report or raises InputError; any other exception fails the test."""
     import time
 
@@ -612,7 +613,7 @@ def _survives(path: str, formats: tuple[str, ...] = ("json", "csv")) -> None:
     finally:
         took = time.monotonic() - t0
         assert took < PER_CASE_SECONDS, f"analyze took {took:.1f} s on {path}"
-    d = rep.to_dict()
+    d = validate(rep.to_dict()) if schema else rep.to_dict()
     assert d["inputs"][0]["packets"] >= 0
     from forensics.render import render
     import io
@@ -637,7 +638,7 @@ def test_cut_at_100_random_offsets_never_crashes_or_hangs(tmp_path):
     cut = tmp_path / "cut.pcap"
     for k, off in enumerate(offsets):
         cut.write_bytes(data[:off])
-        _survives(str(cut), ("json", "csv", "table") if k % 20 == 0 else ("json", "csv"))
+        _survives(str(cut), ("json", "csv", "table") if k % 20 == 0 else ("json", "csv"), schema=k % 10 == 0)
     # a cut capture is a prefix: never more packets than the whole
     cut.write_bytes(data[:offsets[50]])
     assert forensics.analyze(str(cut)).inputs[0].packets <= full.inputs[0].packets
@@ -655,7 +656,8 @@ def test_random_bytes_flipped_never_crashes_or_hangs(tmp_path):
             i = rng.randrange(24 if trial % 4 else 0, len(buf))  # most trials keep the header
             buf[i] ^= 1 << rng.randrange(8) if trial % 2 else rng.randrange(1, 256)
         flipped.write_bytes(bytes(buf))
-        _survives(str(flipped), ("json", "csv", "table") if trial % 20 == 0 else ("json", "csv"))
+        _survives(str(flipped), ("json", "csv", "table") if trial % 20 == 0 else ("json", "csv"),
+                  schema=trial % 10 == 0)
 
 
 @pytest.mark.timeout(120)

@@ -21,6 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import captures as C  # noqa: E402
+from conftest import validate  # noqa: E402
 
 import forensics  # noqa: E402
 from forensics.sources.pcapio import ReadStats, read_batches  # noqa: E402
@@ -81,6 +82,7 @@ def conv6():
 def baseline4(conv4, tmp_path_factory):
     path = C.write_pcap(tmp_path_factory.mktemp("base") / "base.pcap", C.frames_for(C.DLT_EN10MB, conv4))
     rep = forensics.analyze(str(path))
+    validate(rep.to_dict())
     sig = signature(rep)
     # the baseline itself must be what the conversation holds, or every comparison is vacuous
     kinds = sorted((s[0], s[1]) for s in sig)
@@ -214,6 +216,7 @@ def test_pcapng_multi_interface_with_extras(tmp_path, conv4, baseline4, endian, 
                        tsresols=(None, 9, 0x94, 3 + 0))
     path = w.write(tmp_path / ("m.pcapng.gz" if gz else "m.pcapng"), gz=gz)
     rep = forensics.analyze(str(path))
+    validate(rep.to_dict())
     assert w.frames != list(range(1, len(conv4) + 1))  # custom blocks shifted the numbering
     assert signature(rep, w.frames) == baseline4
     info = rep.inputs[0]
@@ -441,6 +444,7 @@ def test_non_native_link_types_through_tshark(tmp_path, conv4, baseline4, link, 
     info = rep.inputs[0]
     assert info.decoded["via_tshark"] == len(conv4) and info.decoded["link_not_decoded"] == 0
     assert info.warnings == []
+    validate(rep.to_dict())
 
 
 @pytest.mark.parametrize("link", list(TSHARK_LINKS) + ["mpls"])
@@ -456,6 +460,7 @@ def test_non_native_link_types_without_tshark_are_counted_and_warned(tmp_path, c
     assert rep.attempts == []
     info = rep.inputs[0]
     assert info.decoded["link_not_decoded"] == len(conv4) and info.decoded["via_tshark"] == 0
+    validate(rep.to_dict())
     (w,) = info.warnings
     assert w.startswith(f"{len(conv4)} packets of link type ") and f"({lt})" in w
     assert "apt install tshark" in w
