@@ -542,3 +542,43 @@ def test_tshark_that_hangs_is_stopped(tmp_path, conv4, monkeypatch):
     ws = rep.inputs[0].warnings
     assert any("tshark was stopped after 1 s" in w for w in ws), ws
     assert rep.inputs[0].decoded["link_not_decoded"] == len(conv4)
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_link_headers_written_here_are_what_tshark_reads(tmp_path, conv4, conv6):
+    """The oracle for captures.py itself: tshark finds the same IP packets behind every link header."""
+    w = C.Pcapng().shb()
+    expect = []
+    for name, (lt, kw) in LINK_VARIANTS.items():
+        for conv in (conv4, conv6):
+            if lt in (C.DLT_NULL, C.DLT_LOOP) and conv is conv6:
+                fams = (24, 28, 30)
+            else:
+                fams = (30,)
+            for fam in fams:
+                iid = w.idb(lt)
+                for t, ip in conv:
+                    w.epb(iid, t, C.link_wrap(lt, ip, v6_family=fam, **kw))
+                    expect.append((name, ip))
+    path = w.write(tmp_path / "all-links.pcapng")
+    out = subprocess.run([TSHARK, "-n", "-r", str(path), "-T", "fields", "-e", "ip.src", "-e", "ipv6.src",
+                          "-e", "ip.ttl", "-e", "ipv6.hlim", "-e", "tcp.srcport", "-e", "udp.srcport",
+                          "-e", "tls.handshake.extensions_server_name", "-e", "dns.qry.name"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    assert len(out) == len(expect)
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+
+    for line, (name, ip) in zip(out, expect):
+        f = line.split("\t")
+        pkt = IP(ip) if ip[0] >> 4 == 4 else IPv6(ip)
+        src = f[0] or f[1]
+        ttl = f[2] or f[3]
+        port = f[4] or f[5]
+        assert (src, int(ttl), int(port)) == (pkt.src, pkt.ttl if ip[0] >> 4 == 4 else pkt.hlim,
+                                             pkt.payload.sport), (name, line)
+        if f[6]:
+            assert f[6] == C.SNI
+        if f[7]:
+            assert f[7] == C.QNAME
