@@ -215,6 +215,19 @@ def test_decode_ipv6_extension_chains(tmp_path, pkts, lt):
     assert batches is not None and stats.records == len(pkts)
 
 
+@FAST
+@given(opts=st.binary(max_size=40), doff=st.integers(0, 60), tail=st.binary(max_size=8))
+def test_tcp_options_arbitrary(opts, doff, tail):
+    from forensics.reassembly.tcp import parse_tcp_options
+
+    head = bytes(20)
+    buf = np.frombuffer(head + opts + tail, np.uint8)
+    mss, wscale, _sack, _ts, kinds = parse_tcp_options(buf, 0, min(doff, 20 + len(opts)))
+    assert len(kinds) <= 40
+    assert mss is None or 0 <= mss <= 0xFFFF
+    assert wscale is None or 0 <= wscale <= 255
+
+
 # ------------------------------------------------------------------------- DNS
 
 

@@ -689,3 +689,15 @@ def test_gzip_second_member_damaged_keeps_the_first(tmp_path, eth):
     assert rep.inputs[0].packets == 6
     one_warning(rep, "compressed stream is damaged")
     assert kinds(rep) == [("tls", C.SNI)]
+
+
+def test_pcapng_captured_length_beyond_its_block(tmp_path, eth):
+    w = C.Pcapng().shb()
+    w.idb(C.DLT_EN10MB)
+    for i, (t, d) in enumerate(eth):
+        w.epb(0, t, d, incl=len(d) + 400 if i == 7 else None)  # the DNS answer claims 400 more bytes
+    rep = forensics.analyze(str(w.write(tmp_path / "c.pcapng")))
+    assert count_in(one_warning(rep, "claim more captured bytes")) == 1
+    assert kinds(rep) == GOOD  # the bytes the block holds were used
+    dns = next(a for a in rep.attempts if a.kind == "dns")
+    assert [x.data for x in dns.dns.responses[0].answers] == ["192.0.2.7"]
