@@ -122,13 +122,13 @@ def https(node: str, name: str, v6: bool = False, expect: Expect = OK, tool: str
 
 
 def http(node: str, name: str, path: str = "/", v6: bool = False, expect: Expect = OK,
-         port: int = 80, ip: str | None = None, kind: str = "http") -> Step:
+         port: int = 80, ip: str | None = None) -> Step:
     """One HTTP request with curl; the attempt's name is the Host header as sent
     (``name:port`` off port 80)."""
     ip = ip or site_addr(name, v6)
     argv = C.argv_curl(f"http://{name}:{port}{path}", name, ip, port)
     host = name if port == 80 else f"{name}:{port}"  # the Host header as curl sends it
-    return Step(node, argv, [Attempt(kind, _client_ip(node, v6), ip, port, host if kind != "tcp" else "", expect)])
+    return Step(node, argv, [Attempt("http", _client_ip(node, v6), ip, port, host, expect)])
 
 
 def py(node: str, mode: str, name: str, args: list[str], kind: str = "http", v6: bool = False,
