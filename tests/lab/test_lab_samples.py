@@ -73,3 +73,11 @@ def test_truth_check_catches_a_missing_attempt(pcaps_dir, tmp_path):
     (d / "truth.json").write_text(json.dumps(truth))
     with pytest.raises(AssertionError, match="differ"):
         check_truth(d)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_truth_matches_the_definition(pcaps_dir, name):
+    """The samples' truth is the scenario's definition (re-record pcaps/ when a scenario changes)."""
+    from forensics.lab.scenario import truth
+
+    assert json.loads((pcaps_dir / name / "truth.json").read_text()) == truth(all_scenarios()[name])
