@@ -23,8 +23,8 @@ def run(*args, cwd=None):
 
 def _refused(path):
     t = 1_700_000_000.0
-    syn = Ether() / IP(src="192.0.2.10", dst="203.0.113.5", ttl=64) / TCP(sport=41000, dport=8443, flags="S", seq=1000)
-    rst = Ether() / IP(src="203.0.113.5", dst="192.0.2.10", ttl=52) / TCP(sport=8443, dport=41000, flags="RA", seq=0, ack=1001)
+    syn = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="192.0.2.10", dst="203.0.113.5", ttl=64) / TCP(sport=41000, dport=8443, flags="S", seq=1000)
+    rst = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="203.0.113.5", dst="192.0.2.10", ttl=52) / TCP(sport=8443, dport=41000, flags="RA", seq=0, ack=1001)
     syn.time, rst.time = t, t + 0.03
     wrpcap(str(path), [syn, rst])
 

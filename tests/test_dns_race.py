@@ -13,10 +13,10 @@ CLIENT, RESOLVER = "192.0.2.10", "198.51.100.53"
 
 
 def _race(path, t0=1_700_000_000.0):
-    q = Ether() / IP(src=CLIENT, dst=RESOLVER, ttl=64, id=100) / UDP(sport=40000, dport=53) / DNS(
+    q = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=CLIENT, dst=RESOLVER, ttl=64, id=100) / UDP(sport=40000, dport=53) / DNS(
         id=0x1234, rd=1, qd=DNSQR(qname="blog.example", qtype="A"))
     def ans(addr, ttl, ipid, dttl):
-        return Ether() / IP(src=RESOLVER, dst=CLIENT, ttl=ttl, id=ipid) / UDP(sport=53, dport=40000) / DNS(
+        return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=RESOLVER, dst=CLIENT, ttl=ttl, id=ipid) / UDP(sport=53, dport=40000) / DNS(
             id=0x1234, qr=1, aa=0, rd=1, ra=1, qd=DNSQR(qname="blog.example", qtype="A"),
             an=DNSRR(rrname="blog.example", type="A", ttl=dttl, rdata=addr))
     pkts = [q, ans("198.51.100.7", 61, 0, 300), ans("198.51.100.8", 250, 54321, 60), ans("203.0.113.5", 55, 7000, 3600)]

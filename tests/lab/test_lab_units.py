@@ -176,14 +176,14 @@ def test_wire_check_catches_bad_checksums_and_giants(tmp_path):
 
     from forensics.lab.verify import check_wire
 
-    good = Ether() / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80) / b"x"
+    good = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80) / b"x"
     wrpcap(str(tmp_path / "client.pcap"), [good])
     check_wire(tmp_path)
-    bad = Ether() / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80, chksum=0x1234) / b"x"
+    bad = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80, chksum=0x1234) / b"x"
     wrpcap(str(tmp_path / "client.pcap"), [good, bad])
     with pytest.raises(AssertionError, match="checksum"):
         check_wire(tmp_path)
-    giant = Ether() / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80) / (b"x" * 3000)
+    giant = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="192.0.2.10", dst="203.0.113.20") / TCP(sport=1, dport=80) / (b"x" * 3000)
     wrpcap(str(tmp_path / "client.pcap"), [giant])
     with pytest.raises(AssertionError, match="giant"):
         check_wire(tmp_path)
