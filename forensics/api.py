@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from typing import Callable, Iterable
 
@@ -19,15 +18,7 @@ ProgressFn = Callable[[int, int], None]
 def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None,
             max_flows: int | None = None):
     """Read every capture in ``paths`` (files or directories) and judge every attempt."""
-    # The analysis allocates many small acyclic objects; the cyclic collector
-    # would re-walk all live attempts again and again (quadratic on big inputs).
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _analyze(paths, progress, max_flows)
-    finally:
-        if was_enabled:
-            gc.enable()
+    return _analyze(paths, progress, max_flows)
 
 
 def _analyze(paths, progress, max_flows):
