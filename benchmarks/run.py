@@ -252,22 +252,104 @@ def key_of(a: dict) -> tuple:
             norm_ip(str(s.get("ip"))), int(s.get("port") or 0))
 
 
-def load_attempts(path: str) -> list[dict]:
+class _JsonStream:
+    """Incremental reading of one large JSON document, value by value, so that a report
+    with millions of attempts is never held whole (only what the check needs is kept)."""
+
+    def __init__(self, f, chunk=16 << 20):
+        self.f, self.chunk = f, chunk
+        self.buf, self.pos, self.eof = "", 0, False
+        self.dec = json.JSONDecoder()
+
+    def _fill(self) -> bool:
+        more = self.f.read(self.chunk)
+        if not more:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos:] + more
+        self.pos = 0
+        return True
+
+    def peek(self) -> str:
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or not self._fill():
+                return self.buf[self.pos:self.pos + 1]
+
+    def expect(self, ch: str) -> None:
+        if self.peek() != ch:
+            raise ValueError(f"expected {ch!r} in the report at {self.buf[self.pos:self.pos + 40]!r}")
+        self.pos += 1
+
+    def value(self):
+        self.peek()
+        while True:
+            try:
+                v, end = self.dec.raw_decode(self.buf, self.pos)
+                # a number at the very end of the buffer may be cut: make sure it is whole
+                if end == len(self.buf) and not self.eof and self._fill():
+                    continue
+                self.pos = end
+                return v
+            except json.JSONDecodeError:
+                if not self._fill():
+                    raise
+
+
+def iter_attempts(path: str):
+    """Attempts from a report: the contract's JSON envelope, a bare list, or JSON lines."""
     with open(path) as f:
-        text = f.read()
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:  # jsonl
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if isinstance(doc, list):
-        return doc
-    return doc.get("attempts", [])
+        st = _JsonStream(f)
+        first = st.peek()
+        if first == "[":
+            st.expect("[")
+            while st.peek() != "]":
+                yield st.value()
+                if st.peek() == ",":
+                    st.expect(",")
+            return
+        if first != "{":
+            raise ValueError("not a JSON report")
+        # an envelope, or JSON lines (one attempt object per line)
+        st.expect("{")
+        head_key = st.value() if st.peek() == '"' else None
+        if head_key is None:
+            return
+        envelope = True
+        while True:
+            st.expect(":")
+            if head_key == "attempts" and envelope:
+                st.expect("[")
+                while st.peek() != "]":
+                    yield st.value()
+                    if st.peek() == ",":
+                        st.expect(",")
+                st.expect("]")
+            else:
+                v = st.value()
+                if head_key == "kind" and isinstance(v, str):
+                    break  # JSON lines: the first object was an attempt
+            nxt = st.peek()
+            if nxt == "}":
+                return
+            st.expect(",")
+            head_key = st.value()
+    # JSON lines
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def load_attempts(path: str) -> list[dict]:
+    return list(iter_attempts(path))
 
 
 def check_verdicts(truth_path: str, out_json: str) -> dict:
     found: dict[tuple, list[dict]] = collections.defaultdict(list)
-    for a in load_attempts(out_json):
-        found[key_of(a)].append(a)
+    for a in iter_attempts(out_json):  # keep only what the check needs
+        found[key_of(a)].append({"name": a.get("name"), "verdict": a.get("verdict")})
     per = collections.OrderedDict()
     matched = 0
     with open(truth_path) as f:
