@@ -2,7 +2,8 @@
 """Generate large, realistic captures of connection attempts, with ground truth.
 
     python benchmarks/gen_capture.py --packets 1000000 --out benchmarks/data/1m.pcap
-    python benchmarks/gen_capture.py --packets 1000000 --rotate-every 100000 --out-dir benchmarks/data/rot
+    python benchmarks/gen_capture.py --packets 1000000 --rotate-every 100000 \
+        --out-dir benchmarks/data/rot
     python benchmarks/gen_capture.py --synflood 2000000 --out benchmarks/data/flood.pcap
 
 Output: a classic pcap (Ethernet, microsecond timestamps), plus, next to it,

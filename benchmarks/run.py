@@ -279,7 +279,8 @@ class _JsonStream:
 
     def expect(self, ch: str) -> None:
         if self.peek() != ch:
-            raise ValueError(f"expected {ch!r} in the report at {self.buf[self.pos:self.pos + 40]!r}")
+            at = self.buf[self.pos:self.pos + 40]
+            raise ValueError(f"expected {ch!r} in the report at {at!r}")
         self.pos += 1
 
     def value(self):

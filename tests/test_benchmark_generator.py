@@ -20,7 +20,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_generator():
-    spec = importlib.util.spec_from_file_location("gen_capture", ROOT / "benchmarks" / "gen_capture.py")
+    path = ROOT / "benchmarks" / "gen_capture.py"
+    spec = importlib.util.spec_from_file_location("gen_capture", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("gen_capture", mod)
     spec.loader.exec_module(sys.modules["gen_capture"])
