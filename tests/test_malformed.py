@@ -600,8 +600,10 @@ def _victim(tmp_path) -> tuple[Path, str]:
 PER_CASE_SECONDS = 5.0
 
 
-def _survives(path: str, formats: tuple[str, ...] = ("json", "csv"), schema: bool = False) -> None:
-    """analyze returns a report or raises InputError; any other exception fails the test."""
+def _survives(path: str, formats: tuple[str, ...] = ("json", "csv"), schema: bool = False) -> str:
+    """analyze returns a report or raises InputError; any other exception fails the test.
+
+    Returns "report" or "input-error", so callers can assert what happened."""
     import time
 
     t0 = time.monotonic()
@@ -609,7 +611,7 @@ def _survives(path: str, formats: tuple[str, ...] = ("json", "csv"), schema: boo
         rep = forensics.analyze(path)
     except InputError as exc:
         assert "\n" not in str(exc)
-        return
+        return "input-error"
     finally:
         took = time.monotonic() - t0
         assert took < PER_CASE_SECONDS, f"analyze took {took:.1f} s on {path}"
@@ -620,6 +622,7 @@ def _survives(path: str, formats: tuple[str, ...] = ("json", "csv"), schema: boo
 
     for fmt in formats:
         render(rep, fmt, io.StringIO())
+    return "report"
 
 
 def test_corpus_capture_present_or_skip_reason():
@@ -650,14 +653,17 @@ def test_random_bytes_flipped_never_crashes_or_hangs(tmp_path):
     data = src.read_bytes()
     rng = random.Random(4242)
     flipped = tmp_path / "flipped.pcap"
+    outcomes = []
     for trial in range(60):
         buf = bytearray(data)
         for _ in range(rng.choice((1, 8, 64, 512))):
             i = rng.randrange(24 if trial % 4 else 0, len(buf))  # most trials keep the header
             buf[i] ^= 1 << rng.randrange(8) if trial % 2 else rng.randrange(1, 256)
         flipped.write_bytes(bytes(buf))
-        _survives(str(flipped), ("json", "csv", "table") if trial % 20 == 0 else ("json", "csv"),
-                  schema=trial % 10 == 0)
+        outcomes.append(_survives(str(flipped), ("json", "csv", "table") if trial % 20 == 0 else ("json", "csv"),
+                                  schema=trial % 10 == 0))
+    # three trials in four keep the global header intact: those must still give a report
+    assert outcomes.count("report") >= 40, outcomes
 
 
 @pytest.mark.timeout(120)
