@@ -22,20 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..model import VERDICT_CLASS
 from . import clients as C
 from .topology import C1, C1_6, C2, C2_6, RESOLVER, RESOLVER_6, site_addr
 
-CLASS = {
-    "ok": "ok",
-    "injected-rst": "deliberate", "forged-dns": "deliberate", "injected-blockpage": "deliberate",
-    "sni-drop": "deliberate", "host-drop": "deliberate", "ip-block": "deliberate",
-    "pmtu-blackhole": "middlebox-fault", "ecn-blackhole": "middlebox-fault",
-    "idle-timeout-reset": "middlebox-fault", "tls-intolerance": "middlebox-fault",
-    "option-stripping": "middlebox-fault",
-    "connection-refused": "endpoint", "server-reset": "endpoint", "server-timeout": "endpoint",
-    "dns-failure": "endpoint",
-    "inconclusive": "inconclusive",
-}
+# the contract's verdict -> class table, from the one place it lives
+CLASS = VERDICT_CLASS
 
 CAPTURES = {"client": ("c1", "eth0"), "client2": ("c2", "eth0"), "r1-up": ("r1", "up0")}
 CAPTURES_OF = {"c1": ["client", "r1-up"], "c2": ["client2"]}
