@@ -463,8 +463,12 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                 break
             first_block = False
             body = pos + 8
-            if btype == 6:  # Enhanced Packet Block
-                iid, tsh, tsl, incl, orig = struct.unpack_from(endian + "IIIII", data, body)
+            if btype == 6 or btype == 2:  # Enhanced Packet Block, or the obsolete Packet Block
+                # same layout after the interface id (32 bits in an EPB, 16 + drop count in a PB)
+                if btype == 6:
+                    iid, tsh, tsl, incl, orig = struct.unpack_from(endian + "IIIII", data, body)
+                else:
+                    iid, _drops, tsh, tsl, incl, orig = struct.unpack_from(endian + "HHIIII", data, body)
                 if iid >= len(ifaces):
                     stats.bad_interface += 1
                 else:
@@ -505,26 +509,6 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                 lt, _res, snap = struct.unpack_from(endian + "HHI", data, body)
                 ifaces.append(_Iface(lt, _idb_tsres(data[body + 8:pos + blen - 4], endian), snap))
                 stats.linktypes.add(lt)
-            elif btype == 2:  # obsolete Packet Block
-                iid, _drops, tsh, tsl, incl, orig = struct.unpack_from(endian + "HHIIII", data, body)
-                if iid < len(ifaces) and incl <= blen - 32:
-                    itf = ifaces[iid]
-                    frame += 1
-                    t = ((tsh << 32) | tsl) * itf.tsres
-                    if t > MAX_TS:
-                        stats.bad_ts += 1
-                        t = max(last_ts, 0.0)
-                    elif t < last_ts:
-                        stats.backwards_ts += 1
-                    last_ts = t
-                    frames.append(frame)
-                    tss.append(t)
-                    offs.append(body + 20)
-                    caps.append(incl)
-                    origs.append(orig)
-                    links.append(itf.linktype)
-                else:
-                    stats.bad_interface += 1
             elif btype in _FRAME_BLOCKS:
                 frame += 1
             elif btype not in _QUIET_BLOCKS:
