@@ -1,69 +1,108 @@
-"""Apply the detectors and the ordered rules to every attempt."""
+"""Apply the detectors and the ordered rules to every attempt, in two stages.
+
+``Judge.local(attempt)`` runs the local detectors on an attempt's packets and
+returns its compact ``Facts`` (the packets can be released after); it also feeds
+the capture's ``Controls``. ``Judge.verdict(facts)`` runs the cross-attempt
+detectors against the controls and applies the rules. Parallel workers each
+run ``local`` and the parent merges their controls (``Judge.controls.merge``)
+before asking for verdicts, so the result does not depend on how the work was
+split.
+"""
 
 from __future__ import annotations
 
-from ..detectors import BUILTIN
-from ..detectors.base import Context
-from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Verdict
+from ..detectors import BUILTIN, CROSS
+from ..detectors.base import Facts
+from ..detectors.controls import Controls
+from ..detectors.features import features
+from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Hop, Verdict
 from .rules import RULES, RULES_VERSION, Rule
 
-__all__ = ["judge", "RULES_VERSION", "build_context"]
+__all__ = ["judge", "Judge", "RULES_VERSION", "apply_rules"]
 
 
-def build_context(attempts: list[Attempt]) -> Context:
-    ctx = Context()
-    for a in attempts:
-        if a.tcp is None or a.kind == "dns":
-            continue
-        answered = a.tcp.packets[1] > 0
-        if answered:
-            ctx.answered_by_server[a.server.ip] = ctx.answered_by_server.get(a.server.ip, 0) + 1
-        if (a.tls_reply is not None and a.tls_reply.server_hello) or (a.response is not None and a.response.status):
-            ctx.ok_names_by_server.setdefault(a.server.ip, set()).add(a.name)
-    return ctx
+class Judge:
+    def __init__(self, warnings: list[str] | None = None) -> None:
+        self.controls = Controls()
+        self.warnings = warnings if warnings is not None else []
+        self._broken: set[str] = set()
+
+    def _run(self, det, what: str, *args) -> list[Finding]:
+        if det.name in self._broken:
+            return []
+        try:
+            return det.run(*args)
+        except Exception as exc:  # one broken detector must not stop the others
+            self._broken.add(det.name)
+            self.warnings.append(f"detector {det.name} failed on {what} ({type(exc).__name__}: {exc}); "
+                                 f"it was disabled for the rest of the run")
+            return []
+
+    def local(self, a: Attempt) -> Facts:
+        found: list[Finding] = []
+        for det in BUILTIN:
+            found.extend(self._run(det, f"{a.kind} attempt at {a.server}", a))
+        facts = Facts(a.kind, a.transport, a.input, a.client.ip, a.server.ip, a.server.port, a.name,
+                      a.start, a.end, tuple(found), features(a))
+        self.controls.add(facts)
+        return facts
+
+    def verdict(self, facts: Facts) -> Verdict:
+        found = list(facts.findings)
+        for det in CROSS:
+            found.extend(self._run(det, f"{facts.kind} attempt at {facts.server_ip}", facts, self.controls))
+        return apply_rules(facts, found)
 
 
 def judge(attempts: list[Attempt], warnings: list[str]) -> list[Verdict]:
-    ctx = build_context(attempts)
-    broken: set[str] = set()
-    out = []
-    for a in attempts:
-        findings: list[Finding] = []
-        for det in BUILTIN:
-            if det.name in broken:
-                continue
-            try:
-                findings.extend(det.run(a, ctx))
-            except Exception as exc:  # one broken detector must not stop the others
-                broken.add(det.name)
-                warnings.append(f"detector {det.name} failed on attempt {a.id} ({type(exc).__name__}: {exc}); "
-                                f"it was disabled for the rest of the run")
-        out.append(apply_rules(a, findings))
-    return out
+    j = Judge(warnings)
+    facts = [j.local(a) for a in attempts]
+    return [j.verdict(f) for f in facts]
 
 
 def _matches(rule: Rule, signals: set[str]) -> bool:
     return all(s in signals for s in rule.all_of) and not any(s in signals for s in rule.none_of)
 
 
-def apply_rules(a: Attempt, findings: list[Finding]) -> Verdict:
+def apply_rules(facts: Facts, findings: list[Finding]) -> Verdict:
     signals = {f.signal for f in findings}
     for rule in RULES:
         if _matches(rule, signals):
-            return _verdict(rule, a, findings)
+            return _verdict(rule, facts, findings)
     raise AssertionError("the fallback rule always matches")
 
 
-def _verdict(rule: Rule, a: Attempt, findings: list[Finding]) -> Verdict:
-    used = [f for f in findings if "*" in rule.summary or f.signal in rule.summary]
-    summary = "; ".join(f.detail for f in used) if used else _nothing(a)
+def _verdict(rule: Rule, facts: Facts, findings: list[Finding]) -> Verdict:
+    if "*" in rule.summary:
+        used = list(findings)
+    else:  # in the rule's order: the sentence reads as the rule lists its signals
+        used = [f for s in rule.summary for f in findings if f.signal == s]
+    summary = "; ".join(f.detail for f in used) if used else _nothing(facts)
     evidence: list[Evidence] = []
+    seen: set[tuple[int, int, str]] = set()
     for f in used:
-        evidence.extend(f.evidence)
-    strength = min((f.strength for f in findings if f.signal in rule.all_of), default=1.0)
-    return Verdict(verdict=rule.verdict, cls=VERDICT_CLASS[rule.verdict], trigger=rule.trigger,
-                   confidence=round(rule.confidence * strength, 2), summary=_sentence(summary),
-                   rule=rule.id, evidence=tuple(evidence))
+        for e in f.evidence:
+            k = (e.input, e.packet, e.signal)
+            if k not in seen:
+                seen.add(k)
+                evidence.append(e)
+    needed = [f for f in findings if f.signal in rule.all_of]
+    strength = min((f.strength for f in needed), default=1.0)
+    bonus = sum(f.strength for f in findings if f.signal in rule.boost) * rule.boost_step
+    confidence = min(rule.confidence * strength + bonus, rule.cap)
+    trigger = rule.trigger
+    if trigger == "*":  # the trigger is what the evidence says set it off
+        trigger = next((f.get("trigger") for f in needed + used if f.get("trigger")), "unknown")
+    hop = None
+    if VERDICT_CLASS[rule.verdict] in ("deliberate", "middlebox-fault"):
+        for f in needed + used:
+            h = f.get("hop")
+            if h is not None:
+                hop = Hop(*h)
+                break
+    return Verdict(verdict=rule.verdict, cls=VERDICT_CLASS[rule.verdict], trigger=trigger,
+                   confidence=round(confidence, 2), summary=_sentence(summary), rule=rule.id,
+                   hop=hop, evidence=tuple(evidence))
 
 
 def _sentence(s: str) -> str:
@@ -71,20 +110,18 @@ def _sentence(s: str) -> str:
     return s[:1].upper() + s[1:] + ("" if s.endswith(".") else ".") if s else s
 
 
-def _nothing(a: Attempt) -> str:
+def _nothing(f: Facts) -> str:
     """What the packets show when no detector found anything to say."""
-    if a.tcp is not None:
-        c = a.tcp
-        parts = [f"{c.packets[0]} packet(s) from the client and {c.packets[1]} from the server"]
-        if c.syn is None and c.synack is None:
+    x = f.features
+    if f.transport == "tcp":
+        parts = [f"{x.get('packets_c', 0)} packet(s) from the client and {x.get('packets_s', 0)} from the server"]
+        if not x.get("syn") and not x.get("synack"):
             parts.append("the handshake is not in the capture")
-        if not c.client_payload and not c.server_payload:
+        if not x.get("payload_c") and not x.get("payload_s"):
             parts.append("no payload either way")
-        elif c.client_payload and c.server_payload:
+        elif x.get("payload_c") and x.get("payload_s"):
             parts.append("payload both ways but not of the kind this attempt expects")
-        resets = [m for m in c.markers if m.kind == "rst"]
-        if resets:
-            who = {("client" if m.dir == 0 else "server") for m in resets}
-            parts.append(f"{len(resets)} reset(s) from the {' and '.join(sorted(who))} side")
+        if x.get("resets"):
+            parts.append(f"{x['resets']} reset(s) from the {x.get('reset_sides', '')} side")
         return "; ".join(parts)
     return "the packets do not show how this attempt ended"

@@ -24,6 +24,10 @@ class Rule:
     confidence: float = 0.9
     summary: tuple[str, ...] = ()
     doc: str = ""
+    # signals that raise confidence when present, each by its strength times boost_step, up to cap
+    boost: tuple[str, ...] = ()
+    boost_step: float = 0.0
+    cap: float = 0.99
 
 
 #: Signals that say something went wrong; an "ok" rule must not see any of them.

@@ -11,8 +11,11 @@ from __future__ import annotations
 from . import outcome
 
 BUILTIN = (outcome.OutcomeDetector(),)
+#: Detectors that compare an attempt with the capture's other attempts (stage 2).
+CROSS: tuple = ()
 
 
 def describe() -> list[dict]:
-    return [{"name": d.name, "detects": d.detects, "false_positives": d.false_positives}
-            for d in BUILTIN]
+    return [{"name": d.name, "detects": d.detects, "false_positives": d.false_positives,
+             "stage": "local" if d in BUILTIN else "cross-attempt"}
+            for d in BUILTIN + CROSS]

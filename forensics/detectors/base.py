@@ -1,9 +1,22 @@
-"""What every detector has: a name, what it detects, its known false positives."""
+"""What every detector has, and the two stages they run in.
+
+Stage 1, *local*: a detector looks at one finished attempt (its packets) and
+reports findings. This runs as each attempt finishes, so the packets of an
+attempt can be released right after.
+
+Stage 2, *cross-attempt*: attempts in one capture are each other's controls
+(the same server with another name, the same resolver's other answers, plain
+SYNs beside ECN SYNs). ``Controls`` gathers, per server, name and resolver, the
+few facts the controls need from every attempt's ``Facts``; it is bounded by
+the number of distinct servers/names/resolvers, not by attempts, and two
+``Controls`` merge (for parallel workers). Cross detectors then read one
+attempt's ``Facts`` plus the ``Controls``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..model import Attempt, Evidence, Finding
 
@@ -13,17 +26,42 @@ class Detector(Protocol):
     detects: str
     false_positives: str
 
-    def run(self, attempt: Attempt, ctx: "Context") -> list[Finding]: ...
+    def run(self, attempt: Attempt) -> list[Finding]: ...
+
+
+class CrossDetector(Protocol):
+    name: str
+    detects: str
+    false_positives: str
+
+    def run(self, facts: "Facts", controls: "Controls") -> list[Finding]: ...
 
 
 @dataclass(slots=True)
-class Context:
-    """Facts across attempts of one analysis: each attempt's controls."""
+class Facts:
+    """The compact record of one attempt that outlives its packets (picklable)."""
 
-    # server ip -> names whose exchange completed there
-    ok_names_by_server: dict[str, set[str]] = field(default_factory=dict)
-    # server ip -> number of attempts that got any answer from the server
-    answered_by_server: dict[str, int] = field(default_factory=dict)
+    kind: str
+    transport: str
+    input: int
+    client_ip: str
+    server_ip: str
+    server_port: int
+    name: str
+    start: float
+    end: float
+    findings: tuple[Finding, ...]
+    # attempt-level features the controls compare: hello size, ECN, server TTL...
+    features: dict[str, Any] = field(default_factory=dict)
+
+    def signals(self) -> set[str]:
+        return {f.signal for f in self.findings}
+
+    def get(self, signal: str) -> Finding | None:
+        for f in self.findings:
+            if f.signal == signal:
+                return f
+        return None
 
 
 def ev(attempt_input: int, frame: int, signal: str, detail: str) -> Evidence:
@@ -33,3 +71,10 @@ def ev(attempt_input: int, frame: int, signal: str, detail: str) -> Evidence:
 def finding(detector: str, signal: str, strength: float, detail: str,
             evidence: list[Evidence] | tuple[Evidence, ...] = (), **data) -> Finding:
     return Finding(detector, signal, strength, detail, tuple(evidence), tuple(sorted(data.items())))
+
+
+def doc_parts(doc: str) -> tuple[str, str]:
+    """(detects, false positives) from a detector module's docstring."""
+    detects = doc.split("Detects: ")[1].split("\n\n")[0].replace("\n", " ").strip()
+    fp = doc.split("Known false positives: ")[1].split("\n\n")[0].replace("\n", " ").strip()
+    return detects, fp

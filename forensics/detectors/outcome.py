@@ -17,17 +17,16 @@ import numpy as np
 
 from ..model import C2S, S2C, Attempt, Finding, rcode_text
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
-from .base import Context, ev, finding
+from .base import doc_parts, ev, finding
 
 NAME = "outcome"
 
 
 class OutcomeDetector:
     name = NAME
-    detects = __doc__.split("Detects: ")[1].split("\n\n")[0].replace("\n", " ")
-    false_positives = __doc__.split("Known false positives: ")[1].strip().replace("\n", " ")
+    detects, false_positives = doc_parts(__doc__)
 
-    def run(self, a: Attempt, ctx: Context) -> list[Finding]:
+    def run(self, a: Attempt) -> list[Finding]:
         if a.dns is not None and a.transport == "udp":
             return _dns(a)
         if a.tcp is not None:

@@ -1,0 +1,161 @@
+"""The capture's own controls: what other attempts saw at the same server, for
+the same name, from the same resolver.
+
+Memory is bounded by the number of distinct servers, names and resolvers (each
+set is capped), never by the number of attempts, so the controls can be built
+while attempts stream past and merged across parallel workers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .base import Facts
+
+#: Names remembered per server and per outcome; enough to name a control in a summary.
+MAX_NAMES = 32
+#: Resolvers remembered per name for the cross-resolver comparison.
+MAX_RESOLVERS = 16
+
+
+@dataclass(slots=True)
+class ServerStats:
+    attempts: int = 0
+    synack: int = 0  # attempts whose SYN got a SYN-ACK
+    syn_unanswered: int = 0  # attempts whose SYNs all went unanswered
+    plain_syn_answered: int = 0  # SYN-ACK to a SYN without ECN
+    ecn_syn_answered: int = 0  # SYN-ACK to a SYN asking for ECN
+    ecn_syn_unanswered: int = 0  # attempts with ECN SYNs that never got a SYN-ACK to them
+    completed: int = 0
+    ok_names: set = field(default_factory=set)  # names whose exchange completed here
+    failed_names: set = field(default_factory=set)  # names whose first payload went unanswered
+    ttls: Counter = field(default_factory=Counter)  # server TTLs of SYN-ACKs and data
+    hello_ok_max: int = 0  # largest ClientHello that got a ServerHello
+    hello_ok_min: int = 0  # smallest such ClientHello (0: none)
+    hello_fail_min: int = 0  # smallest ClientHello that went unanswered (0: none)
+    big_seg_acked: int = 0  # largest client segment the server acknowledged
+    idle_resets: int = 0
+
+    def merge(self, o: "ServerStats") -> None:
+        for name in ("attempts", "synack", "syn_unanswered", "plain_syn_answered", "ecn_syn_answered",
+                     "ecn_syn_unanswered", "completed", "idle_resets"):
+            setattr(self, name, getattr(self, name) + getattr(o, name))
+        _add_capped(self.ok_names, o.ok_names)
+        _add_capped(self.failed_names, o.failed_names)
+        self.ttls.update(o.ttls)
+        self.hello_ok_max = max(self.hello_ok_max, o.hello_ok_max)
+        self.hello_ok_min = _min0(self.hello_ok_min, o.hello_ok_min)
+        self.hello_fail_min = _min0(self.hello_fail_min, o.hello_fail_min)
+        self.big_seg_acked = max(self.big_seg_acked, o.big_seg_acked)
+
+
+@dataclass(slots=True)
+class ResolverStats:
+    responses: int = 0
+    undisputed_ttls: Counter = field(default_factory=Counter)  # IP TTLs of lone responses
+
+    def merge(self, o: "ResolverStats") -> None:
+        self.responses += o.responses
+        self.undisputed_ttls.update(o.undisputed_ttls)
+
+
+@dataclass(slots=True)
+class Controls:
+    servers: dict = field(default_factory=dict)  # server ip -> ServerStats
+    resolvers: dict = field(default_factory=dict)  # resolver ip -> ResolverStats
+    # qname -> resolver ip -> tuple of outcomes ("NXDOMAIN" or sorted address tuples) of lone responses
+    names: dict = field(default_factory=dict)
+
+    def server(self, ip: str) -> ServerStats:
+        s = self.servers.get(ip)
+        if s is None:
+            s = self.servers[ip] = ServerStats()
+        return s
+
+    def add(self, f: Facts) -> None:
+        x = f.features
+        if f.kind == "dns" and f.transport == "udp":
+            self._add_dns(f)
+            return
+        if f.transport != "tcp":
+            return
+        s = self.server(f.server_ip)
+        s.attempts += 1
+        if x.get("synack"):
+            s.synack += 1
+            if x.get("ecn_answered"):
+                s.ecn_syn_answered += 1
+            else:
+                s.plain_syn_answered += 1
+        if x.get("ecn_unanswered"):
+            s.ecn_syn_unanswered += 1
+        if x.get("syn") and not x.get("answered"):
+            s.syn_unanswered += 1
+        sig = f.signals()
+        if "exchange-complete" in sig:
+            s.completed += 1
+            if f.name:
+                _add_capped(s.ok_names, {(f.server_port, f.name)})
+            size = x.get("hello_size", 0)
+            if size and f.kind == "tls":
+                s.hello_ok_max = max(s.hello_ok_max, size)
+                s.hello_ok_min = _min0(s.hello_ok_min, size)
+        if "payload-unanswered" in sig:
+            if f.name:
+                _add_capped(s.failed_names, {(f.server_port, f.name)})
+            size = x.get("hello_size", 0)
+            if size and f.kind == "tls":
+                s.hello_fail_min = _min0(s.hello_fail_min, size)
+        ttl = x.get("server_ttl")
+        if ttl:
+            s.ttls[ttl] += 1
+        s.big_seg_acked = max(s.big_seg_acked, x.get("max_seg_acked", 0))
+
+    def _add_dns(self, f: Facts) -> None:
+        resp = f.features.get("responses", ())
+        for src, ttl, outcome in resp:
+            r = self.resolvers.get(src)
+            if r is None:
+                r = self.resolvers[src] = ResolverStats()
+            r.responses += 1
+            if len(resp) == 1 and src == f.server_ip:
+                r.undisputed_ttls[ttl] += 1
+        if len(resp) == 1 and resp[0][0] == f.server_ip:
+            by = self.names.setdefault((f.name, f.features.get("qtype", "")), {})
+            if f.server_ip in by or len(by) < MAX_RESOLVERS:
+                by.setdefault(f.server_ip, set()).add(resp[0][2])
+
+    def merge(self, o: "Controls") -> None:
+        for ip, st in o.servers.items():
+            self.server(ip).merge(st)
+        for ip, st in o.resolvers.items():
+            mine = self.resolvers.get(ip)
+            if mine is None:
+                self.resolvers[ip] = mine = ResolverStats()
+            mine.merge(st)
+        for key, by in o.names.items():
+            mine = self.names.setdefault(key, {})
+            for ip, outs in by.items():
+                if ip in mine or len(mine) < MAX_RESOLVERS:
+                    mine.setdefault(ip, set()).update(outs)
+
+    def answering_servers(self) -> int:
+        """How many server addresses answered at least one SYN."""
+        return sum(1 for s in self.servers.values() if s.synack)
+
+
+def _add_capped(dst: set, src) -> None:
+    for x in src:
+        if len(dst) >= MAX_NAMES:
+            return
+        dst.add(x)
+
+
+def _min0(a: int, b: int) -> int:
+    """min ignoring 0 (= none seen)."""
+    if not a:
+        return b
+    if not b:
+        return a
+    return min(a, b)
