@@ -6,7 +6,7 @@ import os
 from typing import Callable, Iterable
 
 from .classify.engine import RULES_VERSION, judge
-from .errors import InputError
+from .errors import InputError, UsageError
 from .model import Attempt, DnsTransaction, InputInfo, TcpConn
 from .reassembly import attempts as attempts_mod
 from .reassembly.engine import Reassembler
@@ -16,12 +16,29 @@ ProgressFn = Callable[[int, int], None]
 
 
 def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None,
-            max_flows: int | None = None):
-    """Read every capture in ``paths`` (files or directories) and judge every attempt."""
-    return _analyze(paths, progress, max_flows)
+            max_flows: int | None = None, reachable: Iterable[str] = ()):
+    """Read every capture in ``paths`` (files or directories) and judge every attempt.
+
+    ``reachable``: CIDRs that count as public address space in this network
+    (beyond the global unicast space), for the special-purpose-answer check of
+    forged DNS: a lab or an intranet whose servers live in such space.
+    """
+    return _analyze(paths, progress, max_flows, _cidrs(reachable))
 
 
-def _analyze(paths, progress, max_flows):
+def _cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
+    import ipaddress
+
+    out = []
+    for c in cidrs:
+        try:
+            out.append(str(ipaddress.ip_network(c.strip(), strict=False)))
+        except ValueError:
+            raise UsageError(f"--reachable: {c!r} is not an address range (expected CIDR, e.g. 10.0.0.0/8)") from None
+    return tuple(out)
+
+
+def _analyze(paths, progress, max_flows, reachable=()):
     from .report import Report
 
     if isinstance(paths, (str, os.PathLike)):
@@ -64,5 +81,5 @@ def _analyze(paths, progress, max_flows):
     if st.evicted:
         warnings.append(f"{st.evicted} connections were finished early because more than "
                         f"{engine.max_flows} were live at once")
-    verdicts = judge(found, warnings)
+    verdicts = judge(found, warnings, reachable)
     return Report(infos, found, verdicts, RULES_VERSION, warnings, st.evicted)

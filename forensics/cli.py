@@ -44,7 +44,11 @@ def cli() -> None:
               help="Write the report to this file instead of standard output.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr (default: for inputs over a few MB on a terminal).")
-def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progress: bool | None) -> None:
+@click.option("--reachable", "reachable", multiple=True, metavar="CIDR",
+              help="Address range that counts as public in this network (repeatable), e.g. an intranet's or a "
+                   "lab's server space, so that DNS answers in it are not taken for special-purpose space.")
+def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progress: bool | None,
+            reachable: tuple[str, ...]) -> None:
     """Reconstruct every connection attempt in PATHS (captures or directories) and judge it.
 
     Exit status: 0 no deliberate interference found, 1 at least one attempt
@@ -66,7 +70,7 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
     show = progress if progress is not None else (sys.stderr.isatty() and total > PROGRESS_MIN_BYTES)
     bar = _Progress(total) if show else None
     try:
-        report = run(files, progress=bar.update if bar else None)
+        report = run(files, progress=bar.update if bar else None, reachable=reachable)
     finally:
         if bar:
             bar.close()

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from forensics import analyze
+from forensics.lab.topology import REACHABLE
 
 
 def _key(a: dict, capture: str, seq: int) -> tuple:
@@ -18,7 +19,7 @@ def join(sample_dir: Path) -> list[tuple[dict, dict | None]]:
     truth = json.loads((sample_dir / "truth.json").read_text())
     reported: dict[tuple, dict] = {}
     for cap in sorted({t["capture"] for t in truth["attempts"]}):
-        report = analyze([str(sample_dir / cap)]).to_dict()
+        report = analyze([str(sample_dir / cap)], reachable=REACHABLE).to_dict()
         seen: Counter = Counter()
         for a in report["attempts"]:
             base = _key(a, cap, 0)[:-1]

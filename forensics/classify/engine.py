@@ -22,8 +22,8 @@ __all__ = ["judge", "Judge", "RULES_VERSION", "apply_rules"]
 
 
 class Judge:
-    def __init__(self, warnings: list[str] | None = None) -> None:
-        self.controls = Controls()
+    def __init__(self, warnings: list[str] | None = None, reachable: tuple[str, ...] = ()) -> None:
+        self.controls = Controls(reachable=tuple(reachable))
         self.warnings = warnings if warnings is not None else []
         self._broken: set[str] = set()
 
@@ -54,8 +54,8 @@ class Judge:
         return apply_rules(facts, found)
 
 
-def judge(attempts: list[Attempt], warnings: list[str]) -> list[Verdict]:
-    j = Judge(warnings)
+def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ...] = ()) -> list[Verdict]:
+    j = Judge(warnings, reachable)
     facts = [j.local(a) for a in attempts]
     return [j.verdict(f) for f in facts]
 
@@ -91,8 +91,9 @@ def _verdict(rule: Rule, facts: Facts, findings: list[Finding]) -> Verdict:
     bonus = sum(f.strength for f in findings if f.signal in rule.boost) * rule.boost_step
     confidence = min(rule.confidence * strength + bonus, rule.cap)
     trigger = rule.trigger
-    if trigger == "*":  # the trigger is what the evidence says set it off
-        trigger = next((f.get("trigger") for f in needed + used if f.get("trigger")), "unknown")
+    if trigger == "*":  # the trigger is what the evidence says set it off (a control may refine it)
+        refined = [f for f in used if f.signal == "trigger-refined"]
+        trigger = next((f.get("trigger") for f in refined + needed + used if f.get("trigger")), "unknown")
     hop = None
     if VERDICT_CLASS[rule.verdict] in ("deliberate", "middlebox-fault"):
         for f in needed + used:

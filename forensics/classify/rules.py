@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.21-2"
+RULES_VERSION = "2026.11.21-3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,18 +33,94 @@ class Rule:
 #: Signals that say something went wrong; an "ok" rule must not see any of them.
 TROUBLE = ("syn-rst", "syn-unanswered", "payload-unanswered", "dns-unanswered", "dns-error",
            "dns-disagreeing-answers", "server-side-after-reset", "conflicting-server-data",
-           "ecn-syn-unanswered", "data-answered-by-reset")
+           "ecn-syn-unanswered", "data-answered-by-reset",
+           "rst-forged", "rst-suspect", "rst-idle", "blockpage-forged", "dns-race-forged", "dns-bogon",
+           "dns-cross-resolver", "hello-dropped", "request-dropped", "payload-dropped", "big-segments-lost",
+           "syn-dropped", "icmp-prohibited")
 
+_R = Rule
 RULES: tuple[Rule, ...] = (
-    Rule("endpoint.refused", "connection-refused", ("syn-rst",), ("exchange-complete",), "none", 0.85,
-         ("syn-rst",), "The server's side answered the SYN with a reset and no SYN-ACK ever came: the port "
-         "is closed. (A forged reset that races a real SYN-ACK is caught by the injection rules first.)"),
-    Rule("endpoint.dns-error", "dns-failure", ("dns-error",), ("dns-answered",), "none", 0.8,
-         ("dns-error",), "The resolver answered every copy of the query with an error rcode."),
-    Rule("ok.exchange", "ok", ("exchange-complete",), TROUBLE, "none", 0.95, ("exchange-complete",),
-         "The exchange completed: a ServerHello, an HTTP response, or data both ways."),
-    Rule("ok.dns", "ok", ("dns-answered",), TROUBLE, "none", 0.95, ("dns-answered",),
-         "The resolver answered (an address, or NXDOMAIN) and nothing else raced it."),
-    Rule("fallback.inconclusive", "inconclusive", (), (), "unknown", 0.0, ("*",),
-         "Nothing above matched: the summary says what the packets show and what is missing."),
+    # ---- deliberate: forged packets (the packets prove another sender)
+    _R("deliberate.rst", "injected-rst", ("rst-forged",), (), "*", 1.0, ("rst-forged", "trigger-refined"),
+       "Resets from the server's side that the server did not send: at least two independent signals "
+       "(the race, a TTL gap of 2+ hops, arriving sooner than the round trip allows, an IP-ID outside the "
+       "server's sequence, a burst). Confidence combines them."),
+    _R("deliberate.blockpage", "injected-blockpage", ("blockpage-forged",), (), "*", 1.0,
+       ("blockpage-forged", "trigger-refined"),
+       "An HTTP response the server did not send: TTL/IP-ID unlike the server's, faster than the round trip, "
+       "or contradicted by the server's real response; a block page's shape adds to it."),
+    _R("deliberate.dns-race", "forged-dns", ("dns-race-forged",), (), "dns-qname", 1.0, ("dns-race-forged", "dns-bogon"),
+       "Two or more answers to one query disagree and one of them departs from the resolver's baseline "
+       "in this capture (IP TTL, round trip) while another fits it."),
+    _R("deliberate.dns-never", "forged-dns", ("dns-bogon-never",), (), "dns-qname", 0.95, ("dns-bogon-never",),
+       "A public name answered with loopback or unspecified space: no real answer looks like that."),
+    _R("deliberate.dns-bogon-cross", "forged-dns", ("dns-bogon", "dns-cross-resolver"), (), "dns-qname", 0.9,
+       ("dns-bogon", "dns-cross-resolver"),
+       "A public name answered with special-purpose space, and another resolver in the capture answered it "
+       "differently."),
+    # ---- middlebox faults that look like censorship: judged before the name-based drops
+    _R("fault.idle", "idle-timeout-reset", ("rst-idle",), (), "idle", 0.85, ("rst-idle",),
+       "A reset from nearer than the server hit the first packet after the connection sat idle, after the "
+       "exchange had worked: a stateful device forgot the connection."),
+    _R("fault.pmtu", "pmtu-blackhole", ("big-segments-lost",), (), "size", 0.85, ("big-segments-lost",),
+       "Full-size segments vanish while smaller ones of the same flow arrive, and no ICMP "
+       "\"fragmentation needed\" comes back."),
+    _R("fault.tls-size", "tls-intolerance", ("hello-dropped", "control-smaller-hello-ok"), ("control-other-name-ok",),
+       "size", 0.8, ("hello-dropped", "control-smaller-hello-ok", "control-same-name-ok"),
+       "A big ClientHello vanished where smaller ones to the same server passed, and no other name passed "
+       "with a hello of this size."),
+    _R("fault.tls-size-same-name", "tls-intolerance", ("hello-dropped", "control-smaller-hello-ok", "control-same-name-ok"),
+       (), "size", 0.85, ("hello-dropped", "control-smaller-hello-ok", "control-same-name-ok"),
+       "A big ClientHello vanished where the same name with a smaller hello passed at the same server."),
+    _R("fault.ecn-in-flow", "ecn-blackhole", ("ecn-syn-unanswered",), (), "ecn", 0.85, ("ecn-syn-unanswered",),
+       "SYNs asking for ECN went unanswered and the same connection's plain SYN was answered."),
+    _R("fault.ecn", "ecn-blackhole", ("control-plain-syn-ok",), (), "ecn", 0.8, ("syn-unanswered", "control-plain-syn-ok"),
+       "SYNs asking for ECN went unanswered while plain SYNs to the same server were answered."),
+    # ---- deliberate: silent drops, with their controls
+    _R("deliberate.sni-drop", "sni-drop", ("hello-dropped", "control-other-name-ok"), ("control-same-name-ok",),
+       "sni", 0.85, ("hello-dropped", "control-other-name-ok"),
+       "The ClientHello vanished after a completed handshake, and other names completed at the same server."),
+    _R("deliberate.host-drop", "host-drop", ("request-dropped", "control-other-name-ok"), ("control-same-name-ok",),
+       "*", 0.85, ("request-dropped", "control-other-name-ok", "trigger-refined"),
+       "The HTTP request vanished after a completed handshake, and other Hosts completed at the same server."),
+    _R("deliberate.sni-drop-filtered", "sni-drop", ("hello-dropped", "control-name-filtered"),
+       ("control-same-name-ok", "control-smaller-hello-ok"), "sni", 0.75, ("hello-dropped", "control-name-filtered"),
+       "The ClientHello vanished after a completed handshake, and the same name met forged packets elsewhere in "
+       "the capture."),
+    _R("deliberate.host-drop-filtered", "host-drop", ("request-dropped", "control-name-filtered"),
+       ("control-same-name-ok",), "host", 0.75, ("request-dropped", "control-name-filtered"),
+       "The HTTP request vanished after a completed handshake, and the same name met forged packets elsewhere "
+       "in the capture."),
+    _R("deliberate.ip-icmp", "ip-block", ("icmp-prohibited",), (), "ip", 0.9, ("icmp-prohibited",),
+       "A router answered the SYN with ICMP \"administratively prohibited\"."),
+    _R("deliberate.ip-drop", "ip-block", ("syn-dropped", "control-other-addresses-ok"), (), "ip", 0.6,
+       ("syn-dropped", "control-other-addresses-ok"),
+       "Retransmitted SYNs to one address went unanswered while other addresses answered. A server that is "
+       "down looks the same: the confidence says so."),
+    # ---- the endpoints
+    _R("endpoint.refused", "connection-refused", ("syn-rst",), ("exchange-complete",), "none", 0.85,
+       ("syn-rst",), "The server's side answered the SYN with a reset and no SYN-ACK ever came: the port "
+       "is closed. (A forged reset that races a real SYN-ACK is caught by the injection rules first.)"),
+    _R("endpoint.server-reset", "server-reset", ("rst-from-server",), ("exchange-complete",), "none", 0.8,
+       ("rst-from-server",), "The reset's TTL and IP-ID fit the server's own packets."),
+    _R("endpoint.server-timeout", "server-timeout", ("payload-acked-unanswered",), (), "none", 0.8,
+       ("payload-acked-unanswered",), "The server acknowledged the request and never answered."),
+    _R("endpoint.dns-error", "dns-failure", ("dns-error",), ("dns-answered",), "none", 0.8,
+       ("dns-error",), "The resolver answered every copy of the query with an error rcode."),
+    _R("endpoint.dns-icmp", "dns-failure", ("dns-icmp-error",), ("dns-answered",), "none", 0.8,
+       ("dns-icmp-error",), "The query was answered by an ICMP error (port or host unreachable) from the resolver."),
+    _R("endpoint.dns-silent", "dns-failure", ("dns-unanswered", "resolver-silent"), (), "none", 0.6,
+       ("dns-unanswered", "resolver-silent"),
+       "The query went unanswered and the resolver answered nothing else in the capture either."),
+    # ---- ok
+    _R("ok.exchange", "ok", ("exchange-complete",), TROUBLE, "none", 0.95, ("exchange-complete",),
+       "The exchange completed: a ServerHello, an HTTP response, or data both ways."),
+    _R("ok.dns", "ok", ("dns-answered",), TROUBLE, "none", 0.95, ("dns-answered",),
+       "The resolver answered (an address, or NXDOMAIN) and nothing else raced it."),
+    # ---- failed, and the packets do not say why
+    _R("inconclusive.missing-control", "inconclusive", ("control-missing",), (), "unknown", 0.0,
+       ("hello-dropped", "request-dropped", "payload-dropped", "syn-dropped", "rst-suspect", "control-missing"),
+       "Something failed in a way a filter could cause, but the capture has no control attempt to tell."),
+    _R("fallback.inconclusive", "inconclusive", (), (), "unknown", 0.0, ("*",),
+       "Nothing above matched: the summary says what the packets show and what is missing."),
 )

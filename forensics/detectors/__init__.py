@@ -8,11 +8,12 @@ is recorded in the report's warnings and the others still run.
 
 from __future__ import annotations
 
-from . import outcome
+from . import blockpage, crosscheck, dnsforge, outcome, rst, silence
 
-BUILTIN = (outcome.OutcomeDetector(),)
+BUILTIN = (outcome.OutcomeDetector(), rst.ResetDetector(), blockpage.BlockpageDetector(),
+           silence.SilenceDetector())
 #: Detectors that compare an attempt with the capture's other attempts (stage 2).
-CROSS: tuple = ()
+CROSS: tuple = (dnsforge.DnsForgeryDetector(), crosscheck.CrossCheckDetector())
 
 
 def describe() -> list[dict]:

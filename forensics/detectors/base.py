@@ -65,7 +65,7 @@ class Facts:
 
 
 def ev(attempt_input: int, frame: int, signal: str, detail: str) -> Evidence:
-    return Evidence(attempt_input, frame, signal, detail)
+    return Evidence(int(attempt_input), int(frame), signal, detail)
 
 
 def finding(detector: str, signal: str, strength: float, detail: str,

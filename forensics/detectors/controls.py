@@ -17,6 +17,13 @@ from .base import Facts
 MAX_NAMES = 32
 #: Resolvers remembered per name for the cross-resolver comparison.
 MAX_RESOLVERS = 16
+#: Prefixes remembered as reached, and (server, host) pairs whose paths are remembered.
+MAX_PREFIXES = 4096
+MAX_PATH_KEYS = 4096
+#: Local signals that prove packets were forged on the path.
+FORGED = frozenset({"rst-forged", "blockpage-forged"})
+#: Local signals that say a connection was interfered with (its path is a failing path).
+INTERFERENCE = frozenset({"rst-forged", "blockpage-forged", "payload-dropped", "hello-dropped", "request-dropped"})
 
 
 @dataclass(slots=True)
@@ -54,10 +61,14 @@ class ServerStats:
 class ResolverStats:
     responses: int = 0
     undisputed_ttls: Counter = field(default_factory=Counter)  # IP TTLs of lone responses
+    min_rtt: float = 0.0  # fastest lone response (0: none)
+    ipids: list = field(default_factory=list)  # IP-IDs of lone responses (first few)
 
     def merge(self, o: "ResolverStats") -> None:
         self.responses += o.responses
         self.undisputed_ttls.update(o.undisputed_ttls)
+        self.min_rtt = _min0f(self.min_rtt, o.min_rtt)
+        self.ipids = (self.ipids + o.ipids)[:MAX_NAMES]
 
 
 @dataclass(slots=True)
@@ -66,6 +77,14 @@ class Controls:
     resolvers: dict = field(default_factory=dict)  # resolver ip -> ResolverStats
     # qname -> resolver ip -> tuple of outcomes ("NXDOMAIN" or sorted address tuples) of lone responses
     names: dict = field(default_factory=dict)
+    # network prefixes (/24, /48) of servers the clients completed an exchange with: reachable here
+    reached: set = field(default_factory=set)
+    # address space that counts as reachable beyond the global unicast space (a parameter)
+    reachable: tuple = ()
+    # (server ip, port, host) -> (paths that worked, paths that were interfered with)
+    paths: dict = field(default_factory=dict)
+    # names whose connections met forged packets (proven on the path) somewhere in the capture
+    filtered_names: set = field(default_factory=set)
 
     def server(self, ip: str) -> ServerStats:
         s = self.servers.get(ip)
@@ -93,8 +112,20 @@ class Controls:
         if x.get("syn") and not x.get("answered"):
             s.syn_unanswered += 1
         sig = f.signals()
+        if x.get("path") is not None:
+            key = (f.server_ip, f.server_port, f.name)
+            if key in self.paths or len(self.paths) < MAX_PATH_KEYS:
+                ok, bad = self.paths.setdefault(key, (set(), set()))
+                if "exchange-complete" in sig and not (sig & INTERFERENCE):
+                    _add_capped(ok, {x["path"]})
+                elif sig & INTERFERENCE:
+                    _add_capped(bad, {x["path"]})
+        if f.name and sig & FORGED and len(self.filtered_names) < MAX_PREFIXES:
+            self.filtered_names.add(f.name.split(":")[0].lower())
         if "exchange-complete" in sig:
             s.completed += 1
+            if len(self.reached) < MAX_PREFIXES:
+                self.reached.add(prefix_of(f.server_ip))
             if f.name:
                 _add_capped(s.ok_names, {(f.server_port, f.name)})
             size = x.get("hello_size", 0)
@@ -114,14 +145,18 @@ class Controls:
 
     def _add_dns(self, f: Facts) -> None:
         resp = f.features.get("responses", ())
-        for src, ttl, outcome in resp:
+        lone = len(resp) == 1 and resp[0][0] == f.server_ip
+        for src, ttl, outcome, delay, ipid, *_ in resp:
             r = self.resolvers.get(src)
             if r is None:
                 r = self.resolvers[src] = ResolverStats()
             r.responses += 1
-            if len(resp) == 1 and src == f.server_ip:
+            if lone:
                 r.undisputed_ttls[ttl] += 1
-        if len(resp) == 1 and resp[0][0] == f.server_ip:
+                r.min_rtt = _min0f(r.min_rtt, delay)
+                if ipid > 0 and len(r.ipids) < MAX_NAMES:
+                    r.ipids.append(ipid)
+        if lone:
             by = self.names.setdefault((f.name, f.features.get("qtype", "")), {})
             if f.server_ip in by or len(by) < MAX_RESOLVERS:
                 by.setdefault(f.server_ip, set()).add(resp[0][2])
@@ -134,6 +169,17 @@ class Controls:
             if mine is None:
                 self.resolvers[ip] = mine = ResolverStats()
             mine.merge(st)
+        for n in o.filtered_names:
+            if len(self.filtered_names) < MAX_PREFIXES:
+                self.filtered_names.add(n)
+        for p in o.reached:
+            if len(self.reached) < MAX_PREFIXES:
+                self.reached.add(p)
+        for key, (ok, bad) in o.paths.items():
+            if key in self.paths or len(self.paths) < MAX_PATH_KEYS:
+                mine_ok, mine_bad = self.paths.setdefault(key, (set(), set()))
+                _add_capped(mine_ok, ok)
+                _add_capped(mine_bad, bad)
         for key, by in o.names.items():
             mine = self.names.setdefault(key, {})
             for ip, outs in by.items():
@@ -150,6 +196,22 @@ def _add_capped(dst: set, src) -> None:
         if len(dst) >= MAX_NAMES:
             return
         dst.add(x)
+
+
+def prefix_of(ip: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) holding ``ip``: one site's worth of addresses."""
+    import ipaddress
+
+    net = ipaddress.ip_network(f"{ip}/{48 if ':' in ip else 24}", strict=False)
+    return str(net)
+
+
+def _min0f(a: float, b: float) -> float:
+    if not a:
+        return b
+    if not b:
+        return a
+    return min(a, b)
 
 
 def _min0(a: int, b: int) -> int:

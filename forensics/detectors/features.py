@@ -8,13 +8,19 @@ from ..model import C2S, S2C, Attempt
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
 
 _ECN = TCP_ECE | TCP_CWR
+#: Responses to one query kept for the controls (a flood of forged answers is summarised by the first ones).
+MAX_RESPONSES = 8
 
 
 def features(a: Attempt) -> dict:
     if a.dns is not None and a.transport == "udp":
         t = a.dns
-        return {"qtype": t.qtype,
-                "responses": tuple((r.src.ip, r.ttl, dns_outcome(r)) for r in t.responses[:8])}
+        return {"qtype": t.qtype, "query_frame": t.query_frames[0], "query_ttl": t.query_ttl,
+                "queries": len(t.query_frames),
+                # (src, ip ttl, outcome, delay s, ip id, frame, input, flags, qname matches, addresses)
+                "responses": tuple((r.src.ip, r.ttl, dns_outcome(r), round(r.ts - t.query_ts, 6), r.ipid, r.frame,
+                                    r.input, r.flags, r.qname_matches, tuple(sorted(r.addresses())))
+                                   for r in t.responses[:MAX_RESPONSES])}
     c = a.tcp
     if c is None:
         return {}
@@ -48,6 +54,8 @@ def features(a: Attempt) -> dict:
         acked = data["plen"][((max_ack - ends) & 0xFFFFFFFF) < 0x80000000]
         if len(acked):
             x["max_seg_acked"] = int(acked.max())
+    if a.request is not None:
+        x["path"] = a.request.path
     if a.hello is not None:
         x["hello_size"] = a.hello.record_size
         x["hello_segments"] = a.hello.segments

@@ -37,6 +37,11 @@ class OutcomeDetector:
 def _dns(a: Attempt) -> list[Finding]:
     txn = a.dns
     q = txn.query_frames[0]
+    if not txn.responses and txn.icmp:
+        e = txn.icmp[0]
+        return [finding(NAME, "dns-icmp-error", 1.0, f"the query was answered by ICMP \"{e.describe()}\" from {e.router}",
+                        [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}"),
+                         ev(e.input, e.frame, "icmp", f"{e.describe()} from {e.router}")])]
     if not txn.responses:
         waited = ""
         return [finding(NAME, "dns-unanswered", 1.0,

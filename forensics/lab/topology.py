@@ -32,6 +32,8 @@ DELAY_MS = 20
 C1, C1_6 = "192.0.2.10", "2001:db8:1:1::10"
 C2, C2_6 = "192.0.2.20", "2001:db8:2:1::20"
 RESOLVER, RESOLVER_6 = "203.0.113.53", "2001:db8:53::53"
+#: The lab's "public internet": where its servers and resolvers live (for ``--reachable``).
+REACHABLE = ("203.0.113.0/24", "2001:db8:5::/64", "2001:db8:53::/64")
 FORGED_POOL4 = ["198.51.100.66", "198.51.100.67"]
 FORGED_POOL6 = ["2001:db8:bad::66", "2001:db8:bad::67"]
 

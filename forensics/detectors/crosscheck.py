@@ -1,0 +1,104 @@
+"""Attempts as each other's controls.
+
+Detects: for a dropped or reset first payload, whether the same server
+completed an exchange with another name (the name is what matters: SNI/Host
+filtering), with the same name (it is not the name), or with nothing else (the
+control is missing, and the summary says which one would settle it); for
+ClientHellos that vanish, whether smaller hellos to the same server passed
+(a box intolerant of big handshakes); for full-size segments that vanish,
+whether the server acknowledged smaller ones elsewhere; for SYNs that vanish,
+whether plain SYNs to the same server were answered while ECN SYNs were not,
+and whether this address ever answered while other addresses did; for HTTP,
+whether the same Host passed with another path (the URL or a keyword set it
+off, not the Host).
+
+Known false positives: a server that hosts each name on different machines
+behind one address (a failing backend looks like a dropped name); a capture
+with too few attempts for any control.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .base import Facts, doc_parts, ev, finding
+from .controls import Controls
+
+NAME = "controls"
+
+_DROPS = ("hello-dropped", "request-dropped", "payload-dropped")
+_TOKEN = re.compile(r"[A-Za-z0-9]{3,}")
+
+
+class CrossCheckDetector:
+    name = NAME
+    detects, false_positives = doc_parts(__doc__)
+
+    def run(self, f: Facts, controls: Controls) -> list[Finding]:
+        if f.transport != "tcp" or f.kind == "dns":
+            return []
+        sig = f.signals()
+        st = controls.servers.get(f.server_ip)
+        if st is None:
+            return []
+        out: list[Finding] = []
+        where = f"{f.server_ip}:{f.server_port}" if ":" not in f.server_ip else f"[{f.server_ip}]:{f.server_port}"
+        named = sig & {*_DROPS, "rst-forged", "blockpage-forged", "rst-suspect"}
+        if named and f.name:
+            others = sorted(n for p, n in st.ok_names if p == f.server_port and n != f.name)
+            same = (f.server_port, f.name) in st.ok_names
+            if same:
+                out.append(finding(NAME, "control-same-name-ok", 1.0,
+                                   f"{f.name} itself completed an exchange at {where} in another attempt, so the "
+                                   f"name alone is not what fails"))
+            if others:
+                out.append(finding(NAME, "control-other-name-ok", 1.0,
+                                   f"other names completed at the same server ({', '.join(others[:3])} at {where})",
+                                   names=tuple(others[:3])))
+            bare = f.name.split(":")[0].lower()
+            if not same and sig & set(_DROPS) and bare in controls.filtered_names:
+                out.append(finding(NAME, "control-name-filtered", 1.0,
+                                   f"connections for {bare} met forged packets elsewhere in this capture: the name "
+                                   f"is being filtered on this path", name=bare))
+            if not same and not others and bare not in controls.filtered_names:
+                out.append(finding(NAME, "control-missing", 1.0,
+                                   f"no other name was tried at {where}; a control "
+                                   f"{'SNI' if f.kind == 'tls' else 'Host' if f.kind == 'http' else 'connection'} to the "
+                                   f"same server would separate name filtering from a fault of the path or the server"))
+        size = f.features.get("hello_size", 0)
+        if "hello-dropped" in sig and size and st.hello_ok_max and size > st.hello_ok_max:
+            out.append(finding(NAME, "control-smaller-hello-ok", 1.0,
+                               f"ClientHellos of up to {st.hello_ok_max} bytes completed at {where}; this one "
+                               f"({size} bytes, {f.features.get('hello_segments', 1)} segment(s)) vanished",
+                               size=size, trigger="size"))
+        if ("syn-dropped" in sig or "syn-unanswered" in sig) and f.features.get("ecn_unanswered") and st.plain_syn_answered:
+            out.append(finding(NAME, "control-plain-syn-ok", 1.0,
+                               f"SYNs asking for ECN went unanswered while {st.plain_syn_answered} plain SYN(s) to "
+                               f"{f.server_ip} were answered", trigger="ecn"))
+        if "syn-dropped" in sig and not st.synack and not st.completed and not f.features.get("ecn_unanswered"):
+            answering = controls.answering_servers()
+            if answering:
+                out.append(finding(NAME, "control-other-addresses-ok", 1.0,
+                                   f"{f.server_ip} never answered any of {st.attempts} attempt(s) in the capture while "
+                                   f"{answering} other address(es) did; a server that is down looks the same, a "
+                                   f"test from another network would tell", answering=answering))
+            else:
+                out.append(finding(NAME, "control-missing", 1.0,
+                                   f"no server answered any SYN in this capture: a control connection to another "
+                                   f"address would tell an address block from a dead link"))
+        if f.kind == "http" and (sig & {"rst-forged", "blockpage-forged", "request-dropped"}):
+            ok, bad = controls.paths.get((f.server_ip, f.server_port, f.name), (set(), set()))
+            if ok:
+                path = f.features.get("path", "")
+                trig = "url"
+                shared = None
+                if len(bad) >= 2:
+                    ok_tokens = {t.lower() for p in ok for t in _TOKEN.findall(p)}
+                    common = set.intersection(*({t.lower() for t in _TOKEN.findall(p)} for p in bad)) - ok_tokens
+                    if common:
+                        trig, shared = "keyword", sorted(common)[0]
+                detail = (f"the same Host passed with path {sorted(ok)[0]!r}; "
+                          + (f"the failing paths share the word {shared!r}" if shared else
+                             f"this path ({path!r}) or a word in it set it off"))
+                out.append(finding(NAME, "trigger-refined", 1.0, detail, trigger=trig))
+        return out

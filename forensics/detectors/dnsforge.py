@@ -1,0 +1,143 @@
+"""Forged DNS answers, judged against the capture's own resolvers.
+
+Detects: DNS responses the queried resolver did not send, or answers that are
+provably false. Racing answers: two or more responses to one query that
+disagree, where one departs from the resolver's baseline in this capture (the
+IP TTL of its undisputed answers, its fastest round trip, its IP-ID counter)
+while another fits it. Answers in special-purpose space (loopback, "this
+network", private, CGNAT, link-local, benchmarking, documentation, multicast,
+reserved) for a public name, unless the capture's clients reached servers in
+that very space (the reachable set is a parameter: ``--reachable``). Another
+resolver in the same capture answering the same name in a way CDN variety
+cannot explain (an address versus NXDOMAIN, reachable versus special space).
+Oddities no resolver produces: an answer from an address that was not asked.
+Where the forged answer's IP TTL fits a common initial TTL and puts the sender
+nearer than the resolver, it gives the hop.
+
+Known false positives: split-horizon DNS that leaks private addresses of a
+public name; a resolver behind an anycast address whose instances sit at
+different distances; DNS64 or a local filtering resolver the user chose (which
+is deliberate filtering, but not on the path).
+"""
+
+from __future__ import annotations
+
+from .addrspace import in_any, public_name, special
+from .base import Facts, doc_parts, ev, finding
+from .controls import Controls, prefix_of
+from .ttl import TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl
+
+NAME = "dns-forgery"
+
+#: A resolver answers no sooner than the round trip to it; path jitter rarely
+#: halves it, so an answer faster than this share of the resolver's fastest
+#: undisputed answer came from nearer.
+EARLY_FRACTION = 0.5
+#: Below this round trip (a resolver on the LAN) timing cannot tell senders apart.
+MIN_RTT_FOR_TIMING = 0.002
+
+
+class DnsForgeryDetector:
+    name = NAME
+    detects, false_positives = doc_parts(__doc__)
+
+    def run(self, f: Facts, controls: Controls) -> list[Finding]:
+        if f.kind != "dns" or f.transport != "udp":
+            return []
+        resp = f.features.get("responses", ())
+        if not resp:
+            res = controls.resolvers.get(f.server_ip)
+            if res is None or not res.responses:
+                return [finding(NAME, "resolver-silent", 1.0,
+                                f"{f.server_ip} answered no query at all in this capture")]
+            return [finding(NAME, "resolver-answered-others", 1.0,
+                            f"{f.server_ip} answered {res.responses} other response(s) in this capture; only this "
+                            f"query went unanswered: a query to another resolver would tell a name-specific drop "
+                            f"from loss")]
+        out = []
+        res = controls.resolvers.get(f.server_ip)
+        base_ttl = res.undisputed_ttls.most_common(1)[0][0] if res and res.undisputed_ttls else None
+        min_rtt = res.min_rtt if res else 0.0
+        # -- per response: does it fit the resolver?
+        odd = []
+        for r in resp:
+            src, ttl, outcome, delay, ipid, frame, inp, flags, qmatch, addrs = r
+            why = []
+            if src != f.server_ip:
+                why.append(f"it came from {src}, not from the resolver asked ({f.server_ip})")
+            if base_ttl is not None and abs(ttl - base_ttl) >= TTL_GAP_STRONG:
+                why.append(f"IP TTL {ttl} where the resolver's other answers have {base_ttl}")
+            if min_rtt >= MIN_RTT_FOR_TIMING and delay < EARLY_FRACTION * min_rtt:
+                why.append(f"it came after {delay * 1000:.1f} ms, the resolver's fastest answer took {min_rtt * 1000:.1f} ms")
+            odd.append(why)
+        fits = [r for r, why in zip(resp, odd) if not why]
+        departs = [(r, why) for r, why in zip(resp, odd) if why]
+        outcomes = {r[2] for r in resp}
+        q = ev(f.input, f.features.get("query_frame", 0), "query", f"{f.features.get('qtype', '')} {f.name}")
+        if len(resp) >= 2 and len(outcomes) >= 2:
+            # racing answers that disagree
+            if departs and fits:
+                bad = [r for r, _ in departs]
+                good = fits[0]
+                detail = (f"{len(resp)} answers raced: {_show(bad[0])} — {departs[0][1][0]}"
+                          f"{'; ' + departs[0][1][1] if len(departs[0][1]) > 1 else ''}; "
+                          f"the resolver's own answer {_show(good)} came after {good[3] * 1000:.1f} ms")
+                out.append(finding(NAME, "dns-race-forged", 1.0 if len(departs[0][1]) >= 2 else 0.9, detail,
+                                   [q] + [ev(r[6], r[5], "forged-answer", _show(r)) for r in bad[:3]]
+                                   + [ev(good[6], good[5], "resolver-answer", _show(good))],
+                                   hop=_hop(bad, good[1]), trigger="dns-qname"))
+            else:
+                ttls = sorted({r[1] for r in resp})
+                if ttls[-1] - ttls[0] >= TTL_GAP_STRONG:
+                    first, last = resp[0], resp[-1]
+                    out.append(finding(NAME, "dns-race-forged", 0.8,
+                                       f"{len(resp)} answers disagree and came with IP TTLs {'/'.join(map(str, ttls))}: "
+                                       f"they had different senders; no undisputed answer of this resolver in the "
+                                       f"capture says which one is its own (the first, {_show(first)}, is the usual forgery)",
+                                       [q] + [ev(r[6], r[5], "answer", _show(r)) for r in resp[:3]],
+                                       hop=_hop([first], last[1]), trigger="dns-qname"))
+        # -- answers in space that cannot hold a public name's address
+        if public_name(f.name):
+            for r in resp:
+                addrs = r[9]
+                kinds = [(a, special(a)) for a in addrs]
+                bad = [(a, k) for a, k in kinds if k and not in_any(a, controls.reachable)
+                       and prefix_of(a) not in controls.reached]
+                if bad and len(bad) == len(addrs):
+                    never = any(k == "never" for _, k in bad)
+                    out.append(finding(NAME, "dns-bogon-never" if never else "dns-bogon", 1.0 if never else 0.6,
+                                       f"the answer {', '.join(a for a, _ in bad)} (frame {r[5]}) is "
+                                       f"{'loopback/unspecified space, never' if never else 'special-purpose space no client here reached, not'} "
+                                       f"a public name's address",
+                                       [q, ev(r[6], r[5], "bogon-answer", ", ".join(a for a, _ in bad))],
+                                       never=never, trigger="dns-qname", hop=_hop([r], base_ttl) if base_ttl else None))
+                    break
+        # -- another resolver disagrees in a way CDN variety cannot explain
+        others = controls.names.get((f.name, f.features.get("qtype", "")), {})
+        mine = resp[0][2]
+        for ip, outs in others.items():
+            if ip == f.server_ip:
+                continue
+            for o in outs:
+                if (o == "NXDOMAIN") != (mine == "NXDOMAIN"):
+                    out.append(finding(NAME, "dns-cross-resolver", 0.8,
+                                       f"resolver {ip} answered {o} for the same name where {f.server_ip}'s first "
+                                       f"answer was {mine}", [q, ev(resp[0][6], resp[0][5], "answer", mine)],
+                                       trigger="dns-qname"))
+                    return out
+        return out
+
+
+def _show(r) -> str:
+    return f"{r[2]} (frame {r[5]}, IP TTL {r[1]}, +{r[3] * 1000:.1f} ms)"
+
+
+def _hop(bad, resolver_ttl):
+    ttls = [r[1] for r in bad]
+    if max(ttls) - min(ttls) > TTL_SLACK:
+        return None  # the forger randomises its TTL
+    h = hop_of(ttls[0])
+    server = hop_of(resolver_ttl) if resolver_ttl else None
+    if server is not None and h > server:
+        return None  # not from a common initial TTL: cannot be placed
+    return (h, h, h, server, "ttl")

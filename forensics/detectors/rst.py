@@ -1,0 +1,240 @@
+"""Resets from the server's side: did the server send them?
+
+Detects: TCP resets (and RST+ACKs) arriving from the server's side that the
+server did not send. Each reset is compared with the server's own packets in the
+same connection: its TTL against the server packets nearest to it (2 hops or
+more apart is strong, 1 is weak), its IP-ID against the server's progression,
+the race (the server's data, ACKs or FIN still arriving after it, with the
+server's TTL), bursts (RST then RST+ACK, or sequence numbers jumping beyond
+anything the server sent), and timing (sooner after the client's packet than
+the handshake round trip allows). It says what set the reset off (the first
+client payload: SNI or Host; the SYN: the address) and where the sender sits
+(hop, from TTL arithmetic, with wider bounds when the sender may have copied
+the trigger's TTL). A reset with a nearer hop's TTL that hits the first packet
+after a long idle period is reported as a stateful device's idle-timeout reset.
+A reset whose TTL and IP-ID fit the server's is the server's own.
+
+Known false positives: a load balancer or server-side firewall that resets on
+the server's behalf has its own TTL and IP-ID and answers quickly, so it looks
+injected; a path that changes length in the same instant the server resets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import C2S, S2C, Attempt, Finding, Marker
+from ..sources.decode import TCP_ACK, TCP_RST, TCP_SYN
+from .base import doc_parts, ev, finding
+from .ttl import TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl, ipid_step, mirrored_hop, IPID_MAX_STEP
+
+NAME = "rst"
+
+#: A reply can come from the server no sooner than one round trip after the
+#: packet it answers; path jitter inside one connection rarely halves the round
+#: trip, so anything faster than this share of the handshake RTT came from nearer.
+EARLY_FRACTION = 0.5
+#: Below this round trip (a LAN) timing cannot separate the server from a box beside it.
+MIN_RTT_FOR_TIMING = 0.002
+#: Resets in one injection burst come within this time of each other (NDSS'09: 2 s).
+BURST_WINDOW_S = 2.0
+#: A connection counts as idle before a packet when nothing crossed it for at least
+#: this long and for this many round trips: far beyond think time between requests,
+#: the shortest stateful-firewall idle timeouts are seconds (home NAT UDP) to minutes.
+IDLE_MIN_S = 1.0
+IDLE_RTT_FACTOR = 20
+#: How much each independent signal says that the server did not send the reset.
+WEIGHT = {"race": 0.9, "ttl-gap": 0.85, "early": 0.75, "ipid": 0.5, "burst": 0.5, "ttl-gap-weak": 0.25}
+
+
+class ResetDetector:
+    name = NAME
+    detects, false_positives = doc_parts(__doc__)
+
+    def run(self, a: Attempt) -> list[Finding]:
+        c = a.tcp
+        if c is None:
+            return []
+        resets = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
+        if not resets:
+            return []
+        return _judge_resets(a, resets)
+
+
+def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
+    c = a.tcp
+    segs = c.segs
+    is_s2c = segs["dir"] == S2C
+    is_rst = (segs["flags"] & TCP_RST) != 0
+    srv = segs[is_s2c & ~is_rst]
+    cli = segs[~is_s2c]
+    first = resets[0]
+    inp = first.input
+    signals: dict[str, tuple[str, list]] = {}
+
+    # --- what set it off: the client packet just before the first reset
+    before = cli[cli["ts"] <= first.ts]
+    if not len(before):
+        return []
+    trig = before[-1]
+    trig_is_payload = int(trig["plen"]) > 0
+    trig_is_syn = (int(trig["flags"]) & (TCP_SYN | TCP_ACK)) == TCP_SYN
+    first_payload = c.client_payload_frames[0] if c.client_payload_frames else None
+    after_first_payload = first_payload is not None and int(trig["frame"]) >= first_payload
+    server_data_before = bool(((srv["plen"] > 0) & (srv["ts"] < first.ts)).any())
+
+    # --- TTL: against the server's packets nearest the reset
+    srv_before = srv[srv["ts"] < first.ts]
+    srv_after = srv[srv["ts"] > first.ts]
+    neighbours = [int(x) for x in (srv_before["ttl"][-1:].tolist() + srv_after["ttl"][:1].tolist())]
+    rst_ttls = sorted({m.ttl for m in resets})
+    base = neighbours[0] if neighbours else None
+    gap = min(abs(first.ttl - t) for t in neighbours) if neighbours else None
+    if gap is not None and gap >= TTL_GAP_STRONG:
+        signals["ttl-gap"] = (f"reset TTL {first.ttl}, the server's own packets {'/'.join(map(str, sorted(set(neighbours))))}",
+                              [ev(inp, first.frame, "ttl-mismatch", f"RST TTL {first.ttl}, server TTL {base}")])
+    elif gap == TTL_SLACK:
+        signals["ttl-gap-weak"] = (f"reset TTL {first.ttl}, one off the server's {base}",
+                                   [ev(inp, first.frame, "ttl-mismatch", f"RST TTL {first.ttl}, server TTL {base}")])
+
+    # --- the race: the server's own packets (its TTL) still coming after the reset
+    racing = srv_after[np.abs(srv_after["ttl"].astype(int) - (base if base is not None else -99)) <= TTL_SLACK] \
+        if base is not None else srv_after[:0]
+    if gap is not None and gap >= TTL_SLACK and len(racing):
+        r = racing[0]
+        what = "data" if int(r["plen"]) else ("a FIN" if int(r["flags"]) & 0x01 else "an ACK")
+        signals["race"] = (f"the server's {what} (TTL {int(r['ttl'])}) still arrived "
+                           f"{(float(r['ts']) - first.ts) * 1000:.1f} ms after the reset",
+                           [ev(int(r["input"]), int(r["frame"]), "race", f"server {what} after the reset, TTL {int(r['ttl'])}")])
+
+    # --- IP-ID: outside the server's progression, or a value repeated across resets
+    if ":" not in a.server.ip:
+        ids = [int(x) for x in srv["ipid"].tolist() if x > 0]
+        rst_ids = [m.ipid for m in resets]
+        seq_ok = len(ids) >= 2 and all(0 < ipid_step(p, q) <= IPID_MAX_STEP for p, q in zip(ids, ids[1:]))
+        note = ""
+        if seq_ok and first.ipid > 0:
+            prev = [int(x) for x in srv_before["ipid"].tolist() if x > 0]
+            nxt = [int(x) for x in srv_after["ipid"].tolist() if x > 0]
+            fits_prev = bool(prev) and 0 < ipid_step(prev[-1], first.ipid) <= IPID_MAX_STEP
+            fits_next = bool(nxt) and 0 < ipid_step(first.ipid, nxt[0]) <= IPID_MAX_STEP
+            if not fits_prev and not fits_next:
+                note = f"reset IP-ID {first.ipid} is outside the server's sequence ({ids[0]}..{ids[-1]})"
+        if not note and len(resets) >= 2 and len(set(rst_ids)) == 1 and rst_ids[0] > 0 and len(set(ids)) >= 2:
+            note = f"{len(resets)} resets all carry IP-ID {rst_ids[0]} while the server's IP-ID changes"
+        if not note and first.ipid == 0 and ids and not (srv["ipid"] == 0).any():
+            note = "reset IP-ID 0, a value the server never uses"
+        if note:
+            signals["ipid"] = (note, [ev(inp, first.frame, "ipid", note)])
+
+    # --- bursts
+    burst = [m for m in resets if m.ts - first.ts <= BURST_WINDOW_S]
+    if len(burst) >= 2:
+        kinds = {bool(m.flags & TCP_ACK) for m in burst}
+        top = _highest_server_seq(srv, first.ts)
+        jumps = [m for m in burst[1:] if ((m.seq - first.seq) & 0xFFFFFFFF) > 2
+                 and (top is None or ((m.seq - top) & 0xFFFFFFFF) < 0x80000000 and m.seq != top)]
+        if kinds == {False, True} or jumps:
+            shape = "a RST then RST+ACK" if kinds == {False, True} else "resets whose sequence number jumps"
+            signals["burst"] = (f"{len(burst)} resets within {(burst[-1].ts - first.ts) * 1000:.1f} ms ({shape})",
+                                [ev(inp, m.frame, "burst", f"RST seq {m.seq}") for m in burst[1:3]])
+
+    # --- timing against the handshake round trip
+    rtt = _rtt(c)
+    delay = first.ts - float(trig["ts"])
+    if rtt is not None and rtt >= MIN_RTT_FOR_TIMING and delay < rtt * EARLY_FRACTION:
+        signals["early"] = (f"it came {delay * 1000:.1f} ms after the client's packet, the round trip to the "
+                            f"server is {rtt * 1000:.1f} ms",
+                            [ev(inp, int(trig["frame"]), "trigger", "client packet the reset answers")])
+
+    # --- idle: the trigger came after a long silence, and the exchange had already worked
+    prior = segs[segs["ts"] < float(trig["ts"])]
+    idle = float(trig["ts"]) - float(prior["ts"][-1]) if len(prior) else 0.0
+    idle_limit = max(IDLE_MIN_S, IDLE_RTT_FACTOR * (rtt or 0.0))
+    hop = _hop(a, resets, base, int(trig["ttl"]))
+    data = {"hop": hop[0], "rst_ttl": first.ttl, "server_ttl": base, "delay_ms": round(delay * 1000, 2)}
+    where = hop[1]
+    out: list[Finding] = []
+    evidence_rst = [ev(inp, first.frame, "rst", f"RST TTL {first.ttl}, IP-ID {first.ipid}, "
+                                                  f"{delay * 1000:.1f} ms after frame {int(trig['frame'])}")]
+    if trig_is_payload and server_data_before and idle >= idle_limit and ("ttl-gap" in signals or "early" in signals):
+        detail = (f"after {idle:.1f} s of silence the client's next packet (frame {int(trig['frame'])}) was answered by "
+                  f"a reset {delay * 1000:.1f} ms later; {signals.get('ttl-gap', signals.get('early'))[0]}{where}")
+        out.append(finding(NAME, "rst-idle", 0.8, detail,
+                           [ev(inp, int(trig["frame"]), "after-idle", f"first packet after {idle:.1f} s idle")] + evidence_rst,
+                           trigger="idle", idle_s=round(idle, 2), **data))
+        return out
+
+    trigger = "unknown"
+    if trig_is_syn and not trig_is_payload:
+        trigger = "ip"
+    elif after_first_payload:
+        trigger = {"tls": "sni", "http": "host"}.get(a.kind, "keyword")
+    score = 1.0
+    for k in signals:
+        score *= 1.0 - WEIGHT[k]
+    confidence = round(1.0 - score, 2)
+    strong = [k for k in signals if k in ("race", "ttl-gap", "early")]
+    order = ("race", "ttl-gap", "early", "ipid", "burst", "ttl-gap-weak")
+    names = [k for k in order if k in signals]
+    reasons = "; ".join(signals[k][0] for k in names)
+    ev_all = evidence_rst + [e for k in names for e in signals[k][1]]
+    what = f"{len(resets)} reset(s) from the server's side {delay * 1000:.1f} ms after the " \
+           f"{'ClientHello' if a.kind == 'tls' and trig_is_payload else 'request' if a.kind == 'http' and trig_is_payload else 'SYN' if trigger == 'ip' else 'client packet'}"
+    if len(strong) >= 2 or ("race" in signals and len(signals) >= 2) or (strong and len(signals) >= 3):
+        out.append(finding(NAME, "rst-forged", confidence, f"{what}: {reasons}{where}", ev_all,
+                           trigger=trigger, signals=tuple(names), **data))
+    elif signals and not (gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals and "early" not in signals):
+        out.append(finding(NAME, "rst-suspect", confidence,
+                           f"{what}: {reasons}{where}; one signal alone does not prove injection "
+                           f"(a route change or a server-side box could explain it)", ev_all,
+                           trigger=trigger, signals=tuple(names), **data))
+    if gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals and "early" not in signals:
+        out.append(finding(NAME, "rst-from-server", 0.9,
+                           f"the reset's TTL ({first.ttl}) and IP-ID fit the server's own packets (TTL {base}), "
+                           f"{delay * 1000:.1f} ms after the client's packet", evidence_rst + (
+                               [ev(inp, int(srv_before["frame"][-1]), "server-baseline", f"server TTL {base}")]
+                               if len(srv_before) else []), **data))
+    return out
+
+
+def _highest_server_seq(srv, ts: float):
+    rows = srv[srv["ts"] < ts]
+    if not len(rows):
+        return None
+    ends = (rows["seq"].astype(np.int64) + rows["plen"]) & 0xFFFFFFFF
+    return int(ends[-1])
+
+
+def _rtt(c) -> float | None:
+    """Round trip from the capture point to the server: the SYN-ACK after its SYN."""
+    if c.synack is None:
+        return None
+    segs = c.segs
+    syns = segs[(segs["dir"] == C2S) & ((segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN) & (segs["frame"] < c.synack.frame)]
+    sa = segs[segs["frame"] == c.synack.frame]
+    if not len(syns) or not len(sa):
+        return None
+    return float(sa["ts"][0]) - float(syns["ts"][-1])
+
+
+def _hop(a: Attempt, resets: list[Marker], server_ttl: int | None, trigger_ttl: int):
+    """(hop tuple for the report or None, text for the summary)."""
+    ttls = [m.ttl for m in resets]
+    if max(ttls) - min(ttls) > TTL_SLACK:
+        return None, f"; the resets' TTLs vary ({min(ttls)}..{max(ttls)}), so TTL does not place their sender"
+    t = resets[0].ttl
+    h = hop_of(t)
+    server_hops = hop_of(server_ttl) if server_ttl else None
+    if server_hops is not None and h > server_hops:
+        return None, (f"; TTL {t} would put the sender beyond the server (hop {h} > {server_hops}): it did not "
+                      f"start from a common initial TTL, so it cannot be placed")
+    lo = hi = h
+    text = f"; TTL {t} (initial {initial_ttl(t)}) places the sender at hop {h}"
+    m = mirrored_hop(trigger_ttl, t)
+    if m is not None and initial_ttl(t) == initial_ttl(trigger_ttl) and m != h:
+        lo, hi = min(m, h), max(m, h)
+        text += f", or hop {m} if it copied the trigger's TTL ({trigger_ttl})"
+    if server_hops is not None:
+        text += f", the server at hop {server_hops}"
+    return (h, lo, hi, server_hops, "ttl"), text

@@ -1,0 +1,127 @@
+"""Silence: what the server's side did (and did not do) with what the client sent.
+
+Detects: a first payload (ClientHello, HTTP request) retransmitted with no
+acknowledgement and no answer until the client gave up (dropped on the way, or
+its answer dropped); a payload the server acknowledged but never answered (the
+server got it: an endpoint matter); full-size segments retransmitted
+unacknowledged while the server's ACKs show smaller segments of the same flow
+got through, with no ICMP "fragmentation needed" / "packet too big" (a PMTU
+black hole); SYNs retransmitted with no answer at all; and ICMP/ICMPv6
+"administratively prohibited" quoting the client's SYN, with the hop of the
+router that sent it.
+
+Known false positives: a capture that ends before the client gives up; a server
+overloaded enough to drop a payload it has already ACKed the handshake for; a
+lossy link that eats every retransmission.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import C2S, S2C, Attempt, Finding
+from ..sources.decode import TCP_ACK, TCP_SYN
+from .base import doc_parts, ev, finding
+from .ttl import hop_of
+
+NAME = "silence"
+
+#: Sent this many times (the original and a retransmission) the loss of a payload
+#: is not one unlucky packet: TCP retransmits with backoff from 200 ms up.
+MIN_SENDS = 2
+#: A segment this close to the largest the flow sent counts as full-size (allowing
+#: for TCP options that vary per segment).
+FULL_SIZE_SLACK = 64
+
+
+class SilenceDetector:
+    name = NAME
+    detects, false_positives = doc_parts(__doc__)
+
+    def run(self, a: Attempt) -> list[Finding]:
+        c = a.tcp
+        if c is None or (a.kind == "dns"):
+            return []
+        out: list[Finding] = []
+        for e in c.icmp:
+            if e.admin_prohibited:
+                h = hop_of(e.ttl)
+                out.append(finding(NAME, "icmp-prohibited", 1.0,
+                                   f"router {e.router} answered the {'SYN' if c.synack is None else 'packet'} with "
+                                   f"ICMP{'v6' if e.version == 6 else ''} \"{e.describe()}\" (type {e.type} code {e.code}); "
+                                   f"its TTL {e.ttl} places it at hop {h}",
+                                   [ev(c.input, c.segs['frame'][0] if len(c.segs) else e.frame, "syn", "the SYN quoted"),
+                                    ev(e.input, e.frame, "icmp-prohibited", f"{e.describe()} from {e.router}, TTL {e.ttl}")],
+                                   hop=(h, h, h, None, "ttl"), trigger="ip"))
+        segs = c.segs
+        cli = segs[segs["dir"] == C2S]
+        srv = segs[segs["dir"] == S2C]
+        if c.synack is None:
+            syns = cli[(cli["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN]
+            if c.syn is not None and not len(srv) and c.syn_count >= MIN_SENDS and not c.icmp:
+                span = float(syns["ts"][-1] - syns["ts"][0]) if len(syns) else 0.0
+                out.append(finding(NAME, "syn-dropped", 1.0,
+                                   f"{c.syn_count} SYNs over {span:.1f} s got no answer and no ICMP error",
+                                   [ev(a.input, int(f), "syn", "SYN") for f in syns["frame"][:3]],
+                                   sends=c.syn_count, trigger="ip"))
+            return out
+        if not c.client_payload or c.server_payload:
+            return out
+        data = cli[cli["plen"] > 0]
+        if not len(data):
+            return out
+        isn = (int(data["seq"][0]))
+        acks = srv[(srv["flags"] & TCP_ACK) != 0]["ack"].astype(np.int64)
+        # how far the server acknowledged into the client's payload
+        acked = int((((acks - isn) & 0xFFFFFFFF) % 0x80000000).max()) if len(acks) else 0
+        acked = acked if acked < 0x40000000 else 0
+        what = {"tls": "ClientHello", "http": "request"}.get(a.kind, "first payload")
+        waited = float(segs["ts"][-1]) - float(data["ts"][0])
+        sends = c.client_payload_sends
+        resets = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
+        if resets:
+            return out
+        if acked > 0:
+            if not c.server_payload:
+                ack_row = srv[(srv["flags"] & TCP_ACK) != 0][np.argmax(((acks - isn) & 0xFFFFFFFF) % 0x80000000)]
+                out.append(finding(NAME, "payload-acked-unanswered", 1.0,
+                                   f"the server acknowledged the {what} (frame {int(ack_row['frame'])}, TTL {int(ack_row['ttl'])}) "
+                                   f"and sent nothing else in {waited:.1f} s",
+                                   [ev(a.input, int(data["frame"][0]), "payload", what),
+                                    ev(int(ack_row["input"]), int(ack_row["frame"]), "ack", "the server's ACK of it")],
+                                   waited=waited))
+            return out
+        if sends < MIN_SENDS:
+            return out
+        # PMTU shape: the full-size segments are what keeps being resent, and the server's
+        # (duplicate) ACKs after them show that something smaller of this flow arrived
+        biggest = int(data["plen"].max())
+        resent = data[data["frame"] > int(data["frame"][0])]
+        dup_after = srv[(srv["ts"] > float(data["ts"][0])) & ((srv["flags"] & TCP_ACK) != 0)]
+        small = data[data["plen"] < biggest - FULL_SIZE_SLACK]
+        frag = [e for e in c.icmp if e.frag_needed]
+        mss = (c.syn.mss if c.syn else None, c.synack.mss if c.synack else None)
+        if len(dup_after) and len(small) and not frag and biggest > 576:
+            big_resent = resent[resent["plen"] >= biggest - FULL_SIZE_SLACK]
+            if len(big_resent) >= MIN_SENDS - 1:
+                out.append(finding(NAME, "big-segments-lost", 1.0,
+                                   f"{len(big_resent)} full-size segment(s) ({biggest} bytes) were resent and never "
+                                   f"acknowledged, while the server's ACK (frame {int(dup_after['frame'][0])}) after a "
+                                   f"{int(small['plen'][0])}-byte segment shows small ones arrive; no ICMP "
+                                   f"\"fragmentation needed\" came back (MSS announced {mss[0]}/{mss[1]})",
+                                   [ev(a.input, int(big_resent["frame"][0]), "lost-segment", f"{biggest} bytes, resent"),
+                                    ev(int(dup_after["input"][0]), int(dup_after["frame"][0]), "dup-ack",
+                                       f"ACK {int(dup_after['ack'][0])} below the big segments")],
+                                   size=biggest, trigger="size"))
+                return out
+        signal = {"tls": "hello-dropped", "http": "request-dropped"}.get(a.kind, "payload-dropped")
+        trigger = {"tls": "sni", "http": "host"}.get(a.kind, "unknown")
+        out.append(finding(NAME, signal, 1.0,
+                           f"the handshake completed (SYN-ACK TTL {c.synack.ttl}), then the {what} "
+                           f"({len(c.client_payload)} bytes in {len(c.client_payload_frames)} segment(s)) was sent "
+                           f"{sends} times over {waited:.1f} s with no acknowledgement and no answer",
+                           [ev(a.input, c.synack.frame, "syn-ack", f"SYN-ACK TTL {c.synack.ttl}")]
+                           + [ev(a.input, int(f), "payload", f"{what}, unacknowledged") for f in data["frame"][:2]],
+                           sends=sends, waited=waited, trigger=trigger, size=len(c.client_payload),
+                           segments=len(c.client_payload_frames)))
+        return out
