@@ -41,8 +41,8 @@ def validate(report: dict) -> dict:
     return report
 
 
-def analyze_json(*paths) -> dict:
+def analyze_json(*paths, **options) -> dict:
     """Analyse with the library and return the validated JSON report."""
     from forensics import analyze
 
-    return validate(json.loads(json.dumps(analyze([str(p) for p in paths]).to_dict())))
+    return validate(json.loads(json.dumps(analyze([str(p) for p in paths], **options).to_dict())))

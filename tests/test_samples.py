@@ -1,10 +1,7 @@
-"""The lab samples in pcaps/: every attempt of the truth is reported, and no
-verdict is stronger than what the detectors of this version can show.
-
-(The full verdict/trigger/hop agreement with truth.json is the detectors'
-acceptance; this file checks what holds for every version: the join is
-complete, ok is only said where the truth says ok, and interference is never
-called ok.)
+"""The lab samples in pcaps/: every attempt of the truth is reported with the
+truth's verdict and trigger, the hop within one of the truth for every
+deliberate attempt, and every frame a deliberate verdict cites exists and shows
+what the evidence says (read back with scapy, the dissector of record).
 """
 
 from __future__ import annotations
@@ -13,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import json
+
 from conftest import ROOT, analyze_json
+from forensics.lab.topology import REACHABLE
 from truth import join
 
 SAMPLES = sorted(p for p in (ROOT / "pcaps").iterdir() if (p / "truth.json").exists()) if (ROOT / "pcaps").exists() else []
@@ -39,6 +39,41 @@ def test_interference_is_never_called_ok(sample):
             assert a["verdict"] != "ok", (t["verdict"], a["id"], a["summary"])
         else:
             assert a["verdict"] == "ok", (a["id"], a["verdict"], a["summary"])
+
+
+def test_verdict_trigger_and_hop_match_the_truth(sample):
+    wrong = []
+    for t, a in join(sample):
+        want = (t["verdict"], t["class"], t["trigger"])
+        got = (a["verdict"], a["class"], a["trigger"])
+        if want != got:
+            wrong.append((t["capture"], a["id"], t["name"], want, got, a["summary"]))
+            continue
+        th = (t.get("hop") or {}).get("from_capture")
+        if th is not None:
+            ah = (a.get("hop") or {}).get("from_capture")
+            if ah is None or abs(ah - th) > 1:
+                wrong.append((t["capture"], a["id"], t["name"], "hop", th, ah, a["summary"]))
+            else:
+                assert a["hop"]["low"] <= ah <= a["hop"]["high"]
+    assert not wrong
+
+
+def test_every_deliberate_verdict_cites_frames_that_show_it(sample):
+    from evidence import check_evidence
+
+    checked = 0
+    for cap in sorted(sample.glob("*.pcap")):
+        report = analyze_json(cap, reachable=REACHABLE)
+        for a in report["attempts"]:
+            if a["class"] != "deliberate":
+                continue
+            frames = {e["packet"] for e in a["evidence"]}
+            assert len(frames) >= 2, (a["id"], a["evidence"])
+            check_evidence(cap, a)
+            checked += 1
+    if any(t["class"] == "deliberate" for t in json.loads((sample / "truth.json").read_text())["attempts"]):
+        assert checked
 
 
 def test_reports_validate_and_benign_has_no_deliberate(sample):

@@ -101,7 +101,11 @@ RULES: tuple[Rule, ...] = (
     _R("endpoint.refused", "connection-refused", ("syn-rst",), ("exchange-complete",), "none", 0.85,
        ("syn-rst",), "The server's side answered the SYN with a reset and no SYN-ACK ever came: the port "
        "is closed. (A forged reset that races a real SYN-ACK is caught by the injection rules first.)"),
-    _R("endpoint.server-reset", "server-reset", ("rst-from-server",), ("exchange-complete",), "none", 0.8,
+    _R("endpoint.server-reset", "server-reset", ("rst-from-server", "data-answered-by-reset"), (), "none", 0.8,
+       ("data-answered-by-reset", "rst-from-server"),
+       "The server's side answered the client's data with a reset whose TTL and IP-ID fit the server's own "
+       "packets: the server itself reset the connection (also after a completed exchange)."),
+    _R("endpoint.server-reset-early", "server-reset", ("rst-from-server",), ("exchange-complete",), "none", 0.8,
        ("rst-from-server",), "The reset's TTL and IP-ID fit the server's own packets."),
     _R("endpoint.server-timeout", "server-timeout", ("payload-acked-unanswered",), (), "none", 0.8,
        ("payload-acked-unanswered",), "The server acknowledged the request and never answered."),

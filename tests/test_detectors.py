@@ -1,0 +1,357 @@
+"""Each signal on small scapy-built flows, and the look-alikes that must not fire.
+
+These are unit tests of the detectors' logic; the verdicts on real kernel traffic
+are checked against the lab samples (test_samples.py) and the corpus.
+"""
+
+from __future__ import annotations
+
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
+from scapy.layers.inet import TCP
+
+from conftest import analyze_json
+from flows import MAC_C, MAC_S, Capture, Flow, client_hello, dns_exchange, http_request, http_response, icmp_prohibited
+
+SRV = "203.0.113.7"
+
+
+def run(cap: Capture, tmp_path, **kw) -> list[dict]:
+    report = analyze_json(cap.write(tmp_path / "t.pcap"), **kw)
+    return report["attempts"]
+
+
+def only(attempts, **match):
+    found = [a for a in attempts if all((a.get(k) if "." not in k else a[k.split(".")[0]][k.split(".")[1]]) == v
+                                        for k, v in match.items())]
+    assert len(found) == 1, (match, [(a["kind"], a["name"], a["verdict"]) for a in attempts])
+    return found[0]
+
+
+# ------------------------------------------------------------------ injected resets
+
+def _reset_flow(cap, sni="blocked.example", *, ttl=62, ipid=0, race=True, early=True, sport=40000, rst_ack=False):
+    f = Flow(cap, sport=sport)
+    f.handshake()
+    f.c2s("PA", client_hello(sni))
+    f.s2c("RA" if rst_ack else "R", dt=0.0005 if early else 0.045, ttl=ttl, ipid=ipid)
+    if race:
+        f.s2c("PA", b"\x16\x03\x03\x00\x10" + b"\0" * 16, dt=0.040)
+    return f
+
+
+def test_injected_reset_race_and_ttl_gap(tmp_path):
+    cap = Capture()
+    _reset_flow(cap)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert (a["verdict"], a["class"], a["trigger"]) == ("injected-rst", "deliberate", "sni")
+    assert a["confidence"] >= 0.95
+    # TTL 62 from initial 64: hop 3; the server's 60: hop 5
+    assert (a["hop"]["from_capture"], a["hop"]["server_hops"]) == (3, 5)
+    assert {"ttl-mismatch", "race"} <= {e["signal"] for e in a["evidence"]}
+
+
+def test_ttl_gap_alone_is_not_deliberate(tmp_path):
+    cap = Capture()
+    _reset_flow(cap, race=False, early=False)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert a["class"] != "deliberate"
+    assert "one signal alone" in a["summary"]
+
+
+def test_client_abort_is_not_injection(tmp_path):
+    cap = Capture()
+    f = Flow(cap)
+    f.handshake()
+    f.c2s("PA", client_hello("news.example"))
+    f.c2s("RA", dt=0.0005)  # the client gives up itself
+    f.s2c("PA", b"\x16\x03\x03\x00\x10" + b"\0" * 16)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert a["class"] != "deliberate"
+
+
+def test_server_reset_after_long_transfer_is_the_servers(tmp_path):
+    cap = Capture()
+    f = Flow(cap, dport=80)
+    f.handshake()
+    f.c2s("PA", http_request("files.example", "/big"))
+    f.s2c("PA", http_response(body=b"y" * 1400)[:1400])
+    for _ in range(30):
+        f.s2c("A", b"z" * 1400, dt=0.001)
+        f.c2s("A")
+    f.c2s("PA", b"more", dt=0.01)
+    f.s2c("RA", dt=0.040)  # the server's own TTL and next IP-ID
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["class"] != "deliberate"
+    assert a["verdict"] in ("server-reset", "ok")
+
+
+def test_route_change_mid_flow_is_not_injection(tmp_path):
+    cap = Capture()
+    f = Flow(cap)
+    f.handshake()
+    f.c2s("PA", client_hello("news.example"))
+    f.s2c("PA", b"\x16\x03\x03\x00\x10" + b"\0" * 16)
+    f.sttl = 57  # the path got 3 hops longer
+    for _ in range(5):
+        f.c2s("PA", b"q" * 100, dt=0.1)
+        f.s2c("PA", b"r" * 100)
+    f.c2s("PA", b"q" * 100, dt=0.1)
+    f.s2c("R", dt=0.040)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert a["class"] != "deliberate", a["summary"]
+
+
+def test_reset_burst_with_changing_seq(tmp_path):
+    cap = Capture()
+    f = _reset_flow(cap, race=False, early=True, ipid=4242)
+    base = f.sseq
+    f.s2c("RA", dt=0.0001, ttl=62, ipid=4242, seq=base + 1460)
+    f.s2c("RA", dt=0.0001, ttl=62, ipid=4242, seq=base + 4380)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert a["verdict"] == "injected-rst"
+    assert "burst" in {e["signal"] for e in a["evidence"]}
+
+
+def test_copied_ttl_widens_the_hop_bounds(tmp_path):
+    cap = Capture()
+    # a device at hop 2 copying the trigger's TTL: 64 - 2*(2-1) = 62
+    _reset_flow(cap, ttl=62)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert (a["hop"]["low"], a["hop"]["high"]) == (2, 3)
+    assert "copied" in a["summary"]
+
+
+def test_reset_to_the_syn_racing_the_syn_ack(tmp_path):
+    cap = Capture()
+    f = Flow(cap)
+    f.c2s("S", dt=0.001)
+    f.s2c("RA", dt=0.002, ttl=50, ipid=777, ack=f.cseq)
+    f.s2c("SA", ipid=0, dt=0.040)
+    f.c2s("A")
+    a = only(run(cap, tmp_path), kind="tcp")
+    assert (a["verdict"], a["trigger"]) == ("injected-rst", "ip")
+
+
+# ------------------------------------------------------------------ idle-timeout reset
+
+def test_idle_firewall_reset_is_a_fault(tmp_path):
+    cap = Capture()
+    f = Flow(cap, dport=80)
+    f.http_ok_keepalive = None
+    f.handshake()
+    f.c2s("PA", http_request("news.example"))
+    f.s2c("PA", http_response())
+    f.c2s("A")
+    f.c2s("PA", http_request("news.example", "/2"), dt=120.0)
+    f.s2c("R", dt=0.0004, ttl=63, ipid=0)
+    a = only(run(cap, tmp_path), kind="http")
+    assert (a["verdict"], a["class"], a["trigger"]) == ("idle-timeout-reset", "middlebox-fault", "idle")
+
+
+# ------------------------------------------------------------------ forged DNS
+
+def _resolver_baseline(cap, n=3):
+    for i in range(n):
+        dns_exchange(cap, f"site{i}.example.org", [("93.184.216.%d" % (10 + i), 0.030 + i * 0.002, 58, 7000 + i)],
+                     sport=51000 + i, txid=100 + i)
+
+
+def test_racing_dns_answer_off_the_resolvers_baseline(tmp_path):
+    cap = Capture()
+    _resolver_baseline(cap)
+    dns_exchange(cap, "blocked.example.org", [("10.10.34.35", 0.002, 62, 0), ("93.184.216.99", 0.031, 58, 7010)],
+                 sport=52000, txid=9)
+    a = only(run(cap, tmp_path), kind="dns", name="blocked.example.org")
+    assert (a["verdict"], a["trigger"]) == ("forged-dns", "dns-qname")
+    assert a["hop"]["from_capture"] == 3
+    assert len({e["packet"] for e in a["evidence"]}) >= 2
+
+
+def test_second_identical_answer_is_not_forgery(tmp_path):
+    cap = Capture()
+    _resolver_baseline(cap)
+    dns_exchange(cap, "dup.example.org", [("93.184.216.50", 0.030, 58, 7020), ("93.184.216.50", 0.031, 58, 7021)],
+                 sport=52001, txid=10)
+    a = only(run(cap, tmp_path), kind="dns", name="dup.example.org")
+    assert a["verdict"] == "ok"
+
+
+def test_cdn_gives_different_addresses_to_different_resolvers(tmp_path):
+    cap = Capture()
+    dns_exchange(cap, "cdn.example.org", [("93.184.216.60", 0.030, 58, 7030)], sport=52002, txid=11)
+    dns_exchange(cap, "cdn.example.org", [("151.101.1.60", 0.012, 120, 300)], sport=52003, txid=12,
+                 resolver="198.51.100.54")
+    atts = run(cap, tmp_path)
+    assert all(a["verdict"] == "ok" for a in atts), [(a["verdict"], a["summary"]) for a in atts]
+
+
+def test_loopback_answer_for_a_public_name(tmp_path):
+    cap = Capture()
+    dns_exchange(cap, "twitter.com", [("127.0.0.1", 0.030, 58, 7000)], sport=52004, txid=13)
+    a = only(run(cap, tmp_path), kind="dns")
+    assert a["verdict"] == "forged-dns"
+
+
+def test_private_answer_for_a_private_name_is_fine(tmp_path):
+    cap = Capture()
+    dns_exchange(cap, "printer.corp", [("10.1.2.3", 0.030, 58, 7000)], sport=52005, txid=14)
+    a = only(run(cap, tmp_path), kind="dns")
+    assert a["verdict"] == "ok"
+
+
+# ------------------------------------------------------------------ forged block pages
+
+def test_forged_block_page_racing_the_real_response(tmp_path):
+    cap = Capture()
+    f = Flow(cap, dport=80)
+    f.handshake()
+    f.c2s("PA", http_request("shop.example"))
+    start = f.sseq
+    f.s2c("PA", http_response(403, b"<html>Blocked</html>"), dt=0.0006, ttl=62, ipid=0)
+    f.c2s("A")
+    f.s2c("PA", http_response(200), dt=0.040, seq=start)
+    a = only(run(cap, tmp_path), kind="http")
+    assert (a["verdict"], a["trigger"]) == ("injected-blockpage", "host")
+    assert a["hop"]["from_capture"] == 3
+
+
+def test_small_403_from_the_server_itself_is_not_a_block_page(tmp_path):
+    cap = Capture()
+    f = Flow(cap, dport=80)
+    f.handshake()
+    f.c2s("PA", http_request("shop.example", "/admin"))
+    f.s2c("PA", http_response(403, b"<html>Forbidden</html>"))
+    f.c2s("A")
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["verdict"] == "ok"
+
+
+# ------------------------------------------------------------------ silent drops and their controls
+
+def test_sni_drop_with_a_control_name(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001).tls_ok("news.example")
+    f = Flow(cap, sport=40002)
+    f.handshake()
+    f.resend(client_hello("blocked.example"), 5)
+    a = only(run(cap, tmp_path), kind="tls", name="blocked.example")
+    assert (a["verdict"], a["trigger"]) == ("sni-drop", "sni")
+    assert "news.example" in a["summary"]
+
+
+def test_sni_drop_without_a_control_is_inconclusive_and_says_so(tmp_path):
+    cap = Capture()
+    f = Flow(cap, sport=40002)
+    f.handshake()
+    f.resend(client_hello("blocked.example"), 5)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert a["verdict"] == "inconclusive"
+    assert "control" in a["summary"] and SRV in a["summary"]
+
+
+def test_request_acknowledged_but_unanswered_is_the_server(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001, dport=80).http_ok("news.example")
+    f = Flow(cap, sport=40002, dport=80)
+    f.handshake()
+    f.c2s("PA", http_request("slow.example"))
+    f.s2c("A")
+    f.c2s("FA", dt=10.0)
+    a = only(run(cap, tmp_path), kind="http", name="slow.example")
+    assert a["verdict"] == "server-timeout"
+
+
+def test_host_drop_with_control(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001, dport=80).http_ok("news.example")
+    f = Flow(cap, sport=40002, dport=80)
+    f.handshake()
+    f.resend(http_request("blocked.example"), 5)
+    a = only(run(cap, tmp_path), kind="http", name="blocked.example")
+    assert (a["verdict"], a["trigger"]) == ("host-drop", "host")
+
+
+# ------------------------------------------------------------------ address blocks
+
+def test_address_dropped_while_others_answer(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001, server="203.0.113.8").tls_ok("news.example")
+    f = Flow(cap, sport=40002, server="203.0.113.9")
+    seq = f.cseq
+    f.c2s("S", dt=0.001)
+    f.c2s("S", dt=1.0, seq=seq)
+    f.c2s("S", dt=2.0, seq=seq)
+    a = only(run(cap, tmp_path), kind="tcp")
+    assert (a["verdict"], a["trigger"]) == ("ip-block", "ip")
+    assert a["confidence"] <= 0.7  # a dead server looks the same
+    assert "down" in a["summary"]
+
+
+def test_unanswered_syns_with_no_other_server_are_inconclusive(tmp_path):
+    cap = Capture()
+    f = Flow(cap, sport=40002, server="203.0.113.9")
+    seq = f.cseq
+    f.c2s("S", dt=0.001)
+    f.c2s("S", dt=1.0, seq=seq)
+    a = only(run(cap, tmp_path), kind="tcp")
+    assert a["verdict"] == "inconclusive"
+
+
+def test_icmp_administratively_prohibited(tmp_path):
+    cap = Capture()
+    f = Flow(cap, sport=40002, server="203.0.113.9")
+    f.c2s("S", dt=0.001)
+    icmp_prohibited(cap, f, cap.pkts[-1], ttl=63)
+    a = only(run(cap, tmp_path), kind="tcp")
+    assert (a["verdict"], a["trigger"], a["hop"]["from_capture"]) == ("ip-block", "ip", 2)
+
+
+# ------------------------------------------------------------------ middlebox faults
+
+def test_pmtu_black_hole(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001, dport=80).http_ok("files.example", "/small")
+    f = Flow(cap, sport=40002, dport=80)
+    f.handshake()
+    body = http_request("files.example", "/upload") + b"u" * 3000
+    seq = f.cseq
+    f.c2s("A", body[:1448])
+    f.c2s("PA", body[1448:2896])
+    f.c2s("PA", body[2896:])  # the small tail gets through...
+    f.s2c("A", ack=seq)  # ...and provokes a duplicate ACK for the hole
+    for rto in (0.2, 0.4, 0.8):
+        f.c2s("A", body[:1448], dt=rto, seq=seq)
+    a = only(run(cap, tmp_path), kind="http", name="files.example", verdict="pmtu-blackhole")
+    assert (a["class"], a["trigger"]) == ("middlebox-fault", "size")
+
+
+def test_ecn_syns_unanswered_plain_syn_answered(tmp_path):
+    cap = Capture()
+    f = Flow(cap, dport=80)
+    seq = f.cseq
+    f.c2s("SEC", dt=0.001)
+    f.cseq = seq
+    f.c2s("S", dt=1.0)
+    f.s2c("SA", ipid=0)
+    f.c2s("A")
+    f.c2s("PA", http_request("news.example"))
+    f.s2c("PA", http_response())
+    a = only(run(cap, tmp_path), kind="http")
+    assert (a["verdict"], a["trigger"]) == ("ecn-blackhole", "ecn")
+
+
+def test_big_hello_dropped_small_hello_passes(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001).tls_ok("news.example")
+    f = Flow(cap, sport=40002)
+    f.handshake()
+    hello = client_hello("news.example", pad=2000)
+    seq = f.cseq
+    f.c2s("A", hello[:1448])
+    f.c2s("PA", hello[1448:])
+    for rto in (0.2, 0.4, 0.8):
+        f.c2s("A", hello[:1448], dt=rto, seq=seq)
+    atts = run(cap, tmp_path)
+    bad = [a for a in atts if a["verdict"] != "ok"]
+    assert len(bad) == 1 and (bad[0]["verdict"], bad[0]["trigger"]) == ("tls-intolerance", "size")
