@@ -92,7 +92,10 @@ def detectors() -> None:
     from .detectors import describe
 
     for d in describe():
-        click.echo(f"{d['name']}\n  detects: {d['detects']}\n  false positives: {d['false_positives']}\n")
+        click.echo(f"{d['name']} ({d['stage']})\n  detects: {d['detects']}\n  false positives: {d['false_positives']}")
+        for k, v in d["signals"].items():
+            click.echo(f"    {k:28} {v}")
+        click.echo("")
     click.echo(f"rules (version {RULES_VERSION}), first match wins:")
     for r in RULES:
         click.echo(f"  {r.id:24} -> {r.verdict:20} needs {', '.join(r.all_of) or '-'}"

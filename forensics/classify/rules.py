@@ -34,7 +34,7 @@ class Rule:
 TROUBLE = ("syn-rst", "syn-unanswered", "payload-unanswered", "dns-unanswered", "dns-error",
            "dns-disagreeing-answers", "server-side-after-reset", "conflicting-server-data",
            "ecn-syn-unanswered", "data-answered-by-reset",
-           "rst-forged", "rst-suspect", "rst-idle", "blockpage-forged", "dns-race-forged", "dns-bogon",
+           "rst-forged", "rst-suspect", "rst-idle", "blockpage-forged", "dns-race-forged", "dns-bogon", "dns-bogon-never",
            "dns-cross-resolver", "hello-dropped", "request-dropped", "payload-dropped", "big-segments-lost",
            "syn-dropped", "icmp-prohibited")
 

@@ -17,6 +17,11 @@ CROSS: tuple = (dnsforge.DnsForgeryDetector(), crosscheck.CrossCheckDetector())
 
 
 def describe() -> list[dict]:
-    return [{"name": d.name, "detects": d.detects, "false_positives": d.false_positives,
-             "stage": "local" if d in BUILTIN else "cross-attempt"}
-            for d in BUILTIN + CROSS]
+    import sys
+
+    out = []
+    for d in BUILTIN + CROSS:
+        signals = getattr(sys.modules[type(d).__module__], "SIGNALS", {})
+        out.append({"name": d.name, "detects": d.detects, "false_positives": d.false_positives,
+                    "stage": "local" if d in BUILTIN else "cross-attempt", "signals": dict(signals)})
+    return out

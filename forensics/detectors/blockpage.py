@@ -26,6 +26,11 @@ from .ttl import IPID_MAX_STEP, TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl, 
 
 NAME = "blockpage"
 
+#: The signals this detector reports, and what each means.
+SIGNALS = {
+    'blockpage-forged': "an HTTP response with two or more signs of another sender (race, TTL gap, too early, IP-ID), or one plus a block page's shape and the race",
+}
+
 #: Block pages are short: a title and a sentence, or a redirect with no body.
 TINY_BODY = 1024
 _BARE_IP_FRAME = re.compile(rb"<iframe[^>]+src=[\"']?https?://\d{1,3}(\.\d{1,3}){3}", re.I)

@@ -26,6 +26,18 @@ from .controls import Controls
 
 NAME = "controls"
 
+#: The signals this detector reports, and what each means.
+SIGNALS = {
+    'control-other-name-ok': 'other names completed at the same server and port',
+    'control-same-name-ok': 'the same name completed at the same server and port in another attempt',
+    'control-name-filtered': 'the same name met forged packets elsewhere in the capture',
+    'control-missing': 'no control attempt exists; the summary names the one that would settle it',
+    'control-smaller-hello-ok': 'smaller ClientHellos completed at the same server',
+    'control-plain-syn-ok': 'plain SYNs to the same server were answered while these ECN SYNs were not',
+    'control-other-addresses-ok': 'this address never answered while other addresses did',
+    'trigger-refined': 'the same Host passed with another path: the trigger is the URL or a keyword',
+}
+
 _DROPS = ("hello-dropped", "request-dropped", "payload-dropped")
 _TOKEN = re.compile(r"[A-Za-z0-9]{3,}")
 

@@ -29,6 +29,16 @@ from .ttl import TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl
 
 NAME = "dns-forgery"
 
+#: The signals this detector reports, and what each means.
+SIGNALS = {
+    'dns-race-forged': "answers to one query disagree and one departs from the resolver's baseline (IP TTL, round trip) or their TTLs show two senders",
+    'dns-bogon': 'a public name answered only with special-purpose space no client in the capture reached',
+    'dns-bogon-never': 'a public name answered with loopback, unspecified or this-network space',
+    'dns-cross-resolver': 'another resolver answered the same name with an address where this one said NXDOMAIN, or the reverse',
+    'resolver-silent': 'the resolver answered nothing at all in the capture',
+    'resolver-answered-others': 'the resolver answered other queries; only this one went unanswered',
+}
+
 #: A resolver answers no sooner than the round trip to it; path jitter rarely
 #: halves it, so an answer faster than this share of the resolver's fastest
 #: undisputed answer came from nearer.

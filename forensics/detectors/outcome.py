@@ -21,6 +21,23 @@ from .base import doc_parts, ev, finding
 
 NAME = "outcome"
 
+#: The signals this detector reports, and what each means.
+SIGNALS = {
+    'exchange-complete': 'the exchange the attempt expects happened (ServerHello, HTTP response, data both ways)',
+    'syn-rst': 'the SYN was answered by a reset and no SYN-ACK came',
+    'syn-unanswered': 'SYNs sent, nothing came back',
+    'payload-unanswered': 'the first client payload was sent (and re-sent) with no answer',
+    'dns-answered': 'at least one response with NOERROR or NXDOMAIN',
+    'dns-error': 'responses, all with an error rcode',
+    'dns-icmp-error': "the query was answered by an ICMP error from the resolver's side",
+    'dns-unanswered': 'the query got no response',
+    'dns-disagreeing-answers': 'two or more responses to one query with different answers or sources',
+    'server-side-after-reset': "packets from the server's side kept coming after a reset from that side",
+    'conflicting-server-data': 'server bytes contradict bytes already received at the same sequence numbers',
+    'ecn-syn-unanswered': "SYNs asking for ECN went unanswered, the same connection's plain SYN was answered",
+    'data-answered-by-reset': "the client's last data got only a reset from the server's side",
+}
+
 
 class OutcomeDetector:
     name = NAME

@@ -30,6 +30,14 @@ from .ttl import TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl, ipid_step, mirr
 
 NAME = "rst"
 
+#: The signals this detector reports, and what each means.
+SIGNALS = {
+    'rst-forged': "a reset from the server's side with two or more independent signs of another sender (race, TTL gap, too early, IP-ID, burst)",
+    'rst-suspect': 'a reset with one such sign only',
+    'rst-from-server': "a reset whose TTL and IP-ID fit the server's own packets",
+    'rst-idle': 'a reset from nearer than the server on the first packet after a long idle period',
+}
+
 #: A reply can come from the server no sooner than one round trip after the
 #: packet it answers; path jitter inside one connection rarely halves the round
 #: trip, so anything faster than this share of the handshake RTT came from nearer.

@@ -26,6 +26,17 @@ from .ttl import hop_of
 
 NAME = "silence"
 
+#: The signals this detector reports, and what each means.
+SIGNALS = {
+    'hello-dropped': 'the ClientHello was re-sent, never acknowledged, never answered',
+    'request-dropped': 'the HTTP request was re-sent, never acknowledged, never answered',
+    'payload-dropped': 'another first payload was re-sent, never acknowledged, never answered',
+    'payload-acked-unanswered': 'the server acknowledged the first payload and sent nothing else',
+    'big-segments-lost': "full-size segments re-sent unacknowledged while the server's ACKs show small ones arrived; no ICMP fragmentation-needed",
+    'syn-dropped': 'SYNs re-sent, no answer and no ICMP error',
+    'icmp-prohibited': 'an ICMP/ICMPv6 administratively-prohibited error quoting the attempt',
+}
+
 #: Sent this many times (the original and a retransmission) the loss of a payload
 #: is not one unlucky packet: TCP retransmits with backoff from 200 ms up.
 MIN_SENDS = 2
