@@ -52,6 +52,10 @@ RULES: tuple[Rule, ...] = (
     _R("deliberate.dns-race", "forged-dns", ("dns-race-forged",), (), "dns-qname", 1.0, ("dns-race-forged", "dns-bogon"),
        "Two or more answers to one query disagree and one of them departs from the resolver's baseline "
        "in this capture (IP TTL, round trip) while another fits it."),
+    _R("deliberate.dns-bogon-race", "forged-dns", ("dns-disagreeing-answers", "dns-bogon"), (), "dns-qname", 0.9,
+       ("dns-bogon", "dns-disagreeing-answers"),
+       "Answers to one query disagree and one of them is special-purpose space for a public name: the "
+       "impossible one was forged."),
     _R("deliberate.dns-never", "forged-dns", ("dns-bogon-never",), (), "dns-qname", 0.95, ("dns-bogon-never",),
        "A public name answered with loopback or unspecified space: no real answer looks like that."),
     _R("deliberate.dns-bogon-cross", "forged-dns", ("dns-bogon", "dns-cross-resolver"), (), "dns-qname", 0.9,
@@ -107,7 +111,8 @@ RULES: tuple[Rule, ...] = (
        "packets: the server itself reset the connection (also after a completed exchange)."),
     _R("endpoint.server-reset-early", "server-reset", ("rst-from-server",), ("exchange-complete",), "none", 0.8,
        ("rst-from-server",), "The reset's TTL and IP-ID fit the server's own packets."),
-    _R("endpoint.server-timeout", "server-timeout", ("payload-acked-unanswered",), (), "none", 0.8,
+    _R("endpoint.server-timeout", "server-timeout", ("payload-acked-unanswered",), ("rst-suspect", "rst-forged"),
+       "none", 0.8,
        ("payload-acked-unanswered",), "The server acknowledged the request and never answered."),
     _R("endpoint.dns-error", "dns-failure", ("dns-error",), ("dns-answered",), "none", 0.8,
        ("dns-error",), "The resolver answered every copy of the query with an error rcode."),

@@ -52,7 +52,7 @@ BURST_WINDOW_S = 2.0
 IDLE_MIN_S = 1.0
 IDLE_RTT_FACTOR = 20
 #: How much each independent signal says that the server did not send the reset.
-WEIGHT = {"race": 0.9, "ttl-gap": 0.85, "early": 0.75, "ipid": 0.5, "burst": 0.5, "ttl-gap-weak": 0.25}
+WEIGHT = {"unreachable-trigger": 0.9, "race": 0.9, "ttl-gap": 0.85, "early": 0.75, "ipid": 0.5, "burst": 0.5, "ttl-gap-weak": 0.25}
 
 
 class ResetDetector:
@@ -63,19 +63,29 @@ class ResetDetector:
         c = a.tcp
         if c is None:
             return []
-        resets = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
-        if not resets:
-            return []
-        return _judge_resets(a, resets)
+        out: list[Finding] = []
+        for side in (S2C, C2S):
+            resets = [m for m in c.markers if m.kind == "rst" and m.dir == side]
+            if resets:
+                out.extend(_judge_resets(a, resets, side))
+        if any(f.signal == "rst-forged" for f in out):  # one forged side is the verdict; drop the other's "fits"
+            out = [f for f in out if f.signal != "rst-from-server"]
+        return out
 
 
-def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
+def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Finding]:
+    """Judge the resets claiming to come from ``side`` against that side's own packets.
+
+    From the client's side of the path the resets to look at come "from the
+    server"; a capture near the server sees injected resets "from the client".
+    """
     c = a.tcp
     segs = c.segs
-    is_s2c = segs["dir"] == S2C
+    who = "server" if side == S2C else "client"
+    is_peer = segs["dir"] == side
     is_rst = (segs["flags"] & TCP_RST) != 0
-    srv = segs[is_s2c & ~is_rst]
-    cli = segs[~is_s2c]
+    srv = segs[is_peer & ~is_rst]
+    cli = segs[~is_peer] if side == S2C else segs[is_peer & ~is_rst & (segs["plen"] > 0)]
     first = resets[0]
     inp = first.input
     signals: dict[str, tuple[str, list]] = {}
@@ -99,21 +109,31 @@ def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
     base = neighbours[0] if neighbours else None
     gap = min(abs(first.ttl - t) for t in neighbours) if neighbours else None
     if gap is not None and gap >= TTL_GAP_STRONG:
-        signals["ttl-gap"] = (f"reset TTL {first.ttl}, the server's own packets {'/'.join(map(str, sorted(set(neighbours))))}",
-                              [ev(inp, first.frame, "ttl-mismatch", f"RST TTL {first.ttl}, server TTL {base}")])
+        signals["ttl-gap"] = (f"reset TTL {first.ttl}, the {who}'s own packets {'/'.join(map(str, sorted(set(neighbours))))}",
+                              [ev(inp, first.frame, "ttl-mismatch", f"RST TTL {first.ttl}, {who} TTL {base}")])
     elif gap == TTL_SLACK:
         signals["ttl-gap-weak"] = (f"reset TTL {first.ttl}, one off the server's {base}",
-                                   [ev(inp, first.frame, "ttl-mismatch", f"RST TTL {first.ttl}, server TTL {base}")])
+                                   [ev(inp, first.frame, "ttl-mismatch", f"RST TTL {first.ttl}, {who} TTL {base}")])
 
-    # --- the race: the server's own packets (its TTL) still coming after the reset
+    # --- a trigger that could not reach the server: sent with fewer hops of TTL than the server is away
+    # (TTL-limited probes, as CenTrace sends): whatever answered it sits within that many hops
+    trig_ttl = int(trig["ttl"])
+    server_hops = hop_of(base) if base is not None else None
+    probe_limited = side == S2C and server_hops is not None and trig_ttl < server_hops
+    if probe_limited:
+        signals["unreachable-trigger"] = (
+            f"the client's packet left with TTL {trig_ttl} and could reach hop {trig_ttl} at most, the server is at "
+            f"hop {server_hops}", [ev(inp, int(trig["frame"]), "trigger", f"client packet with TTL {trig_ttl}")])
+
+    # --- the race: the {who}'s own packets (its TTL) still coming after the reset
     racing = srv_after[np.abs(srv_after["ttl"].astype(int) - (base if base is not None else -99)) <= TTL_SLACK] \
         if base is not None else srv_after[:0]
     if gap is not None and gap >= TTL_SLACK and len(racing):
         r = racing[0]
         what = "data" if int(r["plen"]) else ("a FIN" if int(r["flags"]) & 0x01 else "an ACK")
-        signals["race"] = (f"the server's {what} (TTL {int(r['ttl'])}) still arrived "
+        signals["race"] = (f"the {who}'s {what} (TTL {int(r['ttl'])}) still arrived "
                            f"{(float(r['ts']) - first.ts) * 1000:.1f} ms after the reset",
-                           [ev(int(r["input"]), int(r["frame"]), "race", f"server {what} after the reset, TTL {int(r['ttl'])}")])
+                           [ev(int(r["input"]), int(r["frame"]), "race", f"{who} {what} after the reset, TTL {int(r['ttl'])}")])
 
     # --- IP-ID: outside the server's progression, or a value repeated across resets
     if ":" not in a.server.ip:
@@ -127,11 +147,17 @@ def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
             fits_prev = bool(prev) and 0 < ipid_step(prev[-1], first.ipid) <= IPID_MAX_STEP
             fits_next = bool(nxt) and 0 < ipid_step(first.ipid, nxt[0]) <= IPID_MAX_STEP
             if not fits_prev and not fits_next:
-                note = f"reset IP-ID {first.ipid} is outside the server's sequence ({ids[0]}..{ids[-1]})"
-        if not note and len(resets) >= 2 and len(set(rst_ids)) == 1 and rst_ids[0] > 0 and len(set(ids)) >= 2:
-            note = f"{len(resets)} resets all carry IP-ID {rst_ids[0]} while the server's IP-ID changes"
-        if not note and first.ipid == 0 and ids and not (srv["ipid"] == 0).any():
-            note = "reset IP-ID 0, a value the server never uses"
+                note = f"reset IP-ID {first.ipid} is outside the {who}'s sequence ({ids[0]}..{ids[-1]})"
+        if not note:
+            from collections import Counter
+
+            repeated = [(i, n) for i, n in Counter(rst_ids).most_common() if i > 0 and n >= 2]
+            if repeated and len(set(ids)) == len(ids):
+                i, n = repeated[0]
+                note = f"{n} resets carry the same IP-ID {i}, a repetition the {who}'s own packets never show"
+        if not note and first.ipid > 0 and len(srv) >= 2 and not ids:
+            note = f"reset IP-ID {first.ipid} where the {who} sends IP-ID 0 in all {len(srv)} of its packets"
+        # (a reset with IP-ID 0 proves nothing: Linux sends its own resets with ID 0)
         if note:
             signals["ipid"] = (note, [ev(inp, first.frame, "ipid", note)])
 
@@ -150,7 +176,7 @@ def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
     # --- timing against the handshake round trip
     rtt = _rtt(c)
     delay = first.ts - float(trig["ts"])
-    if rtt is not None and rtt >= MIN_RTT_FOR_TIMING and delay < rtt * EARLY_FRACTION:
+    if side == S2C and rtt is not None and rtt >= MIN_RTT_FOR_TIMING and delay < rtt * EARLY_FRACTION:
         signals["early"] = (f"it came {delay * 1000:.1f} ms after the client's packet, the round trip to the "
                             f"server is {rtt * 1000:.1f} ms",
                             [ev(inp, int(trig["frame"]), "trigger", "client packet the reset answers")])
@@ -160,12 +186,17 @@ def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
     idle = float(trig["ts"]) - float(prior["ts"][-1]) if len(prior) else 0.0
     idle_limit = max(IDLE_MIN_S, IDLE_RTT_FACTOR * (rtt or 0.0))
     hop = _hop(a, resets, base, int(trig["ttl"]))
+    if probe_limited:
+        est = hop[0][0] if hop[0] is not None and hop[0][0] <= trig_ttl else None
+        hop = ((est or trig_ttl, est or 1, trig_ttl, server_hops, "probe"),
+               f"; it answered a packet that could go no further than hop {trig_ttl}, so its sender is at hop "
+               f"{trig_ttl} or nearer" + (f" (TTL says {est})" if est else ""))
     data = {"hop": hop[0], "rst_ttl": first.ttl, "server_ttl": base, "delay_ms": round(delay * 1000, 2)}
     where = hop[1]
     out: list[Finding] = []
     evidence_rst = [ev(inp, first.frame, "rst", f"RST TTL {first.ttl}, IP-ID {first.ipid}, "
                                                   f"{delay * 1000:.1f} ms after frame {int(trig['frame'])}")]
-    if trig_is_payload and server_data_before and idle >= idle_limit and ("ttl-gap" in signals or "early" in signals):
+    if side == S2C and trig_is_payload and server_data_before and idle >= idle_limit and ("ttl-gap" in signals or "early" in signals):
         detail = (f"after {idle:.1f} s of silence the client's next packet (frame {int(trig['frame'])}) was answered by "
                   f"a reset {delay * 1000:.1f} ms later; {signals.get('ttl-gap', signals.get('early'))[0]}{where}")
         out.append(finding(NAME, "rst-idle", 0.8, detail,
@@ -182,14 +213,15 @@ def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
     for k in signals:
         score *= 1.0 - WEIGHT[k]
     confidence = round(1.0 - score, 2)
-    strong = [k for k in signals if k in ("race", "ttl-gap", "early")]
-    order = ("race", "ttl-gap", "early", "ipid", "burst", "ttl-gap-weak")
+    strong = [k for k in signals if k in ("race", "ttl-gap", "early", "unreachable-trigger")]
+    order = ("race", "unreachable-trigger", "ttl-gap", "early", "ipid", "burst", "ttl-gap-weak")
     names = [k for k in order if k in signals]
     reasons = "; ".join(signals[k][0] for k in names)
     ev_all = evidence_rst + [e for k in names for e in signals[k][1]]
-    what = f"{len(resets)} reset(s) from the server's side {delay * 1000:.1f} ms after the " \
+    what = f"{len(resets)} reset(s) from the {who}'s side {delay * 1000:.1f} ms after the " \
            f"{'ClientHello' if a.kind == 'tls' and trig_is_payload else 'request' if a.kind == 'http' and trig_is_payload else 'SYN' if trigger == 'ip' else 'client packet'}"
-    if len(strong) >= 2 or ("race" in signals and len(signals) >= 2) or (strong and len(signals) >= 3):
+    # two independent signs, at least one of them strong; a weak TTL gap (one hop) never counts as strong
+    if len(strong) >= 2 or (strong and len([k for k in signals if k != "ttl-gap-weak"]) >= 2):
         out.append(finding(NAME, "rst-forged", confidence, f"{what}: {reasons}{where}", ev_all,
                            trigger=trigger, signals=tuple(names), **data))
     elif signals and not (gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals and "early" not in signals):
@@ -197,11 +229,12 @@ def _judge_resets(a: Attempt, resets: list[Marker]) -> list[Finding]:
                            f"{what}: {reasons}{where}; one signal alone does not prove injection "
                            f"(a route change or a server-side box could explain it)", ev_all,
                            trigger=trigger, signals=tuple(names), **data))
-    if gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals and "early" not in signals:
+    if side == S2C and gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals \
+            and "early" not in signals:
         out.append(finding(NAME, "rst-from-server", 0.9,
-                           f"the reset's TTL ({first.ttl}) and IP-ID fit the server's own packets (TTL {base}), "
+                           f"the reset's TTL ({first.ttl}) and IP-ID fit the {who}'s own packets (TTL {base}), "
                            f"{delay * 1000:.1f} ms after the client's packet", evidence_rst + (
-                               [ev(inp, int(srv_before["frame"][-1]), "server-baseline", f"server TTL {base}")]
+                               [ev(inp, int(srv_before["frame"][-1]), "server-baseline", f"{who} TTL {base}")]
                                if len(srv_before) else []), **data))
     return out
 

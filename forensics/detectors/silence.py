@@ -28,6 +28,7 @@ NAME = "silence"
 
 #: The signals this detector reports, and what each means.
 SIGNALS = {
+    'payload-expired': 'the first payload expired in transit (ICMP time exceeded quoting it): a TTL-limited probe',
     'hello-dropped': 'the ClientHello was re-sent, never acknowledged, never answered',
     'request-dropped': 'the HTTP request was re-sent, never acknowledged, never answered',
     'payload-dropped': 'another first payload was re-sent, never acknowledged, never answered',
@@ -92,6 +93,15 @@ class SilenceDetector:
         resets = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
         if resets:
             return out
+        expired = [e for e in c.icmp if e.time_exceeded and e.q_src == a.client.ip]
+        if expired:
+            e = expired[0]
+            out.append(finding(NAME, "payload-expired", 1.0,
+                               f"the {what}'s TTL ran out at router {e.router} (ICMP \"{e.describe()}\" quoting it): "
+                               f"a TTL-limited probe, so the server never saw it", [ev(e.input, e.frame, "icmp-time-exceeded", f"from {e.router}")]))
+            return out
+        first_len = int(data["plen"][0])
+        acked = acked if acked >= first_len else 0
         if acked > 0:
             if not c.server_payload:
                 ack_row = srv[(srv["flags"] & TCP_ACK) != 0][np.argmax(((acks - isn) & 0xFFFFFFFF) % 0x80000000)]
