@@ -50,8 +50,8 @@ def _dns_resp(p) -> bool:
 PREDICATES = {
     "rst": lambda p, a: "R" in _flags(p),
     "burst": lambda p, a: "R" in _flags(p),
-    "ttl-mismatch": lambda p, a: _from(p, a["server"]["ip"]),
-    "race": lambda p, a: _from(p, a["server"]["ip"]) and "R" not in _flags(p),
+    "ttl-mismatch": lambda p, a: _from(p, a["server"]["ip"]) or _from(p, a["client"]["ip"]),
+    "race": lambda p, a: (_from(p, a["server"]["ip"]) or _from(p, a["client"]["ip"])) and "R" not in _flags(p),
     "after-reset": lambda p, a: _from(p, a["server"]["ip"]) and "R" not in _flags(p),
     "trigger": lambda p, a: _from(p, a["client"]["ip"]),
     "payload": lambda p, a: _from(p, a["client"]["ip"]) and _payload(p) > 0,

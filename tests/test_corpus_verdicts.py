@@ -45,9 +45,12 @@ def row(request):
 def test_corpus_verdicts_follow_the_label(row):
     report = analyze_json(CORPUS / row["file"])
     classes = {a["class"] for a in report["attempts"]}
+    from evidence import check_evidence
+
     for a in report["attempts"]:
         if a["class"] == "deliberate":
             assert len({e["packet"] for e in a["evidence"]}) >= 2, (a["id"], a["evidence"])
+            check_evidence(CORPUS / row["file"], a)
     if row["label"].startswith("benign"):
         assert "deliberate" not in classes and "middlebox-fault" not in classes, \
             [(a["id"], a["verdict"], a["summary"]) for a in report["attempts"] if a["class"] != "ok"]

@@ -195,7 +195,8 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     where = hop[1]
     out: list[Finding] = []
     evidence_rst = [ev(inp, first.frame, "rst", f"RST TTL {first.ttl}, IP-ID {first.ipid}, "
-                                                  f"{delay * 1000:.1f} ms after frame {int(trig['frame'])}")]
+                                                  f"{delay * 1000:.1f} ms after frame {int(trig['frame'])}"),
+                    ev(int(trig["input"]), int(trig["frame"]), "trigger", "the client packet the reset follows")]
     if side == S2C and trig_is_payload and server_data_before and idle >= idle_limit and ("ttl-gap" in signals or "early" in signals):
         detail = (f"after {idle:.1f} s of silence the client's next packet (frame {int(trig['frame'])}) was answered by "
                   f"a reset {delay * 1000:.1f} ms later; {signals.get('ttl-gap', signals.get('early'))[0]}{where}")
