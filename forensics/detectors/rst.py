@@ -130,7 +130,7 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
         if base is not None else srv_after[:0]
     if gap is not None and gap >= TTL_SLACK and len(racing):
         r = racing[0]
-        what = "data" if int(r["plen"]) else ("a FIN" if int(r["flags"]) & 0x01 else "an ACK")
+        what = "data" if int(r["plen"]) else ("FIN" if int(r["flags"]) & 0x01 else "ACK")
         signals["race"] = (f"the {who}'s {what} (TTL {int(r['ttl'])}) still arrived "
                            f"{(float(r['ts']) - first.ts) * 1000:.1f} ms after the reset",
                            [ev(int(r["input"]), int(r["frame"]), "race", f"{who} {what} after the reset, TTL {int(r['ttl'])}")])

@@ -263,6 +263,29 @@ def tls_intolerance() -> Scenario:
                https("c1", "shop.example", tool="python-big", expect=broken), https("c1", "shop.example")])
 
 
+def mixed_path() -> Scenario:
+    """A censor and faults on one path, each hitting a different server: the controls must not mix them up."""
+    inj = {"sni": ["*.diary.example"], "direction": "both", "pattern": "rst-rstack",
+           "ttl": {"mode": "fixed", "value": 128}, "ipid": {"mode": "random"}}
+    return Scenario(
+        "mixed-path",
+        "Three things on c1's path at once: in-path DPI at hop 2 blackholes TLS for SNI video.example, an "
+        "injector at hop 3 resets TLS for *.diary.example (initial TTL 128), and the r2-r3 link has MTU 1280 "
+        "with its ICMP filtered (a PMTU black hole for files.example's big upload). Controls pass beside each.",
+        wire=[(HOP[2], "dropper", {"sni": ["video.example"]}), (HOP[3], "rst-injector", inj)],
+        kernel=[("pmtu", HOP[3], 1280)],
+        steps=[*_browse("c1", "news.example"),
+               lookup("c1", "video.example"), https("c1", "video.example", expect=Expect("sni-drop", "sni")),
+               https("c1", "img.video.example"),
+               lookup("c1", "files.example"), http("c1", "files.example"),
+               py("c1", "post", "files.example", ["6000"], expect=Expect("pmtu-blackhole", "size"), timeout=5),
+               py("c1", "post", "files.example", ["600"]),
+               lookup("c1", "www.diary.example"),
+               https("c1", "www.diary.example", expect=Expect("injected-rst", "sni", 3)),
+               http("c1", "www.diary.example"),
+               https("c1", "video.example", tool="python", expect=Expect("sni-drop", "sni"))])
+
+
 def benign_browsing() -> Scenario:
     return Scenario(
         "benign-browsing",
@@ -295,5 +318,5 @@ def all_scenarios() -> dict[str, Scenario]:
     found = [office_filter(), transit_injector(), rst_injector_sni(), rst_injector_keyword(), rst_injector_v6(),
              dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(),
              sni_drop(), host_drop(), ip_block("drop"),
-             ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), benign_browsing(), benign_failures()]
+             ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), mixed_path(), benign_browsing(), benign_failures()]
     return {s.name: s for s in found}

@@ -433,7 +433,25 @@ def benign_failures(d: Path) -> None:
     assert_completed(_one(c, news, 443))
 
 
+def mixed_path(d: Path) -> None:
+    c = _cap(d)
+    for i in (0, 1):
+        assert_blackholed(_one(c, A("video.example"), 443, "video.example", i))
+    assert_completed(_one(c, A("video.example"), 443, "img.video.example"))
+    conn = _one(c, A("www.diary.example"), 443, "www.diary.example")
+    assert_injected(conn, ttl=126)
+    assert_completed(_one(c, A("www.diary.example"), 80))
+    posts = [x for x in c.conns_to(A("files.example"), 80) if x.first_payload().startswith(b"POST")]
+    need(len(posts) == 2, "want two POSTs")
+    big, small = sorted(posts, key=lambda x: -sum(len(p.f.payload) for p in x.up()))
+    large = Counter(p.f.seq for p in big.up() if len(p.f.payload) > 1240)
+    need(large and max(large.values()) >= 3, "large segments were not retransmitted")
+    need(not big.server_data(), "the big upload got an answer")
+    assert_completed(small)
+
+
 CHECKS = {
+    "mixed-path": mixed_path,
     "office-filter": office_filter, "transit-injector": transit_injector, "rst-injector": rst_injector,
     "rst-keyword": rst_keyword, "rst-injector-v6": rst_injector_v6, "dns-injector": dns_injector,
     "dns-injector-v6": dns_injector_v6, "dns-injector-double": dns_injector_double,
