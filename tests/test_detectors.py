@@ -355,3 +355,63 @@ def test_big_hello_dropped_small_hello_passes(tmp_path):
     atts = run(cap, tmp_path)
     bad = [a for a in atts if a["verdict"] != "ok"]
     assert len(bad) == 1 and (bad[0]["verdict"], bad[0]["trigger"]) == ("tls-intolerance", "size")
+
+
+# ------------------------------------------------------------------ the faults' nearest look-alikes
+
+def test_lookalike_of_idle_reset_without_idle_is_not_a_fault(tmp_path):
+    """The same nearer-hop reset on the first request, with no idle period: injection, not a forgetful firewall."""
+    cap = Capture()
+    f = Flow(cap, dport=80)
+    f.handshake()
+    f.c2s("PA", http_request("news.example"))
+    f.s2c("R", dt=0.0004, ttl=63, ipid=0)
+    f.s2c("A", dt=0.040)
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["verdict"] != "idle-timeout-reset"
+    assert a["verdict"] == "injected-rst"
+
+
+def test_lookalike_of_pmtu_small_request_dropped_is_not_pmtu(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001, dport=80).http_ok("news.example")
+    f = Flow(cap, sport=40002, dport=80)
+    f.handshake()
+    f.resend(http_request("blocked.example"), 4)
+    a = only(run(cap, tmp_path), kind="http", name="blocked.example")
+    assert a["verdict"] != "pmtu-blackhole"
+
+
+def test_lookalike_of_pmtu_big_upload_that_works_is_ok(tmp_path):
+    cap = Capture()
+    f = Flow(cap, dport=80)
+    f.handshake()
+    body = http_request("files.example", "/upload") + b"u" * 3000
+    f.c2s("A", body[:1448])
+    f.c2s("PA", body[1448:2896])
+    f.c2s("PA", body[2896:])
+    f.s2c("PA", http_response())
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["verdict"] == "ok"
+
+
+def test_lookalike_of_tls_intolerance_small_hello_dropped_is_sni(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001).tls_ok("news.example", pad=2000)  # even a big hello passes here
+    f = Flow(cap, sport=40002)
+    f.handshake()
+    f.resend(client_hello("video.example"), 4)
+    a = only(run(cap, tmp_path), kind="tls", name="video.example")
+    assert a["verdict"] == "sni-drop"
+
+
+def test_lookalike_of_ecn_blackhole_plain_syns_unanswered_too(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001, server="203.0.113.8").tls_ok("news.example")
+    f = Flow(cap, sport=40002, server="203.0.113.9", dport=80)
+    seq = f.cseq
+    f.c2s("SEC", dt=0.001)
+    f.c2s("S", dt=1.0, seq=seq)
+    f.c2s("S", dt=2.0, seq=seq)
+    a = only(run(cap, tmp_path), kind="tcp")
+    assert a["verdict"] != "ecn-blackhole"
