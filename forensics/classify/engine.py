@@ -60,14 +60,14 @@ def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ..
     return [j.verdict(f) for f in facts]
 
 
-def _matches(rule: Rule, signals: set[str]) -> bool:
-    return all(s in signals for s in rule.all_of) and not any(s in signals for s in rule.none_of)
+#: Each rule's signals as sets, for one subset test per rule.
+_COMPILED = [(rule, frozenset(rule.all_of), frozenset(rule.none_of)) for rule in RULES]
 
 
 def apply_rules(facts: Facts, findings: list[Finding]) -> Verdict:
     signals = {f.signal for f in findings}
-    for rule in RULES:
-        if _matches(rule, signals):
+    for rule, need, forbid in _COMPILED:
+        if need <= signals and not (forbid & signals):
             return _verdict(rule, facts, findings)
     raise AssertionError("the fallback rule always matches")
 

@@ -8,7 +8,9 @@ while attempts stream past and merged across parallel workers.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 from .base import Facts
@@ -198,11 +200,13 @@ def _add_capped(dst: set, src) -> None:
         dst.add(x)
 
 
+@lru_cache(maxsize=65536)
 def prefix_of(ip: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) holding ``ip``: one site's worth of addresses."""
-    import ipaddress
-
-    net = ipaddress.ip_network(f"{ip}/{48 if ':' in ip else 24}", strict=False)
+    if ":" not in ip:
+        head = ip.rsplit(".", 1)[0]
+        return f"{head}.0/24"
+    net = ipaddress.ip_network(f"{ip}/48", strict=False)
     return str(net)
 
 
