@@ -1,29 +1,76 @@
-"""The library entry point: ``analyze(paths) -> Report``."""
+"""The library entry point: ``analyze(paths) -> Report``.
+
+The work is split by flow (see ``forensics.pipeline``): ``jobs=N`` runs N
+partitions in N processes on this machine, ``scheduler="tcp://host:8786"``
+runs them as tasks on a Dask distributed cluster (``pip install
+'forensics[dask]'``; every worker must see the input paths). The report is the
+same, byte for byte, however the work was split.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Callable, Iterable
 
-from .classify.engine import RULES_VERSION, judge
-from .errors import InputError, UsageError
-from .model import Attempt, DnsTransaction, InputInfo, TcpConn
-from .reassembly import attempts as attempts_mod
-from .reassembly.engine import Reassembler
-from .sources import iter_inputs, expand_paths
+from .errors import UsageError
+from .pipeline import finalize, new_workdir, remove_workdir, run_part
+from .sources import expand_paths
+from .sources.pcapio import file_size
 
-ProgressFn = Callable[[int, int], None]
+#: ``progress(bytes_done, bytes_total, packets_done)``; a two-argument callable
+#: ``(bytes_done, bytes_total)`` is accepted too.
+ProgressFn = Callable[..., None]
+#: Inputs up to this size keep their ``Attempt`` and ``Verdict`` objects in the
+#: report (``keep_attempts=None``); larger ones only their JSON, on disk.
+KEEP_MAX_BYTES = 32 * 1024 * 1024
 
 
-def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None,
-            max_flows: int | None = None, reachable: Iterable[str] = ()):
+def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, max_flows: int | None = None,
+            jobs: int = 1, scheduler: str | None = None, keep_attempts: bool | None = None,
+            reachable: Iterable[str] = ()):
     """Read every capture in ``paths`` (files or directories) and judge every attempt.
 
+    ``jobs``: processes on this machine (1: this one). ``scheduler``: the address
+    of a Dask scheduler to run the work on instead. ``keep_attempts``: keep the
+    ``Attempt``/``Verdict`` objects (``report.attempts``); by default only for
+    inputs up to ``KEEP_MAX_BYTES``. ``max_flows``: live connections tracked at
+    once before the oldest are finished early (counted in ``evicted_flows``).
     ``reachable``: CIDRs that count as public address space in this network
     (beyond the global unicast space), for the special-purpose-answer check of
     forged DNS: a lab or an intranet whose servers live in such space.
     """
-    return _analyze(paths, progress, max_flows, _cidrs(reachable))
+    reachable = _cidrs(reachable)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [str(paths)]
+    files = expand_paths([str(p) for p in paths])
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, not {jobs}")
+    if keep_attempts is None:
+        keep_attempts = sum(file_size(f) for f in files) <= KEEP_MAX_BYTES
+    report_progress = _three_args(progress)
+    workdir = new_workdir()
+    try:
+        if scheduler:
+            from .parallel import run_dask
+
+            results = run_dask(scheduler, files, workdir, jobs=jobs if jobs > 1 else None,
+                               max_flows=max_flows, keep=keep_attempts, reachable=reachable)
+        elif jobs > 1:
+            from .parallel import run_processes
+
+            results = run_processes(files, jobs, workdir, max_flows=max_flows, keep=keep_attempts,
+                                    progress=report_progress, reachable=reachable)
+        else:
+            results = [run_part(files, 0, 1, workdir, max_flows=max_flows, keep=keep_attempts,
+                                progress=report_progress, reachable=reachable)]
+        for r in results:  # paths as the caller gave them, whoever read them
+            for info, f in zip(r.infos, files):
+                info.path = f
+        return finalize(results, workdir, max_flows=max_flows, cleanup=workdir)
+    except BaseException:
+        remove_workdir(workdir)
+        raise
 
 
 def _cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
@@ -38,48 +85,15 @@ def _cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _analyze(paths, progress, max_flows, reachable=()):
-    from .report import Report
-
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [str(paths)]
-    files = expand_paths([str(p) for p in paths])
-    found: list[Attempt] = []
-
-    def emit(item: object) -> None:
-        if isinstance(item, TcpConn):
-            found.extend(attempts_mod.from_tcp(item))
-        elif isinstance(item, DnsTransaction):
-            found.append(attempts_mod.from_dns(item))
-
-    engine = Reassembler(emit, **({"max_flows": max_flows} if max_flows else {}))
-    infos: list[InputInfo] = []
-    readable = 0
-    errors: list[str] = []
-    for idx, (info, batches) in enumerate(iter_inputs(files, progress)):
-        infos.append(info)
-        try:
-            for rows, buf in batches:
-                engine.feed(idx, rows, buf)
-            readable += 1
-        except InputError as exc:
-            errors.append(str(exc))
-            info.warnings.append(str(exc))
-    if not readable:
-        raise InputError(errors[0] if len(errors) == 1 else "; ".join(errors[:3]))
-    engine.flush()
-    found.sort(key=lambda a: (a.start, a.input, a.frames[0] if a.frames else 0))
-    ranks = {k: i for i, k in enumerate(sorted({a.tcp.stream for a in found if a.tcp is not None}))}
-    for i, a in enumerate(found, 1):
-        object.__setattr__(a, "id", f"a{i}")
-        if a.tcp is not None:
-            object.__setattr__(a, "stream", ranks[a.tcp.stream])
-    warnings: list[str] = []
-    for info in infos:
-        warnings.extend(f"{info.path}: {w}" for w in info.warnings)
-    st = engine.stats
-    if st.evicted:
-        warnings.append(f"{st.evicted} connections were finished early because more than "
-                        f"{engine.max_flows} were live at once")
-    verdicts = judge(found, warnings, reachable)
-    return Report(infos, found, verdicts, RULES_VERSION, warnings, st.evicted)
+def _three_args(progress: ProgressFn | None):
+    if progress is None:
+        return None
+    try:
+        params = inspect.signature(progress).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        return progress
+    if varargs or len(positional) >= 3:
+        return progress
+    return lambda done, total, packets: progress(done, total)

@@ -47,8 +47,14 @@ def cli() -> None:
 @click.option("--reachable", "reachable", multiple=True, metavar="CIDR",
               help="Address range that counts as public in this network (repeatable), e.g. an intranet's or a "
                    "lab's server space, so that DNS answers in it are not taken for special-purpose space.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes to use (default: the machine's cores; 1 for small inputs).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run on the Dask cluster whose scheduler is at ADDRESS (needs forensics[dask]).")
+@click.option("--max-flows", type=click.IntRange(min=1), default=None,
+              help="Connections tracked at once before the oldest are finished early (default 250000).")
 def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progress: bool | None,
-            reachable: tuple[str, ...]) -> None:
+            reachable: tuple[str, ...], jobs: int | None, scheduler: str | None, max_flows: int | None) -> None:
     """Reconstruct every connection attempt in PATHS (captures or directories) and judge it.
 
     Exit status: 0 no deliberate interference found, 1 at least one attempt
@@ -67,10 +73,13 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "json"
     total = sum(file_size(f) for f in files)
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if total > PARALLEL_MIN_BYTES else 1
     show = progress if progress is not None else (sys.stderr.isatty() and total > PROGRESS_MIN_BYTES)
     bar = _Progress(total) if show else None
     try:
-        report = run(files, progress=bar.update if bar else None, reachable=reachable)
+        report = run(files, progress=bar.update if bar else None, reachable=reachable, jobs=jobs,
+                     scheduler=scheduler, max_flows=max_flows, keep_attempts=False)
     finally:
         if bar:
             bar.close()
@@ -104,21 +113,29 @@ def detectors() -> None:
 
 #: Inputs smaller than this finish before a progress bar would be worth seeing.
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+#: Inputs smaller than this are analysed in one process (starting workers costs more).
+PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 
 
 class _Progress:
-    """Bytes read, packets per second is not known up front: show MB/s and an ETA."""
+    """Bytes read of the total, packets per second, and the time left (from the byte rate)."""
 
     def __init__(self, total: int) -> None:
+        import time
+
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-        self._p = Progress(TextColumn("reading"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                           transient=True)
-        self._task = self._p.add_task("read", total=total)
+        self._clock = time.monotonic
+        self._t0 = self._clock()
+        self._p = Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.fields[pps]}"),
+                           TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+        self._task = self._p.add_task("read", total=total, pps="")
         self._p.start()
 
-    def update(self, done: int, total: int) -> None:
-        self._p.update(self._task, completed=done)
+    def update(self, done: int, total: int, packets: int = 0) -> None:
+        dt = self._clock() - self._t0
+        pps = f"{packets / dt:,.0f} packets/s" if dt > 0.5 and packets else ""
+        self._p.update(self._task, completed=done, pps=pps)
 
     def close(self) -> None:
         self._p.stop()

@@ -8,6 +8,7 @@ or pyshark object.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,12 +383,16 @@ def flags_text(flags: int) -> str:
 
 
 def iso_time(ts: float) -> str:
-    import datetime as _dt
-
     micros = int(round(ts * 1_000_000))
     sec, us = divmod(micros, 1_000_000)
-    t = _dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{us:06d}Z"
+    return f"{_iso_second(sec)}.{us:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(sec: int) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 _TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import shutil
+import weakref
+from typing import Iterator
 
 from . import __version__
+from .errors import UsageError
 from .model import Attempt, InputInfo, Verdict, iso_time
 from .reassembly.attempts import MAX_FRAMES_LISTED
 
@@ -16,51 +20,209 @@ CSV_COLUMNS = ["id", "kind", "transport", "client_ip", "client_port", "server_ip
                "input", "rule", "history"]
 
 
-@dataclass(slots=True)
 class Report:
-    inputs: list[InputInfo]
-    attempts: list[Attempt]
-    verdicts: list[Verdict]
-    rules_version: str
-    warnings: list[str] = field(default_factory=list)
-    evicted_flows: int = 0
+    """The analysis of some captures: inputs, attempts with their verdicts, warnings.
+
+    Attempts come in the contract's sorted order. A report built by ``analyze``
+    holds its attempts on disk (JSON lines in a temporary directory, removed with
+    the report), so iterating them costs no memory; for small inputs it also keeps
+    the ``Attempt`` and ``Verdict`` objects (``attempts``, ``verdicts``).
+    """
+
+    def __init__(self, inputs: list[InputInfo], attempts: list[Attempt] | None, verdicts: list[Verdict] | None,
+                 rules_version: str, warnings: list[str] | None = None, evicted_flows: int = 0, *,
+                 store: "AttemptStore | None" = None) -> None:
+        self.inputs = inputs
+        self._attempts = attempts
+        self._verdicts = verdicts
+        self.rules_version = rules_version
+        self.warnings = warnings if warnings is not None else []
+        self.evicted_flows = evicted_flows
+        self._store = store
+        if store is None and (attempts is None or verdicts is None):
+            raise ValueError("a report needs its attempts and verdicts, or a store")
+
+    def __repr__(self) -> str:
+        return f"<Report {self.summary()['attempts']} attempts from {len(self.inputs)} input(s)>"
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        if self._attempts is None:
+            raise NotHeldError(self.summary()["attempts"])
+        return self._attempts
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        if self._verdicts is None:
+            raise NotHeldError(self.summary()["attempts"])
+        return self._verdicts
 
     @property
     def deliberate(self) -> bool:
-        return any(v.cls == "deliberate" for v in self.verdicts)
+        if self._store is not None:
+            return self._store.summary["by_class"].get("deliberate", 0) > 0
+        return any(v.cls == "deliberate" for v in self._verdicts)
 
     @property
     def exit_code(self) -> int:
         return 1 if self.deliberate else 0
 
+    def iter_attempt_json(self) -> Iterator[str]:
+        """Each attempt as one compact JSON text (the ``jsonl`` line), in order."""
+        if self._store is not None:
+            yield from self._store.lines()
+            return
+        for a, v in zip(self._attempts, self._verdicts):
+            yield json.dumps(attempt_dict(a, v), separators=(",", ":"))
+
+    def iter_attempt_dicts(self) -> Iterator[dict]:
+        """Each attempt as the contract's dict, in order, without holding them all."""
+        if self._store is not None:
+            for line in self._store.lines():
+                yield json.loads(line)
+            return
+        for a, v in zip(self._attempts, self._verdicts):
+            yield attempt_dict(a, v)
+
     def attempt_dicts(self) -> list[dict]:
-        return [attempt_dict(a, v) for a, v in zip(self.attempts, self.verdicts)]
+        return list(self.iter_attempt_dicts())
 
     def summary(self) -> dict:
+        if self._store is not None:
+            s = self._store.summary
+            return {"attempts": s["attempts"], "by_class": dict(s["by_class"]), "by_verdict": dict(s["by_verdict"])}
         by_class: dict[str, int] = {}
         by_verdict: dict[str, int] = {}
-        for v in self.verdicts:
+        for v in self._verdicts:
             by_class[v.cls] = by_class.get(v.cls, 0) + 1
             by_verdict[v.verdict] = by_verdict.get(v.verdict, 0) + 1
-        return {"attempts": len(self.attempts), "by_class": by_class, "by_verdict": by_verdict}
+        return {"attempts": len(self._attempts), "by_class": by_class, "by_verdict": by_verdict}
 
-    def to_dict(self) -> dict:
+    def envelope(self) -> dict:
+        """The report's dict with ``attempts`` left empty (the renderers stream them)."""
         return {
             "schema": SCHEMA,
             "tool": {"name": "forensics", "version": __version__, "rules_version": self.rules_version},
             "inputs": [i.to_dict() for i in self.inputs],
-            "attempts": self.attempt_dicts(),
+            "attempts": [],
             "summary": self.summary(),
             "rules_version": self.rules_version,
             "warnings": list(self.warnings),
             "evicted_flows": self.evicted_flows,
         }
 
+    def to_dict(self) -> dict:
+        d = self.envelope()
+        d["attempts"] = self.attempt_dicts()
+        return d
+
     def attempts_frame(self):
         """The attempts as a pandas DataFrame with the CSV columns."""
         import pandas as pd
 
-        return pd.DataFrame([flat_row(d) for d in self.attempt_dicts()], columns=CSV_COLUMNS)
+        return pd.DataFrame([flat_row(d) for d in self.iter_attempt_dicts()], columns=CSV_COLUMNS)
+
+
+class NotHeldError(UsageError):
+    """The report is too large to hold its attempts as objects."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(f"this report keeps its {n} attempts on disk, not as objects: use "
+                         f"iter_attempt_dicts(), or analyze(..., keep_attempts=True) for a small input")
+
+
+class AttemptStore:
+    """The finished attempts' JSON lines, in order, in a file that lives as long as its owner."""
+
+    def __init__(self, path: str, summary: dict, cleanup: str | None = None) -> None:
+        self.path = path
+        self.summary = summary
+        self._finalizer = weakref.finalize(self, shutil.rmtree, cleanup, True) if cleanup else None
+
+    def lines(self) -> Iterator[str]:
+        with open(self.path, "r", encoding="utf-8") as fh:
+            for line in fh:
+                yield line.rstrip("\n")
+
+
+# The attempt's dict in pieces, so that workers can encode what they know (the
+# attempt) and the parent only adds what needs every attempt (id, verdict, stream).
+def attempt_head(a: Attempt) -> dict:
+    return {"kind": a.kind, "transport": a.transport, "client": a.client.to_dict(),
+            "server": a.server.to_dict(), "name": a.name, "start": iso_time(a.start),
+            "duration_ms": a.duration_ms}
+
+
+def verdict_fields(v: Verdict) -> dict:
+    d = {"verdict": v.verdict, "class": v.cls, "trigger": v.trigger, "confidence": v.confidence,
+         "summary": v.summary}
+    if v.hop is not None:
+        d["hop"] = v.hop.to_dict()
+    d["evidence"] = [e.to_dict() for e in v.evidence]
+    return d
+
+
+def attempt_mid(a: Attempt) -> dict:
+    return {"history": a.history, "frames": list(a.frames[:MAX_FRAMES_LISTED]), "frames_total": len(a.frames)}
+
+
+def attempt_dict(a: Attempt, v: Verdict) -> dict:
+    d = {"id": a.id}
+    d.update(attempt_head(a))
+    d.update(verdict_fields(v))
+    d["input"] = a.input
+    d["rule"] = v.rule
+    d.update(attempt_mid(a))
+    if a.tcp is not None:
+        d["stream"] = a.stream
+    d.update(attempt_tail(a))
+    return d
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+# Keys that mark where one piece ends: JSON escapes the NUL, and a quote that
+# opens a key cannot follow a comma inside a string, so these cannot occur in data.
+_CUT1, _CUT2 = "\x00cut1", "\x00cut2"
+_SEP1, _SEP2 = "," + _encode(_CUT1) + ":0,", "," + _encode(_CUT2) + ":0"
+
+
+def _inner(d: dict) -> str:
+    """A dict's compact JSON without its braces."""
+    return _encode(d)[1:-1]
+
+
+def attempt_fragments(a: Attempt) -> tuple[str, str, str]:
+    """The JSON pieces of an attempt that do not depend on the verdict, id or stream."""
+    d = attempt_head(a)
+    d[_CUT1] = 0
+    d.update(attempt_mid(a))
+    d[_CUT2] = 0
+    d.update(attempt_tail(a))
+    text = _encode(d)[1:-1]
+    head, rest = text.split(_SEP1, 1)
+    mid, tail = rest.split(_SEP2, 1)
+    return head, mid, tail[1:]
+
+
+_rules_json: dict[str, str] = {}
+
+
+def attempt_line(aid: str, frags: tuple[str, str, str], v: Verdict, input_idx: int, stream: int | None) -> str:
+    """The compact JSON of an attempt, byte for byte ``json.dumps(attempt_dict(...))``."""
+    head, mid, tail = frags
+    rule = _rules_json.get(v.rule)
+    if rule is None:
+        rule = _rules_json[v.rule] = _encode(v.rule)
+    parts = ['{"id":"', aid, '",', head, ",", _inner(verdict_fields(v)), ',"input":', str(input_idx),
+             ',"rule":', rule, ",", mid]
+    if stream is not None:
+        parts.append(',"stream":')
+        parts.append(str(stream))
+    if tail:
+        parts.append(",")
+        parts.append(tail)
+    parts.append("}")
+    return "".join(parts)
 
 
 def flat_row(d: dict) -> dict:
@@ -77,25 +239,10 @@ def flat_row(d: dict) -> dict:
     }
 
 
-def attempt_dict(a: Attempt, v: Verdict) -> dict:
-    d = {
-        "id": a.id, "kind": a.kind, "transport": a.transport,
-        "client": a.client.to_dict(), "server": a.server.to_dict(), "name": a.name,
-        "start": iso_time(a.start), "duration_ms": a.duration_ms,
-        "verdict": v.verdict, "class": v.cls, "trigger": v.trigger, "confidence": v.confidence,
-        "summary": v.summary,
-    }
-    if v.hop is not None:
-        d["hop"] = v.hop.to_dict()
-    d["evidence"] = [e.to_dict() for e in v.evidence]
-    d["input"] = a.input
-    d["rule"] = v.rule
-    d["history"] = a.history
-    d["frames"] = list(a.frames[:MAX_FRAMES_LISTED])
-    d["frames_total"] = len(a.frames)
+def attempt_tail(a: Attempt) -> dict:
+    d: dict = {}
     if a.tcp is not None:
         c = a.tcp
-        d["stream"] = a.stream
         d["tcp"] = {
             "packets": {"client": c.packets[0], "server": c.packets[1]},
             "payload_bytes": {"client": c.payload_bytes[0], "server": c.payload_bytes[1]},

@@ -8,7 +8,15 @@ Memory follows live flows: each flow keeps at most ``MAX_DETAIL`` packet rows
 (plus its SYN/FIN/RST rows up to ``MAX_MARKS``) and ``PAYLOAD_CAP`` bytes of its
 first payload per direction; a flow idle for ``IDLE_TIMEOUT`` seconds of capture
 time, or the oldest one when more than ``max_flows`` are live, is finished and
-handed on (``evicted`` counts the latter).
+handed on (``evicted`` counts the latter). A closed connection (a reset, or a FIN
+each way) is finished sooner, ``CLOSED_LINGER`` seconds after its last packet, so
+that memory follows the connections that are still open.
+
+Partitions: ``Reassembler(part=k, nparts=n)`` keeps only the flows whose hash
+falls in partition ``k`` (TCP: the connection's address pair; DNS: the client's
+address and port; ICMP errors: the flow they quote). ``n`` reassemblers fed the
+same batches see every flow exactly once and behave, flow by flow, as one
+reassembler would, which is how ``-j N`` splits the work.
 
 A new TCP connection starts where Wireshark starts a new ``tcp.stream``: a SYN
 without ACK whose sequence number differs from the first one seen in its
@@ -26,7 +34,7 @@ import numpy as np
 from ..model import C2S, S2C, SEG_DTYPE, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, IcmpError
 from ..sources.decode import ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 from . import dnswire
-from .tcp import TcpState, finish_tcp
+from .tcp import TcpState, close_bits, finish_tcp
 
 #: A connection with no packet for this long (capture time) is finished. Long
 #: enough that keep-alive gaps do not split one connection in two.
@@ -34,6 +42,10 @@ IDLE_TIMEOUT = 600.0
 #: A DNS query is finished this long after it was sent: resolvers give up after
 #: a few seconds, and injected and real answers race within one or two.
 DNS_LINGER = 30.0
+#: A closed connection (RST, or FIN both ways) is finished this long after its
+#: last packet: late retransmissions and racing resets still join it (2 MSL, as
+#: TIME_WAIT waits), but it does not stay in memory for ``IDLE_TIMEOUT``.
+CLOSED_LINGER = 60.0
 #: Live connections tracked at once before the oldest are finished early.
 MAX_LIVE_FLOWS = 250_000
 #: Ports that carry DNS (mDNS and LLMNR use the same wire format).
@@ -77,10 +89,17 @@ class EngineStats:
 class Reassembler:
     """Feed decoded batches; finished items go to ``emit`` as they complete."""
 
-    def __init__(self, emit: Callable[[object], None], max_flows: int = MAX_LIVE_FLOWS) -> None:
+    def __init__(self, emit: Callable[[object], None], max_flows: int = MAX_LIVE_FLOWS,
+                 part: int = 0, nparts: int = 1) -> None:
         self.emit = emit
         self.max_flows = max_flows
+        self.part = part
+        self.nparts = nparts
+        # each partition holds its share of the cap
+        self._cap = max(1, -(-max_flows // nparts))
         self.flows: OrderedDict[tuple, TcpState] = OrderedDict()
+        # closed connections, by the time of their last packet (oldest first)
+        self.closing: OrderedDict[tuple, TcpState] = OrderedDict()
         self.dns: OrderedDict[tuple, _DnsPending] = OrderedDict()
         # (client ip, client port) -> the key of its latest pending query, for ICMP quotes
         self.dns_by_client: dict[tuple[str, int], tuple] = {}
@@ -92,10 +111,15 @@ class Reassembler:
         ok = rows["status"] == ST_OK
         proto = rows["proto"]
         tcp = np.flatnonzero(ok & (proto == 6))
+        if len(tcp) and self.nparts > 1:
+            tcp = tcp[self._mine(_canonical_keys(rows[tcp]))]
         if len(tcp):
             self._feed_tcp(input_idx, rows[tcp], buf)
         udp = ok & (proto == 17)
         dnsmask = udp & (np.isin(rows["sport"], DNS_PORTS) | np.isin(rows["dport"], DNS_PORTS))
+        if self.nparts > 1:
+            udp &= self._mine_udp(rows, buf, udp)
+            dnsmask &= udp
         self.stats.udp_packets += int(udp.sum())
         dns = np.flatnonzero(dnsmask)
         if len(dns):
@@ -106,6 +130,45 @@ class Reassembler:
             self._icmp(input_idx, rows[i], buf)
         if len(rows):
             self._expire(float(rows["ts"].max()))
+
+    # --------------------------------------------------------------- partitions
+    def _mine(self, keys: np.ndarray) -> np.ndarray:
+        """Which canonical TCP keys fall in this partition."""
+        return (_mix(keys["ah"], keys["al"], keys["bh"], keys["bl"],
+                     (keys["ap"].astype(np.uint64) << np.uint64(16)) | keys["bp"].astype(np.uint64))
+                % np.uint64(self.nparts)) == np.uint64(self.part)
+
+    def _mine_udp(self, rows: np.ndarray, buf: np.ndarray, udp: np.ndarray) -> np.ndarray:
+        """UDP rows of this partition, by the DNS client's address and port.
+
+        The client is the sender of a query and the receiver of a response (the
+        QR bit); a row too short to say is placed by its sender.
+        """
+        resp = np.zeros(len(rows), bool)
+        has = udp & (rows["caplen_pay"] >= 3)
+        idx = np.flatnonzero(has)
+        if len(idx):
+            resp[idx] = (buf[rows["pay"][idx] + 2] & 0x80) != 0
+        hi = np.where(resp, rows["dst_hi"], rows["src_hi"])
+        lo = np.where(resp, rows["dst_lo"], rows["src_lo"])
+        port = np.where(resp, rows["dport"], rows["sport"]).astype(np.uint64)
+        return (_mix(hi, lo, np.zeros_like(hi), np.zeros_like(hi), port) % np.uint64(self.nparts)) == np.uint64(self.part)
+
+    def _owns_quote(self, err: IcmpError | None) -> bool:
+        if self.nparts == 1:
+            return True
+        if err is None or err.q_proto not in (6, 17):
+            return self.part == 0
+        a = _addr_key(err.q_src)
+        if err.q_proto == 17:
+            h = _mix(*(np.array([x], np.uint64) for x in (a[0], a[1], 0, 0, err.q_sport)))
+        else:
+            b = _addr_key(err.q_dst)
+            x, y = (a + (err.q_sport,)), (b + (err.q_dport,))
+            if x > y:
+                x, y = y, x
+            h = _mix(*(np.array([v], np.uint64) for v in (x[0], x[1], y[0], y[1], (x[2] << 16) | y[2])))
+        return int(h[0] % np.uint64(self.nparts)) == self.part
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)
@@ -141,8 +204,19 @@ class Reassembler:
         fast = np.array([s is not None for s in states], bool)
         if fast.any():
             self._absorb_fast(input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt)
-        while len(flows) > self.max_flows:
-            _, old = flows.popitem(last=False)
+        closing = self.closing
+        for key in keys:
+            st = flows.get(key)
+            if st is None:
+                continue
+            if st.closed:
+                closing[key] = st
+                closing.move_to_end(key)
+            elif key in closing:
+                del closing[key]
+        while len(flows) > self._cap:
+            key, old = flows.popitem(last=False)
+            closing.pop(key, None)
             self.stats.evicted += 1
             self.emit(finish_tcp(old))
 
@@ -162,10 +236,12 @@ class Reassembler:
         last = np.maximum.reduceat(t["ts"], starts).tolist()
         sizes = np.diff(bounds).tolist()
         b = bounds.tolist()
+        gbits = np.bitwise_or.reduceat(close_bits(t["flags"], is_c), starts).tolist()
         for g, st in enumerate(states):
             if st is None:
                 continue
             st.count(nc[g], sizes[g] - nc[g], bc[g], bs[g], last[g])
+            st.fins |= gbits[g]
             part = seg[b[g]:b[g + 1]]
             if st.base_seq[0] is None or st.base_seq[1] is None:
                 st.set_bases(part)
@@ -201,6 +277,7 @@ class Reassembler:
                     state.absorb(input_idx, grp[start:i], buf)
                 self.emit(finish_tcp(state))
                 del self.flows[key]
+                self.closing.pop(key, None)
                 state = self._new_flow(key, input_idx, grp[i])
                 start = i
         state.absorb(input_idx, grp[start:], buf)
@@ -259,8 +336,10 @@ class Reassembler:
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
-        self.stats.icmp_errors += 1
         err = parse_icmp_quote(input_idx, row, buf)
+        if not self._owns_quote(err):
+            return
+        self.stats.icmp_errors += 1
         if err is None:
             self.stats.icmp_unmatched += 1
             return
@@ -283,11 +362,21 @@ class Reassembler:
     # ------------------------------------------------------------------- expiry
     def _expire(self, now: float) -> None:
         flows = self.flows
+        closing = self.closing
+        while closing:
+            key, state = next(iter(closing.items()))
+            if state.last_ts >= now - CLOSED_LINGER:
+                break
+            del closing[key]
+            if flows.get(key) is state:
+                del flows[key]
+                self.emit(finish_tcp(state))
         while flows:
             key, state = next(iter(flows.items()))
             if state.last_ts >= now - IDLE_TIMEOUT:
                 break
             del flows[key]
+            closing.pop(key, None)
             self.emit(finish_tcp(state))
         dns = self.dns
         while dns:
@@ -301,6 +390,7 @@ class Reassembler:
         for state in self.flows.values():
             self.emit(finish_tcp(state))
         self.flows.clear()
+        self.closing.clear()
         for key in list(self.dns):
             self._finish_dns(key)
 
@@ -322,6 +412,17 @@ def _canonical_keys(t: np.ndarray) -> np.ndarray:
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def _mix(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of five uint64 columns (the partition of a flow)."""
+    s29, s31, s32 = np.uint64(29), np.uint64(31), np.uint64(32)
+    with np.errstate(over="ignore"):
+        h = a * _M1 ^ b * _M2
+        h = (h ^ (h >> s29)) * _M1 ^ c * _M2 ^ d
+        h = (h ^ (h >> s31)) * _M2 ^ e
+        h = (h ^ (h >> s32)) * _M1
+        return h ^ (h >> s29)
 
 
 def _group_by_flow(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

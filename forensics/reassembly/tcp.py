@@ -24,6 +24,16 @@ MAX_PIECES = 48
 MAX_ICMP = 64
 MARK_FLAGS = TCP_SYN | TCP_FIN | TCP_RST
 U32 = 0xFFFFFFFF
+#: ``TcpState.fins`` bits: a FIN from the client, from the server, a reset.
+CLOSED_FIN_C, CLOSED_FIN_S, CLOSED_RST = 1, 2, 4
+CLOSED_FINS = CLOSED_FIN_C | CLOSED_FIN_S
+
+
+def close_bits(flags: np.ndarray, is_client: np.ndarray) -> np.ndarray:
+    """Per packet, the ``TcpState.fins`` bit it sets (0 for most)."""
+    fin = (flags & TCP_FIN) != 0
+    return (np.where(fin & is_client, CLOSED_FIN_C, 0) | np.where(fin & ~is_client, CLOSED_FIN_S, 0)
+            | np.where((flags & TCP_RST) != 0, CLOSED_RST, 0)).astype(np.int64)
 
 
 def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, int | None, bool, bool, tuple[int, ...]]:
@@ -65,7 +75,7 @@ class TcpState:
 
     __slots__ = ("input", "stream", "c_key", "s_key", "ipver", "direction_from", "base_seq",
                  "chunks", "n_detail", "n_marks", "capped", "packets", "pbytes", "syn", "synack",
-                 "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all")
+                 "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all", "fins")
 
     @classmethod
     def start(cls, input_idx: int, stream: int, first: np.void) -> "TcpState":
@@ -103,7 +113,13 @@ class TcpState:
         self.last_ts = self.first_ts
         # DNS over TCP: every message matters, not only the first payload
         self.want_all = 53 in (src[2], dst[2])
+        self.fins = 0  # close_bits seen so far
         return self
+
+    @property
+    def closed(self) -> bool:
+        """A reset either way, or a FIN each way."""
+        return bool(self.fins & CLOSED_RST) or (self.fins & CLOSED_FINS) == CLOSED_FINS
 
     def _dirs(self, rows: np.ndarray) -> np.ndarray:
         c = self.c_key
@@ -129,6 +145,7 @@ class TcpState:
         dirs = self._dirs(rows)
         plen = rows["plen"].astype(np.int64)
         c2s = dirs == C2S
+        self.fins |= int(np.bitwise_or.reduce(close_bits(rows["flags"], c2s)))
         nc = int(c2s.sum())
         self.count(nc, len(rows) - nc, int(plen[c2s].sum()), int(plen[~c2s].sum()), float(rows["ts"].max()))
         seg = np.empty(len(rows), SEG_DTYPE)

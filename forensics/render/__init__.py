@@ -14,21 +14,39 @@ FORMATS = ("table", "json", "jsonl", "csv")
 
 def render(report: Report, fmt: str, out: TextIO, *, color: bool = False, width: int | None = None) -> None:
     if fmt == "json":
-        json.dump(report.to_dict(), out, indent=2)
-        out.write("\n")
+        write_json(report, out)
     elif fmt == "jsonl":
-        for d in report.attempt_dicts():
-            out.write(json.dumps(d, separators=(",", ":")))
+        for line in report.iter_attempt_json():
+            out.write(line)
             out.write("\n")
     elif fmt == "csv":
         w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
-        for d in report.attempt_dicts():
+        for d in report.iter_attempt_dicts():
             w.writerow(flat_row(d))
     else:
         from .table import render_table
 
         render_table(report, out, color=color, width=width)
+
+
+_HOLE = "\x00attempts\x00"
+
+
+def write_json(report: Report, out: TextIO) -> None:
+    """The report's JSON, streamed: the envelope indented, one attempt per line."""
+    env = report.envelope()
+    env["attempts"] = _HOLE
+    head, tail = json.dumps(env, indent=2).split(json.dumps(_HOLE), 1)
+    out.write(head)
+    sep = "[\n    "
+    for line in report.iter_attempt_json():
+        out.write(sep)
+        out.write(line)
+        sep = ",\n    "
+    out.write("[]" if sep == "[\n    " else "\n  ]")
+    out.write(tail)
+    out.write("\n")
 
 
 def render_to_string(report: Report, fmt: str) -> str:

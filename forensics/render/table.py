@@ -7,7 +7,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.table import Table
 
-from ..model import iso_time
+from ..model import Endpoint
 from ..report import Report
 
 CLASS_STYLE = {"ok": "green", "deliberate": "bold red", "middlebox-fault": "yellow",
@@ -20,13 +20,13 @@ def render_table(report: Report, out: TextIO, *, color: bool = False, width: int
     t = Table(show_lines=False, pad_edge=False, expand=False)
     for col in ("id", "time", "kind", "client → server", "name", "history", "verdict", "summary"):
         t.add_column(col, overflow="fold", no_wrap=col in ("id", "time", "kind", "verdict"))
-    for a, v in zip(report.attempts, report.verdicts):
-        style = CLASS_STYLE.get(v.cls, "")
-        verdict = v.verdict + (f" [{v.trigger}]" if v.trigger not in ("none", "unknown") else "")
-        if v.hop is not None:
-            verdict += f" @hop {v.hop.from_capture}"
-        t.add_row(a.id, iso_time(a.start)[11:23], a.kind, f"{a.client} → {a.server}", a.name or "",
-                  a.history, f"[{style}]{verdict}[/]" if style else verdict, v.summary)
+    for d in report.iter_attempt_dicts():
+        style = CLASS_STYLE.get(d["class"], "")
+        verdict = d["verdict"] + (f" [{d['trigger']}]" if d["trigger"] not in ("none", "unknown") else "")
+        if d.get("hop") is not None:
+            verdict += f" @hop {d['hop']['from_capture']}"
+        t.add_row(d["id"], d["start"][11:23], d["kind"], f"{_ep(d['client'])} → {_ep(d['server'])}",
+                  d["name"] or "", d["history"], f"[{style}]{verdict}[/]" if style else verdict, d["summary"])
     console.print(t)
     s = report.summary()
     parts = ", ".join(f"{k} {n}" for k, n in sorted(s["by_verdict"].items(), key=lambda kv: -kv[1]))
@@ -35,3 +35,7 @@ def render_table(report: Report, out: TextIO, *, color: bool = False, width: int
     console.print(f"rules {report.rules_version}")
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {w}" if color else f"warning: {w}")
+
+
+def _ep(d: dict) -> str:
+    return str(Endpoint(d["ip"], d["port"]))

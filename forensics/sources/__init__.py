@@ -51,10 +51,11 @@ def expand_paths(paths: list[str]) -> list[str]:
     return out
 
 
-def iter_inputs(files: list[str], progress: Callable[[int, int], None] | None = None
+def iter_inputs(files: list[str], progress: Callable[[int, int, int], None] | None = None
                 ) -> Iterator[tuple[InputInfo, Iterator[tuple[np.ndarray, np.ndarray]]]]:
+    """``progress(bytes_done, bytes_total, packets_done)`` is called after each batch."""
     total = sum(file_size(f) for f in files)
-    done = [0]
+    done = [0, 0]  # bytes, packets of the inputs before this one
     for path in files:
         info = InputInfo(path=path, bytes=file_size(path))
         yield info, _batches(path, info, progress, total, done)
@@ -68,6 +69,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
     tshark_errors: list[str] = []
     tshark: str | None | bool = False  # False: not looked up yet
     start = done[0]
+    pk_start = done[1]
     try:
         for raw in read_batches(path, stats):
             rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype, raw.origlen)
@@ -94,7 +96,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
                     skipped_links[lt] = skipped_links.get(lt, 0) + c
             if progress is not None:
                 done[0] = start + (stats.bytes_read or int(raw.off[-1]))
-                progress(min(done[0], total), total)
+                progress(min(done[0], total), total, pk_start + stats.records)
             yield rows, buf
     finally:
         info.format = stats.format
@@ -121,6 +123,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
             else:
                 info.warnings.append(f"{what} were not decoded: they need tshark "
                                      f"(apt install tshark, or install Wireshark); they were skipped")
+        done[1] = pk_start + stats.records
         if progress is not None:
             done[0] = start + info.bytes
-            progress(min(done[0], total), total)
+            progress(min(done[0], total), total, done[1])
