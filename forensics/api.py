@@ -14,7 +14,7 @@ import os
 from typing import Callable, Iterable
 
 from .errors import UsageError
-from .pipeline import finalize, new_workdir, remove_workdir, run_part
+from .pipeline import assemble, finalize, new_workdir, remove_workdir, run_part
 from .sources import expand_paths
 from .sources.pcapio import file_size
 
@@ -59,14 +59,12 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, m
         elif jobs > 1:
             from .parallel import run_processes
 
-            results = run_processes(files, jobs, workdir, max_flows=max_flows, keep=keep_attempts,
-                                    progress=report_progress, reachable=reachable)
+            results, judged = run_processes(files, jobs, workdir, max_flows=max_flows, keep=keep_attempts,
+                                            progress=report_progress, reachable=reachable)
+            return assemble(results, judged, workdir, max_flows=max_flows, cleanup=workdir)
         else:
             results = [run_part(files, 0, 1, workdir, max_flows=max_flows, keep=keep_attempts,
                                 progress=report_progress, reachable=reachable)]
-        for r in results:  # paths as the caller gave them, whoever read them
-            for info, f in zip(r.infos, files):
-                info.path = f
         return finalize(results, workdir, max_flows=max_flows, cleanup=workdir)
     except BaseException:
         remove_workdir(workdir)

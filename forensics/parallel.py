@@ -12,11 +12,13 @@ import os
 import traceback
 
 from .errors import ForensicsError, UsageError
-from .pipeline import PartResult, new_workdir, remove_workdir, run_part
+from .pipeline import (JudgedPart, PartResult, check_readable, judge_part, merge_controls, new_workdir,
+                       remove_workdir, run_part)
 
 
 # ------------------------------------------------------------------ processes
 def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, shared) -> None:
+    """One part in its own process: stage 1, then (given every part's controls) stage 2."""
     def progress(done: int, total: int, packets: int) -> None:
         shared[3 * part] = done
         shared[3 * part + 1] = total
@@ -25,65 +27,94 @@ def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, share
     try:
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, progress=progress,
                        reachable=reachable)
-        conn.send(("ok", res))
+        kept, res.kept = res.kept, None  # the attempts travel once, with their verdicts
+        conn.send(("part", res))
+        msg = conn.recv()
+        if msg[0] != "controls":
+            return
+        res.kept = kept
+        conn.send(("judged", judge_part(res, msg[1], workdir)))
     except ForensicsError as exc:
         conn.send(("error", exc))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass  # the parent is gone or stopping
     except BaseException:  # a bug: the parent shows it
         conn.send(("crash", traceback.format_exc()))
     finally:
         conn.close()
 
 
-def run_processes(files: list[str], jobs: int, workdir: str, *, max_flows: int | None = None,
-                  keep: bool = False, progress=None, reachable: tuple[str, ...] = ()) -> list[PartResult]:
-    """Run ``jobs`` parts in as many processes on this machine."""
-    ctx = mp.get_context("spawn")  # no fork: the parent may run threads (the progress bar)
-    shared = ctx.Array("q", 3 * jobs, lock=False)
-    procs, conns = [], []
-    for part in range(jobs):
-        parent_end, child_end = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_child, args=(child_end, files, part, jobs, workdir, max_flows, keep, reachable, shared),
-                        daemon=True)
-        p.start()
-        child_end.close()
-        procs.append(p)
-        conns.append(parent_end)
-    results: list[PartResult | None] = [None] * jobs
-    failure: BaseException | None = None
-    try:
-        pending = set(range(jobs))
+class _Workers:
+    def __init__(self, files, jobs, workdir, max_flows, keep, reachable) -> None:
+        ctx = mp.get_context("spawn")  # no fork: the parent may run threads (the progress bar)
+        self.jobs = jobs
+        self.shared = ctx.Array("q", 3 * jobs, lock=False)
+        self.procs, self.conns = [], []
+        for part in range(jobs):
+            parent_end, child_end = ctx.Pipe()
+            p = ctx.Process(target=_child, daemon=True,
+                            args=(child_end, files, part, jobs, workdir, max_flows, keep, reachable, self.shared))
+            p.start()
+            child_end.close()
+            self.procs.append(p)
+            self.conns.append(parent_end)
+
+    def gather(self, want: str, progress=None) -> list:
+        """One message of kind ``want`` from every worker (raising the first failure)."""
+        out: list = [None] * self.jobs
+        pending = set(range(self.jobs))
         while pending:
-            for part in list(pending):
-                c = conns[part]
-                if c.poll(0.1):
+            for part in sorted(pending):
+                c = self.conns[part]
+                if c.poll(0.05):
                     try:
                         kind, value = c.recv()
                     except EOFError:
-                        kind, value = "crash", f"worker {part} exited with status {procs[part].exitcode}"
+                        kind, value = "crash", f"worker {part} exited with status {self.procs[part].exitcode}"
                     pending.discard(part)
-                    if kind == "ok":
-                        results[part] = value
-                    elif failure is None:
-                        failure = value if kind == "error" else RuntimeError(f"a worker failed:\n{value}")
-                elif not procs[part].is_alive() and not c.poll(0):
-                    pending.discard(part)
-                    if failure is None:
-                        failure = RuntimeError(f"worker {part} died (exit status {procs[part].exitcode})")
+                    if kind == want:
+                        out[part] = value
+                    elif kind == "error":
+                        raise value
+                    else:
+                        raise RuntimeError(f"a worker failed:\n{value}")
+                elif not self.procs[part].is_alive() and not c.poll(0):
+                    raise RuntimeError(f"worker {part} died (exit status {self.procs[part].exitcode})")
             if progress is not None:
+                sh = self.shared
                 # every part reads every input: the slowest part is the progress
-                slow = min(range(jobs), key=lambda k: shared[3 * k])
-                if shared[3 * slow + 1]:
-                    progress(shared[3 * slow], shared[3 * slow + 1], shared[3 * slow + 2])
-            if failure is not None:
-                break
-    finally:
-        for p in procs:
-            if failure is not None and p.is_alive():
+                slow = min(range(self.jobs), key=lambda k: sh[3 * k])
+                if sh[3 * slow + 1]:
+                    progress(sh[3 * slow], sh[3 * slow + 1], sh[3 * slow + 2])
+        return out
+
+    def send_all(self, msg) -> None:
+        for c in self.conns:
+            c.send(msg)
+
+    def close(self, failed: bool) -> None:
+        for p, c in zip(self.procs, self.conns):
+            if failed and p.is_alive():
                 p.terminate()
             p.join()
-    if failure is not None:
-        raise failure
-    return results  # type: ignore[return-value]
+            c.close()
+
+
+def run_processes(files: list[str], jobs: int, workdir: str, *, max_flows: int | None = None,
+                  keep: bool = False, progress=None,
+                  reachable: tuple[str, ...] = ()) -> tuple[list[PartResult], list[JudgedPart]]:
+    """Run ``jobs`` parts in as many processes on this machine, both stages."""
+    workers = _Workers(files, jobs, workdir, max_flows, keep, reachable)
+    failed = True
+    try:
+        results = workers.gather("part", progress)
+        check_readable(results)
+        workers.send_all(("controls", merge_controls(results)))
+        judged = workers.gather("judged")
+        failed = False
+        return results, judged
+    finally:
+        workers.close(failed)
 
 
 # ----------------------------------------------------------------------- Dask
@@ -119,6 +150,8 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
     finally:
         client.close()
     for r in results:
+        for info, f in zip(r.infos, files):  # the paths as the caller gave them
+            info.path = f
         path = os.path.join(workdir, f"part{r.part}.spill")
         with open(path, "wb") as fh:
             fh.write(r.spill_bytes or b"")

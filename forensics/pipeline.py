@@ -30,10 +30,10 @@ from .classify.engine import RULES_VERSION, Judge
 from .detectors.base import Facts
 from .detectors.controls import Controls
 from .errors import InputError
-from .model import Attempt, DnsTransaction, Evidence, Finding, InputInfo, TcpConn
+from .model import VERDICT_CLASS, Attempt, DnsTransaction, Evidence, Finding, InputInfo, TcpConn, Verdict
 from .reassembly import attempts as attempts_mod
 from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
-from .report import AttemptStore, Report, attempt_fragments, attempt_line
+from .report import AttemptStore, Report, attempt_fragments, attempt_line_parts
 from .sources import iter_inputs
 
 #: One row per attempt: its sort key, its tcp.stream key, where its record is.
@@ -153,15 +153,101 @@ def _merge_warnings(dst: list[str], src: list[str]) -> None:
             dst.append(w)
 
 
-def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None = None,
-             cleanup: str | None = None, progress: Callable[[int, int], None] | None = None) -> Report:
-    """Sort, number, judge and write every attempt of every part: the report."""
-    results = sorted(results, key=lambda r: r.part)
-    first = results[0]
-    infos = first.infos
+def check_readable(results: list[PartResult]) -> None:
+    """Raise the inputs' error when not one of them could be read."""
+    first = min(results, key=lambda r: r.part)
     if not first.readable:
         errs = first.errors
         raise InputError(errs[0] if len(errs) == 1 else "; ".join(errs[:3]))
+
+
+def merge_controls(results: list[PartResult]) -> Controls:
+    """Every part's controls in one, in part order (the same however many parts)."""
+    results = sorted(results, key=lambda r: r.part)
+    merged = Controls(reachable=results[0].controls.reachable)
+    for r in results:
+        merged.merge(r.controls)
+    return merged
+
+
+def _sort_order(index: np.ndarray) -> np.ndarray:
+    """The contract's order: start, input, first frame (then the order within a connection)."""
+    return np.lexsort((index["sub"], index["frame"], index["input"], index["start"]))
+
+
+#: Verdicts as small codes, so that parts send back an array, not objects.
+VERDICTS = tuple(VERDICT_CLASS)
+_CODE = {v: i for i, v in enumerate(VERDICTS)}
+
+
+@dataclass
+class JudgedPart:
+    """A part after its verdicts: its attempts' JSON lines in the contract's order, on disk."""
+
+    part: int
+    lines: str  # each line: the attempt's JSON before the stream number, NUL, the rest
+    codes: np.ndarray  # the verdict of each line (index into VERDICTS)
+    warnings: list[str]
+    kept: list[Attempt] | None = None
+    verdicts: list[Verdict] | None = None
+
+
+def judge_part(res: PartResult, controls: Controls, workdir: str) -> JudgedPart:
+    """Stage 2 for one part: each attempt's verdict against every part's controls."""
+    judge = Judge([], controls.reachable)
+    judge.controls = controls
+    order = _sort_order(res.index)
+    codes = np.empty(len(order), np.int16)
+    kept = [res.kept[i] for i in order.tolist()] if res.kept is not None else None
+    verdicts: list[Verdict] | None = [] if kept is not None else None
+    path = os.path.join(workdir, f"part{res.part}.lines")
+    pread, loads, code = os.pread, pickle.loads, _CODE
+    fd = os.open(res.spill, os.O_RDONLY)
+    try:
+        with open(path, "w", encoding="utf-8", buffering=1 << 20) as out:
+            for b in range(0, len(order), _BLOCK):  # Python ints for a block at a time
+                sel = res.index[order[b:b + _BLOCK]]
+                for k, (off, ln, inp) in enumerate(zip(sel["off"].tolist(), sel["len"].tolist(),
+                                                       sel["input"].tolist()), b):
+                    facts, frags = loads(pread(fd, ln, off))
+                    v = judge.verdict(facts)
+                    pre, post = attempt_line_parts(frags, v, inp)
+                    out.write(pre)
+                    out.write("\x00")
+                    out.write(post)
+                    out.write("\n")
+                    codes[k] = code[v.verdict]
+                    if verdicts is not None:
+                        verdicts.append(v)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(res.spill)
+        except OSError:
+            pass
+    return JudgedPart(res.part, path, codes, judge.warnings, kept, verdicts)
+
+
+def _first_seen_counts(labels: list[str], seq: np.ndarray) -> dict[str, int]:
+    """Counts of each code in ``seq``, keyed by label, in order of first occurrence."""
+    if not len(seq):
+        return {}
+    uniq, first, counts = np.unique(seq, return_index=True, return_counts=True)
+    return {labels[int(uniq[i])]: int(counts[i]) for i in np.argsort(first, kind="stable")}
+
+
+def _blocked(a: np.ndarray, b: np.ndarray):
+    """zip(a, b) as Python ints, converting a block at a time (not millions at once)."""
+    for i in range(0, len(a), _BLOCK):
+        yield from zip(a[i:i + _BLOCK].tolist(), b[i:i + _BLOCK].tolist())
+
+
+def assemble(results: list[PartResult], judged: list[JudgedPart], workdir: str, *,
+             max_flows: int | None = None, cleanup: str | None = None) -> Report:
+    """Number the attempts, rank the TCP streams, and write the report's lines in order."""
+    results = sorted(results, key=lambda r: r.part)
+    judged = sorted(judged, key=lambda j: j.part)
+    infos = results[0].infos
     warnings: list[str] = []
     for info in infos:
         warnings.extend(f"{info.path}: {w}" for w in info.warnings)
@@ -171,70 +257,74 @@ def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None =
                         f"{max_flows or MAX_LIVE_FLOWS} were live at once")
     for r in results:
         _merge_warnings(warnings, r.warnings)
-
-    judge = Judge(warnings, first.controls.reachable)
-    for r in results:
-        judge.controls.merge(r.controls)
+    for j in judged:
+        _merge_warnings(warnings, j.warnings)
 
     sizes = [len(r.index) for r in results]
     n = sum(sizes)
     idx = np.concatenate([r.index for r in results]) if n else np.empty(0, INDEX_DTYPE)
     part_of = np.repeat(np.arange(len(results), dtype=np.int32), sizes)
-    order = np.lexsort((idx["sub"], idx["frame"], idx["input"], idx["start"]))
+    order = _sort_order(idx)  # stable: within one part, the part's own order
+    part_seq = part_of[order]
     tcp = idx["sin"] >= 0
-    skey = (idx["sin"].astype(np.int64) << np.int64(40)) | idx["sfr"]
     rank = np.full(n, -1, np.int64)
     if tcp.any():
+        skey = (idx["sin"].astype(np.int64) << np.int64(40)) | idx["sfr"]
         _, inv = np.unique(skey[tcp], return_inverse=True)
         rank[tcp] = inv
-    o_part = part_of[order].tolist()
-    o_off = idx["off"][order].tolist()
-    o_len = idx["len"][order].tolist()
-    o_input = idx["input"][order].tolist()
-    o_rank = rank[order].tolist()
+    rank_seq = rank[order]
 
-    kept = all(r.kept is not None for r in results)
-    base = np.cumsum([0] + sizes)
+    codes = np.empty(n, np.int16)
+    for k, j in enumerate(judged):
+        codes[part_seq == k] = j.codes
+    classes = sorted(set(VERDICT_CLASS.values()))
+    class_code = np.array([classes.index(VERDICT_CLASS[v]) for v in VERDICTS], np.int16)
+    summary = {"attempts": n, "by_class": _first_seen_counts(classes, class_code[codes]),
+               "by_verdict": _first_seen_counts(list(VERDICTS), codes)}
+
+    kept = all(j.kept is not None for j in judged)
     attempts: list[Attempt] | None = [] if kept else None
-    verdicts = [] if kept else None
-    by_class: dict[str, int] = {}
-    by_verdict: dict[str, int] = {}
-    fds = [os.open(r.spill, os.O_RDONLY) for r in results]
+    verdicts: list[Verdict] | None = [] if kept else None
     out_path = os.path.join(workdir, "attempts.jsonl")
-    pread, loads = os.pread, pickle.loads
+    sources = [open(j.lines, "r", encoding="utf-8") for j in judged]
     try:
+        readers = [f.readline for f in sources]
+        its = [(iter(j.kept), iter(j.verdicts)) for j in judged] if kept else []
         with open(out_path, "w", encoding="utf-8", buffering=1 << 20) as out:
-            for pos in range(n):
-                p = o_part[pos]
-                facts, frags = loads(pread(fds[p], o_len[pos], o_off[pos]))
-                v = judge.verdict(facts)
-                stream = o_rank[pos] if o_rank[pos] >= 0 else None
+            write = out.write
+            for pos, (p, r) in enumerate(_blocked(part_seq, rank_seq)):
+                pre, post = readers[p]().split("\x00", 1)
                 aid = f"a{pos + 1}"
-                out.write(attempt_line(aid, frags, v, o_input[pos], stream))
-                out.write("\n")
-                by_class[v.cls] = by_class.get(v.cls, 0) + 1
-                by_verdict[v.verdict] = by_verdict.get(v.verdict, 0) + 1
+                if r >= 0:
+                    write(f'{{"id":"{aid}",{pre},"stream":{r}{post}')
+                else:
+                    write(f'{{"id":"{aid}",{pre}{post}')
                 if kept:
-                    i = int(order[pos])
-                    a = results[p].kept[i - int(base[p])]
+                    a, v = next(its[p][0]), next(its[p][1])
                     object.__setattr__(a, "id", aid)
                     if a.tcp is not None:
-                        object.__setattr__(a, "stream", stream)
+                        object.__setattr__(a, "stream", r)
                     attempts.append(a)
                     verdicts.append(v)
-                if progress is not None and pos % 4096 == 0:
-                    progress(pos, n)
     finally:
-        for fd in fds:
-            os.close(fd)
-        for r in results:
+        for f in sources:
+            f.close()
+        for j in judged:
             try:
-                os.unlink(r.spill)
+                os.unlink(j.lines)
             except OSError:
                 pass
-    summary = {"attempts": n, "by_class": by_class, "by_verdict": by_verdict}
     store = AttemptStore(out_path, summary, cleanup)
     return Report(infos, attempts, verdicts, RULES_VERSION, warnings, evicted, store=store)
+
+
+def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None = None,
+             cleanup: str | None = None) -> Report:
+    """Stage 2 for parts whose spills are here (one process, or Dask), then the report."""
+    check_readable(results)
+    controls = merge_controls(results)
+    judged = [judge_part(r, controls, workdir) for r in results]
+    return assemble(results, judged, workdir, max_flows=max_flows, cleanup=cleanup)
 
 
 def new_workdir() -> str:

@@ -207,22 +207,16 @@ def attempt_fragments(a: Attempt) -> tuple[str, str, str]:
 _rules_json: dict[str, str] = {}
 
 
-def attempt_line(aid: str, frags: tuple[str, str, str], v: Verdict, input_idx: int, stream: int | None) -> str:
-    """The compact JSON of an attempt, byte for byte ``json.dumps(attempt_dict(...))``."""
+def attempt_line_parts(frags: tuple[str, str, str], v: Verdict, input_idx: int) -> tuple[str, str]:
+    """An attempt's compact JSON without its opening ``{"id":...,`` and without its
+    ``"stream"`` member, cut where the stream goes: ``'{"id":"a1",' + pre +
+    ',"stream":N' + post`` is byte for byte ``json.dumps(attempt_dict(...))``."""
     head, mid, tail = frags
     rule = _rules_json.get(v.rule)
     if rule is None:
         rule = _rules_json[v.rule] = _encode(v.rule)
-    parts = ['{"id":"', aid, '",', head, ",", _inner(verdict_fields(v)), ',"input":', str(input_idx),
-             ',"rule":', rule, ",", mid]
-    if stream is not None:
-        parts.append(',"stream":')
-        parts.append(str(stream))
-    if tail:
-        parts.append(",")
-        parts.append(tail)
-    parts.append("}")
-    return "".join(parts)
+    pre = "".join((head, ",", _inner(verdict_fields(v)), ',"input":', str(input_idx), ',"rule":', rule, ",", mid))
+    return pre, ("," + tail + "}") if tail else "}"
 
 
 def flat_row(d: dict) -> dict:

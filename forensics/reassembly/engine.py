@@ -43,9 +43,9 @@ IDLE_TIMEOUT = 600.0
 #: a few seconds, and injected and real answers race within one or two.
 DNS_LINGER = 30.0
 #: A closed connection (RST, or FIN both ways) is finished this long after its
-#: last packet: late retransmissions and racing resets still join it (2 MSL, as
-#: TIME_WAIT waits), but it does not stay in memory for ``IDLE_TIMEOUT``.
-CLOSED_LINGER = 60.0
+#: last packet: racing resets and retransmissions still join it, but it does not
+#: stay in memory for ``IDLE_TIMEOUT`` (Zeek's tcp_close_delay is 5 s).
+CLOSED_LINGER = 15.0
 #: Live connections tracked at once before the oldest are finished early.
 MAX_LIVE_FLOWS = 250_000
 #: Ports that carry DNS (mDNS and LLMNR use the same wire format).
@@ -242,7 +242,7 @@ class Reassembler:
                 continue
             st.count(nc[g], sizes[g] - nc[g], bc[g], bs[g], last[g])
             st.fins |= gbits[g]
-            part = seg[b[g]:b[g + 1]]
+            part = seg[b[g]:b[g + 1]].copy()  # a view would keep the whole batch alive
             if st.base_seq[0] is None or st.base_seq[1] is None:
                 st.set_bases(part)
             st._keep(part)

@@ -1,0 +1,156 @@
+"""Splitting the work: -j N processes and a Dask LocalCluster give the same report
+as one process, byte for byte; flows that straddle batches and files stay one
+attempt; the live-flow cap is counted in the report; and --scheduler without
+Dask is one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, TCP
+
+import captures as C
+from conftest import CORPUS, ROOT
+
+import forensics
+from forensics.pipeline import finalize, new_workdir, run_part
+from forensics.render import render_to_string
+
+SAMPLES = ROOT / "pcaps"
+
+
+def _reports(paths, **kw) -> dict[str, str]:
+    rep = forensics.analyze([str(p) for p in paths], **kw)
+    return {fmt: render_to_string(rep, fmt) for fmt in ("json", "csv")}
+
+
+def _sample_inputs() -> list[Path]:
+    inputs = [SAMPLES]
+    corpus = CORPUS / "censoredplanet__CenTrace" / "testdata"
+    if corpus.is_dir():
+        inputs.append(corpus)
+    return inputs
+
+
+def test_jobs_give_the_same_report():
+    inputs = _sample_inputs()
+    one = _reports(inputs, jobs=1)
+    two = _reports(inputs, jobs=2)
+    assert one["json"] == two["json"]
+    assert one["csv"] == two["csv"]
+    assert '"attempts": [\n    {"id":"a1"' in one["json"]
+
+
+def test_jobs_keep_attempt_objects_for_small_inputs():
+    rep = forensics.analyze(str(SAMPLES), jobs=2)
+    assert [a.id for a in rep.attempts] == [f"a{i}" for i in range(1, len(rep.attempts) + 1)]
+    assert len(rep.verdicts) == len(rep.attempts)
+    one = forensics.analyze(str(SAMPLES))
+    assert [(a.kind, a.name, a.stream) for a in one.attempts] == [(a.kind, a.name, a.stream) for a in rep.attempts]
+    assert [v.verdict for v in one.verdicts] == [v.verdict for v in rep.verdicts]
+
+
+def test_large_reports_do_not_hold_objects():
+    rep = forensics.analyze(str(SAMPLES), keep_attempts=False)
+    with pytest.raises(forensics.errors.ForensicsError, match="iter_attempt_dicts"):
+        rep.attempts  # noqa: B018
+    assert len(rep.attempt_dicts()) == rep.summary()["attempts"] > 0
+    assert list(rep.attempts_frame().columns)[:2] == ["id", "kind"]
+
+
+def _tls_records(t0_ns: int = C.T0_NS) -> list[C.Rec]:
+    return [C.Rec(t, ip) for t, ip in C.conversation(t0_ns=t0_ns)]
+
+
+def test_flow_straddling_batches_and_files_is_one_attempt(tmp_path, monkeypatch):
+    """A connection cut across two rotated files and across batches of 2 records."""
+    import forensics.sources.pcapio as pcapio
+
+    recs = _tls_records()
+    whole = tmp_path / "whole.pcap"
+    whole.write_bytes(C.pcap_bytes(recs, C.DLT_RAW))
+    rot = tmp_path / "rot"
+    rot.mkdir()
+    (rot / "a.pcap").write_bytes(C.pcap_bytes(recs[:3], C.DLT_RAW))  # SYN, SYN-ACK, ACK
+    (rot / "b.pcap").write_bytes(C.pcap_bytes(recs[3:], C.DLT_RAW))  # hello, server hello, ...
+    monkeypatch.setattr(pcapio, "BATCH_RECORDS", 2)
+
+    def parts(paths, n):
+        files = forensics.sources.expand_paths([str(p) for p in paths])
+        wd = new_workdir()
+        return finalize([run_part(files, k, n, wd, keep=True) for k in range(n)], wd, cleanup=wd)
+
+    ref = forensics.analyze(str(whole))
+    for n in (1, 2, 3):
+        rep = parts([rot], n)
+        tls = [a for a in rep.attempts if a.kind == "tls"]
+        assert len(tls) == 1 and tls[0].name == C.SNI
+        assert tls[0].tcp.packets == (4, 2) and tls[0].stream == 0
+        assert [(d["kind"], d["verdict"], d["history"]) for d in rep.attempt_dicts()] == \
+            [(d["kind"], d["verdict"], d["history"]) for d in ref.attempt_dicts()]
+        # the frames are numbered per input: the hello is frame 1 of the second file
+        assert tls[0].tcp.client_payload_frames == (1,)
+
+
+def _syn_flood(n: int) -> bytes:
+    pkts = [(C.T0_NS + i * 1000, bytes(IP(src="192.0.2.10", dst="203.0.113.5", ttl=64)
+                                       / TCP(sport=10000 + i, dport=443, flags="S", seq=i)))
+            for i in range(n)]
+    return C.pcap_bytes(pkts, C.DLT_RAW)
+
+
+def test_evicted_flows_are_counted(tmp_path):
+    path = tmp_path / "flood.pcap"
+    path.write_bytes(_syn_flood(60))
+    rep = forensics.analyze(str(path), max_flows=10)
+    d = rep.to_dict()
+    assert d["summary"]["attempts"] == 60
+    assert d["evicted_flows"] == 50
+    assert any("50 connections were finished early" in w for w in d["warnings"])
+    # split in parts, each keeps its share of the cap: the same count
+    files = [str(path)]
+    wd = new_workdir()
+    split = finalize([run_part(files, k, 2, wd, max_flows=10) for k in range(2)], wd, max_flows=10, cleanup=wd)
+    assert split.evicted_flows == 50
+    assert split.summary() == rep.summary()
+
+
+def _cli(*args: str, extra: str = "") -> subprocess.CompletedProcess:
+    code = extra + "import sys; from forensics.cli import main; sys.argv = ['forensics', *sys.argv[1:]]; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300,
+                          cwd=str(ROOT), env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_scheduler_without_dask_is_one_line(tmp_path):
+    hide = ("import sys\n"
+            "class _NoDask:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('dask', 'distributed'):\n"
+            "            raise ImportError(name)\n"
+            "sys.meta_path.insert(0, _NoDask())\n")
+    r = _cli("analyze", str(SAMPLES / "benign-browsing"), "--scheduler", "tcp://127.0.0.1:1", extra=hide)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert "forensics[dask]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_jobs_two(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    r1 = _cli("analyze", str(SAMPLES), "-j", "1", "--format", "json", "-o", str(a))
+    r2 = _cli("analyze", str(SAMPLES), "-j", "2", "--format", "json", "-o", str(b))
+    assert r1.returncode == r2.returncode and r1.returncode in (0, 1), r1.stderr + r2.stderr
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_dask_local_cluster_gives_the_same_report():
+    distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
+    inputs = _sample_inputs()
+    one = _reports(inputs, jobs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = _reports(inputs, scheduler=cluster.scheduler_address)
+    assert one["json"] == on_dask["json"]
+    assert one["csv"] == on_dask["csv"]
