@@ -5,8 +5,8 @@ no Python object is built per packet here. Every field read is bounds-checked
 against the record's captured length; a packet whose headers do not fit is
 marked, counted and left out of later stages, never read past its end.
 
-Link types decoded here: Ethernet (802.1Q, 802.1ad/QinQ, PPPoE session), Linux
-cooked SLL and SLL2, raw IP (DLT 12, 14, 101, 228, 229), BSD NULL and LOOP.
+Link types decoded here: Ethernet, Linux cooked SLL and SLL2 (each with
+802.1Q, 802.1ad/QinQ and PPPoE session headers after it), raw IP (DLT 12, 14, 101, 228, 229), BSD NULL and LOOP.
 IPv6 extension headers are walked per packet (they are rare), with a bound.
 """
 
@@ -45,6 +45,8 @@ PKT_DTYPE = np.dtype([
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG, TCP_ECE, TCP_CWR, TCP_NS = (
     0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x100)
+#: The three reserved bits above NS (``flags`` keeps them, as Wireshark's tcp.flags does).
+TCP_RESERVED = 0xE00
 
 V4_MAPPED_HI = np.uint64(0)
 V4_MAPPED_TAG = np.uint64(0xFFFF << 32)
@@ -82,9 +84,18 @@ def _link(g: _Gather, off: np.ndarray, end: np.ndarray, lt: np.ndarray):
 
     eth = lt == 1
     if eth.any():
-        o = off[eth]
-        e = g.u16(o + 12)
-        p = o + 14
+        l3[eth], et[eth] = off[eth] + 14, g.u16(off[eth] + 12)
+    sll = lt == 113
+    if sll.any():
+        l3[sll], et[sll] = off[sll] + 16, g.u16(off[sll] + 14)
+    sll2 = lt == 276
+    if sll2.any():
+        l3[sll2], et[sll2] = off[sll2] + 20, g.u16(off[sll2])
+    # an ethertype, whichever header gave it, may announce VLAN tags or PPPoE
+    # (``tcpdump -i any`` on a VLAN device records SLL then 802.1Q)
+    typed = np.flatnonzero(eth | sll | sll2)
+    if len(typed):
+        e, p = et[typed], l3[typed]
         for _ in range(2):  # 802.1Q, 802.1ad, QinQ: at most two tags
             tag = (e == 0x8100) | (e == 0x88A8) | (e == 0x9100)
             e = np.where(tag, g.u16(p + 2), e)
@@ -94,13 +105,7 @@ def _link(g: _Gather, off: np.ndarray, end: np.ndarray, lt: np.ndarray):
             proto = g.u16(p + 6)
             e = np.where(pppoe, np.where(proto == 0x0021, 0x0800, np.where(proto == 0x0057, 0x86DD, 0)), e)
             p = np.where(pppoe, p + 8, p)
-        l3[eth], et[eth] = p, e
-    sll = lt == 113
-    if sll.any():
-        l3[sll], et[sll] = off[sll] + 16, g.u16(off[sll] + 14)
-    sll2 = lt == 276
-    if sll2.any():
-        l3[sll2], et[sll2] = off[sll2] + 20, g.u16(off[sll2])
+        l3[typed], et[typed] = p, e
     raw = (lt == 101) | (lt == 12) | (lt == 14) | (lt == 228) | (lt == 229)
     if raw.any():
         v = g.u8(off[raw]) >> 4
@@ -221,7 +226,9 @@ def decode(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
         out["dport"][tcp] = g.u16(o + 2)
         out["seq"][tcp] = g.u32(o + 4)
         out["ack"][tcp] = g.u32(o + 8)
-        out["flags"][tcp] = ((g.u8(o + 12) & 1) << 8) | g.u8(o + 13)
+        # all 12 flag bits, the 3 reserved ones included, as Wireshark's tcp.flags:
+        # a forged segment with reserved bits set is evidence
+        out["flags"][tcp] = ((g.u8(o + 12) & 0xF) << 8) | g.u8(o + 13)
         out["win"][tcp] = g.u16(o + 14)
         out["doff"][tcp] = np.clip(doff, 0, 255)
         pay = o + doff
