@@ -54,6 +54,16 @@ class DnsMessage:
         return (self.flags >> 11) & 0xF
 
 
+def label_text(raw: bytes) -> str:
+    """A label (or an SNI) as text, the way Wireshark shows it: UTF-8, control
+    characters as octal escapes (``\\001``); bytes that are not UTF-8 become
+    ``\\xff`` escapes (Wireshark shows U+FFFD there, losing the byte)."""
+    text = raw.decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\{ord(c):03o}" for c in text)
+
+
 def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
     """Read a possibly compressed name; return (name, position after it)."""
     labels: list[str] = []
@@ -84,7 +94,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
         total += ln + 1
         if total > MAX_NAME:
             return None
-        labels.append(msg[pos:pos + ln].decode("ascii", "backslashreplace"))
+        labels.append(label_text(msg[pos:pos + ln]))
         pos += ln
     return (".".join(labels).lower() if labels else "."), (end if end is not None else pos)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .dnswire import label_text
+
 EXT_SNI = 0
 EXT_SUPPORTED_VERSIONS = 43
 
@@ -30,7 +32,10 @@ def looks_like_client_hello(data: bytes) -> bool:
 
 
 def _handshake_bytes(data: bytes) -> tuple[bytes, int]:
-    """Concatenate the handshake-record bodies at the start of the stream."""
+    """Concatenate the handshake-record bodies at the start of the stream, up to
+    the record that completes the first handshake message (the ClientHello):
+    the client's later handshake records (a ClientKeyExchange, a Finished) are
+    not part of its size."""
     out = bytearray()
     pos = 0
     size = 0
@@ -39,6 +44,8 @@ def _handshake_bytes(data: bytes) -> tuple[bytes, int]:
         out += data[pos + 5:pos + 5 + ln]
         size += 5 + ln
         pos += 5 + ln
+        if len(out) >= 4 and len(out) >= 4 + ((out[1] << 16) | (out[2] << 8) | out[3]):
+            break
     return bytes(out), size
 
 
@@ -95,7 +102,7 @@ def _sni(ext: bytes) -> str:
         if ntype == 0:
             if pos + 3 + ln > end:
                 return ""  # a name running past its list: a lie or a cut, not a name
-            return ext[pos + 3:pos + 3 + ln].decode("ascii", "backslashreplace").lower()
+            return label_text(ext[pos + 3:pos + 3 + ln]).lower()
         pos += 3 + ln
     return ""
 
