@@ -31,9 +31,13 @@ _handlers_installed = False
 
 
 def check_environment() -> str:
-    """Raise CaptureError unless we are root and the tools are there; returns the firewall tool."""
+    """Raise CaptureError unless we are root and the tools are there; returns the firewall tool.
+
+    Checks everything before anything is touched, and names all that is missing
+    in one line (not only the first thing)."""
+    needs = []
     if os.geteuid() != 0:
-        raise CaptureError("the lab needs root (network namespaces, TAP devices, firewall rules)")
+        needs.append(f"root (network namespaces, TAP devices, firewall rules; running as uid {os.geteuid()})")
     missing = [t for t in REQUIRED_TOOLS if not shutil.which(t)]
     if shutil.which("iptables") and shutil.which("ip6tables"):
         fw = "iptables"
@@ -42,9 +46,11 @@ def check_environment() -> str:
     if fw is None:
         missing.append("iptables or nft")
     if missing:
-        raise CaptureError("the lab needs these tools, missing: " + ", ".join(missing))
+        needs.append("these tools, missing: " + ", ".join(missing))
     if not os.path.exists("/dev/net/tun"):
-        raise CaptureError("the lab needs /dev/net/tun (TAP devices)")
+        needs.append("/dev/net/tun (TAP devices)")
+    if needs:
+        raise CaptureError("the lab needs " + "; and ".join(needs))
     return fw
 
 
