@@ -58,6 +58,9 @@ EXPLAINED = {
                    "and the DNS head from the first fragment. Our first-fragment values are compared with "
                    "tshark's values at the frame that reassembles them; the DNS records that lie past the "
                    "first fragment are missing on our side (a prefix of tshark's list).",
+    "tunnel": "tshark dissects TCP, UDP, DNS, TLS and HTTP carried inside a tunnel (GRE, IP-in-IP, 6in4, "
+              "Teredo); the tool reads the outer packet only (compared above as such), so what the tunnel "
+              "carries is neither traffic nor an attempt for it. (No capture of the corpus has one today.)",
     "http-body": "Wireshark reassembles a whole HTTP request, body included (Content-Length), and shows "
                  "http.host at the frame that completes the body; the tool reads the head and places the "
                  "request at the frame that completes the head. The Host is the same.",
@@ -200,6 +203,13 @@ def _protocols(t: dict) -> list[str]:
     return (t["frame.protocols"] or [""])[0].split(":")
 
 
+def _tunnelled(protos: list[str]) -> bool:
+    """Two IP layers that are not an ICMP error's quote, or a known tunnel protocol."""
+    ips = sum(p in ("ip", "ipv6") for p in protos)
+    quoted = "icmp" in protos or "icmpv6" in protos
+    return (ips > 1 and not quoted) or any(p in ("gre", "teredo", "vxlan", "gtp", "l2tp") for p in protos)
+
+
 def compare(ours: Ours, theirs: dict[int, dict[str, list[str]]]) -> Result:
     from forensics.sources.decode import ST_FRAG, ST_NOT_IP, ST_OK, ip_to_str
 
@@ -311,6 +321,9 @@ def _dns_missed(res: Result, ours: Ours, theirs: dict) -> None:
             inner = "icmp" in protos or "icmpv6" in protos
             if inner:
                 continue  # a quote (compared as one)
+            if _tunnelled(protos):
+                res.note(f, "dns.missed", None, _first(t, "dns.id"), "tunnel")
+                continue
             if t["ip.fragment"] + t["ipv6.fragment"]:
                 res.note(f, "dns.missed", None, _first(t, "dns.id"), "ip-fragment")  # read at the first
             else:
@@ -380,7 +393,9 @@ def _app(res: Result, ours: Ours, theirs: dict) -> None:
                 continue
             name = (_first(t, fld) or "").lower()
             stream = _int(_first(t, "tcp.stream"))
-            if "icmp" in protos or "icmpv6" in protos:
+            if _tunnelled(protos):
+                res.note(f, what, None, name, "tunnel")
+            elif "icmp" in protos or "icmpv6" in protos:
                 res.note(f, what, None, name, "icmp-quote-app")
             elif "udp" in protos:
                 res.note(f, what, None, name, "http-over-udp")
