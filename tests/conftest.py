@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import json
+import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -12,6 +15,39 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus"
+
+
+
+def _fuzz_seed() -> int:
+    """FUZZ_SEED if set; in CI the UTC date (a new draw each day, the same all day); else random."""
+    if os.environ.get("FUZZ_SEED"):
+        return int(os.environ["FUZZ_SEED"])
+    if os.environ.get("CI") == "true":
+        return int(datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d"))
+    return secrets.randbits(32)
+
+
+#: The seed of the property tests' random examples (tests/test_fuzz.py); printed in the header.
+FUZZ_SEED = _fuzz_seed()
+
+
+def _seed_line() -> str:
+    return (f"fuzz seed: {FUZZ_SEED} (reproduce: FUZZ_SEED={FUZZ_SEED} python3 -m pytest tests/test_fuzz.py; "
+            f"longer: FUZZ_SCALE=20)")
+
+
+def pytest_report_header(config):
+    return _seed_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # the header is hidden under -q (the README's command): say it again at the end
+    if "test_fuzz" in str(getattr(config, "args", "")) or any(
+            "test_fuzz" in r.nodeid for reps in terminalreporter.stats.values() for r in reps
+            if hasattr(r, "nodeid")):
+        terminalreporter.write_line(_seed_line())
+
+
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
 
 
