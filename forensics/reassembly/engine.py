@@ -183,7 +183,7 @@ class Reassembler:
         odd_syn = pure & ((t["seq"] != t["seq"][starts][rowgroup]) | ~pure[starts][rowgroup])
         any_pure = np.add.reduceat(pure.astype(np.int32), starts) > 0
         any_odd = np.add.reduceat(odd_syn.astype(np.int32), starts) > 0
-        keys = _canonical_keys(t[starts]).tolist()
+        keys = _key_bytes(_canonical_keys(t[starts]))
         flows = self.flows
         states: list[TcpState | None] = [None] * G
         chi = np.zeros(G, np.uint64)
@@ -346,7 +346,8 @@ class Reassembler:
         if err.q_proto == 6:
             a = _addr_key(err.q_src) + (err.q_sport,)
             b = _addr_key(err.q_dst) + (err.q_dport,)
-            key = (a[0], a[1], b[0], b[1], a[2], b[2]) if a <= b else (b[0], b[1], a[0], a[1], b[2], a[2])
+            key = _key_bytes(np.array([(a[0], a[1], b[0], b[1], a[2], b[2]) if a <= b else
+                                       (b[0], b[1], a[0], a[1], b[2], a[2])], KEY_DTYPE))[0]
             state = self.flows.get(key)
             if state is not None:
                 state.add_icmp(err)
@@ -393,6 +394,14 @@ class Reassembler:
         self.closing.clear()
         for key in list(self.dns):
             self._finish_dns(key)
+
+
+_KEY_VOID = np.dtype((np.void, KEY_DTYPE.itemsize))
+
+
+def _key_bytes(keys: np.ndarray) -> list[bytes]:
+    """Flow keys as 36-byte strings: a dict key a fifth the size of a tuple of six ints."""
+    return np.ascontiguousarray(keys).view(_KEY_VOID).tolist()
 
 
 def _canonical_keys(t: np.ndarray) -> np.ndarray:

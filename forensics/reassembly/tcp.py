@@ -106,9 +106,10 @@ class TcpState:
         self.syn: TcpOptions | None = None
         self.synack: TcpOptions | None = None
         self.syn_count = 0
-        self.pieces: list[list[tuple[int, int, bytes, float]]] = [[], []]
-        self.piece_bytes = [0, 0]
-        self.icmp: list[IcmpError] = []
+        # made on first use: most flows of a SYN flood never carry payload or ICMP
+        self.pieces: list[list[tuple[int, int, bytes, float]]] | None = None
+        self.piece_bytes: list[int] | None = None
+        self.icmp: list[IcmpError] | None = None
         self.first_ts = col["ts"]
         self.last_ts = self.first_ts
         # DNS over TCP: every message matters, not only the first payload
@@ -181,6 +182,8 @@ class TcpState:
 
     def wants(self, d: int) -> bool:
         """Whether payload bytes in direction ``d`` are still worth keeping."""
+        if self.pieces is None:
+            return True
         if self.want_all:
             return self.piece_bytes[d] < PAYLOAD_CAP * 4
         cap = PAYLOAD_CAP if d == C2S else SERVER_KEEP
@@ -191,6 +194,8 @@ class TcpState:
         self.add_piece(d, int(r["seq"]), int(r["frame"]), buf[p:p + int(r["caplen_pay"])].tobytes(), float(r["ts"]))
 
     def add_piece(self, d: int, seq: int, frame: int, data: bytes, ts: float) -> None:
+        if self.pieces is None:
+            self.pieces, self.piece_bytes = [[], []], [0, 0]
         self.pieces[d].append((seq, frame, data, ts))
         self.piece_bytes[d] += len(data)
 
@@ -230,6 +235,8 @@ class TcpState:
             self.synack = opts
 
     def add_icmp(self, err: IcmpError) -> None:
+        if self.icmp is None:
+            self.icmp = []
         if len(self.icmp) < MAX_ICMP:
             self.icmp.append(err)
 
@@ -351,8 +358,9 @@ def finish_tcp(s: TcpState) -> TcpConn:
                 s_start = (r[_SEQ] + 1) & U32
         if first_pay_ts is None and r[_DIR] == C2S and r[_PLEN] > 0:
             first_pay_ts = r[_TS]
-    cpay, cframes, csends, cconf = _reassemble(s.pieces[C2S], c_start)
-    spay, sframes, _, sconf = _reassemble(s.pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
+    pieces = s.pieces or ([], [])
+    cpay, cframes, csends, cconf = _reassemble(pieces[C2S], c_start)
+    spay, sframes, _, sconf = _reassemble(pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
     rt, hist = _walk(rows, s.base_seq)
     markers = []
     nrt = [0, 0]
@@ -376,5 +384,5 @@ def finish_tcp(s: TcpState) -> TcpConn:
         syn=s.syn, synack=s.synack, syn_count=s.syn_count,
         client_payload=cpay, client_payload_frames=cframes, client_payload_sends=max(csends, 1 if cpay else 0),
         server_payload=spay, server_payload_frames=sframes, markers=tuple(markers),
-        retransmissions=(nrt[0], nrt[1]), conflicts=(cconf, sconf), icmp=tuple(s.icmp), history=hist, first_ts=s.first_ts,
+        retransmissions=(nrt[0], nrt[1]), conflicts=(cconf, sconf), icmp=tuple(s.icmp or ()), history=hist, first_ts=s.first_ts,
         last_ts=s.last_ts, detail_capped=s.capped)
