@@ -7,6 +7,8 @@ not captured), the side with the higher port is the client.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..model import C2S, S2C, SEG_DTYPE, Endpoint, IcmpError, Marker, TcpConn, TcpOptions
@@ -70,6 +72,14 @@ def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, 
     return mss, wscale, sack, tstamp, tuple(kinds)
 
 
+@functools.lru_cache(maxsize=8)
+def _start_fields(dtype: np.dtype) -> tuple[int, ...]:
+    """Positions, in a row's ``tolist()``, of the fields ``TcpState.start`` reads."""
+    names = dtype.names
+    return tuple(names.index(n) for n in ("src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport",
+                                          "flags", "ipver", "ts"))
+
+
 class TcpState:
     """A live connection: counters, capped packet rows, the first payload bytes."""
 
@@ -81,11 +91,11 @@ class TcpState:
     def start(cls, input_idx: int, stream: int, first: np.void) -> "TcpState":
         self = cls()
         f = first.tolist()  # one conversion instead of a lookup per field
-        names = first.dtype.names
-        col = {n: f[i] for i, n in enumerate(names)}
-        src = (col["src_hi"], col["src_lo"], col["sport"])
-        dst = (col["dst_hi"], col["dst_lo"], col["dport"])
-        flags = col["flags"]
+        ix = _start_fields(first.dtype)
+        src = (f[ix[0]], f[ix[1]], f[ix[2]])
+        dst = (f[ix[3]], f[ix[4]], f[ix[5]])
+        flags = f[ix[6]]
+        col = {"ipver": f[ix[7]], "ts": f[ix[8]]}
         if flags & TCP_SYN and not flags & TCP_ACK:
             self.c_key, self.s_key, self.direction_from = src, dst, "syn"
         elif flags & TCP_SYN:
