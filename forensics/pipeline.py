@@ -143,6 +143,7 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
         engine.flush()
         stats = engine.stats
         del engine  # the live flows go before the index comes back
+        _give_back_memory()
         if rows:
             np.array(rows, INDEX_DTYPE).tofile(index_fh)
     finally:
@@ -269,10 +270,14 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], workdir: str, 
 
     sizes = [len(r.index) for r in results]
     n = sum(sizes)
-    idx = np.concatenate([r.index for r in results]) if n else np.empty(0, INDEX_DTYPE)
-    part_of = np.repeat(np.arange(len(results), dtype=np.int32), sizes)
-    order = _sort_order(idx)  # stable: within one part, the part's own order
-    part_seq = part_of[order]
+    if len(results) == 1:
+        idx = results[0].index  # no copy
+        order = _sort_order(idx)
+        part_seq = np.zeros(n, np.int8)
+    else:
+        idx = np.concatenate([r.index for r in results]) if n else np.empty(0, INDEX_DTYPE)
+        order = _sort_order(idx)  # stable: within one part, the part's own order
+        part_seq = np.repeat(np.arange(len(results), dtype=np.int16), sizes)[order]
     tcp = idx["sin"] >= 0
     rank = np.full(n, -1, np.int64)
     if tcp.any():
@@ -332,6 +337,17 @@ def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None =
     controls = merge_controls(results)
     judged = [judge_part(r, controls, workdir) for r in results]
     return assemble(results, judged, workdir, max_flows=max_flows, cleanup=cleanup)
+
+
+def _give_back_memory() -> None:
+    """Return freed heap to the system (glibc keeps it otherwise), so that the
+    memory of a million finished flows is not counted again under stage 2."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def new_workdir() -> str:
