@@ -194,10 +194,16 @@ class Controls:
 
 
 def _add_capped(dst: set, src) -> None:
+    """Keep the ``MAX_NAMES`` smallest: the same set whatever order the items come
+    in, so that parts merged from parallel workers equal one process's."""
     for x in src:
-        if len(dst) >= MAX_NAMES:
-            return
-        dst.add(x)
+        if len(dst) < MAX_NAMES:
+            dst.add(x)
+        elif x not in dst:
+            top = max(dst)
+            if x < top:
+                dst.discard(top)
+                dst.add(x)
 
 
 @lru_cache(maxsize=65536)
