@@ -16,9 +16,12 @@ attempt's ``Facts`` plus the ``Controls``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..model import Attempt, Evidence, Finding
+
+if TYPE_CHECKING:
+    from .controls import Controls
 
 
 class Detector(Protocol):

@@ -21,8 +21,8 @@ import re
 from ..model import S2C, Attempt, Finding
 from ..sources.decode import TCP_RST
 from .base import doc_parts, ev, finding
-from .rst import EARLY_FRACTION, MIN_RTT_FOR_TIMING, _rtt
-from .ttl import IPID_MAX_STEP, TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl, ipid_step
+from .features import handshake_rtt
+from .ttl import IPID_MAX_STEP, TTL_GAP_STRONG, TTL_SLACK, combine, ipid_step, place, placed_text, too_early
 
 NAME = "blockpage"
 
@@ -79,10 +79,10 @@ class BlockpageDetector:
                            for p in ids):
                     signals["ipid"] = (f"its IP-ID {int(r['ipid'])} is outside the server's sequence ({ids[0]}..{ids[-1]})",
                                        [ev(inp, int(r["frame"]), "ipid", f"IP-ID {int(r['ipid'])}")])
-        rtt = _rtt(c)
+        rtt = handshake_rtt(c)
         req = segs[(segs["dir"] == 0) & (segs["plen"] > 0) & (segs["ts"] <= float(r["ts"]))]
         delay = float(r["ts"]) - float(req["ts"][-1]) if len(req) else None
-        if rtt and rtt >= MIN_RTT_FOR_TIMING and delay is not None and delay < EARLY_FRACTION * rtt:
+        if too_early(delay, rtt):
             signals["early"] = (f"it came {delay * 1000:.1f} ms after the request, the round trip is {rtt * 1000:.1f} ms",
                                 [ev(inp, int(req["frame"][-1]), "trigger", "the request")])
         shape = _shape(a)
@@ -91,15 +91,13 @@ class BlockpageDetector:
         strong = [k for k in ("race", "ttl-gap", "early", "ipid") if k in signals]
         if len(strong) >= 2 or (strong and "shape" in signals and "race" in signals):
             order = [k for k in ("race", "ttl-gap", "early", "ipid", "shape") if k in signals]
-            conf = 1.0
-            for k in order:
-                conf *= 1 - {"race": 0.9, "ttl-gap": 0.85, "early": 0.75, "ipid": 0.5, "shape": 0.3}[k]
-            hop, where = _hop(ttl, base, others, r)
+            hop, why = place([ttl], base)
+            where = placed_text(hop, ttl) if hop else f"; {why}"
             detail = (f"HTTP {a.response.status} {delay * 1000 if delay is not None else 0:.1f} ms after the request: "
                       + "; ".join(signals[k][0] for k in order) + where)
             evid = [ev(inp, int(r["frame"]), "forged-response", f"HTTP {a.response.status}, TTL {ttl}")]
             evid += [e for k in order for e in signals[k][1]]
-            return [finding(NAME, "blockpage-forged", round(1 - conf, 2), detail, evid, hop=hop, trigger="host")]
+            return [finding(NAME, "blockpage-forged", combine(order), detail, evid, hop=hop, trigger="host")]
         return []
 
 
@@ -115,12 +113,3 @@ def _shape(a: Attempt) -> str:
     if a.tcp is not None and _BARE_IP_FRAME.search(a.tcp.server_payload[:4096]):
         return "an iframe pointing at a bare IP address"
     return ""
-
-
-def _hop(ttl: int, base, others, r):
-    h = hop_of(ttl)
-    server = hop_of(base) if base else None
-    if server is not None and h > server:
-        return None, f"; TTL {ttl} does not start from a common initial TTL nearer than the server: it cannot be placed"
-    return (h, h, h, server, "ttl"), (f"; TTL {ttl} (initial {initial_ttl(ttl)}) places the sender at hop {h}"
-                                      + (f", the server at hop {server}" if server else ""))

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-from .base import Facts, doc_parts, ev, finding
+from ..model import Finding
+from .base import Facts, doc_parts, finding
 from .controls import Controls
 
 NAME = "controls"
@@ -96,8 +97,8 @@ class CrossCheckDetector:
                                    f"test from another network would tell", answering=answering))
             else:
                 out.append(finding(NAME, "control-missing", 1.0,
-                                   f"no server answered any SYN in this capture: a control connection to another "
-                                   f"address would tell an address block from a dead link"))
+                                   "no server answered any SYN in this capture: a control connection to another "
+                                   "address would tell an address block from a dead link"))
         if f.kind == "http" and (sig & {"rst-forged", "blockpage-forged", "request-dropped"}):
             ok, bad = controls.paths.get((f.server_ip, f.server_port, f.name), (set(), set()))
             if ok:

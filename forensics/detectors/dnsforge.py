@@ -22,10 +22,11 @@ is deliberate filtering, but not on the path).
 
 from __future__ import annotations
 
+from ..model import Finding
 from .addrspace import in_any, public_name, special
 from .base import Facts, doc_parts, ev, finding
 from .controls import Controls, prefix_of
-from .ttl import TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl
+from .ttl import TTL_GAP_STRONG, place, too_early
 
 NAME = "dns-forgery"
 
@@ -39,12 +40,6 @@ SIGNALS = {
     'resolver-answered-others': 'the resolver answered other queries; only this one went unanswered',
 }
 
-#: A resolver answers no sooner than the round trip to it; path jitter rarely
-#: halves it, so an answer faster than this share of the resolver's fastest
-#: undisputed answer came from nearer.
-EARLY_FRACTION = 0.5
-#: Below this round trip (a resolver on the LAN) timing cannot tell senders apart.
-MIN_RTT_FOR_TIMING = 0.002
 
 
 class DnsForgeryDetector:
@@ -77,7 +72,7 @@ class DnsForgeryDetector:
                 why.append(f"it came from {src}, not from the resolver asked ({f.server_ip})")
             if base_ttl is not None and abs(ttl - base_ttl) >= TTL_GAP_STRONG:
                 why.append(f"IP TTL {ttl} where the resolver's other answers have {base_ttl}")
-            if min_rtt >= MIN_RTT_FOR_TIMING and delay < EARLY_FRACTION * min_rtt:
+            if too_early(delay, min_rtt):  # against the resolver's fastest undisputed answer
                 why.append(f"it came after {delay * 1000:.1f} ms, the resolver's fastest answer took {min_rtt * 1000:.1f} ms")
             odd.append(why)
         fits = [r for r, why in zip(resp, odd) if not why]
@@ -143,11 +138,4 @@ def _show(r) -> str:
 
 
 def _hop(bad, resolver_ttl):
-    ttls = [r[1] for r in bad]
-    if max(ttls) - min(ttls) > TTL_SLACK:
-        return None  # the forger randomises its TTL
-    h = hop_of(ttls[0])
-    server = hop_of(resolver_ttl) if resolver_ttl else None
-    if server is not None and h > server:
-        return None  # not from a common initial TTL: cannot be placed
-    return (h, h, h, server, "ttl")
+    return place([r[1] for r in bad], resolver_ttl)[0]

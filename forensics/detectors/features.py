@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import C2S, S2C, Attempt
+from ..model import C2S, Attempt
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
 
 _ECN = TCP_ECE | TCP_CWR
@@ -64,6 +64,18 @@ def features(a: Attempt) -> dict:
         x["resets"] = len(resets)
         x["reset_sides"] = " and ".join(sorted({"client" if m.dir == C2S else "server" for m in resets}))
     return x
+
+
+def handshake_rtt(c) -> float | None:
+    """Round trip from the capture point to the server: the SYN-ACK after the SYN it answers."""
+    if c.synack is None:
+        return None
+    segs = c.segs
+    syns = segs[(segs["dir"] == C2S) & ((segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN) & (segs["frame"] < c.synack.frame)]
+    sa = segs[segs["frame"] == c.synack.frame]
+    if not len(syns) or not len(sa):
+        return None
+    return float(sa["ts"][0]) - float(syns["ts"][-1])
 
 
 def dns_outcome(r) -> str:

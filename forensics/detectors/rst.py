@@ -21,12 +21,16 @@ injected; a path that changes length in the same instant the server resets.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ..model import C2S, S2C, Attempt, Finding, Marker
 from ..sources.decode import TCP_ACK, TCP_RST, TCP_SYN
 from .base import doc_parts, ev, finding
-from .ttl import TTL_GAP_STRONG, TTL_SLACK, hop_of, initial_ttl, ipid_step, mirrored_hop, IPID_MAX_STEP
+from .features import handshake_rtt
+from .ttl import (IPID_MAX_STEP, TTL_GAP_STRONG, TTL_SLACK, combine, hop_of, initial_ttl, ipid_step, mirrored_hop,
+                  place, too_early)
 
 NAME = "rst"
 
@@ -38,12 +42,6 @@ SIGNALS = {
     'rst-idle': 'a reset from nearer than the server on the first packet after a long idle period',
 }
 
-#: A reply can come from the server no sooner than one round trip after the
-#: packet it answers; path jitter inside one connection rarely halves the round
-#: trip, so anything faster than this share of the handshake RTT came from nearer.
-EARLY_FRACTION = 0.5
-#: Below this round trip (a LAN) timing cannot separate the server from a box beside it.
-MIN_RTT_FOR_TIMING = 0.002
 #: Resets in one injection burst come within this time of each other (NDSS'09: 2 s).
 BURST_WINDOW_S = 2.0
 #: A connection counts as idle before a packet when nothing crossed it for at least
@@ -51,8 +49,6 @@ BURST_WINDOW_S = 2.0
 #: the shortest stateful-firewall idle timeouts are seconds (home NAT UDP) to minutes.
 IDLE_MIN_S = 1.0
 IDLE_RTT_FACTOR = 20
-#: How much each independent signal says that the server did not send the reset.
-WEIGHT = {"unreachable-trigger": 0.9, "race": 0.9, "ttl-gap": 0.85, "early": 0.75, "ipid": 0.5, "burst": 0.5, "ttl-gap-weak": 0.25}
 
 
 class ResetDetector:
@@ -105,7 +101,6 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     srv_before = srv[srv["ts"] < first.ts]
     srv_after = srv[srv["ts"] > first.ts]
     neighbours = [int(x) for x in (srv_before["ttl"][-1:].tolist() + srv_after["ttl"][:1].tolist())]
-    rst_ttls = sorted({m.ttl for m in resets})
     base = neighbours[0] if neighbours else None
     gap = min(abs(first.ttl - t) for t in neighbours) if neighbours else None
     if gap is not None and gap >= TTL_GAP_STRONG:
@@ -149,8 +144,6 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
             if not fits_prev and not fits_next:
                 note = f"reset IP-ID {first.ipid} is outside the {who}'s sequence ({ids[0]}..{ids[-1]})"
         if not note:
-            from collections import Counter
-
             repeated = [(i, n) for i, n in Counter(rst_ids).most_common() if i > 0 and n >= 2]
             if repeated and len(set(ids)) == len(ids):
                 i, n = repeated[0]
@@ -174,9 +167,9 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
                                 [ev(inp, m.frame, "burst", f"RST seq {m.seq}") for m in burst[1:3]])
 
     # --- timing against the handshake round trip
-    rtt = _rtt(c)
+    rtt = handshake_rtt(c)
     delay = first.ts - float(trig["ts"])
-    if side == S2C and rtt is not None and rtt >= MIN_RTT_FOR_TIMING and delay < rtt * EARLY_FRACTION:
+    if side == S2C and too_early(delay, rtt):
         signals["early"] = (f"it came {delay * 1000:.1f} ms after the client's packet, the round trip to the "
                             f"server is {rtt * 1000:.1f} ms",
                             [ev(inp, int(trig["frame"]), "trigger", "client packet the reset answers")])
@@ -210,10 +203,7 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
         trigger = "ip"
     elif after_first_payload:
         trigger = {"tls": "sni", "http": "host"}.get(a.kind, "keyword")
-    score = 1.0
-    for k in signals:
-        score *= 1.0 - WEIGHT[k]
-    confidence = round(1.0 - score, 2)
+    confidence = combine(signals)
     strong = [k for k in signals if k in ("race", "ttl-gap", "early", "unreachable-trigger")]
     order = ("race", "unreachable-trigger", "ttl-gap", "early", "ipid", "burst", "ttl-gap-weak")
     names = [k for k in order if k in signals]
@@ -248,29 +238,13 @@ def _highest_server_seq(srv, ts: float):
     return int(ends[-1])
 
 
-def _rtt(c) -> float | None:
-    """Round trip from the capture point to the server: the SYN-ACK after its SYN."""
-    if c.synack is None:
-        return None
-    segs = c.segs
-    syns = segs[(segs["dir"] == C2S) & ((segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN) & (segs["frame"] < c.synack.frame)]
-    sa = segs[segs["frame"] == c.synack.frame]
-    if not len(syns) or not len(sa):
-        return None
-    return float(sa["ts"][0]) - float(syns["ts"][-1])
-
-
 def _hop(a: Attempt, resets: list[Marker], server_ttl: int | None, trigger_ttl: int):
-    """(hop tuple for the report or None, text for the summary)."""
-    ttls = [m.ttl for m in resets]
-    if max(ttls) - min(ttls) > TTL_SLACK:
-        return None, f"; the resets' TTLs vary ({min(ttls)}..{max(ttls)}), so TTL does not place their sender"
+    """(hop tuple for the report or None, text for the summary), widened when the TTL may be the trigger's copy."""
+    hop, why = place([m.ttl for m in resets], server_ttl)
+    if hop is None:
+        return None, f"; {why}"
     t = resets[0].ttl
-    h = hop_of(t)
-    server_hops = hop_of(server_ttl) if server_ttl else None
-    if server_hops is not None and h > server_hops:
-        return None, (f"; TTL {t} would put the sender beyond the server (hop {h} > {server_hops}): it did not "
-                      f"start from a common initial TTL, so it cannot be placed")
+    h, _, _, server_hops, _ = hop
     lo = hi = h
     text = f"; TTL {t} (initial {initial_ttl(t)}) places the sender at hop {h}"
     m = mirrored_hop(trigger_ttl, t)

@@ -1,4 +1,4 @@
-"""TTL and IP-ID arithmetic shared by the detectors.
+"""TTL, IP-ID and timing arithmetic shared by the detectors.
 
 Hops are numbered as traceroute numbers them, from the capture point: a packet
 sent by the device at hop k arrives with its TTL lowered by k - 1.
@@ -62,3 +62,48 @@ def sequential_ipids(ids: list[int]) -> bool:
     if len(ids) < 2:
         return False
     return all(0 < ipid_step(a, b) <= IPID_MAX_STEP for a, b in zip(ids, ids[1:]))
+
+
+#: A reply can come from its supposed sender no sooner than one round trip after
+#: the packet it answers; path jitter inside one exchange rarely halves the round
+#: trip, so anything faster than this share of it came from nearer.
+EARLY_FRACTION = 0.5
+#: Below this round trip (a LAN) timing cannot separate a sender from a box beside it.
+MIN_RTT_FOR_TIMING = 0.002
+
+#: How much each independent sign says a packet was not sent by its supposed sender.
+WEIGHT = {"unreachable-trigger": 0.9, "race": 0.9, "ttl-gap": 0.85, "early": 0.75, "ipid": 0.5, "burst": 0.5,
+          "shape": 0.3, "ttl-gap-weak": 0.25}
+
+
+def too_early(delay: float | None, rtt: float | None) -> bool:
+    """True if a reply ``delay`` after its trigger is too fast to have crossed the round trip ``rtt``."""
+    return delay is not None and rtt is not None and rtt >= MIN_RTT_FOR_TIMING and delay < EARLY_FRACTION * rtt
+
+
+def combine(signs) -> float:
+    """Confidence from independent signs: 1 - the product of (1 - weight)."""
+    left = 1.0
+    for k in signs:
+        left *= 1.0 - WEIGHT[k]
+    return round(1.0 - left, 2)
+
+
+def place(ttls, server_ttl: int | None):
+    """(hop tuple for the report or None, why not) for packets of one sender seen with ``ttls``."""
+    if max(ttls) - min(ttls) > TTL_SLACK:
+        return None, f"the TTLs vary ({min(ttls)}..{max(ttls)}), so TTL does not place their sender"
+    t = ttls[0]
+    h = hop_of(t)
+    server = hop_of(server_ttl) if server_ttl else None
+    if server is not None and h > server:
+        return None, (f"TTL {t} would put the sender beyond the server (hop {h} > {server}): it did not start "
+                      f"from a common initial TTL, so it cannot be placed")
+    return (h, h, h, server, "ttl"), ""
+
+
+def placed_text(hop, ttl: int) -> str:
+    """The summary's words for a placement made by ``place``."""
+    h, _, _, server, _ = hop
+    return (f"; TTL {ttl} (initial {initial_ttl(ttl)}) places the sender at hop {h}"
+            + (f", the server at hop {server}" if server else ""))
