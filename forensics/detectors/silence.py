@@ -41,9 +41,12 @@ SIGNALS = {
 #: Sent this many times (the original and a retransmission) the loss of a payload
 #: is not one unlucky packet: TCP retransmits with backoff from 200 ms up.
 MIN_SENDS = 2
-#: A segment this close to the largest the flow sent counts as full-size (allowing
-#: for TCP options that vary per segment).
+#: A segment this close to the largest the flow sent counts as full-size: TCP options
+#: (at most 40 bytes, e.g. SACK blocks) vary per segment and shorten the payload.
 FULL_SIZE_SLACK = 64
+#: Segments no larger than this fit every IPv4 path (576 bytes is the datagram size
+#: every host must accept), so their loss cannot be a PMTU black hole.
+PMTU_MIN_SEGMENT = 576
 
 
 class SilenceDetector:
@@ -122,7 +125,7 @@ class SilenceDetector:
         small = data[data["plen"] < biggest - FULL_SIZE_SLACK]
         frag = [e for e in c.icmp if e.frag_needed]
         mss = (c.syn.mss if c.syn else None, c.synack.mss if c.synack else None)
-        if len(dup_after) and len(small) and not frag and biggest > 576:
+        if len(dup_after) and len(small) and not frag and biggest > PMTU_MIN_SEGMENT:
             big_resent = resent[resent["plen"] >= biggest - FULL_SIZE_SLACK]
             if len(big_resent) >= MIN_SENDS - 1:
                 out.append(finding(NAME, "big-segments-lost", 1.0,
