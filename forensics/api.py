@@ -14,7 +14,7 @@ import os
 from typing import Callable, Iterable
 
 from .errors import UsageError
-from .pipeline import assemble, finalize, new_workdir, remove_workdir, run_part
+from .pipeline import StageFn, assemble, finalize, new_workdir, remove_workdir, run_part
 from .sources import expand_paths
 from .sources.pcapio import file_size
 
@@ -28,7 +28,7 @@ KEEP_MAX_BYTES = 32 * 1024 * 1024
 
 def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, max_flows: int | None = None,
             jobs: int = 1, scheduler: str | None = None, keep_attempts: bool | None = None,
-            reachable: Iterable[str] = ()):
+            reachable: Iterable[str] = (), stage: StageFn | None = None):
     """Read every capture in ``paths`` (files or directories) and judge every attempt.
 
     ``jobs``: processes on this machine (1: this one). ``scheduler``: the address
@@ -39,6 +39,9 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, m
     ``reachable``: CIDRs that count as public address space in this network
     (beyond the global unicast space), for the special-purpose-answer check of
     forged DNS: a lab or an intranet whose servers live in such space.
+    ``progress(bytes_done, bytes_total, packets_done)`` follows the reading;
+    ``stage(name, done, total)`` what comes after it: "finishing" (the flows
+    still open at the end, finished) and "judging" (attempts given verdicts).
     """
     reachable = _cidrs(reachable)
     if isinstance(paths, (str, os.PathLike)):
@@ -60,12 +63,12 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, m
             from .parallel import run_processes
 
             results, judged = run_processes(files, jobs, workdir, max_flows=max_flows, keep=keep_attempts,
-                                            progress=report_progress, reachable=reachable)
+                                            progress=report_progress, reachable=reachable, stage=stage)
             return assemble(results, judged, workdir, max_flows=max_flows, cleanup=workdir)
         else:
             results = [run_part(files, 0, 1, workdir, max_flows=max_flows, keep=keep_attempts,
-                                progress=report_progress, reachable=reachable)]
-        return finalize(results, workdir, max_flows=max_flows, cleanup=workdir)
+                                progress=report_progress, reachable=reachable, stage=stage)]
+        return finalize(results, workdir, max_flows=max_flows, cleanup=workdir, stage=stage)
     except BaseException:
         remove_workdir(workdir)
         raise

@@ -78,8 +78,8 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
     show = progress if progress is not None else (sys.stderr.isatty() and total > PROGRESS_MIN_BYTES)
     bar = _Progress(total) if show else None
     try:
-        report = run(files, progress=bar.update if bar else None, reachable=reachable, jobs=jobs,
-                     scheduler=scheduler, max_flows=max_flows, keep_attempts=False)
+        report = run(files, progress=bar.update if bar else None, stage=bar.stage if bar else None,
+                     reachable=reachable, jobs=jobs, scheduler=scheduler, max_flows=max_flows, keep_attempts=False)
     finally:
         if bar:
             bar.close()
@@ -118,24 +118,41 @@ PARALLEL_MIN_BYTES = 16 * 1024 * 1024
 
 
 class _Progress:
-    """Bytes read of the total, packets per second, and the time left (from the byte rate)."""
+    """On stderr: the bytes read of the total with packets/s, MB/s and the time left;
+    then the flows finished at the end and the attempts judged, each with its rate."""
+
+    _WHAT = {"finishing": "open flows", "judging": "attempts"}
 
     def __init__(self, total: int) -> None:
         import time
 
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._clock = time.monotonic
         self._t0 = self._clock()
-        self._p = Progress(TextColumn("reading"), BarColumn(), TextColumn("{task.fields[pps]}"),
-                           TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
-        self._task = self._p.add_task("read", total=total, pps="")
+        self._p = Progress(TextColumn("{task.description:9}"), BarColumn(), TextColumn("{task.fields[rate]}"),
+                           TimeRemainingColumn(), transient=True)
+        self._task = self._p.add_task("reading", total=total, rate="")
+        self._stage: str | None = None
+        self._stage_t0 = 0.0
         self._p.start()
 
     def update(self, done: int, total: int, packets: int = 0) -> None:
+        if self._stage is not None:
+            return
         dt = self._clock() - self._t0
-        pps = f"{packets / dt:,.0f} packets/s" if dt > 0.5 and packets else ""
-        self._p.update(self._task, completed=done, pps=pps)
+        rate = f"{packets / dt:,.0f} packets/s, {done / dt / 1e6:,.1f} MB/s" if dt > 0.5 and packets else ""
+        self._p.update(self._task, completed=done, rate=rate)
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        now = self._clock()
+        if name != self._stage:  # a new row from zero, so that its rate and time left are its own
+            self._p.update(self._task, visible=False)
+            self._task = self._p.add_task(name, total=max(total, 1), rate="")
+            self._stage, self._stage_t0 = name, now
+        dt = now - self._stage_t0
+        rate = f"{done / dt:,.0f} {self._WHAT.get(name, 'items')}/s" if dt > 0.5 and done else ""
+        self._p.update(self._task, completed=done, total=max(total, 1), rate=rate)
 
     def close(self) -> None:
         self._p.stop()

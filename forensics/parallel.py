@@ -17,23 +17,36 @@ from .pipeline import (JudgedPart, PartResult, check_readable, judge_part, merge
 
 
 # ------------------------------------------------------------------ processes
+#: Per part in the shared progress array: bytes read, bytes in all, packets read,
+#: flows finished at the end, flows open at the end, attempts judged, attempts in all.
+_SLOTS = 7
+_STAGE_SLOT = {"finishing": 3, "judging": 5}
+
+
 def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, shared) -> None:
     """One part in its own process: stage 1, then (given every part's controls) stage 2."""
+    base = _SLOTS * part
+
     def progress(done: int, total: int, packets: int) -> None:
-        shared[3 * part] = done
-        shared[3 * part + 1] = total
-        shared[3 * part + 2] = packets
+        shared[base] = done
+        shared[base + 1] = total
+        shared[base + 2] = packets
+
+    def stage(name: str, done: int, total: int) -> None:
+        k = base + _STAGE_SLOT[name]
+        shared[k] = done
+        shared[k + 1] = total
 
     try:
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, progress=progress,
-                       reachable=reachable)
+                       reachable=reachable, stage=stage)
         kept, res.kept = res.kept, None  # the attempts travel once, with their verdicts
         conn.send(("part", res))
         msg = conn.recv()
         if msg[0] != "controls":
             return
         res.kept = kept
-        conn.send(("judged", judge_part(res, msg[1], workdir)))
+        conn.send(("judged", judge_part(res, msg[1], workdir, stage)))
     except ForensicsError as exc:
         conn.send(("error", exc))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
@@ -48,7 +61,7 @@ class _Workers:
     def __init__(self, files, jobs, workdir, max_flows, keep, reachable) -> None:
         ctx = mp.get_context("spawn")  # no fork: the parent may run threads (the progress bar)
         self.jobs = jobs
-        self.shared = ctx.Array("q", 3 * jobs, lock=False)
+        self.shared = ctx.Array("q", _SLOTS * jobs, lock=False)
         self.procs, self.conns = [], []
         for part in range(jobs):
             parent_end, child_end = ctx.Pipe()
@@ -59,7 +72,7 @@ class _Workers:
             self.procs.append(p)
             self.conns.append(parent_end)
 
-    def gather(self, want: str, progress=None) -> list:
+    def gather(self, want: str, progress=None, stage=None) -> list:
         """One message of kind ``want`` from every worker (raising the first failure)."""
         out: list = [None] * self.jobs
         pending = set(range(self.jobs))
@@ -80,13 +93,23 @@ class _Workers:
                         raise RuntimeError(f"a worker failed:\n{value}")
                 elif not self.procs[part].is_alive() and not c.poll(0):
                     raise RuntimeError(f"worker {part} died (exit status {self.procs[part].exitcode})")
-            if progress is not None:
-                sh = self.shared
-                # every part reads every input: the slowest part is the progress
-                slow = min(range(self.jobs), key=lambda k: sh[3 * k])
-                if sh[3 * slow + 1]:
-                    progress(sh[3 * slow], sh[3 * slow + 1], sh[3 * slow + 2])
+            self._report(progress, stage)
         return out
+
+    def _report(self, progress, stage) -> None:
+        sh, parts = self.shared, range(self.jobs)
+        if stage is not None:
+            # the parts' counts summed, once every part has reached that stage
+            for name in ("judging", "finishing"):
+                k = _STAGE_SLOT[name]
+                if all(sh[_SLOTS * p + k + 1] for p in parts):
+                    stage(name, sum(sh[_SLOTS * p + k] for p in parts), sum(sh[_SLOTS * p + k + 1] for p in parts))
+                    return
+        if progress is not None:
+            # every part reads every input: the slowest part is the progress
+            slow = min(parts, key=lambda p: sh[_SLOTS * p])
+            if sh[_SLOTS * slow + 1]:
+                progress(sh[_SLOTS * slow], sh[_SLOTS * slow + 1], sh[_SLOTS * slow + 2])
 
     def send_all(self, msg) -> None:
         for c in self.conns:
@@ -101,16 +124,16 @@ class _Workers:
 
 
 def run_processes(files: list[str], jobs: int, workdir: str, *, max_flows: int | None = None,
-                  keep: bool = False, progress=None,
-                  reachable: tuple[str, ...] = ()) -> tuple[list[PartResult], list[JudgedPart]]:
+                  keep: bool = False, progress=None, reachable: tuple[str, ...] = (),
+                  stage=None) -> tuple[list[PartResult], list[JudgedPart]]:
     """Run ``jobs`` parts in as many processes on this machine, both stages."""
     workers = _Workers(files, jobs, workdir, max_flows, keep, reachable)
     failed = True
     try:
-        results = workers.gather("part", progress)
+        results = workers.gather("part", progress, stage)
         check_readable(results)
         workers.send_all(("controls", merge_controls(results)))
-        judged = workers.gather("judged")
+        judged = workers.gather("judged", progress, stage)
         failed = False
         return results, judged
     finally:

@@ -42,6 +42,11 @@ INDEX_DTYPE = np.dtype([("start", np.float64), ("input", np.int32), ("frame", np
 _BLOCK = 65536
 
 ProgressFn = Callable[[int, int, int], None]
+#: ``stage(name, done, total)``: after reading, "finishing" (the flows still open,
+#: finished) then "judging" (the attempts given their verdicts).
+StageFn = Callable[[str, int, int], None]
+#: Attempts judged between two progress reports.
+JUDGE_TICK = 4096
 
 
 def _fast_pickling(cls) -> None:
@@ -96,7 +101,8 @@ class _Spill:
 
 
 def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flows: int | None = None,
-             keep: bool = False, progress: ProgressFn | None = None, reachable: tuple[str, ...] = ()) -> PartResult:
+             keep: bool = False, progress: ProgressFn | None = None, reachable: tuple[str, ...] = (),
+             stage: StageFn | None = None) -> PartResult:
     """Analyse partition ``part`` of ``nparts`` of the flows in ``files``, up to the local verdict stage."""
     judge = Judge([], reachable)
     spill = _Spill(os.path.join(workdir, f"part{part}.spill"))
@@ -140,7 +146,7 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
             except InputError as exc:
                 errors.append(str(exc))
                 info.warnings.append(str(exc))
-        engine.flush()
+        engine.flush((lambda done, total: stage("finishing", done, total)) if stage is not None else None)
         stats = engine.stats
         del engine  # the live flows go before the index comes back
         _give_back_memory()
@@ -200,7 +206,7 @@ class JudgedPart:
     verdicts: list[Verdict] | None = None
 
 
-def judge_part(res: PartResult, controls: Controls, workdir: str) -> JudgedPart:
+def judge_part(res: PartResult, controls: Controls, workdir: str, stage: StageFn | None = None) -> JudgedPart:
     """Stage 2 for one part: each attempt's verdict against every part's controls."""
     judge = Judge([], controls.reachable)
     judge.controls = controls
@@ -213,8 +219,10 @@ def judge_part(res: PartResult, controls: Controls, workdir: str) -> JudgedPart:
     fd = os.open(res.spill, os.O_RDONLY)
     try:
         with open(path, "w", encoding="utf-8", buffering=1 << 20) as out:
-            for b in range(0, len(order), _BLOCK):  # Python ints for a block at a time
-                sel = res.index[order[b:b + _BLOCK]]
+            for b in range(0, len(order), JUDGE_TICK):  # Python ints for a block at a time
+                if stage is not None:
+                    stage("judging", b, len(order))
+                sel = res.index[order[b:b + JUDGE_TICK]]
                 for k, (off, ln, inp) in enumerate(zip(sel["off"].tolist(), sel["len"].tolist(),
                                                        sel["input"].tolist()), b):
                     facts, frags = loads(pread(fd, ln, off))
@@ -227,6 +235,8 @@ def judge_part(res: PartResult, controls: Controls, workdir: str) -> JudgedPart:
                     codes[k] = code[v.verdict]
                     if verdicts is not None:
                         verdicts.append(v)
+        if stage is not None:
+            stage("judging", len(order), len(order))
     finally:
         os.close(fd)
         try:
@@ -331,11 +341,19 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], workdir: str, 
 
 
 def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None = None,
-             cleanup: str | None = None) -> Report:
+             cleanup: str | None = None, stage: StageFn | None = None) -> Report:
     """Stage 2 for parts whose spills are here (one process, or Dask), then the report."""
     check_readable(results)
     controls = merge_controls(results)
-    judged = [judge_part(r, controls, workdir) for r in results]
+    total = sum(len(r.index) for r in results)
+    judged, base = [], 0
+    for r in results:
+        tick = None
+        if stage is not None:
+            def tick(name, done, _n, base=base):  # the parts one after the other, as one count
+                stage(name, base + done, total)
+        judged.append(judge_part(r, controls, workdir, tick))
+        base += len(r.index)
     return assemble(results, judged, workdir, max_flows=max_flows, cleanup=cleanup)
 
 

@@ -50,6 +50,8 @@ CLOSED_LINGER = 15.0
 MAX_LIVE_FLOWS = 250_000
 #: Ports that carry DNS (mDNS and LLMNR use the same wire format).
 DNS_PORTS = (53, 5353, 5355)
+#: Flows finished between two progress reports at the end of the inputs.
+FLUSH_TICK = 1024
 
 KEY_DTYPE = np.dtype([("ah", np.uint64), ("al", np.uint64), ("bh", np.uint64), ("bl", np.uint64),
                       ("ap", np.uint16), ("bp", np.uint16)])
@@ -386,14 +388,27 @@ class Reassembler:
                 break
             self._finish_dns(key)
 
-    def flush(self) -> None:
-        """Finish everything still open (end of all inputs)."""
+    def live(self) -> int:
+        """Connections and DNS queries still open."""
+        return len(self.flows) + len(self.dns)
+
+    def flush(self, tick: Callable[[int, int], None] | None = None) -> None:
+        """Finish everything still open (end of all inputs); ``tick(done, total)`` now and then."""
+        total, done = self.live(), 0
         for state in self.flows.values():
             self.emit(finish_tcp(state))
+            done += 1
+            if tick is not None and not done % FLUSH_TICK:
+                tick(done, total)
         self.flows.clear()
         self.closing.clear()
         for key in list(self.dns):
             self._finish_dns(key)
+            done += 1
+            if tick is not None and not done % FLUSH_TICK:
+                tick(done, total)
+        if tick is not None:
+            tick(total, total)
 
 
 _KEY_VOID = np.dtype((np.void, KEY_DTYPE.itemsize))
