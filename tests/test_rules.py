@@ -35,3 +35,20 @@ def test_the_fallback_is_last_and_always_matches():
 def test_rules_page_is_current():
     assert (ROOT / "docs" / "rules.md").read_text() == render(), \
         "run: python -m forensics.classify.docs > docs/rules.md"
+
+
+def test_a_detector_that_raises_is_disabled_with_a_warning_and_the_others_still_judge(monkeypatch):
+    import forensics
+    from forensics.detectors import BUILTIN, rst
+
+    def broken(self, attempt):
+        raise ValueError("deliberately broken for this test")
+
+    monkeypatch.setattr(rst.ResetDetector, "run", broken)
+    assert any(isinstance(d, rst.ResetDetector) for d in BUILTIN)
+    report = forensics.analyze([str(ROOT / "pcaps" / "rst-injector")], keep_attempts=True)
+    failed = [w for w in report.warnings if "detector" in w and "deliberately broken" in w]
+    assert len(failed) == 1 and "disabled for the rest of the run" in failed[0]
+    verdicts = {v.verdict for v in report.verdicts}
+    assert "injected-rst" not in verdicts  # the broken detector found nothing
+    assert "ok" in verdicts  # the other detectors still ran on every attempt

@@ -27,21 +27,21 @@ class Judge:
         self.warnings = warnings if warnings is not None else []
         self._broken: set[str] = set()
 
-    def _run(self, det, what: str, *args) -> list[Finding]:
-        if det.name in self._broken:
-            return []
-        try:
-            return det.run(*args)
-        except Exception as exc:  # one broken detector must not stop the others
-            self._broken.add(det.name)
-            self.warnings.append(f"detector {det.name} failed on {what} ({type(exc).__name__}: {exc}); "
-                                 f"it was disabled for the rest of the run")
-            return []
+    def _disable(self, det, what: str, exc: Exception) -> None:
+        """One broken detector must not stop the others: it is recorded and left out from now on."""
+        self._broken.add(det.name)
+        self.warnings.append(f"detector {det.name} failed on {what} ({type(exc).__name__}: {exc}); "
+                             f"it was disabled for the rest of the run")
 
     def local(self, a: Attempt) -> Facts:
         found: list[Finding] = []
         for det in BUILTIN:
-            found.extend(self._run(det, f"{a.kind} attempt at {a.server}", a))
+            if self._broken and det.name in self._broken:
+                continue
+            try:  # runs for every attempt: no call in between
+                found.extend(det.run(a))
+            except Exception as exc:
+                self._disable(det, f"{a.kind} attempt at {a.server}", exc)
         facts = Facts(a.kind, a.transport, a.input, a.client.ip, a.server.ip, a.server.port, a.name,
                       a.start, a.end, tuple(found), features(a))
         self.controls.add(facts)
@@ -50,7 +50,12 @@ class Judge:
     def verdict(self, facts: Facts) -> Verdict:
         found = list(facts.findings)
         for det in CROSS:
-            found.extend(self._run(det, f"{facts.kind} attempt at {facts.server_ip}", facts, self.controls))
+            if self._broken and det.name in self._broken:
+                continue
+            try:
+                found.extend(det.run(facts, self.controls))
+            except Exception as exc:
+                self._disable(det, f"{facts.kind} attempt at {facts.server_ip}", exc)
         return apply_rules(facts, found)
 
 
