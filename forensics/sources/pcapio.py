@@ -311,49 +311,46 @@ def _walk_pcap(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBat
     linktype &= 0x0FFFFFFF  # upper bits carry FCS length flags
     stats.linktypes.add(linktype)
     limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN  # a record longer than it: the header lies
-    hdr = struct.Struct(endian + "IIII")
-    unpack = hdr.unpack_from
+    incl_at = struct.Struct(endian + "I").unpack_from
+    hdr_dtype = np.dtype(endian + "u4")
     pos = 24
     frame = 0
     last_ts = -1.0
     while True:
         data = st.data
         n = len(data)
-        frames: list[int] = []
-        tss: list[float] = []
         offs: list[int] = []
-        caps: list[int] = []
-        origs: list[int] = []
         need_more = False
-        while len(frames) < BATCH_RECORDS:
+        # the walk itself is the only sequential part: each record's length gives the next one
+        while len(offs) < BATCH_RECORDS:
             if pos + 16 > n:
                 need_more = True
                 break
-            sec, frac, incl, orig = unpack(data, pos)
+            (incl,) = incl_at(data, pos + 8)
             if incl > MAX_CAPLEN:
                 stats.stopped_at = st.base + pos
-                stats.stop_reason = f"record {frame + 1} claims {incl} captured bytes, which is impossible"
+                stats.stop_reason = f"record {frame + len(offs) + 1} claims {incl} captured bytes, which is impossible"
                 break
             end = pos + 16 + incl
             if end > n:
                 need_more = True
                 break
-            frame += 1
-            t = sec + frac * tsres
-            if t < last_ts:
-                stats.backwards_ts += 1
-            last_ts = t
-            if incl > orig or incl > limit:
-                stats.truncated_records += 1
-            frames.append(frame)
-            tss.append(t)
-            offs.append(pos + 16)
-            caps.append(incl)
-            origs.append(orig)
+            offs.append(pos)
             pos = end
-        if frames:
-            stats.records += len(frames)
-            yield _batch(data, frames, tss, offs, caps, origs, [linktype] * len(frames))
+        if offs:
+            # every record header at once: seconds, fraction, captured and original length
+            at = np.asarray(offs, dtype=np.int64)
+            raw = np.frombuffer(data, dtype=np.uint8)
+            hdr = raw[at[:, None] + np.arange(16)].view(hdr_dtype).reshape(len(offs), 4).astype(np.int64)
+            tss = hdr[:, 0] + hdr[:, 1] * tsres
+            caps, origs = hdr[:, 2], hdr[:, 3]
+            stats.backwards_ts += int(np.count_nonzero(tss[1:] < tss[:-1])) + int(tss[0] < last_ts)
+            last_ts = float(tss[-1])
+            stats.truncated_records += int(np.count_nonzero((caps > origs) | (caps > limit)))
+            frames = np.arange(frame + 1, frame + 1 + len(offs), dtype=np.int64)
+            frame += len(offs)
+            stats.records += len(offs)
+            yield _batch(data, frames, tss, at + 16, caps, origs, np.full(len(offs), linktype, np.int32))
         if stats.stopped_at is not None:
             stats.trailing_bytes = _remaining(st, pos)
             stats.bytes_read = st.base + pos
