@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 
 from .base import Facts
 
-#: Names remembered per server and per outcome; enough to name a control in a summary.
+#: Items remembered in a capped set (resolver IP-IDs, paths per Host): enough to name a control.
 MAX_NAMES = 32
+#: Names remembered per server port and outcome. The set answers "did this very name
+#: complete here?", so it must hold every name a busy server serves (a CDN address
+#: serves hundreds); past the cap the smallest are kept and the answer may be "no".
+MAX_NAMES_PER_PORT = 2048
 #: Resolvers remembered per name for the cross-resolver comparison.
 MAX_RESOLVERS = 16
 #: Prefixes remembered as reached, and (server, host) pairs whose paths are remembered.
@@ -37,8 +41,10 @@ class ServerStats:
     ecn_syn_answered: int = 0  # SYN-ACK to a SYN asking for ECN
     ecn_syn_unanswered: int = 0  # attempts with ECN SYNs that never got a SYN-ACK to them
     completed: int = 0
-    ok_names: set = field(default_factory=set)  # names whose exchange completed here
-    failed_names: set = field(default_factory=set)  # names whose first payload went unanswered
+    # port -> names whose exchange completed there (per port: a capped set of (port, name)
+    # pairs kept the smallest, so port 80's names crowded out every name of port 443)
+    ok_names: dict = field(default_factory=dict)
+    failed_names: dict = field(default_factory=dict)  # port -> names whose first payload went unanswered
     ttls: Counter = field(default_factory=Counter)  # server TTLs of SYN-ACKs and data
     hello_ok_max: int = 0  # largest ClientHello that got a ServerHello
     hello_ok_min: int = 0  # smallest such ClientHello (0: none)
@@ -50,8 +56,9 @@ class ServerStats:
         for name in ("attempts", "synack", "syn_unanswered", "plain_syn_answered", "ecn_syn_answered",
                      "ecn_syn_unanswered", "completed", "idle_resets"):
             setattr(self, name, getattr(self, name) + getattr(o, name))
-        _add_capped(self.ok_names, o.ok_names)
-        _add_capped(self.failed_names, o.failed_names)
+        for mine, theirs in ((self.ok_names, o.ok_names), (self.failed_names, o.failed_names)):
+            for port, names in theirs.items():
+                _add_capped(mine.setdefault(port, set()), names, MAX_NAMES_PER_PORT)
         self.ttls.update(o.ttls)
         self.hello_ok_max = max(self.hello_ok_max, o.hello_ok_max)
         self.hello_ok_min = _min0(self.hello_ok_min, o.hello_ok_min)
@@ -129,14 +136,14 @@ class Controls:
             if len(self.reached) < MAX_PREFIXES:
                 self.reached.add(prefix_of(f.server_ip))
             if f.name:
-                _add_capped(s.ok_names, {(f.server_port, f.name)})
+                _add_capped(s.ok_names.setdefault(f.server_port, set()), (f.name,), MAX_NAMES_PER_PORT)
             size = x.get("hello_size", 0)
             if size and f.kind == "tls":
                 s.hello_ok_max = max(s.hello_ok_max, size)
                 s.hello_ok_min = _min0(s.hello_ok_min, size)
         if "payload-unanswered" in sig:
             if f.name:
-                _add_capped(s.failed_names, {(f.server_port, f.name)})
+                _add_capped(s.failed_names.setdefault(f.server_port, set()), (f.name,), MAX_NAMES_PER_PORT)
             size = x.get("hello_size", 0)
             if size and f.kind == "tls":
                 s.hello_fail_min = _min0(s.hello_fail_min, size)
@@ -193,11 +200,11 @@ class Controls:
         return sum(1 for s in self.servers.values() if s.synack)
 
 
-def _add_capped(dst: set, src) -> None:
-    """Keep the ``MAX_NAMES`` smallest: the same set whatever order the items come
+def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:
+    """Keep the ``cap`` smallest: the same set whatever order the items come
     in, so that parts merged from parallel workers equal one process's."""
     for x in src:
-        if len(dst) < MAX_NAMES:
+        if len(dst) < cap:
             dst.add(x)
         elif x not in dst:
             top = max(dst)

@@ -58,8 +58,9 @@ class CrossCheckDetector:
         where = f"{f.server_ip}:{f.server_port}" if ":" not in f.server_ip else f"[{f.server_ip}]:{f.server_port}"
         named = sig & {*_DROPS, "rst-forged", "blockpage-forged", "rst-suspect"}
         if named and f.name:
-            others = sorted(n for p, n in st.ok_names if p == f.server_port and n != f.name)
-            same = (f.server_port, f.name) in st.ok_names
+            done_here = st.ok_names.get(f.server_port, ())
+            others = sorted(n for n in done_here if n != f.name)
+            same = f.name in done_here
             if same:
                 out.append(finding(NAME, "control-same-name-ok", 1.0,
                                    f"{f.name} itself completed an exchange at {where} in another attempt, so the "

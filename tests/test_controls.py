@@ -1,0 +1,55 @@
+"""The capture's controls at scale: caps must never hide the control that exists."""
+
+from __future__ import annotations
+
+from forensics.detectors.base import Facts, finding
+from forensics.detectors.controls import MAX_NAMES, Controls
+from forensics.detectors.crosscheck import CrossCheckDetector
+
+SERVER = "203.0.113.7"
+
+
+def _facts(kind: str, port: int, name: str, signal: str) -> Facts:
+    f = finding("test", signal, 1.0, signal)
+    return Facts(kind, "tcp", 0, "192.0.2.10", SERVER, port, name, 0.0, 1.0, (f,),
+                 {"syn": True, "synack": True, "answered": True})
+
+
+def _signals(c: Controls, f: Facts) -> set[str]:
+    return {x.signal for x in CrossCheckDetector().run(f, c)}
+
+
+def test_names_of_another_port_do_not_crowd_out_the_control_on_this_port():
+    # more completed names on port 80 than a capped set holds, all sorting before
+    # the one name that completed on port 443 (the regression: (port, name) pairs
+    # kept smallest first, so every port-443 name was dropped)
+    c = Controls()
+    for k in range(MAX_NAMES * 3):
+        c.add(_facts("http", 80, f"a{k:03}.example", "exchange-complete"))
+    c.add(_facts("tls", 443, "zz-control.example", "exchange-complete"))
+    dropped = _facts("tls", 443, "blocked.example", "hello-dropped")
+    sig = _signals(c, dropped)
+    assert "control-other-name-ok" in sig and "control-missing" not in sig
+
+
+def test_the_same_name_is_found_among_many_names_of_a_busy_server():
+    c = Controls()
+    for k in range(MAX_NAMES * 10):
+        c.add(_facts("tls", 443, f"site{k:04}.example", "exchange-complete"))
+    late = f"site{MAX_NAMES * 10 - 1:04}.example"  # the largest name: beyond a small cap
+    sig = _signals(c, _facts("tls", 443, late, "hello-dropped"))
+    assert "control-same-name-ok" in sig
+
+
+def test_merged_controls_equal_one_process_whatever_the_split():
+    names = [f"n{k:04}.example" for k in range(3000)]
+    one = Controls()
+    for n in names:
+        one.add(_facts("tls", 443, n, "exchange-complete"))
+    a, b = Controls(), Controls()
+    for k, n in enumerate(reversed(names)):
+        (a if k % 3 else b).add(_facts("tls", 443, n, "exchange-complete"))
+    merged = Controls()
+    merged.merge(a)
+    merged.merge(b)
+    assert merged.servers[SERVER].ok_names == one.servers[SERVER].ok_names
