@@ -23,8 +23,10 @@ MAX_NAMES = 32
 MAX_NAMES_PER_PORT = 2048
 #: Resolvers remembered per name for the cross-resolver comparison.
 MAX_RESOLVERS = 16
-#: Prefixes remembered as reached, and (server, host) pairs whose paths are remembered.
-MAX_PREFIXES = 4096
+#: Prefixes remembered as reached, and names met by forged packets: membership sets
+#: (a few MB at most), past the cap the smallest are kept.
+MAX_PREFIXES = 65536
+#: (server, port, host) keys whose paths are remembered.
 MAX_PATH_KEYS = 4096
 #: Local signals that prove packets were forged on the path.
 FORGED = frozenset({"rst-forged", "blockpage-forged"})
@@ -71,13 +73,11 @@ class ResolverStats:
     responses: int = 0
     undisputed_ttls: Counter = field(default_factory=Counter)  # IP TTLs of lone responses
     min_rtt: float = 0.0  # fastest lone response (0: none)
-    ipids: list = field(default_factory=list)  # IP-IDs of lone responses (first few)
 
     def merge(self, o: "ResolverStats") -> None:
         self.responses += o.responses
         self.undisputed_ttls.update(o.undisputed_ttls)
         self.min_rtt = _min0f(self.min_rtt, o.min_rtt)
-        self.ipids = (self.ipids + o.ipids)[:MAX_NAMES]
 
 
 @dataclass(slots=True)
@@ -123,18 +123,17 @@ class Controls:
         sig = f.signals()
         if x.get("path") is not None:
             key = (f.server_ip, f.server_port, f.name)
-            if key in self.paths or len(self.paths) < MAX_PATH_KEYS:
+            if _room_for(self.paths, key, MAX_PATH_KEYS):
                 ok, bad = self.paths.setdefault(key, (set(), set()))
                 if "exchange-complete" in sig and not (sig & INTERFERENCE):
                     _add_capped(ok, {x["path"]})
                 elif sig & INTERFERENCE:
                     _add_capped(bad, {x["path"]})
-        if f.name and sig & FORGED and len(self.filtered_names) < MAX_PREFIXES:
-            self.filtered_names.add(f.name.split(":")[0].lower())
+        if f.name and sig & FORGED:
+            _add_capped(self.filtered_names, (f.name.split(":")[0].lower(),), MAX_PREFIXES)
         if "exchange-complete" in sig:
             s.completed += 1
-            if len(self.reached) < MAX_PREFIXES:
-                self.reached.add(prefix_of(f.server_ip))
+            _add_capped(self.reached, (prefix_of(f.server_ip),), MAX_PREFIXES)
             if f.name:
                 _add_capped(s.ok_names.setdefault(f.server_port, set()), (f.name,), MAX_NAMES_PER_PORT)
             size = x.get("hello_size", 0)
@@ -155,7 +154,7 @@ class Controls:
     def _add_dns(self, f: Facts) -> None:
         resp = f.features.get("responses", ())
         lone = len(resp) == 1 and resp[0][0] == f.server_ip
-        for src, ttl, outcome, delay, ipid, *_ in resp:
+        for src, ttl, outcome, delay, *_ in resp:
             r = self.resolvers.get(src)
             if r is None:
                 r = self.resolvers[src] = ResolverStats()
@@ -163,11 +162,9 @@ class Controls:
             if lone:
                 r.undisputed_ttls[ttl] += 1
                 r.min_rtt = _min0f(r.min_rtt, delay)
-                if ipid > 0 and len(r.ipids) < MAX_NAMES:
-                    r.ipids.append(ipid)
         if lone:
             by = self.names.setdefault((f.name, f.features.get("qtype", "")), {})
-            if f.server_ip in by or len(by) < MAX_RESOLVERS:
+            if _room_for(by, f.server_ip):
                 by.setdefault(f.server_ip, set()).add(resp[0][2])
 
     def merge(self, o: "Controls") -> None:
@@ -178,21 +175,17 @@ class Controls:
             if mine is None:
                 self.resolvers[ip] = mine = ResolverStats()
             mine.merge(st)
-        for n in o.filtered_names:
-            if len(self.filtered_names) < MAX_PREFIXES:
-                self.filtered_names.add(n)
-        for p in o.reached:
-            if len(self.reached) < MAX_PREFIXES:
-                self.reached.add(p)
+        _add_capped(self.filtered_names, o.filtered_names, MAX_PREFIXES)
+        _add_capped(self.reached, o.reached, MAX_PREFIXES)
         for key, (ok, bad) in o.paths.items():
-            if key in self.paths or len(self.paths) < MAX_PATH_KEYS:
+            if _room_for(self.paths, key, MAX_PATH_KEYS):
                 mine_ok, mine_bad = self.paths.setdefault(key, (set(), set()))
                 _add_capped(mine_ok, ok)
                 _add_capped(mine_bad, bad)
         for key, by in o.names.items():
             mine = self.names.setdefault(key, {})
             for ip, outs in by.items():
-                if ip in mine or len(mine) < MAX_RESOLVERS:
+                if _room_for(mine, ip):
                     mine.setdefault(ip, set()).update(outs)
 
     def answering_servers(self) -> int:
@@ -211,6 +204,18 @@ def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:
             if x < top:
                 dst.discard(top)
                 dst.add(x)
+
+
+def _room_for(by: dict, key, cap: int = MAX_RESOLVERS) -> bool:
+    """Whether ``key`` may have an entry in ``by`` (at most ``cap``, the smallest
+    keys kept: the same whatever order they come in), making room if so."""
+    if key in by or len(by) < cap:
+        return True
+    top = max(by)
+    if key < top:
+        del by[top]
+        return True
+    return False
 
 
 @lru_cache(maxsize=65536)
