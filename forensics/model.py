@@ -9,6 +9,7 @@ or pyshark object.
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,24 @@ SEG_DTYPE = np.dtype([
     ("ack", np.uint32), ("win", np.uint16), ("plen", np.int32), ("tos", np.uint8),
     ("input", np.int32),
 ])
+
+#: Positions of SEG_DTYPE's fields in a row of ``segs.tolist()`` (``TcpConn.rows``).
+(SEG_FRAME, SEG_TS, SEG_DIR, SEG_TTL, SEG_IPID, SEG_DF, SEG_FLAGS, SEG_SEQ, SEG_ACK, SEG_WIN, SEG_PLEN, SEG_TOS,
+ SEG_INPUT) = (SEG_DTYPE.names.index(n) for n in ("frame", "ts", "dir", "ttl", "ipid", "df", "flags", "seq", "ack",
+                                                  "win", "plen", "tos", "input"))
+
+_STRUCT_CODES = {("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
+                 ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q", ("f", 8): "d"}
+#: SEG_DTYPE as a ``struct`` layout (packed, native order, as numpy stores it).
+_SEG_STRUCT = struct.Struct("=" + "".join(_STRUCT_CODES[SEG_DTYPE[n].kind, SEG_DTYPE[n].itemsize]
+                                          for n in SEG_DTYPE.names))
+assert _SEG_STRUCT.size == SEG_DTYPE.itemsize
+
+
+def seg_rows(segs: np.ndarray) -> list[tuple]:
+    """``segs.tolist()``, four times faster: ``tolist`` converts field by field, ``struct`` row by row."""
+    return list(_SEG_STRUCT.iter_unpack(segs.tobytes()))
+
 
 C2S, S2C = 0, 1
 
@@ -228,6 +247,9 @@ class TcpConn:
     first_ts: float
     last_ts: float
     detail_capped: bool
+    #: ``segs`` as Python tuples (fields at the ``SEG_*`` positions). A connection has a
+    #: dozen rows or so, where a loop over tuples costs less than a few numpy calls.
+    rows: list[tuple] = field(repr=False, compare=False)
 
     @property
     def handshake(self) -> bool:

@@ -8,7 +8,7 @@ that were never answered.
 
 from __future__ import annotations
 
-from ..model import (Attempt, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, HttpRequest,
+from ..model import (SEG_FRAME, SEG_PLEN, Attempt, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, HttpRequest,
                      HttpResponse, TcpConn, TlsClientHello, TlsServerReply)
 from . import dnswire, httpwire, tlswire
 
@@ -18,7 +18,7 @@ MAX_FRAMES_LISTED = 64
 
 def from_tcp(conn: TcpConn) -> list[Attempt]:
     base = dict(transport="tcp", client=conn.client, server=conn.server, start=conn.first_ts,
-                end=conn.last_ts, input=conn.input, frames=tuple(conn.segs["frame"].tolist()),
+                end=conn.last_ts, input=conn.input, frames=tuple([r[SEG_FRAME] for r in conn.rows]),
                 history=conn.history, tcp=conn)
     data = conn.client_payload
     if tlswire.looks_like_client_hello(data):
@@ -49,12 +49,14 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
 
 def _segments(conn: TcpConn, size: int) -> int:
     """How many TCP segments the first ``size`` bytes of client payload took."""
+    plen: dict[int, int] = {}
+    for r in conn.rows:
+        plen.setdefault(r[SEG_FRAME], r[SEG_PLEN])  # a frame's first row, as a frame number can repeat across inputs
     seen = 0
     count = 0
     for frame in conn.client_payload_frames:
         count += 1
-        rows = conn.segs[conn.segs["frame"] == frame]
-        seen += int(rows["plen"][0]) if len(rows) else 0
+        seen += plen.get(frame, 0)
         if seen >= size:
             break
     return max(count, 1)

@@ -34,7 +34,7 @@ import numpy as np
 from ..model import C2S, S2C, SEG_DTYPE, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, IcmpError
 from ..sources.decode import ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 from . import dnswire
-from .tcp import TcpState, close_bits, finish_tcp
+from .tcp import TcpState, close_bits, finish_tcp, first_seq, syn_rows
 
 #: A connection with no packet for this long (capture time) is finished. Long
 #: enough that keep-alive gaps do not split one connection in two.
@@ -223,14 +223,19 @@ class Reassembler:
             self.emit(finish_tcp(old))
 
     def _absorb_fast(self, input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt) -> None:
-        """Absorb whole groups at once: counters by reduceat, rows by one gather."""
+        """Absorb whole groups at once: counters and first rows by reduceat, rows by one gather."""
+        n = len(t)
         is_c = (t["src_hi"] == chi[rowgroup]) & (t["src_lo"] == clo[rowgroup]) & (t["sport"] == cpt[rowgroup])
         dirs = np.where(is_c, C2S, S2C).astype(np.uint8)
-        seg = np.empty(len(t), SEG_DTYPE)
+        seg = np.empty(n, SEG_DTYPE)
         for name in ("frame", "ts", "ttl", "ipid", "df", "flags", "seq", "ack", "win", "plen", "tos"):
             seg[name] = t[name]
         seg["dir"] = dirs
         seg["input"] = input_idx
+        # each group's rows are cut from one copy of the bytes (a view would keep the whole
+        # batch alive; copying raw bytes is several times cheaper than copying a record slice)
+        seg_bytes = memoryview(seg.tobytes())
+        width = SEG_DTYPE.itemsize
         plen = t["plen"].astype(np.int64)
         nc = np.add.reduceat(is_c.astype(np.int64), starts).tolist()
         bc = np.add.reduceat(np.where(is_c, plen, 0), starts).tolist()
@@ -239,18 +244,28 @@ class Reassembler:
         sizes = np.diff(bounds).tolist()
         b = bounds.tolist()
         gbits = np.bitwise_or.reduceat(close_bits(t["flags"], is_c), starts).tolist()
+        # each direction's first row in each group (n: none), and the base_seq it gives
+        pos = np.arange(n)
+        bases = first_seq(t["seq"], t["flags"])
+        firsts = []
+        for side in (is_c, ~is_c):
+            i = np.minimum.reduceat(np.where(side, pos, n), starts)
+            firsts.append(np.where(i < n, bases[np.minimum(i, n - 1)], -1).tolist())
+        base_c, base_s = firsts
         for g, st in enumerate(states):
             if st is None:
                 continue
             st.count(nc[g], sizes[g] - nc[g], bc[g], bs[g], last[g])
             st.fins |= gbits[g]
-            part = seg[b[g]:b[g + 1]].copy()  # a view would keep the whole batch alive
-            if st.base_seq[0] is None or st.base_seq[1] is None:
-                st.set_bases(part)
-            st._keep(part)
+            if st.base_seq[C2S] is None and base_c[g] >= 0:
+                st.base_seq[C2S] = base_c[g]
+            if st.base_seq[S2C] is None and base_s[g] >= 0:
+                st.base_seq[S2C] = base_s[g]
+            st._keep(np.frombuffer(bytearray(seg_bytes[b[g] * width:b[g + 1] * width]), SEG_DTYPE))
         fast_row = fast[rowgroup]
-        for i in np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0)).tolist():
-            states[rowgroup[i]]._syn(t[i], int(dirs[i]), buf)
+        syns = np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0))
+        for g, d, fields in zip(rowgroup[syns].tolist(), dirs[syns].tolist(), syn_rows(t, syns)):
+            states[g].syn_row(d, *fields, buf)
         idx = np.flatnonzero(fast_row & (t["caplen_pay"] > 0))
         if len(idx):
             cols = zip(rowgroup[idx].tolist(), dirs[idx].tolist(), t["seq"][idx].tolist(),

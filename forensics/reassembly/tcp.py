@@ -11,7 +11,8 @@ import functools
 
 import numpy as np
 
-from ..model import C2S, S2C, SEG_DTYPE, Endpoint, IcmpError, Marker, TcpConn, TcpOptions
+from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN,
+                     SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, Endpoint, IcmpError, Marker, TcpConn, TcpOptions, seg_rows)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 
 MAX_DETAIL = 512
@@ -36,6 +37,20 @@ def close_bits(flags: np.ndarray, is_client: np.ndarray) -> np.ndarray:
     fin = (flags & TCP_FIN) != 0
     return (np.where(fin & is_client, CLOSED_FIN_C, 0) | np.where(fin & ~is_client, CLOSED_FIN_S, 0)
             | np.where((flags & TCP_RST) != 0, CLOSED_RST, 0)).astype(np.int64)
+
+
+def first_seq(seq, flags):
+    """Wireshark's base_seq of a direction whose first row has this seq and these flags:
+    the SYN's own seq, else one before the first byte seen (ints or arrays of them)."""
+    if isinstance(seq, np.ndarray):
+        seq = seq.astype(np.int64)
+        return np.where((flags & TCP_SYN) != 0, seq, (seq - 1) & U32)
+    return seq if flags & TCP_SYN else (seq - 1) & U32
+
+
+def syn_rows(rows: np.ndarray, idx: np.ndarray) -> zip:
+    """(flags, l4, doff, ttl, ipid, frame) of the rows at ``idx``, as Python ints (for ``TcpState.syn_row``)."""
+    return zip(*(rows[name][idx].tolist() for name in ("flags", "l4", "doff", "ttl", "ipid", "frame")))
 
 
 def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, int | None, bool, bool, tuple[int, ...]]:
@@ -146,7 +161,7 @@ class TcpState:
             idx = np.flatnonzero(dirs == d)
             if len(idx):
                 first = before[idx[0]]
-                base = int(first["seq"]) if first["flags"] & TCP_SYN else (int(first["seq"]) - 1) & U32
+                base = first_seq(int(first["seq"]), int(first["flags"]))
         return base is not None and int(syn["seq"]) != base
 
     def absorb(self, input_idx: int, rows: np.ndarray, buf: np.ndarray) -> None:
@@ -166,8 +181,9 @@ class TcpState:
         seg["input"] = input_idx
         self.set_bases(seg)
         self._keep(seg)
-        for i in np.flatnonzero(rows["flags"] & TCP_SYN).tolist():
-            self._syn(rows[i], int(dirs[i]), buf)
+        syns = np.flatnonzero(rows["flags"] & TCP_SYN)
+        for d, fields in zip(dirs[syns].tolist(), syn_rows(rows, syns)):
+            self.syn_row(d, *fields, buf)
         for i in np.flatnonzero(rows["caplen_pay"] > 0).tolist():
             d = int(dirs[i])
             if self.wants(d):
@@ -188,7 +204,7 @@ class TcpState:
                 idx = np.flatnonzero(seg["dir"] == d)
                 if len(idx):
                     r = seg[idx[0]]
-                    self.base_seq[d] = int(r["seq"]) if r["flags"] & TCP_SYN else (int(r["seq"]) - 1) & U32
+                    self.base_seq[d] = first_seq(int(r["seq"]), int(r["flags"]))
 
     def wants(self, d: int) -> bool:
         """Whether payload bytes in direction ``d`` are still worth keeping."""
@@ -225,8 +241,8 @@ class TcpState:
             self.chunks.append(marks)
             self.n_marks += len(marks)
 
-    def _syn(self, r: np.void, d: int, buf: np.ndarray) -> None:
-        f = int(r["flags"])
+    def syn_row(self, d: int, f: int, l4: int, doff: int, ttl: int, ipid: int, frame: int, buf: np.ndarray) -> None:
+        """A row with SYN set, in direction ``d``: keep the options of the first SYN and SYN-ACK."""
         if d == C2S and not f & TCP_ACK:
             self.syn_count += 1
             if self.syn is not None:
@@ -236,9 +252,8 @@ class TcpState:
                 return
         else:
             return
-        mss, ws, sack, tsopt, kinds = parse_tcp_options(buf, int(r["l4"]), int(r["doff"]))
-        opts = TcpOptions(mss, ws, sack, tsopt, kinds, bool(f & TCP_ECE), bool(f & TCP_CWR),
-                          int(r["ttl"]), int(r["ipid"]), int(r["frame"]))
+        mss, ws, sack, tsopt, kinds = parse_tcp_options(buf, l4, doff)
+        opts = TcpOptions(mss, ws, sack, tsopt, kinds, bool(f & TCP_ECE), bool(f & TCP_CWR), ttl, ipid, frame)
         if d == C2S:
             self.syn = opts
         else:
@@ -258,6 +273,12 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
         return b"", (), 0, 0
     if start is None:
         start = pieces[0][0]
+    if len(pieces) == 1:  # the usual first payload: one segment, at the start or not
+        seq, frame, data, _ts = pieces[0]
+        if seq != start:
+            return b"", (), 0, 0
+        if data:
+            return data[:cap], (frame,), 1, 0
     ordered = sorted(((p[0] - start) & U32, i, p) for i, p in enumerate(pieces))
     out = bytearray()
     frames: list[int] = []
@@ -282,13 +303,15 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
     return bytes(out[:cap]), tuple(frames), first_sends, conflicts
 
 
-# SEG_DTYPE field positions in a row tuple (``segs.tolist()``)
-_FRAME, _TS, _DIR, _TTL, _IPID, _DF, _FLAGS, _SEQ, _ACK, _WIN, _PLEN, _TOS, _INPUT = range(13)
 _LOG_LETTERS = ("T", "W", "t", "w")
 _NOTED_AT = (1, 10, 100, 1000, 10000)
+#: The flags the history letters depend on.
+_LETTER_FLAGS = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST
 
 
-def _letters(f: int, plen: int, win: int, rt: bool) -> str:
+@functools.cache  # at most 16 flag values x 2 x 2 x 2 x 2 directions
+def _letters(f: int, payload: bool, zero_window: bool, rt: bool, d: int) -> tuple[str, ...]:
+    """The history letters of one row (lower case from the server)."""
     out = ""
     if f & TCP_SYN and f & (TCP_FIN | TCP_RST):
         out += "Q"
@@ -298,17 +321,17 @@ def _letters(f: int, plen: int, win: int, rt: bool) -> str:
         out += "F"
     if f & TCP_RST:
         out += "R"
-    if plen > 0:
+    if payload:
         out += "T" if rt else "D"
     elif f & TCP_ACK and not f & (TCP_SYN | TCP_FIN | TCP_RST):
         out += "A"
-    if win == 0 and not f & (TCP_SYN | TCP_RST):
+    if zero_window and not f & (TCP_SYN | TCP_RST):
         out += "W"
-    return out
+    return tuple(out.lower() if d else out)
 
 
-def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[bool], str]:
-    """One pass over a connection's rows: which are retransmissions, and the history.
+def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
+    """One pass over a connection's rows: retransmissions per direction, and the history.
 
     The history is Zeek's: upper case for the client, lower for the server; each
     letter noted once per direction, except T (retransmitted data) and W (zero
@@ -316,28 +339,27 @@ def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[bool], str]:
     """
     high: list[int | None] = [None, None]
     starts = list(base)
-    retrans = []
+    nrt = [0, 0]
     hist: list[str] = []
     seen: set[str] = set()
     counts: dict[str, int] = {}
     for r in rows:
-        d, plen = r[_DIR], r[_PLEN]
+        d, plen = r[SEG_DIR], r[SEG_PLEN]
         rt = False
         if plen > 0:
             if starts[d] is None:
-                starts[d] = r[_SEQ] - 1
-            rel = (r[_SEQ] - starts[d]) & U32
+                starts[d] = r[SEG_SEQ] - 1
+            rel = (r[SEG_SEQ] - starts[d]) & U32
             if rel >= 1 << 31:
                 rel -= 1 << 32
             end = rel + plen
             h = high[d]
-            rt = h is not None and end <= h
             if h is None or end > h:
                 high[d] = end
-        retrans.append(rt)
-        for ch in _letters(r[_FLAGS], plen, r[_WIN], rt):
-            if d:
-                ch = ch.lower()
+            else:
+                rt = True
+                nrt[d] += 1
+        for ch in _letters(r[SEG_FLAGS] & _LETTER_FLAGS, plen > 0, r[SEG_WIN] == 0, rt, d):
             if ch in _LOG_LETTERS:
                 c = counts.get(ch, 0) + 1
                 counts[ch] = c
@@ -346,45 +368,44 @@ def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[bool], str]:
             elif ch not in seen:
                 seen.add(ch)
                 hist.append(ch)
-    return retrans, "".join(hist)
+    return nrt, "".join(hist)
 
 
 def history(segs: np.ndarray, base: list[int | None] | None = None) -> str:
     """The Zeek-style history of a connection's rows."""
-    return _walk(segs.tolist(), base or [None, None])[1]
+    return _walk(seg_rows(segs), base or [None, None])[1]
 
 
 def finish_tcp(s: TcpState) -> TcpConn:
     segs = np.concatenate(s.chunks) if len(s.chunks) > 1 else (s.chunks[0] if s.chunks else np.empty(0, SEG_DTYPE))
-    rows = segs.tolist()
+    rows = seg_rows(segs)
     c_start = s_start = None
     first_pay_ts = None
+    ends = []  # the FIN and RST rows
     for r in rows:
-        f = r[_FLAGS]
+        f = r[SEG_FLAGS]
         if f & TCP_SYN:
-            if r[_DIR] == C2S and not f & TCP_ACK and c_start is None:
-                c_start = (r[_SEQ] + 1) & U32
-            elif r[_DIR] == S2C and f & TCP_ACK and s_start is None:
-                s_start = (r[_SEQ] + 1) & U32
-        if first_pay_ts is None and r[_DIR] == C2S and r[_PLEN] > 0:
-            first_pay_ts = r[_TS]
+            if r[SEG_DIR] == C2S and not f & TCP_ACK and c_start is None:
+                c_start = (r[SEG_SEQ] + 1) & U32
+            elif r[SEG_DIR] == S2C and f & TCP_ACK and s_start is None:
+                s_start = (r[SEG_SEQ] + 1) & U32
+        if f & (TCP_FIN | TCP_RST):
+            ends.append(r)
+        if first_pay_ts is None and r[SEG_DIR] == C2S and r[SEG_PLEN] > 0:
+            first_pay_ts = r[SEG_TS]
     pieces = s.pieces or ([], [])
     cpay, cframes, csends, cconf = _reassemble(pieces[C2S], c_start)
     spay, sframes, _, sconf = _reassemble(pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
-    rt, hist = _walk(rows, s.base_seq)
+    nrt, hist = _walk(rows, s.base_seq)
     markers = []
-    nrt = [0, 0]
-    for r, is_rt in zip(rows, rt):
-        if is_rt:
-            nrt[r[_DIR]] += 1
-        f = r[_FLAGS]
-        if f & (TCP_FIN | TCP_RST):
-            ts = r[_TS]
-            after = first_pay_ts is not None and ts >= first_pay_ts
-            markers.append(Marker(
-                kind="rst" if f & TCP_RST else "fin", frame=r[_FRAME], input=r[_INPUT], ts=ts, dir=r[_DIR],
-                flags=f, seq=r[_SEQ], ack=r[_ACK], ttl=r[_TTL], ipid=r[_IPID], win=r[_WIN], plen=r[_PLEN],
-                after_payload=after, since_payload_ms=round((ts - first_pay_ts) * 1000, 3) if after else None))
+    for r in ends:
+        f, ts = r[SEG_FLAGS], r[SEG_TS]
+        after = first_pay_ts is not None and ts >= first_pay_ts
+        markers.append(Marker(
+            kind="rst" if f & TCP_RST else "fin", frame=r[SEG_FRAME], input=r[SEG_INPUT], ts=ts, dir=r[SEG_DIR],
+            flags=f, seq=r[SEG_SEQ], ack=r[SEG_ACK], ttl=r[SEG_TTL], ipid=r[SEG_IPID], win=r[SEG_WIN],
+            plen=r[SEG_PLEN], after_payload=after,
+            since_payload_ms=round((ts - first_pay_ts) * 1000, 3) if after else None))
     c, sv = s.c_key, s.s_key
     return TcpConn(
         input=s.input, stream=s.stream,
@@ -395,4 +416,4 @@ def finish_tcp(s: TcpState) -> TcpConn:
         client_payload=cpay, client_payload_frames=cframes, client_payload_sends=max(csends, 1 if cpay else 0),
         server_payload=spay, server_payload_frames=sframes, markers=tuple(markers),
         retransmissions=(nrt[0], nrt[1]), conflicts=(cconf, sconf), icmp=tuple(s.icmp or ()), history=hist, first_ts=s.first_ts,
-        last_ts=s.last_ts, detail_capped=s.capped)
+        last_ts=s.last_ts, detail_capped=s.capped, rows=rows)
