@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..model import C2S, Attempt
+from ..model import C2S, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL, Attempt
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
 
 _ECN = TCP_ECE | TCP_CWR
@@ -24,36 +22,42 @@ def features(a: Attempt) -> dict:
     c = a.tcp
     if c is None:
         return {}
-    segs = c.segs
-    c2s = segs["dir"] == C2S
-    s2c = ~c2s
     x: dict = {"packets_c": c.packets[0], "packets_s": c.packets[1],
                "payload_c": c.payload_bytes[0], "payload_s": c.payload_bytes[1],
                "syn": c.syn is not None, "synack": c.synack is not None, "answered": c.packets[1] > 0}
-    syns = segs[c2s & ((segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN)]
-    if len(syns):
-        ecn = (syns["flags"] & _ECN) == _ECN
-        if ecn.any():
-            # the SYN-ACK answered an ECN SYN if no plain SYN was sent before it
-            if c.synack is not None:
-                before = syns[syns["frame"] < c.synack.frame]
-                plain_before = ((before["flags"] & _ECN) != _ECN).any()
-                x["ecn_answered"] = not plain_before
-                x["ecn_unanswered"] = bool(plain_before)
-            else:
-                x["ecn_unanswered"] = True
-    srv = segs[s2c & ((segs["flags"] & TCP_RST) == 0)]
-    if len(srv):
-        vals, counts = np.unique(srv["ttl"], return_counts=True)
-        x["server_ttl"] = int(vals[np.argmax(counts)])
+    # one pass over the rows (a dozen, typically): cheaper than a numpy mask per question
+    syns = []  # the client's SYNs (without ACK)
+    data = []  # the client's segments with payload
+    ttls: dict[int, int] = {}  # the server side's TTLs (resets aside), by count
+    max_ack = None  # the highest ack number from the server's side
+    for r in c.rows:
+        if r[SEG_DIR] == C2S:
+            if r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN:
+                syns.append(r)
+            if r[SEG_PLEN] > 0:
+                data.append(r)
+        else:
+            if not r[SEG_FLAGS] & TCP_RST:
+                ttls[r[SEG_TTL]] = ttls.get(r[SEG_TTL], 0) + 1
+            if max_ack is None or r[SEG_ACK] > max_ack:
+                max_ack = r[SEG_ACK]
+    if any(r[SEG_FLAGS] & _ECN == _ECN for r in syns):
+        # the SYN-ACK answered an ECN SYN if no plain SYN was sent before it
+        if c.synack is not None:
+            plain_before = any(r[SEG_FLAGS] & _ECN != _ECN for r in syns if r[SEG_FRAME] < c.synack.frame)
+            x["ecn_answered"] = not plain_before
+            x["ecn_unanswered"] = plain_before
+        else:
+            x["ecn_unanswered"] = True
+    if ttls:
+        # the most frequent, the lowest of equally frequent ones
+        x["server_ttl"] = max(sorted(ttls.items()), key=lambda kv: kv[1])[0]
     # the largest client segment the server acknowledged (cumulative ack beyond its end)
-    data = segs[c2s & (segs["plen"] > 0)]
-    if len(data) and s2c.any():
-        max_ack = int(segs["ack"][s2c].max())
-        ends = (data["seq"].astype(np.int64) + data["plen"]) & 0xFFFFFFFF
-        acked = data["plen"][((max_ack - ends) & 0xFFFFFFFF) < 0x80000000]
-        if len(acked):
-            x["max_seg_acked"] = int(acked.max())
+    if data and max_ack is not None:
+        acked = [r[SEG_PLEN] for r in data
+                 if ((max_ack - ((r[SEG_SEQ] + r[SEG_PLEN]) & 0xFFFFFFFF)) & 0xFFFFFFFF) < 0x80000000]
+        if acked:
+            x["max_seg_acked"] = max(acked)
     if a.request is not None:
         x["path"] = a.request.path
     if a.hello is not None:
@@ -70,12 +74,17 @@ def handshake_rtt(c) -> float | None:
     """Round trip from the capture point to the server: the SYN-ACK after the SYN it answers."""
     if c.synack is None:
         return None
-    segs = c.segs
-    syns = segs[(segs["dir"] == C2S) & ((segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN) & (segs["frame"] < c.synack.frame)]
-    sa = segs[segs["frame"] == c.synack.frame]
-    if not len(syns) or not len(sa):
+    frame = c.synack.frame
+    syn_ts = sa_ts = None  # the last SYN before the SYN-ACK; the SYN-ACK's first row
+    for r in c.rows:
+        if r[SEG_FRAME] < frame:
+            if r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN:
+                syn_ts = r[SEG_TS]
+        elif r[SEG_FRAME] == frame and sa_ts is None:
+            sa_ts = r[SEG_TS]
+    if syn_ts is None or sa_ts is None:
         return None
-    return float(sa["ts"][0]) - float(syns["ts"][-1])
+    return sa_ts - syn_ts
 
 
 def dns_outcome(r) -> str:

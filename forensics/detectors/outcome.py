@@ -13,13 +13,12 @@ asymmetric route sees only one direction.
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..model import C2S, S2C, Attempt, Finding, rcode_text
+from ..model import C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_TS, SEG_TTL, Attempt, Finding, rcode_text
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
 from .base import doc_parts, ev, finding
 
 NAME = "outcome"
+_ECN = TCP_ECE | TCP_CWR
 
 #: The signals this detector reports, and what each means.
 SIGNALS = {
@@ -92,26 +91,25 @@ def _dns(a: Attempt) -> list[Finding]:
 
 def _tcp(a: Attempt) -> list[Finding]:
     c = a.tcp
-    segs = c.segs
     out: list[Finding] = []
-    s2c = segs[segs["dir"] == S2C]
-    c2s = segs[segs["dir"] == C2S]
-    syn_frames = c2s["frame"][(c2s["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN]
-    server_answered = len(s2c) > 0
+    # plain loops over the rows: a connection has a dozen, fewer than numpy calls would cost
+    s2c = [r for r in c.rows if r[SEG_DIR] == S2C]
+    c2s = [r for r in c.rows if r[SEG_DIR] == C2S]
     if c.syn is not None and c.synack is None:
-        rst = s2c[(s2c["flags"] & TCP_RST) != 0]
-        if len(rst):
+        syn_frames = [r[SEG_FRAME] for r in c2s if r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN]
+        rst = [r for r in s2c if r[SEG_FLAGS] & TCP_RST]
+        if rst:
             r = rst[0]
             out.append(finding(NAME, "syn-rst", 1.0,
-                               f"the SYN was answered by a reset (TTL {int(r['ttl'])})",
-                               [ev(a.input, int(syn_frames[0]), "syn", "SYN sent"),
-                                ev(int(r["input"]), int(r["frame"]), "rst", f"RST TTL {int(r['ttl'])}")],
-                               ttl=int(r["ttl"])))
-        elif not server_answered:
-            span = (float(c2s["ts"][-1]) - float(c2s["ts"][0])) if len(c2s) else 0.0
+                               f"the SYN was answered by a reset (TTL {r[SEG_TTL]})",
+                               [ev(a.input, syn_frames[0], "syn", "SYN sent"),
+                                ev(r[SEG_INPUT], r[SEG_FRAME], "rst", f"RST TTL {r[SEG_TTL]}")],
+                               ttl=r[SEG_TTL]))
+        elif not s2c:
+            span = (c2s[-1][SEG_TS] - c2s[0][SEG_TS]) if c2s else 0.0
             out.append(finding(NAME, "syn-unanswered", 1.0,
                                f"SYN sent {c.syn_count} time(s) over {span:.1f} s, no answer",
-                               [ev(a.input, int(f), "syn", "SYN") for f in syn_frames[:4]],
+                               [ev(a.input, f, "syn", "SYN") for f in syn_frames[:4]],
                                sends=c.syn_count, span=span))
     out.extend(_contradictions(a, s2c))
     completed = _completed(a)
@@ -119,7 +117,7 @@ def _tcp(a: Attempt) -> list[Finding]:
         out.append(finding(NAME, "exchange-complete", 1.0, completed,
                            [ev(a.input, c.server_payload_frames[0], "answer", completed)] if c.server_payload_frames else []))
     elif c.client_payload and not c.server_payload:
-        first_ts = float(c2s["ts"][c2s["plen"] > 0][0])
+        first_ts = [r[SEG_TS] for r in c2s if r[SEG_PLEN] > 0][0]
         waited = c.last_ts - first_ts
         what = {"tls": "ClientHello", "http": "request"}.get(a.kind, "first payload")
         out.append(finding(NAME, "payload-unanswered", 1.0,
@@ -129,46 +127,52 @@ def _tcp(a: Attempt) -> list[Finding]:
     return out
 
 
-def _contradictions(a: Attempt, s2c) -> list[Finding]:
-    """Server-side packets after a server-side reset; server bytes that contradict earlier ones."""
+def _contradictions(a: Attempt, s2c: list[tuple]) -> list[Finding]:
+    """Server-side packets after a server-side reset; server bytes that contradict earlier ones.
+
+    ``s2c`` holds the server side's rows (``TcpConn.rows``)."""
     c = a.tcp
+    rows = c.rows
     out = []
     rst = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
     if rst:
         first = rst[0]
-        later = s2c[(s2c["ts"] > first.ts) & ((s2c["flags"] & TCP_RST) == 0)]
-        if len(later):
+        later = [r for r in s2c if r[SEG_TS] > first.ts and not r[SEG_FLAGS] & TCP_RST]
+        if later:
             r = later[0]
             out.append(finding(NAME, "server-side-after-reset", 1.0,
                                f"{len(later)} packet(s) from the server's side arrived after a reset from that side "
-                               f"(reset frame {first.frame}, TTL {first.ttl}; next frame {int(r['frame'])}, TTL {int(r['ttl'])})",
+                               f"(reset frame {first.frame}, TTL {first.ttl}; next frame {r[SEG_FRAME]}, TTL {r[SEG_TTL]})",
                                [ev(first.input, first.frame, "rst", f"RST TTL {first.ttl}"),
-                                ev(int(r["input"]), int(r["frame"]), "after-reset", f"TTL {int(r['ttl'])}")]))
-    syns = a.tcp.segs[(a.tcp.segs["dir"] == C2S) & ((a.tcp.segs["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN)]
-    if len(syns) > 1 and a.tcp.synack is not None:
-        ecn = (syns["flags"] & (TCP_ECE | TCP_CWR)) == (TCP_ECE | TCP_CWR)
-        if ecn[0] and not ecn.all():
-            plain = syns[~ecn][0]
-            if a.tcp.synack.frame > int(plain["frame"]):
+                                ev(r[SEG_INPUT], r[SEG_FRAME], "after-reset", f"TTL {r[SEG_TTL]}")]))
+    if c.synack is not None:
+        syns = [r for r in rows if r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN]
+        ecn = [r[SEG_FLAGS] & _ECN == _ECN for r in syns]
+        if len(syns) > 1 and ecn[0] and not all(ecn):
+            plain = syns[ecn.index(False)]
+            if c.synack.frame > plain[SEG_FRAME]:
                 out.append(finding(NAME, "ecn-syn-unanswered", 1.0,
-                                   f"{int(ecn.sum())} SYN(s) asking for ECN went unanswered; the SYN-ACK came only "
-                                   f"after a plain SYN (frame {int(plain['frame'])})",
-                                   [ev(a.input, int(syns["frame"][0]), "ecn-syn", "SYN with ECE+CWR"),
-                                    ev(a.input, int(plain["frame"]), "plain-syn", "SYN without ECN"),
-                                    ev(a.input, a.tcp.synack.frame, "syn-ack", "")]))
-    data = np.flatnonzero((a.tcp.segs["dir"] == C2S) & (a.tcp.segs["plen"] > 0))
-    if len(data):
-        last = a.tcp.segs[data[-1]]
-        after = a.tcp.segs[data[-1] + 1:]
-        from_server = after[after["dir"] == S2C]
-        if len(from_server) and not (from_server["plen"] > 0).any() and (from_server["flags"] & TCP_RST).any():
-            r = from_server[(from_server["flags"] & TCP_RST) != 0][0]
+                                   f"{sum(ecn)} SYN(s) asking for ECN went unanswered; the SYN-ACK came only "
+                                   f"after a plain SYN (frame {plain[SEG_FRAME]})",
+                                   [ev(a.input, syns[0][SEG_FRAME], "ecn-syn", "SYN with ECE+CWR"),
+                                    ev(a.input, plain[SEG_FRAME], "plain-syn", "SYN without ECN"),
+                                    ev(a.input, c.synack.frame, "syn-ack", "")]))
+    # the client's last data, and what the server's side sent after it
+    i = len(rows) - 1
+    while i >= 0 and not (rows[i][SEG_DIR] == C2S and rows[i][SEG_PLEN] > 0):
+        i -= 1
+    if i >= 0:
+        last = rows[i]
+        from_server = [r for r in rows[i + 1:] if r[SEG_DIR] == S2C]
+        if from_server and not any(r[SEG_PLEN] > 0 for r in from_server) \
+                and any(r[SEG_FLAGS] & TCP_RST for r in from_server):
+            r = [r for r in from_server if r[SEG_FLAGS] & TCP_RST][0]
             out.append(finding(NAME, "data-answered-by-reset", 1.0,
-                               f"the client's last data (frame {int(last['frame'])}) was answered only by a reset from "
-                               f"the server's side {float(r['ts'] - last['ts']) * 1000:.1f} ms later (TTL {int(r['ttl'])}), "
-                               f"{float(last['ts'] - a.tcp.segs['ts'][max(data[-1] - 1, 0)]):.1f} s after the packet before it",
-                               [ev(a.input, int(last["frame"]), "data", "client data"),
-                                ev(int(r["input"]), int(r["frame"]), "rst", f"RST TTL {int(r['ttl'])}")]))
+                               f"the client's last data (frame {last[SEG_FRAME]}) was answered only by a reset from "
+                               f"the server's side {(r[SEG_TS] - last[SEG_TS]) * 1000:.1f} ms later (TTL {r[SEG_TTL]}), "
+                               f"{last[SEG_TS] - rows[max(i - 1, 0)][SEG_TS]:.1f} s after the packet before it",
+                               [ev(a.input, last[SEG_FRAME], "data", "client data"),
+                                ev(r[SEG_INPUT], r[SEG_FRAME], "rst", f"RST TTL {r[SEG_TTL]}")]))
     if c.conflicts[1]:
         out.append(finding(NAME, "conflicting-server-data", 1.0,
                            f"{c.conflicts[1]} server segment(s) carry bytes that contradict bytes already received "
