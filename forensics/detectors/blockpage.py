@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from ..model import S2C, Attempt, Finding
+from ..model import C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN, SEG_TS, SEG_TTL, Attempt, Finding
 from ..sources.decode import TCP_RST
 from .base import doc_parts, ev, finding
 from .features import handshake_rtt
@@ -44,50 +44,51 @@ class BlockpageDetector:
         if a.kind != "http" or a.response is None or a.tcp is None or not a.response.frame:
             return []
         c = a.tcp
-        segs = c.segs
-        s2c = segs[(segs["dir"] == S2C) & ((segs["flags"] & TCP_RST) == 0)]
-        row = s2c[s2c["frame"] == a.response.frame]
-        if not len(row):
+        frame = a.response.frame
+        s2c = [x for x in c.rows if x[SEG_DIR] == S2C and not x[SEG_FLAGS] & TCP_RST]
+        row = [x for x in s2c if x[SEG_FRAME] == frame]
+        if not row:
             return []
         r = row[0]
-        inp = int(r["input"])
-        others = s2c[s2c["frame"] != a.response.frame]
+        inp = r[SEG_INPUT]
+        others = [x for x in s2c if x[SEG_FRAME] != frame]
         signals: dict[str, tuple[str, list]] = {}
         base = None
         if c.synack is not None:
             base = c.synack.ttl
-        elif len(others):
-            base = int(others["ttl"][0])
-        ttl = int(r["ttl"])
+        elif others:
+            base = others[0][SEG_TTL]
+        ttl = r[SEG_TTL]
         if base is not None and abs(ttl - base) >= TTL_GAP_STRONG:
             signals["ttl-gap"] = (f"the response's TTL is {ttl}, the server's SYN-ACK had {base}",
-                                  [ev(inp, int(r["frame"]), "ttl-mismatch", f"response TTL {ttl}, server TTL {base}")])
-        later = others[(others["ts"] > float(r["ts"])) & (abs(others["ttl"].astype(int) - (base or 0)) <= TTL_SLACK)]
-        if c.conflicts[1] and len(later):
-            x = later[later["plen"] > 0][:1] if (later["plen"] > 0).any() else later[:1]
-            signals["race"] = (f"the server's own packets (TTL {int(x['ttl'][0])}) kept coming and "
+                                  [ev(inp, r[SEG_FRAME], "ttl-mismatch", f"response TTL {ttl}, server TTL {base}")])
+        later = [x for x in others if x[SEG_TS] > r[SEG_TS] and abs(x[SEG_TTL] - (base or 0)) <= TTL_SLACK]
+        if c.conflicts[1] and later:
+            x = next((y for y in later if y[SEG_PLEN] > 0), later[0])
+            signals["race"] = (f"the server's own packets (TTL {x[SEG_TTL]}) kept coming and "
                                f"{c.conflicts[1]} of its segments contradict the response's bytes",
-                               [ev(int(x["input"][0]), int(x["frame"][0]), "race", "server data contradicting the response")])
-        elif base is not None and abs(ttl - base) >= TTL_GAP_STRONG and len(later):
-            x = later[:1]
-            signals["race"] = (f"the server's own packets (TTL {int(x['ttl'][0])}) still arrived after the response",
-                               [ev(int(x["input"][0]), int(x["frame"][0]), "race", "server packet after the response")])
-        ids = [int(v) for v in others["ipid"].tolist() if v > 0]
-        if ":" not in a.server.ip and len(ids) >= 2 and int(r["ipid"]) > 0:
+                               [ev(x[SEG_INPUT], x[SEG_FRAME], "race", "server data contradicting the response")])
+        elif base is not None and abs(ttl - base) >= TTL_GAP_STRONG and later:
+            x = later[0]
+            signals["race"] = (f"the server's own packets (TTL {x[SEG_TTL]}) still arrived after the response",
+                               [ev(x[SEG_INPUT], x[SEG_FRAME], "race", "server packet after the response")])
+        ids = [x[SEG_IPID] for x in others if x[SEG_IPID] > 0]
+        ipid = r[SEG_IPID]
+        if ":" not in a.server.ip and len(ids) >= 2 and ipid > 0:
             if all(0 < ipid_step(p, q) <= IPID_MAX_STEP for p, q in zip(ids, ids[1:])):
-                if not any(0 < ipid_step(p, int(r["ipid"])) <= IPID_MAX_STEP or 0 < ipid_step(int(r["ipid"]), p) <= IPID_MAX_STEP
+                if not any(0 < ipid_step(p, ipid) <= IPID_MAX_STEP or 0 < ipid_step(ipid, p) <= IPID_MAX_STEP
                            for p in ids):
-                    signals["ipid"] = (f"its IP-ID {int(r['ipid'])} is outside the server's sequence ({ids[0]}..{ids[-1]})",
-                                       [ev(inp, int(r["frame"]), "ipid", f"IP-ID {int(r['ipid'])}")])
+                    signals["ipid"] = (f"its IP-ID {ipid} is outside the server's sequence ({ids[0]}..{ids[-1]})",
+                                       [ev(inp, r[SEG_FRAME], "ipid", f"IP-ID {ipid}")])
         rtt = handshake_rtt(c)
-        req = segs[(segs["dir"] == 0) & (segs["plen"] > 0) & (segs["ts"] <= float(r["ts"]))]
-        delay = float(r["ts"]) - float(req["ts"][-1]) if len(req) else None
+        req = [x for x in c.rows if x[SEG_DIR] == C2S and x[SEG_PLEN] > 0 and x[SEG_TS] <= r[SEG_TS]]
+        delay = r[SEG_TS] - req[-1][SEG_TS] if req else None
         if too_early(delay, rtt):
             signals["early"] = (f"it came {delay * 1000:.1f} ms after the request, the round trip is {rtt * 1000:.1f} ms",
-                                [ev(inp, int(req["frame"][-1]), "trigger", "the request")])
+                                [ev(inp, req[-1][SEG_FRAME], "trigger", "the request")])
         shape = _shape(a)
         if shape:
-            signals["shape"] = (shape, [ev(inp, int(r["frame"]), "blockpage", shape)])
+            signals["shape"] = (shape, [ev(inp, r[SEG_FRAME], "blockpage", shape)])
         strong = [k for k in ("race", "ttl-gap", "early", "ipid") if k in signals]
         if len(strong) >= 2 or (strong and "shape" in signals and "race" in signals):
             order = [k for k in ("race", "ttl-gap", "early", "ipid", "shape") if k in signals]
@@ -95,7 +96,7 @@ class BlockpageDetector:
             where = placed_text(hop, ttl) if hop else f"; {why}"
             detail = (f"HTTP {a.response.status} {delay * 1000 if delay is not None else 0:.1f} ms after the request: "
                       + "; ".join(signals[k][0] for k in order) + where)
-            evid = [ev(inp, int(r["frame"]), "forged-response", f"HTTP {a.response.status}, TTL {ttl}")]
+            evid = [ev(inp, r[SEG_FRAME], "forged-response", f"HTTP {a.response.status}, TTL {ttl}")]
             evid += [e for k in order for e in signals[k][1]]
             return [finding(NAME, "blockpage-forged", combine(order), detail, evid, hop=hop, trigger="host")]
         return []

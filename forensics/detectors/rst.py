@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
-
-from ..model import C2S, S2C, Attempt, Finding, Marker
+from ..model import (C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL,
+                     Attempt, Finding, Marker)
 from ..sources.decode import TCP_ACK, TCP_RST, TCP_SYN
 from .base import doc_parts, ev, finding
 from .features import handshake_rtt
@@ -76,31 +75,30 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     server"; a capture near the server sees injected resets "from the client".
     """
     c = a.tcp
-    segs = c.segs
+    rows = c.rows
     who = "server" if side == S2C else "client"
-    is_peer = segs["dir"] == side
-    is_rst = (segs["flags"] & TCP_RST) != 0
-    srv = segs[is_peer & ~is_rst]
-    cli = segs[~is_peer] if side == S2C else segs[is_peer & ~is_rst & (segs["plen"] > 0)]
+    srv = [r for r in rows if r[SEG_DIR] == side and not r[SEG_FLAGS] & TCP_RST]
+    cli = [r for r in rows if r[SEG_DIR] != side] if side == S2C else [r for r in srv if r[SEG_PLEN] > 0]
     first = resets[0]
     inp = first.input
     signals: dict[str, tuple[str, list]] = {}
 
     # --- what set it off: the client packet just before the first reset
-    before = cli[cli["ts"] <= first.ts]
-    if not len(before):
+    before = [r for r in cli if r[SEG_TS] <= first.ts]
+    if not before:
         return []
     trig = before[-1]
-    trig_is_payload = int(trig["plen"]) > 0
-    trig_is_syn = (int(trig["flags"]) & (TCP_SYN | TCP_ACK)) == TCP_SYN
+    trig_ts, trig_frame, trig_ttl = trig[SEG_TS], trig[SEG_FRAME], trig[SEG_TTL]
+    trig_is_payload = trig[SEG_PLEN] > 0
+    trig_is_syn = (trig[SEG_FLAGS] & (TCP_SYN | TCP_ACK)) == TCP_SYN
     first_payload = c.client_payload_frames[0] if c.client_payload_frames else None
-    after_first_payload = first_payload is not None and int(trig["frame"]) >= first_payload
-    server_data_before = bool(((srv["plen"] > 0) & (srv["ts"] < first.ts)).any())
+    after_first_payload = first_payload is not None and trig_frame >= first_payload
+    server_data_before = any(r[SEG_PLEN] > 0 and r[SEG_TS] < first.ts for r in srv)
 
     # --- TTL: against the server's packets nearest the reset
-    srv_before = srv[srv["ts"] < first.ts]
-    srv_after = srv[srv["ts"] > first.ts]
-    neighbours = [int(x) for x in (srv_before["ttl"][-1:].tolist() + srv_after["ttl"][:1].tolist())]
+    srv_before = [r for r in srv if r[SEG_TS] < first.ts]
+    srv_after = [r for r in srv if r[SEG_TS] > first.ts]
+    neighbours = [r[SEG_TTL] for r in srv_before[-1:] + srv_after[:1]]
     base = neighbours[0] if neighbours else None
     gap = min(abs(first.ttl - t) for t in neighbours) if neighbours else None
     if gap is not None and gap >= TTL_GAP_STRONG:
@@ -112,33 +110,31 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
 
     # --- a trigger that could not reach the server: sent with fewer hops of TTL than the server is away
     # (TTL-limited probes, as CenTrace sends): whatever answered it sits within that many hops
-    trig_ttl = int(trig["ttl"])
     server_hops = hop_of(base) if base is not None else None
     probe_limited = side == S2C and server_hops is not None and trig_ttl < server_hops
     if probe_limited:
         signals["unreachable-trigger"] = (
             f"the client's packet left with TTL {trig_ttl} and could reach hop {trig_ttl} at most, the server is at "
-            f"hop {server_hops}", [ev(inp, int(trig["frame"]), "trigger", f"client packet with TTL {trig_ttl}")])
+            f"hop {server_hops}", [ev(inp, trig_frame, "trigger", f"client packet with TTL {trig_ttl}")])
 
     # --- the race: the {who}'s own packets (its TTL) still coming after the reset
-    racing = srv_after[np.abs(srv_after["ttl"].astype(int) - (base if base is not None else -99)) <= TTL_SLACK] \
-        if base is not None else srv_after[:0]
-    if gap is not None and gap >= TTL_SLACK and len(racing):
+    racing = [r for r in srv_after if abs(r[SEG_TTL] - base) <= TTL_SLACK] if base is not None else []
+    if gap is not None and gap >= TTL_SLACK and racing:
         r = racing[0]
-        what = "data" if int(r["plen"]) else ("FIN" if int(r["flags"]) & 0x01 else "ACK")
-        signals["race"] = (f"the {who}'s {what} (TTL {int(r['ttl'])}) still arrived "
-                           f"{(float(r['ts']) - first.ts) * 1000:.1f} ms after the reset",
-                           [ev(int(r["input"]), int(r["frame"]), "race", f"{who} {what} after the reset, TTL {int(r['ttl'])}")])
+        what = "data" if r[SEG_PLEN] else ("FIN" if r[SEG_FLAGS] & 0x01 else "ACK")
+        signals["race"] = (f"the {who}'s {what} (TTL {r[SEG_TTL]}) still arrived "
+                           f"{(r[SEG_TS] - first.ts) * 1000:.1f} ms after the reset",
+                           [ev(r[SEG_INPUT], r[SEG_FRAME], "race", f"{who} {what} after the reset, TTL {r[SEG_TTL]}")])
 
     # --- IP-ID: outside the server's progression, or a value repeated across resets
     if ":" not in a.server.ip:
-        ids = [int(x) for x in srv["ipid"].tolist() if x > 0]
+        ids = [r[SEG_IPID] for r in srv if r[SEG_IPID] > 0]
         rst_ids = [m.ipid for m in resets]
         seq_ok = len(ids) >= 2 and all(0 < ipid_step(p, q) <= IPID_MAX_STEP for p, q in zip(ids, ids[1:]))
         note = ""
         if seq_ok and first.ipid > 0:
-            prev = [int(x) for x in srv_before["ipid"].tolist() if x > 0]
-            nxt = [int(x) for x in srv_after["ipid"].tolist() if x > 0]
+            prev = [r[SEG_IPID] for r in srv_before if r[SEG_IPID] > 0]
+            nxt = [r[SEG_IPID] for r in srv_after if r[SEG_IPID] > 0]
             fits_prev = bool(prev) and 0 < ipid_step(prev[-1], first.ipid) <= IPID_MAX_STEP
             fits_next = bool(nxt) and 0 < ipid_step(first.ipid, nxt[0]) <= IPID_MAX_STEP
             if not fits_prev and not fits_next:
@@ -168,17 +164,17 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
 
     # --- timing against the handshake round trip
     rtt = handshake_rtt(c)
-    delay = first.ts - float(trig["ts"])
+    delay = first.ts - trig_ts
     if side == S2C and too_early(delay, rtt):
         signals["early"] = (f"it came {delay * 1000:.1f} ms after the client's packet, the round trip to the "
                             f"server is {rtt * 1000:.1f} ms",
-                            [ev(inp, int(trig["frame"]), "trigger", "client packet the reset answers")])
+                            [ev(inp, trig_frame, "trigger", "client packet the reset answers")])
 
     # --- idle: the trigger came after a long silence, and the exchange had already worked
-    prior = segs[segs["ts"] < float(trig["ts"])]
-    idle = float(trig["ts"]) - float(prior["ts"][-1]) if len(prior) else 0.0
+    prior = [r for r in rows if r[SEG_TS] < trig_ts]
+    idle = trig_ts - prior[-1][SEG_TS] if prior else 0.0
     idle_limit = max(IDLE_MIN_S, IDLE_RTT_FACTOR * (rtt or 0.0))
-    hop = _hop(a, resets, base, int(trig["ttl"]))
+    hop = _hop(a, resets, base, trig_ttl)
     if probe_limited:
         est = hop[0][0] if hop[0] is not None and hop[0][0] <= trig_ttl else None
         hop = ((est or trig_ttl, est or 1, trig_ttl, server_hops, "probe"),
@@ -188,13 +184,13 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     where = hop[1]
     out: list[Finding] = []
     evidence_rst = [ev(inp, first.frame, "rst", f"RST TTL {first.ttl}, IP-ID {first.ipid}, "
-                                                  f"{delay * 1000:.1f} ms after frame {int(trig['frame'])}"),
-                    ev(int(trig["input"]), int(trig["frame"]), "trigger", "the client packet the reset follows")]
+                                                  f"{delay * 1000:.1f} ms after frame {trig_frame}"),
+                    ev(trig[SEG_INPUT], trig_frame, "trigger", "the client packet the reset follows")]
     if side == S2C and trig_is_payload and server_data_before and idle >= idle_limit and ("ttl-gap" in signals or "early" in signals):
-        detail = (f"after {idle:.1f} s of silence the client's next packet (frame {int(trig['frame'])}) was answered by "
+        detail = (f"after {idle:.1f} s of silence the client's next packet (frame {trig_frame}) was answered by "
                   f"a reset {delay * 1000:.1f} ms later; {signals.get('ttl-gap', signals.get('early'))[0]}{where}")
         out.append(finding(NAME, "rst-idle", 0.8, detail,
-                           [ev(inp, int(trig["frame"]), "after-idle", f"first packet after {idle:.1f} s idle")] + evidence_rst,
+                           [ev(inp, trig_frame, "after-idle", f"first packet after {idle:.1f} s idle")] + evidence_rst,
                            trigger="idle", idle_s=round(idle, 2), **data))
         return out
 
@@ -225,17 +221,17 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
         out.append(finding(NAME, "rst-from-server", 0.9,
                            f"the reset's TTL ({first.ttl}) and IP-ID fit the {who}'s own packets (TTL {base}), "
                            f"{delay * 1000:.1f} ms after the client's packet", evidence_rst + (
-                               [ev(inp, int(srv_before["frame"][-1]), "server-baseline", f"{who} TTL {base}")]
-                               if len(srv_before) else []), **data))
+                               [ev(inp, srv_before[-1][SEG_FRAME], "server-baseline", f"{who} TTL {base}")]
+                               if srv_before else []), **data))
     return out
 
 
-def _highest_server_seq(srv, ts: float):
-    rows = srv[srv["ts"] < ts]
-    if not len(rows):
+def _highest_server_seq(srv: list[tuple], ts: float):
+    """Where the last of the server's rows before ``ts`` ends in sequence space (None if none)."""
+    rows = [r for r in srv if r[SEG_TS] < ts]
+    if not rows:
         return None
-    ends = (rows["seq"].astype(np.int64) + rows["plen"]) & 0xFFFFFFFF
-    return int(ends[-1])
+    return (rows[-1][SEG_SEQ] + rows[-1][SEG_PLEN]) & 0xFFFFFFFF
 
 
 def _hop(a: Attempt, resets: list[Marker], server_ttl: int | None, trigger_ttl: int):

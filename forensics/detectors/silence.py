@@ -17,9 +17,8 @@ lossy link that eats every retransmission.
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..model import C2S, S2C, Attempt, Finding
+from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL,
+                     Attempt, Finding)
 from ..sources.decode import TCP_ACK, TCP_SYN
 from .base import doc_parts, ev, finding
 from .ttl import hop_of
@@ -65,33 +64,34 @@ class SilenceDetector:
                                    f"router {e.router} answered the {'SYN' if c.synack is None else 'packet'} with "
                                    f"ICMP{'v6' if e.version == 6 else ''} \"{e.describe()}\" (type {e.type} code {e.code}); "
                                    f"its TTL {e.ttl} places it at hop {h}",
-                                   [ev(c.input, c.segs['frame'][0] if len(c.segs) else e.frame, "syn", "the SYN quoted"),
+                                   [ev(c.input, c.rows[0][SEG_FRAME] if c.rows else e.frame, "syn", "the SYN quoted"),
                                     ev(e.input, e.frame, "icmp-prohibited", f"{e.describe()} from {e.router}, TTL {e.ttl}")],
                                    hop=(h, h, h, None, "ttl"), trigger="ip"))
-        segs = c.segs
-        cli = segs[segs["dir"] == C2S]
-        srv = segs[segs["dir"] == S2C]
+        rows = c.rows
         if c.synack is None:
-            syns = cli[(cli["flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN]
-            if c.syn is not None and not len(srv) and c.syn_count >= MIN_SENDS and not c.icmp:
-                span = float(syns["ts"][-1] - syns["ts"][0]) if len(syns) else 0.0
+            if c.syn is not None and c.syn_count >= MIN_SENDS and not c.icmp \
+                    and not any(r[SEG_DIR] == S2C for r in rows):
+                syns = [r for r in rows if r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN]
+                span = syns[-1][SEG_TS] - syns[0][SEG_TS] if syns else 0.0
                 out.append(finding(NAME, "syn-dropped", 1.0,
                                    f"{c.syn_count} SYNs over {span:.1f} s got no answer and no ICMP error",
-                                   [ev(a.input, int(f), "syn", "SYN") for f in syns["frame"][:3]],
+                                   [ev(a.input, r[SEG_FRAME], "syn", "SYN") for r in syns[:3]],
                                    sends=c.syn_count, trigger="ip"))
             return out
         if not c.client_payload or c.server_payload:
             return out
-        data = cli[cli["plen"] > 0]
-        if not len(data):
+        data = [r for r in rows if r[SEG_DIR] == C2S and r[SEG_PLEN] > 0]
+        if not data:
             return out
-        isn = (int(data["seq"][0]))
-        acks = srv[(srv["flags"] & TCP_ACK) != 0]["ack"].astype(np.int64)
+        srv = [r for r in rows if r[SEG_DIR] == S2C]
+        isn = data[0][SEG_SEQ]
+        ack_rows = [r for r in srv if r[SEG_FLAGS] & TCP_ACK]
         # how far the server acknowledged into the client's payload
-        acked = int((((acks - isn) & 0xFFFFFFFF) % 0x80000000).max()) if len(acks) else 0
+        reach = [((r[SEG_ACK] - isn) & 0xFFFFFFFF) % 0x80000000 for r in ack_rows]
+        acked = max(reach) if reach else 0
         acked = acked if acked < 0x40000000 else 0
         what = {"tls": "ClientHello", "http": "request"}.get(a.kind, "first payload")
-        waited = float(segs["ts"][-1]) - float(data["ts"][0])
+        waited = rows[-1][SEG_TS] - data[0][SEG_TS]
         sends = c.client_payload_sends
         resets = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
         if resets:
@@ -103,39 +103,39 @@ class SilenceDetector:
                                f"the {what}'s TTL ran out at router {e.router} (ICMP \"{e.describe()}\" quoting it): "
                                f"a TTL-limited probe, so the server never saw it", [ev(e.input, e.frame, "icmp-time-exceeded", f"from {e.router}")]))
             return out
-        first_len = int(data["plen"][0])
+        first_len = data[0][SEG_PLEN]
         acked = acked if acked >= first_len else 0
         if acked > 0:
             if not c.server_payload:
-                ack_row = srv[(srv["flags"] & TCP_ACK) != 0][np.argmax(((acks - isn) & 0xFFFFFFFF) % 0x80000000)]
+                ack_row = ack_rows[reach.index(max(reach))]  # the first that reached furthest
                 out.append(finding(NAME, "payload-acked-unanswered", 1.0,
-                                   f"the server acknowledged the {what} (frame {int(ack_row['frame'])}, TTL {int(ack_row['ttl'])}) "
+                                   f"the server acknowledged the {what} (frame {ack_row[SEG_FRAME]}, TTL {ack_row[SEG_TTL]}) "
                                    f"and sent nothing else in {waited:.1f} s",
-                                   [ev(a.input, int(data["frame"][0]), "payload", what),
-                                    ev(int(ack_row["input"]), int(ack_row["frame"]), "ack", "the server's ACK of it")],
+                                   [ev(a.input, data[0][SEG_FRAME], "payload", what),
+                                    ev(ack_row[SEG_INPUT], ack_row[SEG_FRAME], "ack", "the server's ACK of it")],
                                    waited=waited))
             return out
         if sends < MIN_SENDS:
             return out
         # PMTU shape: the full-size segments are what keeps being resent, and the server's
         # (duplicate) ACKs after them show that something smaller of this flow arrived
-        biggest = int(data["plen"].max())
-        resent = data[data["frame"] > int(data["frame"][0])]
-        dup_after = srv[(srv["ts"] > float(data["ts"][0])) & ((srv["flags"] & TCP_ACK) != 0)]
-        small = data[data["plen"] < biggest - FULL_SIZE_SLACK]
+        biggest = max(r[SEG_PLEN] for r in data)
+        resent = [r for r in data if r[SEG_FRAME] > data[0][SEG_FRAME]]
+        dup_after = [r for r in ack_rows if r[SEG_TS] > data[0][SEG_TS]]
+        small = [r for r in data if r[SEG_PLEN] < biggest - FULL_SIZE_SLACK]
         frag = [e for e in c.icmp if e.frag_needed]
         mss = (c.syn.mss if c.syn else None, c.synack.mss if c.synack else None)
-        if len(dup_after) and len(small) and not frag and biggest > PMTU_MIN_SEGMENT:
-            big_resent = resent[resent["plen"] >= biggest - FULL_SIZE_SLACK]
+        if dup_after and small and not frag and biggest > PMTU_MIN_SEGMENT:
+            big_resent = [r for r in resent if r[SEG_PLEN] >= biggest - FULL_SIZE_SLACK]
             if len(big_resent) >= MIN_SENDS - 1:
                 out.append(finding(NAME, "big-segments-lost", 1.0,
                                    f"{len(big_resent)} full-size segment(s) ({biggest} bytes) were resent and never "
-                                   f"acknowledged, while the server's ACK (frame {int(dup_after['frame'][0])}) after a "
-                                   f"{int(small['plen'][0])}-byte segment shows small ones arrive; no ICMP "
+                                   f"acknowledged, while the server's ACK (frame {dup_after[0][SEG_FRAME]}) after a "
+                                   f"{small[0][SEG_PLEN]}-byte segment shows small ones arrive; no ICMP "
                                    f"\"fragmentation needed\" came back (MSS announced {mss[0]}/{mss[1]})",
-                                   [ev(a.input, int(big_resent["frame"][0]), "lost-segment", f"{biggest} bytes, resent"),
-                                    ev(int(dup_after["input"][0]), int(dup_after["frame"][0]), "dup-ack",
-                                       f"ACK {int(dup_after['ack'][0])} below the big segments")],
+                                   [ev(a.input, big_resent[0][SEG_FRAME], "lost-segment", f"{biggest} bytes, resent"),
+                                    ev(dup_after[0][SEG_INPUT], dup_after[0][SEG_FRAME], "dup-ack",
+                                       f"ACK {dup_after[0][SEG_ACK]} below the big segments")],
                                    size=biggest, trigger="size"))
                 return out
         signal = {"tls": "hello-dropped", "http": "request-dropped"}.get(a.kind, "payload-dropped")
@@ -145,7 +145,7 @@ class SilenceDetector:
                            f"({len(c.client_payload)} bytes in {len(c.client_payload_frames)} segment(s)) was sent "
                            f"{sends} times over {waited:.1f} s with no acknowledgement and no answer",
                            [ev(a.input, c.synack.frame, "syn-ack", f"SYN-ACK TTL {c.synack.ttl}")]
-                           + [ev(a.input, int(f), "payload", f"{what}, unacknowledged") for f in data["frame"][:2]],
+                           + [ev(a.input, r[SEG_FRAME], "payload", f"{what}, unacknowledged") for r in data[:2]],
                            sends=sends, waited=waited, trigger=trigger, size=len(c.client_payload),
                            segments=len(c.client_payload_frames)))
         return out
