@@ -87,12 +87,10 @@ def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, 
     return mss, wscale, sack, tstamp, tuple(kinds)
 
 
-@functools.lru_cache(maxsize=8)
-def _start_fields(dtype: np.dtype) -> tuple[int, ...]:
-    """Positions, in a row's ``tolist()``, of the fields ``TcpState.start`` reads."""
-    names = dtype.names
-    return tuple(names.index(n) for n in ("src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport",
-                                          "flags", "ipver", "ts"))
+def start_rows(rows: np.ndarray, idx) -> zip:
+    """The fields ``TcpState.start`` reads, of the rows at ``idx``, as tuples of Python values."""
+    return zip(*(rows[name][idx].tolist() for name in ("src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport",
+                                                         "flags", "ipver", "ts", "frame")))
 
 
 class TcpState:
@@ -103,14 +101,12 @@ class TcpState:
                  "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all", "fins")
 
     @classmethod
-    def start(cls, input_idx: int, stream: int, first: np.void) -> "TcpState":
+    def start(cls, input_idx: int, first: tuple) -> "TcpState":
+        """A connection whose first packet has these fields (a tuple from ``start_rows``)."""
         self = cls()
-        f = first.tolist()  # one conversion instead of a lookup per field
-        ix = _start_fields(first.dtype)
-        src = (f[ix[0]], f[ix[1]], f[ix[2]])
-        dst = (f[ix[3]], f[ix[4]], f[ix[5]])
-        flags = f[ix[6]]
-        col = {"ipver": f[ix[7]], "ts": f[ix[8]]}
+        src_hi, src_lo, sport, dst_hi, dst_lo, dport, flags, ipver, ts, frame = first
+        src = (src_hi, src_lo, sport)
+        dst = (dst_hi, dst_lo, dport)
         if flags & TCP_SYN and not flags & TCP_ACK:
             self.c_key, self.s_key, self.direction_from = src, dst, "syn"
         elif flags & TCP_SYN:
@@ -120,8 +116,10 @@ class TcpState:
         else:
             self.c_key, self.s_key, self.direction_from = src, dst, "port"
         self.input = input_idx
-        self.stream = stream
-        self.ipver = col["ipver"]
+        # provisional stream key: where the connection's first packet is; the
+        # analysis ranks these at the end, as Wireshark numbers tcp.stream
+        self.stream = (input_idx, frame)
+        self.ipver = ipver
         self.base_seq: list[int | None] = [None, None]
         self.chunks: list[np.ndarray] = []
         self.n_detail = self.n_marks = 0
@@ -135,7 +133,7 @@ class TcpState:
         self.pieces: list[list[tuple[int, int, bytes, float]]] | None = None
         self.piece_bytes: list[int] | None = None
         self.icmp: list[IcmpError] | None = None
-        self.first_ts = col["ts"]
+        self.first_ts = ts
         self.last_ts = self.first_ts
         # DNS over TCP: every message matters, not only the first payload
         self.want_all = 53 in (src[2], dst[2])

@@ -36,6 +36,11 @@ def _handshake_bytes(data: bytes) -> tuple[bytes, int]:
     the record that completes the first handshake message (the ClientHello):
     the client's later handshake records (a ClientKeyExchange, a Finished) are
     not part of its size."""
+    if len(data) >= 9 and data[0] == 0x16:  # the usual case: the whole message in the first record, no copy needed
+        ln = (data[3] << 8) | data[4]
+        first = data[5:5 + ln]
+        if len(first) >= 4 and len(first) >= 4 + ((first[1] << 16) | (first[2] << 8) | first[3]):
+            return first, 5 + ln
     out = bytearray()
     pos = 0
     size = 0
@@ -80,11 +85,11 @@ def parse_client_hello(data: bytes) -> Hello | None:
         while pos + 4 <= end and len(exts) < 128:
             etype = (body[pos] << 8) | body[pos + 1]
             elen = (body[pos + 2] << 8) | body[pos + 3]
-            ext = body[pos + 4:pos + 4 + elen]
             exts.append(etype)
             if etype == EXT_SNI:
-                sni = _sni(ext)
-            elif etype == EXT_SUPPORTED_VERSIONS and ext:
+                sni = _sni(body[pos + 4:pos + 4 + elen])
+            elif etype == EXT_SUPPORTED_VERSIONS and elen and pos + 4 < len(body):
+                ext = body[pos + 4:pos + 4 + elen]
                 n = min(ext[0], len(ext) - 1)
                 versions = tuple((ext[1 + i] << 8) | ext[2 + i] for i in range(0, n - 1, 2))
             pos += 4 + elen
