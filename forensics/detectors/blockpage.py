@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 
-from ..model import C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN, SEG_TS, SEG_TTL, Attempt, Finding
+from ..model import (C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN, SEG_TS, SEG_TTL, Attempt,
+                     Finding)
 from ..sources.decode import TCP_RST
 from .base import doc_parts, ev, finding
 from .features import handshake_rtt

@@ -13,7 +13,8 @@ asymmetric route sees only one direction.
 
 from __future__ import annotations
 
-from ..model import C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_TS, SEG_TTL, Attempt, Finding, rcode_text
+from ..model import (C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_TS, SEG_TTL, Attempt, Finding,
+                     rcode_text)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
 from .base import doc_parts, ev, finding
 
