@@ -1,0 +1,96 @@
+"""The DNS parser's shortcuts give what the plain reading gives.
+
+``dnswire`` remembers the text of uncompressed names it has read, and writes
+IPv6 answers itself instead of through ``ipaddress``: neither may change a
+result, whatever the bytes (names compressed or not, labels holding zero bytes,
+upper case, bytes that are not UTF-8, pointers into names read before).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import struct
+
+from forensics.reassembly import dnswire
+
+
+def _label(rng: random.Random) -> bytes:
+    pick = rng.random()
+    if pick < 0.6:
+        raw = bytes(rng.choice(b"abcXYZ019-") for _ in range(rng.randint(1, 12)))
+    elif pick < 0.8:
+        raw = bytes(rng.choice(b"a\x00\x01.\xff\xc3\xa9") for _ in range(rng.randint(1, 6)))
+    else:
+        raw = "小佛Σ".encode()[: rng.randint(1, 9)]
+    return bytes([len(raw)]) + raw
+
+
+def _name(rng: random.Random, earlier: list[int]) -> bytes:
+    """A name: labels, then the root or a pointer to an earlier name."""
+    labels = b"".join(_label(rng) for _ in range(rng.randint(0, 4)))
+    if earlier and rng.random() < 0.4:
+        return labels + struct.pack("!H", 0xC000 | rng.choice(earlier))
+    return labels + b"\x00"
+
+
+def _message(rng: random.Random) -> bytes:
+    answers = rng.randint(0, 3)
+    msg = bytearray(struct.pack("!HHHHHH", rng.randrange(65536), 0x8180, 1, answers, 0, 0))
+    names = [12]
+    msg += _name(rng, []) + struct.pack("!HH", rng.choice((1, 28, 5)), 1)
+    for _ in range(answers):
+        names.append(len(msg))
+        msg += _name(rng, names[:-1])
+        rtype = rng.choice((1, 28, 5, 16))
+        if rtype == 5:
+            rdata = _name(rng, names)
+        else:
+            rdata = os.urandom({1: 4, 28: 16}.get(rtype, 3))
+        msg += struct.pack("!HHIH", rtype, 1, 300, len(rdata)) + rdata
+    if rng.random() < 0.2:
+        del msg[rng.randrange(12, len(msg)):]  # cut short
+    return bytes(msg)
+
+
+def test_remembered_names_read_as_fresh_ones():
+    rng = random.Random(6)
+    msgs = [_message(rng) for _ in range(3000)]
+    msgs += msgs[::7]  # the same names again, read from the cache this time
+    fresh = []
+    for m in msgs:
+        dnswire._names.clear()
+        fresh.append(dnswire.parse(m))
+    dnswire._names.clear()
+    warm = [dnswire.parse(m) for m in msgs]
+    assert warm == fresh
+    assert any(m is not None and m.answers for m in fresh)
+
+
+def test_a_zero_byte_inside_a_label_is_not_the_end_of_the_name():
+    dnswire._names.clear()
+    head = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
+    assert dnswire.parse(head + b"\x01a\x00\x00\x01\x00\x01").qname == "a"
+    got = dnswire.parse(head + b"\x03a\x00b\x00\x00\x01\x00\x01")
+    assert got.qname == "a\\000b" and got.qtype == 1
+
+
+def test_the_name_memory_is_bounded():
+    dnswire._names.clear()
+    head = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
+    for i in range(dnswire.NAME_CACHE + 100):
+        label = f"n{i}".encode()
+        dnswire.parse(head + bytes([len(label)]) + label + b"\x00\x00\x01\x00\x01")
+    assert len(dnswire._names) == dnswire.NAME_CACHE
+
+
+def test_ipv6_text_is_what_ipaddress_writes():
+    rng = random.Random(28)
+    cases = [bytes(16), bytes(15) + b"\x01", b"\xff" * 16, bytes(10) + b"\xff\xff\x01\x02\x03\x04",
+             bytes(12) + b"\x01\x02\x03\x04"]
+    for _ in range(20000):
+        words = [rng.choice((0, 0, 0, 1, 0xFFFF, rng.randrange(65536))) for _ in range(8)]
+        cases.append(struct.pack("!8H", *words))
+    for raw in cases:
+        assert dnswire.ipv6_text(raw) == str(ipaddress.IPv6Address(raw))
