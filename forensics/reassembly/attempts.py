@@ -93,13 +93,18 @@ def _dns_over_tcp(conn: TcpConn) -> list[Attempt]:
 
 
 def from_dns(txn: DnsTransaction) -> Attempt:
-    frames = list(txn.query_frames) + [r.frame for r in txn.responses] + [e.frame for e in txn.icmp]
-    end = max([txn.query_ts] + [r.ts for r in txn.responses])
-    letters = "Q" * min(len(txn.query_frames), 9) + "".join(
-        ("r" if r.src == txn.server else "x") for r in txn.responses[:9])
-    return Attempt(id="", kind="dns", transport="udp", client=txn.client, server=txn.server,
-                   name=txn.qname, start=txn.query_ts, end=end, input=txn.input,
-                   frames=tuple(sorted(frames)), history=letters, dns=txn)
+    responses = txn.responses
+    server = txn.server
+    frames = [*txn.query_frames, *[r.frame for r in responses], *[e.frame for e in txn.icmp]]
+    frames.sort()
+    end = txn.query_ts
+    for r in responses:
+        if r.ts > end:
+            end = r.ts
+    history = "Q" * min(len(txn.query_frames), 9) + "".join(["r" if r.src == server else "x" for r in responses[:9]])
+    # Attempt(id, kind, transport, client, server, name, start, end, input, frames, history)
+    return Attempt("", "dns", "udp", txn.client, server, txn.qname, txn.query_ts, end, txn.input,
+                   tuple(frames), history, dns=txn)
 
 
 def endpoint_text(e: Endpoint) -> str:

@@ -52,6 +52,8 @@ MAX_LIVE_FLOWS = 250_000
 DNS_PORTS = (53, 5353, 5355)
 #: Flows finished between two progress reports at the end of the inputs.
 FLUSH_TICK = 1024
+#: Distinct DNS endpoints remembered for reuse (the memory is cleared when full).
+MAX_ENDPOINTS = 16384
 
 KEY_DTYPE = np.dtype([("ah", np.uint64), ("al", np.uint64), ("bh", np.uint64), ("bl", np.uint64),
                       ("ap", np.uint16), ("bp", np.uint16)])
@@ -108,6 +110,7 @@ class Reassembler:
         self.dns: OrderedDict[tuple, _DnsPending] = OrderedDict()
         # (client ip, client port) -> the key of its latest pending query, for ICMP quotes
         self.dns_by_client: dict[tuple[str, int], tuple] = {}
+        self._endpoints: dict[tuple[int, int, int], Endpoint] = {}
         self.stats = EngineStats()
         self.next_stream = 0
 
@@ -305,21 +308,46 @@ class Reassembler:
     # ---------------------------------------------------------------------- DNS
     def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray) -> None:
         self.stats.dns_packets += len(d)
+        parse = dnswire.parse
+        endpoint = self._endpoint
+        pending = self.dns
         cols = zip(d["pay"].tolist(), d["caplen_pay"].tolist(), d["src_hi"].tolist(), d["src_lo"].tolist(),
                    d["sport"].tolist(), d["dst_hi"].tolist(), d["dst_lo"].tolist(), d["dport"].tolist(),
                    d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist())
         for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid in cols:
-            msg = dnswire.parse(buf[p:p + cap].tobytes())
-            if msg is None or msg.opcode != 0:
-                self.stats.dns_unparsed += msg is None
+            msg = parse(buf[p:p + cap].tobytes())
+            if msg is None:
+                self.stats.dns_unparsed += 1
                 continue
-            src = Endpoint(ip_to_str(sh, sl), sp)
-            dst = Endpoint(ip_to_str(dh, dl), dp)
-            if not msg.is_response:
-                self._dns_query(input_idx, frame, ts, ttl, src, dst, msg.txid, msg.qname,
-                                dnswire.qtype_text(msg.qtype))
-            else:
-                self._dns_response(input_idx, frame, ts, ttl, ipid, src, dst, msg)
+            flags = msg.flags
+            if flags & dnswire.OPCODE_MASK:  # only standard queries (opcode 0)
+                continue
+            if not flags & dnswire.QR:
+                self._dns_query(input_idx, frame, ts, ttl, endpoint(sh, sl, sp), endpoint(dh, dl, dp), msg.txid,
+                                msg.qname, dnswire.qtype_text(msg.qtype))
+                continue
+            pend = pending.get((ip_to_str(dh, dl), dp, msg.txid))
+            if pend is None:
+                self.stats.dns_orphan_responses += 1
+                continue
+            answers = tuple([DnsAnswer(*a) for a in msg.answers]) if msg.answers else ()
+            # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
+            # qname_matches)
+            pend.responses.append(DnsResponse(input_idx, frame, ts, endpoint(sh, sl, sp), ttl, ipid, flags,
+                                              flags & 0xF, answers, msg.nscount, msg.arcount,
+                                              msg.qname == pend.qname))
+
+    def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
+        """The one ``Endpoint`` of an address and port (resolvers recur in every
+        transaction, clients in a query and its response): a dict look-up
+        instead of building one, and less memory while queries are pending."""
+        key = (hi, lo, port)
+        e = self._endpoints.get(key)
+        if e is None:
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                self._endpoints.clear()
+            e = self._endpoints[key] = Endpoint(ip_to_str(hi, lo), port)
+        return e
 
     def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, client: Endpoint,
                    server: Endpoint, txid: int, qname: str, qtype: str) -> None:
@@ -333,26 +361,16 @@ class Reassembler:
         self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl)
         self.dns_by_client[(client.ip, client.port)] = key
 
-    def _dns_response(self, input_idx: int, frame: int, ts: float, ttl: int, ipid: int, src: Endpoint,
-                      dst: Endpoint, msg: dnswire.DnsMessage) -> None:
-        pend = self.dns.get((dst.ip, dst.port, msg.txid))
-        if pend is None:
-            self.stats.dns_orphan_responses += 1
-            return
-        pend.responses.append(DnsResponse(
-            input=input_idx, frame=frame, ts=ts, src=src,
-            ttl=ttl, ipid=ipid, flags=msg.flags, rcode=msg.rcode,
-            answers=tuple(DnsAnswer(*a) for a in msg.answers), authority=msg.nscount,
-            additional=msg.arcount, qname_matches=msg.qname == pend.qname))
-
     def _finish_dns(self, key: tuple) -> None:
         p = self.dns.pop(key)
-        if self.dns_by_client.get((p.client.ip, p.client.port)) == key:
-            del self.dns_by_client[(p.client.ip, p.client.port)]
-        self.emit(DnsTransaction(
-            input=p.input, client=p.client, server=p.server, transport="udp", txid=p.txid,
-            qname=p.qname, qtype=p.qtype, query_frames=tuple(p.query_frames), query_ts=p.query_ts,
-            query_ttl=p.query_ttl, responses=tuple(p.responses), icmp=tuple(p.icmp)))
+        client = p.client
+        if self.dns_by_client.get((client.ip, client.port)) == key:
+            del self.dns_by_client[(client.ip, client.port)]
+        # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
+        # query_ttl, responses, icmp)
+        self.emit(DnsTransaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
+                                 tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
+                                 tuple(p.icmp)))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
