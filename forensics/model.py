@@ -287,7 +287,7 @@ class DnsResponse:
         return bool(self.flags & 0x0400)
 
     def addresses(self) -> frozenset[str]:
-        return frozenset(a.data for a in self.answers if a.rtype in ("A", "AAAA"))
+        return frozenset([a.data for a in self.answers if a.rtype == "A" or a.rtype == "AAAA"])
 
     def to_dict(self) -> dict:
         return {"frame": self.frame, "time": iso_time(self.ts), "src": self.src.to_dict(),

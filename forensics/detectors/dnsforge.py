@@ -22,7 +22,9 @@ is deliberate filtering, but not on the path).
 
 from __future__ import annotations
 
-from ..model import Finding
+from operator import itemgetter
+
+from ..model import Evidence, Finding
 from .addrspace import in_any, public_name, special
 from .base import Facts, doc_parts, ev, finding
 from .controls import Controls, prefix_of
@@ -61,25 +63,25 @@ class DnsForgeryDetector:
                             f"from loss")]
         out = []
         res = controls.resolvers.get(f.server_ip)
-        base_ttl = res.undisputed_ttls.most_common(1)[0][0] if res and res.undisputed_ttls else None
+        # the most common TTL, the first seen of equal counts (Counter.most_common(1), without its heap)
+        base_ttl = max(res.undisputed_ttls.items(), key=itemgetter(1))[0] if res and res.undisputed_ttls else None
         min_rtt = res.min_rtt if res else 0.0
-        # -- per response: does it fit the resolver?
-        odd = []
-        for r in resp:
-            src, ttl, outcome, delay, ipid, frame, inp, flags, qmatch, addrs = r
-            why = []
-            if src != f.server_ip:
-                why.append(f"it came from {src}, not from the resolver asked ({f.server_ip})")
-            if base_ttl is not None and abs(ttl - base_ttl) >= TTL_GAP_STRONG:
-                why.append(f"IP TTL {ttl} where the resolver's other answers have {base_ttl}")
-            if too_early(delay, min_rtt):  # against the resolver's fastest undisputed answer
-                why.append(f"it came after {delay * 1000:.1f} ms, the resolver's fastest answer took {min_rtt * 1000:.1f} ms")
-            odd.append(why)
-        fits = [r for r, why in zip(resp, odd) if not why]
-        departs = [(r, why) for r, why in zip(resp, odd) if why]
         outcomes = {r[2] for r in resp}
-        q = ev(f.input, f.features.get("query_frame", 0), "query", f"{f.features.get('qtype', '')} {f.name}")
         if len(resp) >= 2 and len(outcomes) >= 2:
+            # -- per response: does it fit the resolver?
+            odd = []
+            for r in resp:
+                src, ttl, outcome, delay, ipid, frame, inp, flags, qmatch, addrs = r
+                why = []
+                if src != f.server_ip:
+                    why.append(f"it came from {src}, not from the resolver asked ({f.server_ip})")
+                if base_ttl is not None and abs(ttl - base_ttl) >= TTL_GAP_STRONG:
+                    why.append(f"IP TTL {ttl} where the resolver's other answers have {base_ttl}")
+                if too_early(delay, min_rtt):  # against the resolver's fastest undisputed answer
+                    why.append(f"it came after {delay * 1000:.1f} ms, the resolver's fastest answer took {min_rtt * 1000:.1f} ms")
+                odd.append(why)
+            fits = [r for r, why in zip(resp, odd) if not why]
+            departs = [(r, why) for r, why in zip(resp, odd) if why]
             # racing answers that disagree
             if departs and fits:
                 bad = [r for r, _ in departs]
@@ -88,7 +90,7 @@ class DnsForgeryDetector:
                           f"{'; ' + departs[0][1][1] if len(departs[0][1]) > 1 else ''}; "
                           f"the resolver's own answer {_show(good)} came after {good[3] * 1000:.1f} ms")
                 out.append(finding(NAME, "dns-race-forged", 1.0 if len(departs[0][1]) >= 2 else 0.9, detail,
-                                   [q] + [ev(r[6], r[5], "forged-answer", _show(r)) for r in bad[:3]]
+                                   [_query(f)] + [ev(r[6], r[5], "forged-answer", _show(r)) for r in bad[:3]]
                                    + [ev(good[6], good[5], "resolver-answer", _show(good))],
                                    hop=_hop(bad, good[1]), trigger="dns-qname"))
             else:
@@ -99,7 +101,7 @@ class DnsForgeryDetector:
                                        f"{len(resp)} answers disagree and came with IP TTLs {'/'.join(map(str, ttls))}: "
                                        f"they had different senders; no undisputed answer of this resolver in the "
                                        f"capture says which one is its own (the first, {_show(first)}, is the usual forgery)",
-                                       [q] + [ev(r[6], r[5], "answer", _show(r)) for r in resp[:3]],
+                                       [_query(f)] + [ev(r[6], r[5], "answer", _show(r)) for r in resp[:3]],
                                        hop=_hop([first], last[1]), trigger="dns-qname"))
         # -- answers in space that cannot hold a public name's address
         if public_name(f.name):
@@ -114,7 +116,7 @@ class DnsForgeryDetector:
                                        f"the answer {', '.join(a for a, _ in bad)} (frame {r[5]}) is "
                                        f"{'loopback/unspecified space, never' if never else 'special-purpose space no client here reached, not'} "
                                        f"a public name's address",
-                                       [q, ev(r[6], r[5], "bogon-answer", ", ".join(a for a, _ in bad))],
+                                       [_query(f), ev(r[6], r[5], "bogon-answer", ", ".join(a for a, _ in bad))],
                                        never=never, trigger="dns-qname", hop=_hop([r], base_ttl) if base_ttl else None))
                     break
         # -- another resolver disagrees in a way CDN variety cannot explain
@@ -127,10 +129,15 @@ class DnsForgeryDetector:
                 if (o == "NXDOMAIN") != (mine == "NXDOMAIN"):
                     out.append(finding(NAME, "dns-cross-resolver", 0.8,
                                        f"resolver {ip} answered {o} for the same name where {f.server_ip}'s first "
-                                       f"answer was {mine}", [q, ev(resp[0][6], resp[0][5], "answer", mine)],
+                                       f"answer was {mine}", [_query(f), ev(resp[0][6], resp[0][5], "answer", mine)],
                                        trigger="dns-qname"))
                     return out
         return out
+
+
+def _query(f: Facts) -> Evidence:
+    """The evidence line of the query itself (built only for a finding: most answers raise none)."""
+    return ev(f.input, f.features.get("query_frame", 0), "query", f"{f.features.get('qtype', '')} {f.name}")
 
 
 def _show(r) -> str:

@@ -13,12 +13,15 @@ MAX_RESPONSES = 8
 def features(a: Attempt) -> dict:
     if a.dns is not None and a.transport == "udp":
         t = a.dns
+        qts = t.query_ts
+        responses = []
+        for r in t.responses[:MAX_RESPONSES]:
+            addrs = tuple(sorted(r.addresses()))
+            # (src, ip ttl, outcome, delay s, ip id, frame, input, flags, qname matches, addresses)
+            responses.append((r.src.ip, r.ttl, _outcome(addrs, r.rcode), round(r.ts - qts, 6), r.ipid, r.frame,
+                              r.input, r.flags, r.qname_matches, addrs))
         return {"qtype": t.qtype, "query_frame": t.query_frames[0], "query_ttl": t.query_ttl,
-                "queries": len(t.query_frames),
-                # (src, ip ttl, outcome, delay s, ip id, frame, input, flags, qname matches, addresses)
-                "responses": tuple((r.src.ip, r.ttl, dns_outcome(r), round(r.ts - t.query_ts, 6), r.ipid, r.frame,
-                                    r.input, r.flags, r.qname_matches, tuple(sorted(r.addresses())))
-                                   for r in t.responses[:MAX_RESPONSES])}
+                "queries": len(t.query_frames), "responses": tuple(responses)}
     c = a.tcp
     if c is None:
         return {}
@@ -89,7 +92,14 @@ def handshake_rtt(c) -> float | None:
 
 def dns_outcome(r) -> str:
     """A response's answer as one comparable string: the sorted addresses, or the rcode."""
-    addrs = sorted(r.addresses())
+    return _outcome(sorted(r.addresses()), r.rcode)
+
+
+_NO_ADDRESS = {0: "NODATA", 3: "NXDOMAIN"}
+
+
+def _outcome(addrs, rcode: int) -> str:
+    """``dns_outcome`` of a response whose sorted addresses are ``addrs``."""
     if addrs:
         return ",".join(addrs)
-    return {0: "NODATA", 3: "NXDOMAIN"}.get(r.rcode, f"RCODE{r.rcode}")
+    return _NO_ADDRESS.get(rcode) or f"RCODE{rcode}"

@@ -64,29 +64,32 @@ def _dns(a: Attempt) -> list[Finding]:
         return [finding(NAME, "dns-unanswered", 1.0,
                         f"query sent {len(txn.query_frames)} time(s), no response{waited}",
                         [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}")], sends=len(txn.query_frames))]
+    query = ev(a.input, q, "query", f"{txn.qtype} {txn.qname}")
+    responses = txn.responses
+    first = responses[0]
+    answered = [r for r in responses if r.rcode in (0, 3)]
+    if not answered:
+        return [finding(NAME, "dns-error", 1.0, f"the resolver answered {rcode_text(first.rcode)}",
+                        [query, ev(first.input, first.frame, "rcode", rcode_text(first.rcode))],
+                        rcode=first.rcode)]
     out = []
-    first = txn.responses[0]
-    rc = {r.rcode for r in txn.responses}
-    if all(r.rcode not in (0, 3) for r in txn.responses):
-        out.append(finding(NAME, "dns-error", 1.0, f"the resolver answered {rcode_text(first.rcode)}",
-                           [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}"),
-                            ev(first.input, first.frame, "rcode", rcode_text(first.rcode))],
-                           rcode=first.rcode))
-    else:
-        sets = {r.addresses() for r in txn.responses if r.rcode in (0, 3)}
-        sources = {r.src for r in txn.responses}
+    if len(responses) > 1:  # one response cannot disagree with itself
+        sets = {r.addresses() for r in answered}
+        sources = {r.src for r in responses}
         if len(sets) > 1 or len(sources) > 1:
             detail = "; ".join(f"frame {r.frame}: {', '.join(sorted(r.addresses())) or rcode_text(r.rcode)} "
-                               f"(IP TTL {r.ttl}, +{(r.ts - txn.query_ts) * 1000:.1f} ms)" for r in txn.responses[:4])
+                               f"(IP TTL {r.ttl}, +{(r.ts - txn.query_ts) * 1000:.1f} ms)" for r in responses[:4])
             out.append(finding(NAME, "dns-disagreeing-answers", 1.0,
-                               f"{len(txn.responses)} responses disagree: {detail}",
+                               f"{len(responses)} responses disagree: {detail}",
                                [ev(r.input, r.frame, "response", ", ".join(sorted(r.addresses())) or rcode_text(r.rcode))
-                                for r in txn.responses[:4]]))
-        out.append(finding(NAME, "dns-answered", 1.0,
-                           f"{len(txn.responses)} response(s), first after "
-                           f"{(first.ts - txn.query_ts) * 1000:.1f} ms ({'/'.join(rcode_text(x) for x in sorted(rc))})",
-                           [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}"),
-                            ev(first.input, first.frame, "response", ", ".join(sorted(first.addresses())) or rcode_text(first.rcode))]))
+                                for r in responses[:4]]))
+        rcodes = "/".join([rcode_text(x) for x in sorted({r.rcode for r in responses})])
+    else:
+        rcodes = rcode_text(first.rcode)
+    out.append(finding(NAME, "dns-answered", 1.0,
+                       f"{len(responses)} response(s), first after {(first.ts - txn.query_ts) * 1000:.1f} ms ({rcodes})",
+                       [query, ev(first.input, first.frame, "response",
+                                  ", ".join(sorted(first.addresses())) or rcode_text(first.rcode))]))
     return out
 
 
