@@ -34,7 +34,7 @@ import numpy as np
 from ..model import C2S, S2C, SEG_DTYPE, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, IcmpError
 from ..sources.decode import ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 from . import dnswire
-from .tcp import TcpState, close_bits, finish_tcp, first_seq, start_rows, syn_rows
+from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, row_fields
 
 #: A connection with no packet for this long (capture time) is finished. Long
 #: enough that keep-alive gaps do not split one connection in two.
@@ -192,7 +192,7 @@ class Reassembler:
         any_pure = np.add.reduceat(pure.astype(np.int32), starts) > 0
         any_odd = np.add.reduceat(odd_syn.astype(np.int32), starts) > 0
         keys = _key_bytes(_canonical_keys(t[starts]))
-        firsts = list(start_rows(t, starts))
+        firsts = list(row_fields(t, starts, START_FIELDS))
         flows = self.flows
         states: list[TcpState | None] = [None] * G
         chi = np.zeros(G, np.uint64)
@@ -272,7 +272,7 @@ class Reassembler:
             st._keep(part)
         fast_row = fast[rowgroup]
         syns = np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0))
-        for g, d, fields in zip(rowgroup[syns].tolist(), dirs[syns].tolist(), syn_rows(t, syns)):
+        for g, d, fields in zip(rowgroup[syns].tolist(), dirs[syns].tolist(), row_fields(t, syns, SYN_FIELDS)):
             states[g].syn_row(d, *fields, buf)
         idx = np.flatnonzero(fast_row & (t["caplen_pay"] > 0))
         if len(idx):
@@ -301,7 +301,7 @@ class Reassembler:
                 self.emit(finish_tcp(state))
                 del self.flows[key]
                 self.closing.pop(key, None)
-                state = self._new_flow(key, input_idx, next(start_rows(grp, [i])))
+                state = self._new_flow(key, input_idx, next(row_fields(grp, [i], START_FIELDS)))
                 start = i
         state.absorb(input_idx, grp[start:], buf)
 
@@ -431,18 +431,21 @@ class Reassembler:
     def flush(self, tick: Callable[[int, int], None] | None = None) -> None:
         """Finish everything still open (end of all inputs); ``tick(done, total)`` now and then."""
         total, done = self.live(), 0
-        for state in self.flows.values():
-            self.emit(finish_tcp(state))
+
+        def finished() -> None:
+            nonlocal done
             done += 1
             if tick is not None and not done % FLUSH_TICK:
                 tick(done, total)
+
+        for state in self.flows.values():
+            self.emit(finish_tcp(state))
+            finished()
         self.flows.clear()
         self.closing.clear()
         for key in list(self.dns):
             self._finish_dns(key)
-            done += 1
-            if tick is not None and not done % FLUSH_TICK:
-                tick(done, total)
+            finished()
         if tick is not None:
             tick(total, total)
 

@@ -48,9 +48,15 @@ def first_seq(seq, flags):
     return seq if flags & TCP_SYN else (seq - 1) & U32
 
 
-def syn_rows(rows: np.ndarray, idx: np.ndarray) -> zip:
-    """(flags, l4, doff, ttl, ipid, frame) of the rows at ``idx``, as Python ints (for ``TcpState.syn_row``)."""
-    return zip(*(rows[name][idx].tolist() for name in ("flags", "l4", "doff", "ttl", "ipid", "frame")))
+#: The decoded-row fields ``TcpState.start`` and ``TcpState.syn_row`` read, in their order.
+START_FIELDS = ("src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport", "flags", "ipver", "ts", "frame")
+SYN_FIELDS = ("flags", "l4", "doff", "ttl", "ipid", "frame")
+
+
+def row_fields(rows: np.ndarray, idx, names: tuple[str, ...]) -> zip:
+    """The fields ``names`` of the rows at ``idx``, a tuple of Python values per row
+    (a column at a time: one ``tolist`` per field, not a record look-up per row)."""
+    return zip(*(rows[name][idx].tolist() for name in names))
 
 
 def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, int | None, bool, bool, tuple[int, ...]]:
@@ -87,12 +93,6 @@ def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, 
     return mss, wscale, sack, tstamp, tuple(kinds)
 
 
-def start_rows(rows: np.ndarray, idx) -> zip:
-    """The fields ``TcpState.start`` reads, of the rows at ``idx``, as tuples of Python values."""
-    return zip(*(rows[name][idx].tolist() for name in ("src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport",
-                                                         "flags", "ipver", "ts", "frame")))
-
-
 class TcpState:
     """A live connection: counters, capped packet rows, the first payload bytes."""
 
@@ -102,7 +102,7 @@ class TcpState:
 
     @classmethod
     def start(cls, input_idx: int, first: tuple) -> "TcpState":
-        """A connection whose first packet has these fields (a tuple from ``start_rows``)."""
+        """A connection whose first packet has these fields (``START_FIELDS``, from ``row_fields``)."""
         self = cls()
         src_hi, src_lo, sport, dst_hi, dst_lo, dport, flags, ipver, ts, frame = first
         src = (src_hi, src_lo, sport)
@@ -180,7 +180,7 @@ class TcpState:
         self.set_bases(seg)
         self._keep(seg)
         syns = np.flatnonzero(rows["flags"] & TCP_SYN)
-        for d, fields in zip(dirs[syns].tolist(), syn_rows(rows, syns)):
+        for d, fields in zip(dirs[syns].tolist(), row_fields(rows, syns, SYN_FIELDS)):
             self.syn_row(d, *fields, buf)
         for i in np.flatnonzero(rows["caplen_pay"] > 0).tolist():
             d = int(dirs[i])
