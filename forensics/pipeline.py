@@ -348,11 +348,9 @@ def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None =
     total = sum(len(r.index) for r in results)
     judged, base = [], 0
     for r in results:
-        tick = None
-        if stage is not None:
-            def tick(name, done, _n, base=base):  # the parts one after the other, as one count
-                stage(name, base + done, total)
-        judged.append(judge_part(r, controls, workdir, tick))
+        def tick(name, done, _n, base=base):  # the parts one after the other, as one count
+            stage(name, base + done, total)
+        judged.append(judge_part(r, controls, workdir, tick if stage is not None else None))
         base += len(r.index)
     return assemble(results, judged, workdir, max_flows=max_flows, cleanup=cleanup)
 

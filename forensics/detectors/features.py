@@ -10,6 +10,21 @@ _ECN = TCP_ECE | TCP_CWR
 MAX_RESPONSES = 8
 
 
+def is_client_syn(r: tuple) -> bool:
+    """A row of ``TcpConn.rows`` that is the client's SYN (SYN without ACK)."""
+    return r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN
+
+
+def client_syns(rows: list[tuple]) -> list[tuple]:
+    """The client's SYNs among a connection's rows, in capture order."""
+    return [r for r in rows if is_client_syn(r)]
+
+
+def asks_ecn(flags: int) -> bool:
+    """A SYN asking for ECN carries both ECE and CWR (RFC 3168)."""
+    return flags & _ECN == _ECN
+
+
 def features(a: Attempt) -> dict:
     if a.dns is not None and a.transport == "udp":
         t = a.dns
@@ -35,7 +50,7 @@ def features(a: Attempt) -> dict:
     max_ack = None  # the highest ack number from the server's side
     for r in c.rows:
         if r[SEG_DIR] == C2S:
-            if r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            if is_client_syn(r):
                 syns.append(r)
             if r[SEG_PLEN] > 0:
                 data.append(r)
@@ -44,10 +59,10 @@ def features(a: Attempt) -> dict:
                 ttls[r[SEG_TTL]] = ttls.get(r[SEG_TTL], 0) + 1
             if max_ack is None or r[SEG_ACK] > max_ack:
                 max_ack = r[SEG_ACK]
-    if any(r[SEG_FLAGS] & _ECN == _ECN for r in syns):
+    if any(asks_ecn(r[SEG_FLAGS]) for r in syns):
         # the SYN-ACK answered an ECN SYN if no plain SYN was sent before it
         if c.synack is not None:
-            plain_before = any(r[SEG_FLAGS] & _ECN != _ECN for r in syns if r[SEG_FRAME] < c.synack.frame)
+            plain_before = any(not asks_ecn(r[SEG_FLAGS]) for r in syns if r[SEG_FRAME] < c.synack.frame)
             x["ecn_answered"] = not plain_before
             x["ecn_unanswered"] = plain_before
         else:
@@ -81,7 +96,7 @@ def handshake_rtt(c) -> float | None:
     syn_ts = sa_ts = None  # the last SYN before the SYN-ACK; the SYN-ACK's first row
     for r in c.rows:
         if r[SEG_FRAME] < frame:
-            if r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            if is_client_syn(r):
                 syn_ts = r[SEG_TS]
         elif r[SEG_FRAME] == frame and sa_ts is None:
             sa_ts = r[SEG_TS]

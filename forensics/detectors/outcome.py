@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from ..model import (C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_TS, SEG_TTL, Attempt, Finding,
                      rcode_text)
-from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
+from ..sources.decode import TCP_RST
 from .base import doc_parts, ev, finding
+from .features import asks_ecn, client_syns
 
 NAME = "outcome"
-_ECN = TCP_ECE | TCP_CWR
 
 #: The signals this detector reports, and what each means.
 SIGNALS = {
@@ -100,7 +100,7 @@ def _tcp(a: Attempt) -> list[Finding]:
     s2c = [r for r in c.rows if r[SEG_DIR] == S2C]
     c2s = [r for r in c.rows if r[SEG_DIR] == C2S]
     if c.syn is not None and c.synack is None:
-        syn_frames = [r[SEG_FRAME] for r in c2s if r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN]
+        syn_frames = [r[SEG_FRAME] for r in client_syns(c2s)]
         rst = [r for r in s2c if r[SEG_FLAGS] & TCP_RST]
         if rst:
             r = rst[0]
@@ -150,8 +150,8 @@ def _contradictions(a: Attempt, s2c: list[tuple]) -> list[Finding]:
                                [ev(first.input, first.frame, "rst", f"RST TTL {first.ttl}"),
                                 ev(r[SEG_INPUT], r[SEG_FRAME], "after-reset", f"TTL {r[SEG_TTL]}")]))
     if c.synack is not None:
-        syns = [r for r in rows if r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN]
-        ecn = [r[SEG_FLAGS] & _ECN == _ECN for r in syns]
+        syns = client_syns(rows)
+        ecn = [asks_ecn(r[SEG_FLAGS]) for r in syns]
         if len(syns) > 1 and ecn[0] and not all(ecn):
             plain = syns[ecn.index(False)]
             if c.synack.frame > plain[SEG_FRAME]:

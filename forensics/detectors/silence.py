@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL,
                      Attempt, Finding)
-from ..sources.decode import TCP_ACK, TCP_SYN
+from ..sources.decode import TCP_ACK
 from .base import doc_parts, ev, finding
+from .features import client_syns
 from .ttl import hop_of
 
 NAME = "silence"
@@ -71,7 +72,7 @@ class SilenceDetector:
         if c.synack is None:
             if c.syn is not None and c.syn_count >= MIN_SENDS and not c.icmp \
                     and not any(r[SEG_DIR] == S2C for r in rows):
-                syns = [r for r in rows if r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN]
+                syns = client_syns(rows)
                 span = syns[-1][SEG_TS] - syns[0][SEG_TS] if syns else 0.0
                 out.append(finding(NAME, "syn-dropped", 1.0,
                                    f"{c.syn_count} SYNs over {span:.1f} s got no answer and no ICMP error",
