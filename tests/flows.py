@@ -119,23 +119,21 @@ class Flow:
             rto *= 2
         return frames
 
-    def tls_ok(self, sni: str, pad: int = 0):
+    def exchange_ok(self, request: bytes, answer: bytes):
+        """Handshake, one request and its answer, then a clean close from the client."""
         self.handshake()
-        self.c2s("PA", client_hello(sni, pad))
-        self.s2c("PA", server_hello())
+        self.c2s("PA", request)
+        self.s2c("PA", answer)
         self.c2s("A")
         self.c2s("FA")
         self.s2c("FA", dt=0.001)
         self.c2s("A")
 
+    def tls_ok(self, sni: str, pad: int = 0):
+        self.exchange_ok(client_hello(sni, pad), server_hello())
+
     def http_ok(self, host: str, path: str = "/"):
-        self.handshake()
-        self.c2s("PA", http_request(host, path))
-        self.s2c("PA", http_response())
-        self.c2s("A")
-        self.c2s("FA")
-        self.s2c("FA", dt=0.001)
-        self.c2s("A")
+        self.exchange_ok(http_request(host, path), http_response())
 
 
 def dns_exchange(cap: Capture, name: str, answers, *, client="192.0.2.10", resolver="198.51.100.53",

@@ -262,13 +262,19 @@ def test_request_acknowledged_but_unanswered_is_the_server(tmp_path):
     assert a["verdict"] == "server-timeout"
 
 
-def test_host_drop_with_control(tmp_path):
+def _request_dropped_beside_control(tmp_path, sends: int) -> dict:
+    """A GET for blocked.example sent ``sends`` times, never acknowledged, while
+    another Host completed at the same server: the attempt's report."""
     cap = Capture()
     Flow(cap, sport=40001, dport=80).http_ok("news.example")
     f = Flow(cap, sport=40002, dport=80)
     f.handshake()
-    f.resend(http_request("blocked.example"), 5)
-    a = only(run(cap, tmp_path), kind="http", name="blocked.example")
+    f.resend(http_request("blocked.example"), sends)
+    return only(run(cap, tmp_path), kind="http", name="blocked.example")
+
+
+def test_host_drop_with_control(tmp_path):
+    a = _request_dropped_beside_control(tmp_path, 5)
     assert (a["verdict"], a["trigger"]) == ("host-drop", "host")
 
 
@@ -373,12 +379,7 @@ def test_lookalike_of_idle_reset_without_idle_is_not_a_fault(tmp_path):
 
 
 def test_lookalike_of_pmtu_small_request_dropped_is_not_pmtu(tmp_path):
-    cap = Capture()
-    Flow(cap, sport=40001, dport=80).http_ok("news.example")
-    f = Flow(cap, sport=40002, dport=80)
-    f.handshake()
-    f.resend(http_request("blocked.example"), 4)
-    a = only(run(cap, tmp_path), kind="http", name="blocked.example")
+    a = _request_dropped_beside_control(tmp_path, 4)
     assert a["verdict"] != "pmtu-blackhole"
 
 
