@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .base import Facts
 
-#: Items remembered in a capped set (resolver IP-IDs, paths per Host): enough to name a control.
+#: Paths remembered per (server, port, Host) and outcome: enough to name a control.
 MAX_NAMES = 32
 #: Names remembered per server port and outcome. The set answers "did this very name
 #: complete here?", so it must hold every name a busy server serves (a CDN address
