@@ -68,10 +68,10 @@ EXPLAINED = {
                      "(keep-alive): an attempt is one connection, judged by its first client payload, "
                      "so the tool parses only that one; the first agrees (compared above).",
     "retransmission": "payload segments counted as retransmitted per connection and direction differ: "
-                      "Wireshark calls a 1-byte segment one below the next sequence number a keep-alive "
-                      "and a copy of a segment that arrives after a later one out-of-order, where the tool "
-                      "counts every payload segment ending at or below the highest byte already seen "
-                      "(SYN/FIN-only retransmissions are left out on both sides). Listed, not asserted.",
+                      "Wireshark calls a copy of a segment that arrives after a later one out-of-order, "
+                      "where the tool counts every payload segment ending at or below the highest byte "
+                      "already seen, keep-alives aside on both sides (SYN/FIN-only retransmissions are "
+                      "left out on both sides too). Listed, not asserted.",
 }
 
 

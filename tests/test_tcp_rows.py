@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.model import SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_SEQ, SEG_TS, seg_rows
-from forensics.reassembly.tcp import U32, _reassemble, first_seq, history
+from forensics.reassembly.tcp import U32, _reassemble, _walk, first_seq, history
 
 S, A, F, R, P = 0x02, 0x10, 0x01, 0x04, 0x08
 
@@ -67,3 +67,24 @@ def test_first_seq_ints_and_arrays():
     assert first_seq(0, A) == U32
     got = first_seq(np.array([10, 10, 0], np.uint32), np.array([S, A, P | A], np.uint16))
     assert got.tolist() == [10, 9, U32]
+
+
+def test_keepalive_is_not_a_retransmission():
+    """Wireshark's rule: one byte (or none) just below the next sequence number, no
+    SYN/FIN/RST, is a keep-alive; the same byte resent with FIN, or two bytes, is not."""
+    rows = [  # frame, ts, dir, ttl, ipid, df, flags, seq, ack, win, plen, tos, input
+        (1, 0.0, 0, 64, 1, 1, S, 999, 0, 64240, 0, 0, 0),
+        (2, 0.1, 1, 50, 0, 1, S | A, 5000, 1000, 65535, 0, 0, 0),
+        (3, 0.2, 0, 64, 2, 1, P | A, 1000, 5001, 502, 10, 0, 0),
+        (4, 0.3, 1, 50, 0, 1, A, 5001, 1010, 65535, 0, 0, 0),
+        (5, 45.3, 0, 64, 3, 1, A, 1009, 5001, 502, 1, 0, 0),  # keep-alive, one byte (Windows)
+        (6, 45.3, 0, 64, 4, 1, A, 1009, 5001, 502, 0, 0, 0),  # keep-alive, no byte (Linux)
+        (7, 90.3, 0, 64, 5, 1, A, 1009, 5001, 502, 1, 0, 0),  # another
+    ]
+    segs = np.array(rows, SEG_DTYPE)
+    nrt, hist = _walk(seg_rows(segs), [None, None])
+    assert nrt == [0, 0] and hist == "ShDaA"  # the empty probe is a pure ACK (A)
+    resent = [*rows[:4], (5, 0.9, 0, 64, 3, 1, P | A, 1008, 5001, 502, 2, 0, 0),  # two bytes: resent data
+              (6, 1.0, 0, 64, 4, 1, F | A, 1009, 5001, 502, 1, 0, 0)]  # the last byte again, with FIN
+    nrt, hist = _walk(seg_rows(np.array(resent, SEG_DTYPE)), [None, None])
+    assert nrt == [2, 0] and hist == "ShDaTF"

@@ -328,8 +328,18 @@ def _letters(f: int, payload: bool, zero_window: bool, rt: bool, d: int) -> tupl
     return tuple(out.lower() if d else out)
 
 
+#: A keep-alive probe (RFC 9293 3.8.4) repeats the last byte already sent, one byte at
+#: most (BSD-derived and Windows stacks send one "garbage" byte, Linux none) at the
+#: sequence number just below the next one; Wireshark calls it "TCP Keep-Alive", not a
+#: retransmission, and so does the count here.
+KEEPALIVE_MAX_LEN = 1
+
+
 def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
     """One pass over a connection's rows: retransmissions per direction, and the history.
+
+    A keep-alive probe (one byte just below the next sequence number, no SYN/FIN/RST)
+    is not counted as a retransmission, nor noted as one (T) in the history.
 
     The history is Zeek's: upper case for the client, lower for the server; each
     letter noted once per direction, except T (retransmitted data) and W (zero
@@ -354,7 +364,7 @@ def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
             h = high[d]
             if h is None or end > h:
                 high[d] = end
-            else:
+            elif not (plen <= KEEPALIVE_MAX_LEN and end == h and not r[SEG_FLAGS] & MARK_FLAGS):
                 rt = True
                 nrt[d] += 1
         for ch in _letters(r[SEG_FLAGS] & _LETTER_FLAGS, plen > 0, r[SEG_WIN] == 0, rt, d):
