@@ -426,6 +426,16 @@ def main(argv=None) -> int:
     packets = meta.get("packets") or sum(count_pcap(f) for f in files)
     workdir = a.keep or tempfile.mkdtemp(prefix="forensics-bench-")
     os.makedirs(workdir, exist_ok=True)
+    try:
+        return _measure(a, files, truth, meta, nbytes, packets, workdir)
+    finally:  # also when interrupted: the analyser's output can be gigabytes
+        if not a.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, packets: int,
+             workdir: str) -> int:
+    """Time the tools one after the other, print the table and check the verdicts."""
     out_json = os.path.join(workdir, "analyze.json")
     print(f"input: {a.input} ({len(files)} file{'s' * (len(files) > 1)}, {packets:,} packets, "
           f"{nbytes / 1e6:.1f} MB)")
@@ -504,8 +514,6 @@ def main(argv=None) -> int:
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump(summary, f, indent=1, default=str)
-    if not a.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
     if an is not None and not an.get("ok"):
         return 2
     if a.min_accuracy is not None and (verdicts is None or verdicts["accuracy"] < a.min_accuracy):
