@@ -28,7 +28,7 @@ import numpy as np
 
 from .classify.engine import RULES_VERSION, Judge
 from .detectors.base import Facts
-from .detectors.controls import Controls
+from .detectors.controls import ControlSet, cases_of
 from .errors import InputError
 from .model import VERDICT_CLASS, Attempt, DnsTransaction, Evidence, Finding, InputInfo, TcpConn, Verdict
 from .reassembly import attempts as attempts_mod
@@ -73,7 +73,7 @@ class PartResult:
     errors: list[str]
     readable: int
     stats: EngineStats
-    controls: Controls
+    controls: ControlSet
     warnings: list[str]
     index: np.ndarray
     spill: str
@@ -104,7 +104,7 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
              keep: bool = False, progress: ProgressFn | None = None, reachable: tuple[str, ...] = (),
              stage: StageFn | None = None) -> PartResult:
     """Analyse partition ``part`` of ``nparts`` of the flows in ``files``, up to the local verdict stage."""
-    judge = Judge([], reachable)
+    judge = Judge([], reachable, cases_of(files))
     spill = _Spill(os.path.join(workdir, f"part{part}.spill"))
     # the index too goes to disk while the flows are live (56 bytes an attempt: 112 MB
     # for a 2M-flow SYN flood), and comes back once they are gone
@@ -175,10 +175,11 @@ def check_readable(results: list[PartResult]) -> None:
         raise InputError(errs[0] if len(errs) == 1 else "; ".join(errs[:3]))
 
 
-def merge_controls(results: list[PartResult]) -> Controls:
+def merge_controls(results: list[PartResult]) -> ControlSet:
     """Every part's controls in one, in part order (the same however many parts)."""
     results = sorted(results, key=lambda r: r.part)
-    merged = Controls(reachable=results[0].controls.reachable)
+    first = results[0].controls
+    merged = ControlSet(first.cases, first.reachable)
     for r in results:
         merged.merge(r.controls)
     return merged
@@ -206,7 +207,7 @@ class JudgedPart:
     verdicts: list[Verdict] | None = None
 
 
-def judge_part(res: PartResult, controls: Controls, workdir: str, stage: StageFn | None = None) -> JudgedPart:
+def judge_part(res: PartResult, controls: ControlSet, workdir: str, stage: StageFn | None = None) -> JudgedPart:
     """Stage 2 for one part: each attempt's verdict against every part's controls."""
     judge = Judge([], controls.reachable)
     judge.controls = controls

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from forensics.detectors.base import Facts, finding
-from forensics.detectors.controls import MAX_NAMES, Controls
+from forensics.detectors.controls import MAX_NAMES, Controls, ControlSet, cases_of
 from forensics.detectors.crosscheck import CrossCheckDetector
 
 SERVER = "203.0.113.7"
 
 
-def _facts(kind: str, port: int, name: str, signal: str) -> Facts:
+def _facts(kind: str, port: int, name: str, signal: str, input_idx: int = 0) -> Facts:
     f = finding("test", signal, 1.0, signal)
-    return Facts(kind, "tcp", 0, "192.0.2.10", SERVER, port, name, 0.0, 1.0, (f,),
+    return Facts(kind, "tcp", input_idx, "192.0.2.10", SERVER, port, name, 0.0, 1.0, (f,),
                  {"syn": True, "synack": True, "answered": True})
 
 
@@ -53,3 +53,45 @@ def test_merged_controls_equal_one_process_whatever_the_split():
     merged.merge(a)
     merged.merge(b)
     assert merged.servers[SERVER].ok_names == one.servers[SERVER].ok_names
+
+
+def test_one_folder_is_one_case():
+    files = ["/caps/office-a/1.pcap", "/caps/office-b/1.pcap", "/caps/office-a/2.pcap", "/caps/office-b/x/1.pcap"]
+    assert cases_of(files) == (0, 1, 0, 2)
+    assert cases_of(["a.pcap", "./b.pcap"]) == (0, 0)  # both in the working folder
+
+
+def test_a_name_that_completes_in_another_case_is_no_control():
+    # input 0 (office A) saw the name completing on the server; input 1 (office B)
+    # saw other names complete and this one dropped; input 2 is office B's next file
+    c = ControlSet(cases=(0, 1, 1))
+    c.add(_facts("tls", 443, "blocked.example", "exchange-complete", 0))
+    c.add(_facts("tls", 443, "other.example", "exchange-complete", 2))
+    dropped = _facts("tls", 443, "blocked.example", "hello-dropped", 1)
+    c.add(dropped)
+    sig = _signals(c.of(1), dropped)
+    assert "control-other-name-ok" in sig and "control-same-name-ok" not in sig
+    # all in one case, office A's success is a control of B's failure
+    one = ControlSet()
+    for f in (_facts("tls", 443, "blocked.example", "exchange-complete", 0),
+              _facts("tls", 443, "other.example", "exchange-complete", 2), dropped):
+        one.add(f)
+    assert "control-same-name-ok" in _signals(one.of(1), dropped)
+
+
+def test_merged_cases_equal_one_pass():
+    facts = [_facts("tls", 443, f"n{k}.example", "exchange-complete", k % 3) for k in range(30)]
+    whole = ControlSet(cases=(0, 1, 0))
+    for f in facts:
+        whole.add(f)
+    a, b = ControlSet(cases=(0, 1, 0)), ControlSet(cases=(0, 1, 0))
+    for f in facts[:17]:
+        a.add(f)
+    for f in facts[17:]:
+        b.add(f)
+    merged = ControlSet(cases=(0, 1, 0))
+    merged.merge(a)
+    merged.merge(b)
+    assert sorted(merged.by_case) == sorted(whole.by_case) == [0, 1]
+    for case in (0, 1):
+        assert merged.by_case[case].servers[SERVER].ok_names == whole.by_case[case].servers[SERVER].ok_names

@@ -81,3 +81,30 @@ def test_reports_validate_and_benign_has_no_deliberate(sample):
         report = analyze_json(cap)
         if sample.name.startswith("benign"):
             assert report["summary"]["by_class"].get("deliberate", 0) == 0
+
+
+
+def _verdicts(report: dict) -> dict[tuple, tuple]:
+    """(sample, capture, kind, client, server, name, n-th such) -> (verdict, trigger, confidence)."""
+    paths = [Path(i["path"]) for i in report["inputs"]]
+    out: dict[tuple, tuple] = {}
+    for a in report["attempts"]:
+        p = paths[a["input"]]
+        base = (p.parent.name, p.name, a["kind"], a["client"]["ip"], a["server"]["ip"], a["server"]["port"], a["name"])
+        n = sum(1 for k in out if k[:-1] == base)
+        out[base + (n,)] = (a["verdict"], a["trigger"], a["confidence"])
+    return out
+
+
+def test_the_whole_folder_gives_each_sample_its_own_verdicts():
+    """The README's main command analyses every sample at once; each sample's folder is
+    its own case, so a name completing in another scene is not this scene's control
+    (it was: 6 sni-drop/host-drop attempts came out inconclusive together)."""
+    if not SAMPLES:
+        pytest.skip("no recorded samples in pcaps/")
+    together = _verdicts(analyze_json(ROOT / "pcaps", reachable=REACHABLE))
+    alone: dict[tuple, tuple] = {}
+    for s in SAMPLES:
+        alone.update(_verdicts(analyze_json(s, reachable=REACHABLE)))
+    assert together.keys() == alone.keys()
+    assert [(k, alone[k], together[k]) for k in alone if alone[k] != together[k]] == []

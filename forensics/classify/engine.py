@@ -2,8 +2,9 @@
 
 ``Judge.local(attempt)`` runs the local detectors on an attempt's packets and
 returns its compact ``Facts`` (the packets can be released after); it also feeds
-the capture's ``Controls``. ``Judge.verdict(facts)`` runs the cross-attempt
-detectors against the controls and applies the rules. Parallel workers each
+the ``Controls`` of the attempt's case (the inputs of one folder: ``cases_of``).
+``Judge.verdict(facts)`` runs the cross-attempt detectors against the controls of
+the same case and applies the rules. Parallel workers each
 run ``local`` and the parent merges their controls (``Judge.controls.merge``)
 before asking for verdicts, so the result does not depend on how the work was
 split.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from ..detectors import BUILTIN, CROSS
 from ..detectors.base import Facts
-from ..detectors.controls import Controls
+from ..detectors.controls import ControlSet
 from ..detectors.features import features
 from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Hop, Verdict
 from .rules import RULES, RULES_VERSION, Rule
@@ -22,8 +23,9 @@ __all__ = ["judge", "Judge", "RULES_VERSION", "apply_rules"]
 
 
 class Judge:
-    def __init__(self, warnings: list[str] | None = None, reachable: tuple[str, ...] = ()) -> None:
-        self.controls = Controls(reachable=tuple(reachable))
+    def __init__(self, warnings: list[str] | None = None, reachable: tuple[str, ...] = (),
+                 cases: tuple[int, ...] = ()) -> None:
+        self.controls = ControlSet(tuple(cases), tuple(reachable))
         self.warnings = warnings if warnings is not None else []
         self._broken: set[str] = set()
 
@@ -49,11 +51,12 @@ class Judge:
 
     def verdict(self, facts: Facts) -> Verdict:
         found = list(facts.findings)
+        controls = self.controls.of(facts.input)
         for det in CROSS:
             if self._broken and det.name in self._broken:
                 continue
             try:
-                found.extend(det.run(facts, self.controls))
+                found.extend(det.run(facts, controls))
             except Exception as exc:
                 self._disable(det, f"{facts.kind} attempt at {facts.server_ip}", exc)
         return apply_rules(facts, found)

@@ -9,6 +9,7 @@ while attempts stream past and merged across parallel workers.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections import Counter
 from functools import lru_cache
 from dataclasses import dataclass, field
@@ -191,6 +192,46 @@ class Controls:
     def answering_servers(self) -> int:
         """How many server addresses answered at least one SYN."""
         return sum(1 for s in self.servers.values() if s.synack)
+
+
+def cases_of(files: list[str]) -> tuple[int, ...]:
+    """The case of each input: the inputs of one folder are one case.
+
+    Controls say what *this* path does to other names, sizes and resolvers, so they
+    must come from the same vantage point and time: the rotated files of one capture,
+    or the client and server sides of one session, kept together in a folder. Captures
+    in other folders (another office, another day, another lab scene) are not each
+    other's controls: a name that completes there says nothing of this path.
+    """
+    seen: dict[str, int] = {}
+    return tuple(seen.setdefault(os.path.dirname(os.path.abspath(f)), len(seen)) for f in files)
+
+
+@dataclass(slots=True)
+class ControlSet:
+    """The controls of every case (``cases_of``): each attempt is added to, and judged
+    against, the controls of its own input's case only."""
+
+    cases: tuple[int, ...] = ()  # input index -> case; inputs beyond it are case 0
+    reachable: tuple = ()
+    by_case: dict = field(default_factory=dict)  # case -> Controls
+
+    def of(self, input_idx: int) -> Controls:
+        case = self.cases[input_idx] if input_idx < len(self.cases) else 0
+        c = self.by_case.get(case)
+        if c is None:
+            c = self.by_case[case] = Controls(reachable=self.reachable)
+        return c
+
+    def add(self, f: Facts) -> None:
+        self.of(f.input).add(f)
+
+    def merge(self, o: "ControlSet") -> None:
+        for case in sorted(o.by_case):
+            mine = self.by_case.get(case)
+            if mine is None:
+                mine = self.by_case[case] = Controls(reachable=self.reachable)
+            mine.merge(o.by_case[case])
 
 
 def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:
