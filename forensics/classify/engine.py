@@ -70,13 +70,28 @@ def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ..
 
 #: Each rule's signals as sets, for one subset test per rule.
 _COMPILED = [(rule, frozenset(rule.all_of), frozenset(rule.none_of)) for rule in RULES]
+#: The rule each set of signals met so far matches: a capture has a few dozen distinct
+#: sets, so the rules are walked once per set, not once per attempt. Capped (a set past
+#: the cap is matched afresh each time).
+_MATCHED: dict[frozenset[str], Rule] = {}
+MAX_MATCHED = 4096
 
 
 def apply_rules(facts: Facts, findings: list[Finding]) -> Verdict:
-    signals = {f.signal for f in findings}
+    signals = frozenset([f.signal for f in findings])
+    rule = _MATCHED.get(signals)
+    if rule is None:
+        rule = _match(signals)
+        if len(_MATCHED) < MAX_MATCHED:
+            _MATCHED[signals] = rule
+    return _verdict(rule, facts, findings)
+
+
+def _match(signals: frozenset[str]) -> Rule:
+    """The first rule whose signals are all present and none of whose forbidden ones is."""
     for rule, need, forbid in _COMPILED:
         if need <= signals and not (forbid & signals):
-            return _verdict(rule, facts, findings)
+            return rule
     raise AssertionError("the fallback rule always matches")
 
 
