@@ -63,11 +63,9 @@ class DnsForgeryDetector:
                             f"from loss")]
         out = []
         res = controls.resolvers.get(f.server_ip)
-        # the most common TTL, the first seen of equal counts (Counter.most_common(1), without its heap)
-        base_ttl = max(res.undisputed_ttls.items(), key=itemgetter(1))[0] if res and res.undisputed_ttls else None
         min_rtt = res.min_rtt if res else 0.0
-        outcomes = {r[2] for r in resp}
-        if len(resp) >= 2 and len(outcomes) >= 2:
+        if len(resp) >= 2 and len({r[2] for r in resp}) >= 2:
+            base_ttl = _base_ttl(res)
             # -- per response: does it fit the resolver?
             odd = []
             for r in resp:
@@ -112,6 +110,7 @@ class DnsForgeryDetector:
                        and prefix_of(a) not in controls.reached]
                 if bad and len(bad) == len(addrs):
                     never = any(k == "never" for _, k in bad)
+                    base_ttl = _base_ttl(res)
                     out.append(finding(NAME, "dns-bogon-never" if never else "dns-bogon", 1.0 if never else 0.6,
                                        f"the answer {', '.join(a for a, _ in bad)} (frame {r[5]}) is "
                                        f"{'loopback/unspecified space, never' if never else 'special-purpose space no client here reached, not'} "
@@ -133,6 +132,13 @@ class DnsForgeryDetector:
                                        trigger="dns-qname"))
                     return out
         return out
+
+
+def _base_ttl(res) -> int | None:
+    """The IP TTL of most of the resolver's undisputed answers, the first seen of equal counts
+    (Counter.most_common(1), without its heap); None without any. Looked up only where a
+    finding needs it: most answers raise none."""
+    return max(res.undisputed_ttls.items(), key=itemgetter(1))[0] if res and res.undisputed_ttls else None
 
 
 def _query(f: Facts) -> Evidence:
