@@ -96,10 +96,8 @@ def _dns(a: Attempt) -> list[Finding]:
 def _tcp(a: Attempt) -> list[Finding]:
     c = a.tcp
     out: list[Finding] = []
-    # plain loops over the rows: a connection has a dozen, fewer than numpy calls would cost
-    s2c = [r for r in c.rows if r[SEG_DIR] == S2C]
-    c2s = [r for r in c.rows if r[SEG_DIR] == C2S]
     if c.syn is not None and c.synack is None:
+        s2c, c2s = _side(c.rows, S2C), _side(c.rows, C2S)
         syn_frames = [r[SEG_FRAME] for r in client_syns(c2s)]
         rst = [r for r in s2c if r[SEG_FLAGS] & TCP_RST]
         if rst:
@@ -115,13 +113,13 @@ def _tcp(a: Attempt) -> list[Finding]:
                                f"SYN sent {c.syn_count} time(s) over {span:.1f} s, no answer",
                                [ev(a.input, f, "syn", "SYN") for f in syn_frames[:4]],
                                sends=c.syn_count, span=span))
-    out.extend(_contradictions(a, s2c))
+    out.extend(_contradictions(a))
     completed = _completed(a)
     if completed:
         out.append(finding(NAME, "exchange-complete", 1.0, completed,
                            [ev(a.input, c.server_payload_frames[0], "answer", completed)] if c.server_payload_frames else []))
     elif c.client_payload and not c.server_payload:
-        first_ts = [r[SEG_TS] for r in c2s if r[SEG_PLEN] > 0][0]
+        first_ts = [r[SEG_TS] for r in _side(c.rows, C2S) if r[SEG_PLEN] > 0][0]
         waited = c.last_ts - first_ts
         what = {"tls": "ClientHello", "http": "request"}.get(a.kind, "first payload")
         out.append(finding(NAME, "payload-unanswered", 1.0,
@@ -131,17 +129,22 @@ def _tcp(a: Attempt) -> list[Finding]:
     return out
 
 
-def _contradictions(a: Attempt, s2c: list[tuple]) -> list[Finding]:
-    """Server-side packets after a server-side reset; server bytes that contradict earlier ones.
+def _side(rows: list[tuple], d: int) -> list[tuple]:
+    """The rows (``TcpConn.rows``) of direction ``d``. Plain loops over the rows: a
+    connection has a dozen, fewer than numpy calls would cost; built only by the
+    findings that read them (most connections raise none of those)."""
+    return [r for r in rows if r[SEG_DIR] == d]
 
-    ``s2c`` holds the server side's rows (``TcpConn.rows``)."""
+
+def _contradictions(a: Attempt) -> list[Finding]:
+    """Server-side packets after a server-side reset; server bytes that contradict earlier ones."""
     c = a.tcp
     rows = c.rows
     out = []
     rst = [m for m in c.markers if m.kind == "rst" and m.dir == S2C]
     if rst:
         first = rst[0]
-        later = [r for r in s2c if r[SEG_TS] > first.ts and not r[SEG_FLAGS] & TCP_RST]
+        later = [r for r in _side(rows, S2C) if r[SEG_TS] > first.ts and not r[SEG_FLAGS] & TCP_RST]
         if later:
             r = later[0]
             out.append(finding(NAME, "server-side-after-reset", 1.0,
