@@ -62,7 +62,9 @@ def _fast_pickling(cls) -> None:
 for _cls in (Facts, Finding, Evidence):
     _fast_pickling(_cls)
 
-_facts_fields = attrgetter(*[f.name for f in dataclasses.fields(Facts)][:-2])  # all but findings, features
+_FACTS_NAMES = [f.name for f in dataclasses.fields(Facts)]
+assert _FACTS_NAMES[-2:] == ["findings", "features"], "the spill record puts these two last"
+_facts_fields = attrgetter(*_FACTS_NAMES[:-2])
 
 
 def _facts_record(facts: Facts) -> tuple:
