@@ -59,8 +59,8 @@ def _fast_pickling(cls) -> None:
     copyreg.pickle(cls, lambda obj: (cls, get(obj)))
 
 
-for _cls in (Facts, Finding, Evidence):
-    _fast_pickling(_cls)
+# the evidence of the verdicts that ``-j`` workers send back (the spill holds no class: below)
+_fast_pickling(Evidence)
 
 _FACTS_NAMES = [f.name for f in dataclasses.fields(Facts)]
 assert _FACTS_NAMES[-2:] == ["findings", "features"], "the spill record puts these two last"

@@ -6,6 +6,7 @@ what the evidence says (read back with scapy, the dissector of record).
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -88,11 +89,12 @@ def _verdicts(report: dict) -> dict[tuple, tuple]:
     """(sample, capture, kind, client, server, name, n-th such) -> (verdict, trigger, confidence)."""
     paths = [Path(i["path"]) for i in report["inputs"]]
     out: dict[tuple, tuple] = {}
+    seen: Counter = Counter()
     for a in report["attempts"]:
         p = paths[a["input"]]
         base = (p.parent.name, p.name, a["kind"], a["client"]["ip"], a["server"]["ip"], a["server"]["port"], a["name"])
-        n = sum(1 for k in out if k[:-1] == base)
-        out[base + (n,)] = (a["verdict"], a["trigger"], a["confidence"])
+        out[base + (seen[base],)] = (a["verdict"], a["trigger"], a["confidence"])
+        seen[base] += 1
     return out
 
 

@@ -217,7 +217,9 @@ class ControlSet:
     by_case: dict = field(default_factory=dict)  # case -> Controls
 
     def of(self, input_idx: int) -> Controls:
-        case = self.cases[input_idx] if input_idx < len(self.cases) else 0
+        return self._case(self.cases[input_idx] if input_idx < len(self.cases) else 0)
+
+    def _case(self, case: int) -> Controls:
         c = self.by_case.get(case)
         if c is None:
             c = self.by_case[case] = Controls(reachable=self.reachable)
@@ -228,10 +230,7 @@ class ControlSet:
 
     def merge(self, o: "ControlSet") -> None:
         for case in sorted(o.by_case):
-            mine = self.by_case.get(case)
-            if mine is None:
-                mine = self.by_case[case] = Controls(reachable=self.reachable)
-            mine.merge(o.by_case[case])
+            self._case(case).merge(o.by_case[case])
 
 
 def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:

@@ -53,18 +53,14 @@ class OutcomeDetector:
 
 def _dns(a: Attempt) -> list[Finding]:
     txn = a.dns
-    q = txn.query_frames[0]
+    query = ev(a.input, txn.query_frames[0], "query", f"{txn.qtype} {txn.qname}")
     if not txn.responses and txn.icmp:
         e = txn.icmp[0]
         return [finding(NAME, "dns-icmp-error", 1.0, f"the query was answered by ICMP \"{e.describe()}\" from {e.router}",
-                        [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}"),
-                         ev(e.input, e.frame, "icmp", f"{e.describe()} from {e.router}")])]
+                        [query, ev(e.input, e.frame, "icmp", f"{e.describe()} from {e.router}")])]
     if not txn.responses:
-        waited = ""
-        return [finding(NAME, "dns-unanswered", 1.0,
-                        f"query sent {len(txn.query_frames)} time(s), no response{waited}",
-                        [ev(a.input, q, "query", f"{txn.qtype} {txn.qname}")], sends=len(txn.query_frames))]
-    query = ev(a.input, q, "query", f"{txn.qtype} {txn.qname}")
+        return [finding(NAME, "dns-unanswered", 1.0, f"query sent {len(txn.query_frames)} time(s), no response",
+                        [query], sends=len(txn.query_frames))]
     responses = txn.responses
     first = responses[0]
     answered = [r for r in responses if r.rcode in (0, 3)]
