@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from forensics.detectors.base import Facts, finding
-from forensics.detectors.controls import MAX_NAMES, Controls, ControlSet, cases_of
+from forensics.detectors.controls import (MAX_NAME_CLIENTS, MAX_NAMES, MAX_VANTAGE_CLIENTS, Controls, ControlSet,
+                                         cases_of)
 from forensics.detectors.crosscheck import CrossCheckDetector
 
 SERVER = "203.0.113.7"
 
 
-def _facts(kind: str, port: int, name: str, signal: str, input_idx: int = 0) -> Facts:
+def _facts(kind: str, port: int, name: str, signal: str, input_idx: int = 0, client: str = "192.0.2.10") -> Facts:
     f = finding("test", signal, 1.0, signal)
-    return Facts(kind, "tcp", input_idx, "192.0.2.10", SERVER, port, name, 0.0, 1.0, (f,),
+    return Facts(kind, "tcp", input_idx, client, SERVER, port, name, 0.0, 1.0, (f,),
                  {"syn": True, "synack": True, "answered": True})
 
 
@@ -95,3 +96,82 @@ def test_merged_cases_equal_one_pass():
     assert sorted(merged.by_case) == sorted(whole.by_case) == [0, 1]
     for case in (0, 1):
         assert merged.by_case[case].servers[SERVER].ok_names == whole.by_case[case].servers[SERVER].ok_names
+
+
+# -- vantage points: the inputs of a folder that share no client address
+
+A, B = "192.0.2.10", "192.0.2.20"  # two offices' hosts (in one /24, as in the lab)
+
+
+def _office_case(*extra: Facts) -> tuple[Controls, Facts]:
+    """Office B (input 1) completes blocked.example; office A (input 0) completes another
+    name at the same server and sees blocked.example dropped."""
+    c = Controls()
+    for f in (_facts("http", 80, "blocked.example", "exchange-complete", 1, B),
+              _facts("http", 80, "other.example", "exchange-complete", 0, A), *extra):
+        c.add(f)
+    dropped = _facts("http", 80, "blocked.example", "request-dropped", 0, A)
+    c.add(dropped)
+    return c, dropped
+
+
+def test_a_name_that_completes_only_at_another_vantage_point_is_no_same_name_control():
+    c, dropped = _office_case()
+    sig = _signals(c, dropped)
+    assert "control-same-name-ok" not in sig
+    assert {"control-name-ok-elsewhere", "control-other-name-ok"} <= sig
+    assert c.vantage(0) == {A} and c.vantage(1) == {B}
+
+
+def test_files_that_share_a_client_are_one_vantage_point():
+    # input 2 is office A's next rotated file: its success from A is a same-name control
+    c, dropped = _office_case(_facts("http", 80, "blocked.example", "exchange-complete", 2, A))
+    sig = _signals(c, dropped)
+    assert "control-same-name-ok" in sig and "control-name-ok-elsewhere" not in sig
+    # and a file that shares a client with each of two others joins them (transitively)
+    c, dropped = _office_case(_facts("tls", 443, "x.example", "exchange-complete", 2, A),
+                              _facts("tls", 443, "y.example", "exchange-complete", 2, B))
+    assert c.vantage(0) == c.vantage(1) == c.vantage(2) == {A, B}
+    assert "control-same-name-ok" in _signals(c, dropped)
+
+
+def test_a_capture_of_many_clients_makes_the_folder_one_vantage_point():
+    crowd = [_facts("tls", 443, "x.example", "exchange-complete", 2, f"198.51.100.{k}")
+             for k in range(MAX_VANTAGE_CLIENTS + 1)]
+    c, dropped = _office_case(*crowd)
+    assert c.vantage(0) is None
+    assert "control-same-name-ok" in _signals(c, dropped)
+    # one client fewer: the crowd is a vantage point of its own, and A and B still differ
+    c, dropped = _office_case(*crowd[1:])
+    assert c.vantage(0) == {A}
+    assert "control-name-ok-elsewhere" in _signals(c, dropped)
+
+
+def test_a_name_completed_by_many_clients_counts_as_completed_here():
+    many = [_facts("http", 80, "blocked.example", "exchange-complete", 1, f"198.51.100.{k}")
+            for k in range(MAX_NAME_CLIENTS)]  # with B: one more than the cap
+    c, dropped = _office_case(*many)
+    assert c.servers[SERVER].ok_names[80]["blocked.example"] is None
+    assert "control-same-name-ok" in _signals(c, dropped)
+    c, dropped = _office_case(*many[1:])
+    assert "control-name-ok-elsewhere" in _signals(c, dropped)
+
+
+def test_vantage_points_merged_from_parts_equal_one_pass():
+    facts = ([_facts("tls", 443, f"n{k}.example", "exchange-complete", k % 3, f"198.51.100.{k % 5}")
+              for k in range(40)]
+             + [_facts("tls", 443, "n1.example", "exchange-complete", 3, f"203.0.113.{k}")
+                for k in range(MAX_VANTAGE_CLIENTS + 3)])
+    whole = Controls()
+    for f in facts:
+        whole.add(f)
+    for split in (7, 23, 41):
+        a, b = Controls(), Controls()
+        for k, f in enumerate(reversed(facts)):
+            (a if k % split else b).add(f)
+        merged = Controls()
+        merged.merge(a)
+        merged.merge(b)
+        assert merged.clients == whole.clients
+        assert merged.servers[SERVER].ok_names == whole.servers[SERVER].ok_names
+        assert [merged.vantage(i) for i in range(4)] == [whole.vantage(i) for i in range(4)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.21-3"
+RULES_VERSION = "2026.11.22-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +82,31 @@ RULES: tuple[Rule, ...] = (
        "SYNs asking for ECN went unanswered while plain SYNs to the same server were answered."),
     # ---- deliberate: silent drops, with their controls
     _R("deliberate.sni-drop", "sni-drop", ("hello-dropped", "control-other-name-ok"), ("control-same-name-ok",),
-       "sni", 0.85, ("hello-dropped", "control-other-name-ok"),
+       "sni", 0.85, ("hello-dropped", "control-other-name-ok", "control-name-ok-elsewhere"),
        "The ClientHello vanished after a completed handshake, and other names completed at the same server."),
     _R("deliberate.host-drop", "host-drop", ("request-dropped", "control-other-name-ok"), ("control-same-name-ok",),
-       "*", 0.85, ("request-dropped", "control-other-name-ok", "trigger-refined"),
+       "*", 0.85, ("request-dropped", "control-other-name-ok", "control-name-ok-elsewhere", "trigger-refined"),
        "The HTTP request vanished after a completed handshake, and other Hosts completed at the same server."),
     _R("deliberate.sni-drop-filtered", "sni-drop", ("hello-dropped", "control-name-filtered"),
-       ("control-same-name-ok", "control-smaller-hello-ok"), "sni", 0.75, ("hello-dropped", "control-name-filtered"),
+       ("control-same-name-ok", "control-smaller-hello-ok"), "sni", 0.75, ("hello-dropped", "control-name-filtered", "control-name-ok-elsewhere"),
        "The ClientHello vanished after a completed handshake, and the same name met forged packets elsewhere in "
        "the capture."),
     _R("deliberate.host-drop-filtered", "host-drop", ("request-dropped", "control-name-filtered"),
-       ("control-same-name-ok",), "host", 0.75, ("request-dropped", "control-name-filtered"),
+       ("control-same-name-ok",), "host", 0.75,
+       ("request-dropped", "control-name-filtered", "control-name-ok-elsewhere"),
        "The HTTP request vanished after a completed handshake, and the same name met forged packets elsewhere "
        "in the capture."),
+    _R("deliberate.sni-drop-elsewhere", "sni-drop", ("hello-dropped", "control-name-ok-elsewhere"),
+       ("control-same-name-ok", "control-smaller-hello-ok"), "sni", 0.7,
+       ("hello-dropped", "control-name-ok-elsewhere"),
+       "The ClientHello vanished after a completed handshake, and the same name completed at the same server "
+       "from another vantage point of the folder (a capture sharing no client with this one). A box on this "
+       "path that drops every hello looks the same: the confidence says so."),
+    _R("deliberate.host-drop-elsewhere", "host-drop", ("request-dropped", "control-name-ok-elsewhere"),
+       ("control-same-name-ok",), "*", 0.7, ("request-dropped", "control-name-ok-elsewhere", "trigger-refined"),
+       "The HTTP request vanished after a completed handshake, and the same Host completed at the same server "
+       "from another vantage point of the folder. A box on this path that drops every request looks the same: "
+       "the confidence says so."),
     _R("deliberate.ip-icmp", "ip-block", ("icmp-prohibited",), (), "ip", 0.9, ("icmp-prohibited",),
        "A router answered the SYN with ICMP \"administratively prohibited\"."),
     _R("deliberate.ip-drop", "ip-block", ("syn-dropped", "control-other-addresses-ok"), (), "ip", 0.6,

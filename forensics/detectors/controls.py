@@ -29,6 +29,14 @@ MAX_RESOLVERS = 16
 MAX_PREFIXES = 65536
 #: (server, port, host) keys whose paths are remembered.
 MAX_PATH_KEYS = 4096
+#: Distinct client addresses remembered per input, to tell vantage points apart. A
+#: capture taken on one host or in one office holds a handful; past this many it was
+#: taken where many clients pass (a border, a LAN span) and is one vantage point with
+#: every other input of its folder (which is how the controls judged before).
+MAX_VANTAGE_CLIENTS = 64
+#: Clients remembered per completed (server, port, name); past it the name counts as
+#: completed from every vantage point, the cautious answer.
+MAX_NAME_CLIENTS = 8
 #: Local signals that prove packets were forged on the path.
 FORGED = frozenset({"rst-forged", "blockpage-forged"})
 #: Local signals that say a connection was interfered with (its path is a failing path).
@@ -44,8 +52,9 @@ class ServerStats:
     ecn_syn_answered: int = 0  # SYN-ACK to a SYN asking for ECN
     ecn_syn_unanswered: int = 0  # attempts with ECN SYNs that never got a SYN-ACK to them
     completed: int = 0
-    # port -> names whose exchange completed there (per port: a capped set of (port, name)
-    # pairs kept the smallest, so port 80's names crowded out every name of port 443)
+    # port -> {name whose exchange completed there: the clients that completed it (None:
+    # more than MAX_NAME_CLIENTS)}, per port (a capped set of (port, name) pairs kept the
+    # smallest, so port 80's names crowded out every name of port 443)
     ok_names: dict = field(default_factory=dict)
     failed_names: dict = field(default_factory=dict)  # port -> names whose first payload went unanswered
     ttls: Counter = field(default_factory=Counter)  # server TTLs of SYN-ACKs and data
@@ -59,9 +68,13 @@ class ServerStats:
         for name in ("attempts", "synack", "syn_unanswered", "plain_syn_answered", "ecn_syn_answered",
                      "ecn_syn_unanswered", "completed", "idle_resets"):
             setattr(self, name, getattr(self, name) + getattr(o, name))
-        for mine, theirs in ((self.ok_names, o.ok_names), (self.failed_names, o.failed_names)):
-            for port, names in theirs.items():
-                _add_capped(mine.setdefault(port, set()), names, MAX_NAMES_PER_PORT)
+        for port, names in o.ok_names.items():
+            mine = self.ok_names.setdefault(port, {})
+            for name, who in names.items():
+                if _room_for(mine, name, MAX_NAMES_PER_PORT):
+                    mine[name] = _union_capped(mine.get(name, _NOBODY), who, MAX_NAME_CLIENTS)
+        for port, names in o.failed_names.items():
+            _add_capped(self.failed_names.setdefault(port, set()), names, MAX_NAMES_PER_PORT)
         self.ttls.update(o.ttls)
         self.hello_ok_max = max(self.hello_ok_max, o.hello_ok_max)
         self.hello_ok_min = _min0(self.hello_ok_min, o.hello_ok_min)
@@ -95,6 +108,10 @@ class Controls:
     paths: dict = field(default_factory=dict)
     # names whose connections met forged packets (proven on the path) somewhere in the capture
     filtered_names: set = field(default_factory=set)
+    # input -> its distinct client addresses (None: more than MAX_VANTAGE_CLIENTS)
+    clients: dict = field(default_factory=dict)
+    # input -> the client addresses of its vantage point (``vantage``), made on first use
+    _vantage: dict | None = field(default=None, repr=False, compare=False)
 
     def server(self, ip: str) -> ServerStats:
         s = self.servers.get(ip)
@@ -103,6 +120,10 @@ class Controls:
         return s
 
     def add(self, f: Facts) -> None:
+        self._vantage = None
+        seen = self.clients.get(f.input, _NOBODY)
+        if seen is not None and f.client_ip not in seen:
+            self.clients[f.input] = _union_capped(seen, (f.client_ip,), MAX_VANTAGE_CLIENTS)
         x = f.features
         if f.kind == "dns" and f.transport == "udp":
             self._add_dns(f)
@@ -136,7 +157,9 @@ class Controls:
             s.completed += 1
             _add_capped(self.reached, (prefix_of(f.server_ip),), MAX_PREFIXES)
             if f.name:
-                _add_capped(s.ok_names.setdefault(f.server_port, set()), (f.name,), MAX_NAMES_PER_PORT)
+                names = s.ok_names.setdefault(f.server_port, {})
+                if _room_for(names, f.name, MAX_NAMES_PER_PORT):
+                    names[f.name] = _union_capped(names.get(f.name, _NOBODY), (f.client_ip,), MAX_NAME_CLIENTS)
             size = x.get("hello_size", 0)
             if size and f.kind == "tls":
                 s.hello_ok_max = max(s.hello_ok_max, size)
@@ -169,6 +192,9 @@ class Controls:
                 by.setdefault(f.server_ip, set()).add(resp[0][2])
 
     def merge(self, o: "Controls") -> None:
+        self._vantage = None
+        for inp, who in o.clients.items():
+            self.clients[inp] = _union_capped(self.clients.get(inp, _NOBODY), who, MAX_VANTAGE_CLIENTS)
         for ip, st in o.servers.items():
             self.server(ip).merge(st)
         for ip, st in o.resolvers.items():
@@ -188,6 +214,16 @@ class Controls:
             for ip, outs in by.items():
                 if _room_for(mine, ip):
                     mine.setdefault(ip, set()).update(outs)
+
+    def vantage(self, input_idx: int) -> frozenset | None:
+        """The client addresses of the vantage point ``input_idx`` was captured at: its
+        own clients and those of every input of the case that shares one of them,
+        directly or through others (rotated files of one capture; the two ends of one
+        session). None where that cannot be told (an input with more clients than
+        MAX_VANTAGE_CLIENTS makes the whole case one vantage point)."""
+        if self._vantage is None:
+            self._vantage = _vantage_points(self.clients)
+        return self._vantage.get(input_idx)
 
     def answering_servers(self) -> int:
         """How many server addresses answered at least one SYN."""
@@ -244,6 +280,45 @@ def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:
             if x < top:
                 dst.discard(top)
                 dst.add(x)
+
+
+#: No client yet (distinct from None, which means too many to keep).
+_NOBODY: frozenset = frozenset()
+
+
+def _union_capped(have: frozenset | None, more, cap: int) -> frozenset | None:
+    """``have`` with ``more`` added, or None once past ``cap`` (or if either already is):
+    the same whatever order the clients come in."""
+    if have is None or more is None:
+        return None
+    u = have.union(more)
+    return u if len(u) <= cap else None
+
+
+def _vantage_points(clients: dict) -> dict:
+    """input -> the client addresses of its vantage point (``Controls.vantage``)."""
+    if any(who is None for who in clients.values()):
+        return {}
+    parent = {i: i for i in clients}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i in sorted(clients):
+        for ip in clients[i]:
+            j = first.setdefault(ip, i)
+            a, b = root(i), root(j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    union: dict[int, frozenset] = {}
+    for i in clients:
+        r = root(i)
+        union[r] = union.get(r, _NOBODY) | clients[i]
+    return {i: union[root(i)] for i in clients}
 
 
 def _room_for(by: dict, key, cap: int = MAX_RESOLVERS) -> bool:

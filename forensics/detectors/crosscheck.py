@@ -2,8 +2,11 @@
 
 Detects: for a dropped or reset first payload, whether the same server
 completed an exchange with another name (the name is what matters: SNI/Host
-filtering), with the same name (it is not the name), or with nothing else (the
-control is missing, and the summary says which one would settle it); for
+filtering), with the same name from the same vantage point (it is not the
+name), with the same name only from another vantage point of the folder
+(inputs that share no client address: the name works elsewhere and not on this
+path, OONI's control measurement), or with nothing else (the control is
+missing, and the summary says which one would settle it); for
 ClientHellos that vanish, whether smaller hellos to the same server passed
 (a box intolerant of big handshakes); for full-size segments that vanish,
 whether the server acknowledged smaller ones elsewhere; for SYNs that vanish,
@@ -14,7 +17,9 @@ off, not the Host).
 
 Known false positives: a server that hosts each name on different machines
 behind one address (a failing backend looks like a dropped name); a capture
-with too few attempts for any control.
+with too few attempts for any control; two hosts of one site captured in one
+folder whose traffic leaves by different paths look like two vantage points,
+which they are.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ NAME = "controls"
 SIGNALS = {
     'control-other-name-ok': 'other names completed at the same server and port',
     'control-same-name-ok': 'the same name completed at the same server and port in another attempt',
+    'control-name-ok-elsewhere': 'the same name completed at the same server and port, but only from another '
+                                 'vantage point of the folder (inputs that share no client address)',
     'control-name-filtered': 'the same name met forged packets elsewhere in the capture',
     'control-missing': 'no control attempt exists; the summary names the one that would settle it',
     'control-smaller-hello-ok': 'smaller ClientHellos completed at the same server',
@@ -58,13 +65,24 @@ class CrossCheckDetector:
         where = f"{f.server_ip}:{f.server_port}" if ":" not in f.server_ip else f"[{f.server_ip}]:{f.server_port}"
         named = sig & {*_DROPS, "rst-forged", "blockpage-forged", "rst-suspect"}
         if named and f.name:
-            done_here = st.ok_names.get(f.server_port, ())
+            done_here = st.ok_names.get(f.server_port, {})
             others = sorted(n for n in done_here if n != f.name)
-            same = f.name in done_here
+            same = elsewhere = False
+            if f.name in done_here:
+                who = done_here[f.name]  # the clients that completed it (None: many)
+                mine = controls.vantage(f.input)
+                same = who is None or mine is None or not who.isdisjoint(mine)
+                elsewhere = not same
             if same:
                 out.append(finding(NAME, "control-same-name-ok", 1.0,
                                    f"{f.name} itself completed an exchange at {where} in another attempt, so the "
                                    f"name alone is not what fails"))
+            elif elsewhere:
+                out.append(finding(NAME, "control-name-ok-elsewhere", 1.0,
+                                   f"{f.name} itself completed an exchange at {where} from {', '.join(sorted(who)[:3])}, "
+                                   f"a vantage point of this folder that shares no client with this capture: the "
+                                   f"server serves the name, the path from here does not deliver it",
+                                   clients=tuple(sorted(who)[:3])))
             if others:
                 out.append(finding(NAME, "control-other-name-ok", 1.0,
                                    f"other names completed at the same server ({', '.join(others[:3])} at {where})",
@@ -74,7 +92,7 @@ class CrossCheckDetector:
                 out.append(finding(NAME, "control-name-filtered", 1.0,
                                    f"connections for {bare} met forged packets elsewhere in this capture: the name "
                                    f"is being filtered on this path", name=bare))
-            if not same and not others and bare not in controls.filtered_names:
+            if not same and not elsewhere and not others and bare not in controls.filtered_names:
                 out.append(finding(NAME, "control-missing", 1.0,
                                    f"no other name was tried at {where}; a control "
                                    f"{'SNI' if f.kind == 'tls' else 'Host' if f.kind == 'http' else 'connection'} to the "
