@@ -277,6 +277,18 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
             return b"", (), 0, 0
         if data:
             return data[:cap], (frame,), 1, 0
+    else:
+        # the usual first payload of several segments: in order, each starting where the
+        # last one ended, none empty; the loop below would take them all, as they come
+        expect = start
+        for seq, _frame, data, _ts in pieces:
+            if seq != expect or not data:
+                break
+            expect = (expect + len(data)) & U32
+        else:
+            out = b"".join([p[2] for p in pieces])
+            if len(out) - len(pieces[-1][2]) < cap:  # the cap falls in the last segment, or later
+                return out[:cap], tuple([p[1] for p in pieces]), 1, 0
     ordered = sorted(((p[0] - start) & U32, i, p) for i, p in enumerate(pieces))
     out = bytearray()
     frames: list[int] = []
