@@ -41,6 +41,11 @@ def seg_rows(segs: np.ndarray) -> list[tuple]:
     return list(_SEG_STRUCT.iter_unpack(segs.tobytes()))
 
 
+def seg_rows_raw(raw: bytes | bytearray) -> list[tuple]:
+    """``seg_rows`` of SEG_DTYPE records that are already bytes (no copy first)."""
+    return list(_SEG_STRUCT.iter_unpack(raw))
+
+
 C2S, S2C = 0, 1
 
 

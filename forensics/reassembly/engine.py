@@ -58,9 +58,6 @@ MAX_ENDPOINTS = 16384
 KEY_DTYPE = np.dtype([("ah", np.uint64), ("al", np.uint64), ("bh", np.uint64), ("bl", np.uint64),
                       ("ap", np.uint16), ("bp", np.uint16)])
 
-#: SEG_DTYPE rows as opaque records, for copying them as raw bytes.
-_SEG_VOID = np.dtype((np.void, SEG_DTYPE.itemsize))
-
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
 
@@ -240,15 +237,15 @@ class Reassembler:
         seg["dir"] = dirs
         seg["input"] = input_idx
         # each group gets its own copy of its rows (a view would keep the whole batch alive),
-        # copied as raw records: a structured copy goes field by field, several times slower
-        raw = seg.view(_SEG_VOID)
+        # as a slice of the batch's raw records: a structured copy goes field by field
+        raw = seg.tobytes()
         plen = t["plen"].astype(np.int64)
         nc = np.add.reduceat(is_c.astype(np.int64), starts).tolist()
         bc = np.add.reduceat(np.where(is_c, plen, 0), starts).tolist()
         bs = np.add.reduceat(np.where(is_c, 0, plen), starts).tolist()
         last = np.maximum.reduceat(t["ts"], starts).tolist()
         sizes = np.diff(bounds).tolist()
-        b = bounds.tolist()
+        b = (bounds * SEG_DTYPE.itemsize).tolist()
         gbits = np.bitwise_or.reduceat(close_bits(t["flags"], is_c), starts).tolist()
         # each direction's first row in each group (n: none), and the base_seq it gives
         pos = np.arange(n)
@@ -267,9 +264,7 @@ class Reassembler:
                 st.base_seq[C2S] = base_c[g]
             if st.base_seq[S2C] is None and base_s[g] >= 0:
                 st.base_seq[S2C] = base_s[g]
-            part = np.empty(sizes[g], SEG_DTYPE)
-            part.view(_SEG_VOID)[:] = raw[b[g]:b[g + 1]]
-            st._keep(part)
+            st._keep(raw[b[g]:b[g + 1]], sizes[g])
         fast_row = fast[rowgroup]
         syns = np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0))
         for g, d, fields in zip(rowgroup[syns].tolist(), dirs[syns].tolist(), row_fields(t, syns, SYN_FIELDS)):

@@ -7,12 +7,11 @@ not captured), the side with the higher port is the client.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN,
-                     SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, Endpoint, IcmpError, Marker, TcpConn, TcpOptions, seg_rows)
+                     SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, Endpoint, IcmpError, Marker, TcpConn, TcpOptions, seg_rows,
+                     seg_rows_raw)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 
 MAX_DETAIL = 512
@@ -26,6 +25,8 @@ MAX_PIECES = 48
 #: ICMP errors kept per connection (TTL-limited probing sends one per hop).
 MAX_ICMP = 64
 MARK_FLAGS = TCP_SYN | TCP_FIN | TCP_RST
+#: Bytes of one kept row (a SEG_DTYPE record).
+SEG_SIZE = SEG_DTYPE.itemsize
 U32 = 0xFFFFFFFF
 #: ``TcpState.fins`` bits: a FIN from the client, from the server, a reset.
 CLOSED_FIN_C, CLOSED_FIN_S, CLOSED_RST = 1, 2, 4
@@ -94,7 +95,12 @@ def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, 
 
 
 class TcpState:
-    """A live connection: counters, capped packet rows, the first payload bytes."""
+    """A live connection: counters, capped packet rows, the first payload bytes.
+
+    The rows are kept as raw SEG_DTYPE records (``chunks``, a bytes object per batch):
+    a bytes slice costs a fraction of a small numpy array to make and to hold, and
+    ``finish_tcp`` joins them and reads them as tuples in one go.
+    """
 
     __slots__ = ("input", "stream", "c_key", "s_key", "ipver", "direction_from", "base_seq",
                  "chunks", "n_detail", "n_marks", "capped", "packets", "pbytes", "syn", "synack",
@@ -121,7 +127,7 @@ class TcpState:
         self.stream = (input_idx, frame)
         self.ipver = ipver
         self.base_seq: list[int | None] = [None, None]
-        self.chunks: list[np.ndarray] = []
+        self.chunks: list[bytes] = []
         self.n_detail = self.n_marks = 0
         self.capped = False
         self.packets = [0, 0]
@@ -178,7 +184,7 @@ class TcpState:
         seg["dir"] = dirs
         seg["input"] = input_idx
         self.set_bases(seg)
-        self._keep(seg)
+        self._keep(seg.tobytes(), len(seg))
         syns = np.flatnonzero(rows["flags"] & TCP_SYN)
         for d, fields in zip(dirs[syns].tolist(), row_fields(rows, syns, SYN_FIELDS)):
             self.syn_row(d, *fields, buf)
@@ -223,21 +229,26 @@ class TcpState:
         self.pieces[d].append((seq, frame, data, ts))
         self.piece_bytes[d] += len(data)
 
-    def _keep(self, seg: np.ndarray) -> None:
+    def _keep(self, raw: bytes, n: int) -> None:
+        """Keep ``n`` rows (SEG_DTYPE records as bytes) within the caps: the first
+        ``MAX_DETAIL``, then only SYN/FIN/RST rows, ``MAX_MARKS`` of them."""
         room = MAX_DETAIL - self.n_detail
-        if room >= len(seg):
-            self.chunks.append(seg)
-            self.n_detail += len(seg)
+        if room >= n:
+            self.chunks.append(raw)
+            self.n_detail += n
             return
         if room > 0:
-            self.chunks.append(seg[:room])
+            self.chunks.append(raw[:room * SEG_SIZE])
             self.n_detail += room
-            seg = seg[room:]
+            raw = raw[room * SEG_SIZE:]
         self.capped = True
-        marks = seg[(seg["flags"] & MARK_FLAGS) != 0][: max(MAX_MARKS - self.n_marks, 0)]
-        if len(marks):
-            self.chunks.append(marks)
-            self.n_marks += len(marks)
+        left = MAX_MARKS - self.n_marks
+        if left > 0:
+            seg = np.frombuffer(raw, SEG_DTYPE)
+            marks = seg[(seg["flags"] & MARK_FLAGS) != 0][:left]
+            if len(marks):
+                self.chunks.append(marks.tobytes())
+                self.n_marks += len(marks)
 
     def syn_row(self, d: int, f: int, l4: int, doff: int, ttl: int, ipid: int, frame: int, buf: np.ndarray) -> None:
         """A row with SYN set, in direction ``d``: keep the options of the first SYN and SYN-ACK."""
@@ -319,7 +330,6 @@ _NOTED_AT = (1, 10, 100, 1000, 10000)
 _LETTER_FLAGS = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST
 
 
-@functools.cache  # at most 16 flag values x 2 x 2 x 2 x 2 directions
 def _letters(f: int, payload: bool, zero_window: bool, rt: bool, d: int) -> tuple[str, ...]:
     """The history letters of one row (lower case from the server)."""
     out = ""
@@ -340,6 +350,15 @@ def _letters(f: int, payload: bool, zero_window: bool, rt: bool, d: int) -> tupl
     return tuple(out.lower() if d else out)
 
 
+
+#: Bits of a row's letter code besides its flags (``f & _LETTER_FLAGS``, below 32).
+_CODE_PAYLOAD, _CODE_ZERO_WINDOW, _CODE_RT, _CODE_S2C = 32, 64, 128, 256
+#: The letters of each row code, and whether any of them is counted (T, W): one list
+#: index per row instead of a call, the code built from bits the walk has at hand.
+_ROW_LETTERS = [(lt, any(ch in _LOG_LETTERS for ch in lt)) for lt in
+                (_letters(code & _LETTER_FLAGS, bool(code & _CODE_PAYLOAD), bool(code & _CODE_ZERO_WINDOW),
+                          bool(code & _CODE_RT), 1 if code & _CODE_S2C else 0) for code in range(512))]
+
 #: A keep-alive probe (RFC 9293 3.8.4) repeats the last byte already sent, one byte at
 #: most (BSD-derived and Windows stacks send one "garbage" byte, Linux none) at the
 #: sequence number just below the next one; Wireshark calls it "TCP Keep-Alive", not a
@@ -347,8 +366,10 @@ def _letters(f: int, payload: bool, zero_window: bool, rt: bool, d: int) -> tupl
 KEEPALIVE_MAX_LEN = 1
 
 
-def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
-    """One pass over a connection's rows: retransmissions per direction, and the history.
+def _scan(rows: list[tuple], base: list[int | None]):
+    """One pass over a connection's rows: retransmissions per direction, the history,
+    and what ``finish_tcp`` needs besides (where each side's SYN puts the stream's
+    start, the client's first payload time, the FIN and RST rows).
 
     A keep-alive probe (one byte just below the next sequence number, no SYN/FIN/RST)
     is not counted as a retransmission, nor noted as one (T) in the history.
@@ -363,23 +384,45 @@ def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
     hist: list[str] = []
     seen: set[str] = set()
     counts: dict[str, int] = {}
+    done: set[int] = set()  # codes whose letters are all noted once and already seen
+    c_start = s_start = None
+    first_pay_ts = None
+    ends = []  # the FIN and RST rows
     for r in rows:
-        d, plen = r[SEG_DIR], r[SEG_PLEN]
-        rt = False
+        f, d, plen = r[SEG_FLAGS], r[SEG_DIR], r[SEG_PLEN]
+        code = (f & _LETTER_FLAGS) | (_CODE_S2C if d else 0)
+        if f & MARK_FLAGS:
+            if f & TCP_SYN:
+                if d == C2S:
+                    if not f & TCP_ACK and c_start is None:
+                        c_start = (r[SEG_SEQ] + 1) & U32
+                elif f & TCP_ACK and s_start is None:
+                    s_start = (r[SEG_SEQ] + 1) & U32
+            if f & (TCP_FIN | TCP_RST):
+                ends.append(r)
         if plen > 0:
-            if starts[d] is None:
-                starts[d] = r[SEG_SEQ] - 1
-            rel = (r[SEG_SEQ] - starts[d]) & U32
+            code |= _CODE_PAYLOAD
+            if first_pay_ts is None and d == C2S:
+                first_pay_ts = r[SEG_TS]
+            start = starts[d]
+            if start is None:
+                start = starts[d] = r[SEG_SEQ] - 1
+            rel = (r[SEG_SEQ] - start) & U32
             if rel >= 1 << 31:
                 rel -= 1 << 32
             end = rel + plen
             h = high[d]
             if h is None or end > h:
                 high[d] = end
-            elif not (plen <= KEEPALIVE_MAX_LEN and end == h and not r[SEG_FLAGS] & MARK_FLAGS):
-                rt = True
+            elif not (plen <= KEEPALIVE_MAX_LEN and end == h and not f & MARK_FLAGS):
+                code |= _CODE_RT
                 nrt[d] += 1
-        for ch in _letters(r[SEG_FLAGS] & _LETTER_FLAGS, plen > 0, r[SEG_WIN] == 0, rt, d):
+        if r[SEG_WIN] == 0:
+            code |= _CODE_ZERO_WINDOW
+        if code in done:
+            continue
+        letters, counted = _ROW_LETTERS[code]
+        for ch in letters:
             if ch in _LOG_LETTERS:
                 c = counts.get(ch, 0) + 1
                 counts[ch] = c
@@ -388,7 +431,14 @@ def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
             elif ch not in seen:
                 seen.add(ch)
                 hist.append(ch)
-    return nrt, "".join(hist)
+        if not counted:
+            done.add(code)
+    return nrt, "".join(hist), c_start, s_start, first_pay_ts, ends
+
+
+def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
+    """Retransmissions per direction and the history of a connection's rows (see ``_scan``)."""
+    return _scan(rows, base)[:2]
 
 
 def history(segs: np.ndarray, base: list[int | None] | None = None) -> str:
@@ -397,43 +447,30 @@ def history(segs: np.ndarray, base: list[int | None] | None = None) -> str:
 
 
 def finish_tcp(s: TcpState) -> TcpConn:
-    segs = np.concatenate(s.chunks) if len(s.chunks) > 1 else (s.chunks[0] if s.chunks else np.empty(0, SEG_DTYPE))
-    rows = seg_rows(segs)
-    c_start = s_start = None
-    first_pay_ts = None
-    ends = []  # the FIN and RST rows
-    for r in rows:
-        f = r[SEG_FLAGS]
-        if f & TCP_SYN:
-            if r[SEG_DIR] == C2S and not f & TCP_ACK and c_start is None:
-                c_start = (r[SEG_SEQ] + 1) & U32
-            elif r[SEG_DIR] == S2C and f & TCP_ACK and s_start is None:
-                s_start = (r[SEG_SEQ] + 1) & U32
-        if f & (TCP_FIN | TCP_RST):
-            ends.append(r)
-        if first_pay_ts is None and r[SEG_DIR] == C2S and r[SEG_PLEN] > 0:
-            first_pay_ts = r[SEG_TS]
+    raw = bytearray().join(s.chunks)
+    segs = np.frombuffer(raw, SEG_DTYPE)
+    rows = seg_rows_raw(raw)
+    nrt, hist, c_start, s_start, first_pay_ts, ends = _scan(rows, s.base_seq)
     pieces = s.pieces or ([], [])
     cpay, cframes, csends, cconf = _reassemble(pieces[C2S], c_start)
     spay, sframes, _, sconf = _reassemble(pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
-    nrt, hist = _walk(rows, s.base_seq)
     markers = []
     for r in ends:
         f, ts = r[SEG_FLAGS], r[SEG_TS]
         after = first_pay_ts is not None and ts >= first_pay_ts
-        markers.append(Marker(
-            kind="rst" if f & TCP_RST else "fin", frame=r[SEG_FRAME], input=r[SEG_INPUT], ts=ts, dir=r[SEG_DIR],
-            flags=f, seq=r[SEG_SEQ], ack=r[SEG_ACK], ttl=r[SEG_TTL], ipid=r[SEG_IPID], win=r[SEG_WIN],
-            plen=r[SEG_PLEN], after_payload=after,
-            since_payload_ms=round((ts - first_pay_ts) * 1000, 3) if after else None))
+        # Marker(kind, frame, input, ts, dir, flags, seq, ack, ttl, ipid, win, plen, after_payload,
+        # since_payload_ms)
+        markers.append(Marker("rst" if f & TCP_RST else "fin", r[SEG_FRAME], r[SEG_INPUT], ts, r[SEG_DIR], f,
+                              r[SEG_SEQ], r[SEG_ACK], r[SEG_TTL], r[SEG_IPID], r[SEG_WIN], r[SEG_PLEN], after,
+                              round((ts - first_pay_ts) * 1000, 3) if after else None))
     c, sv = s.c_key, s.s_key
+    # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
+    # syn_count, client_payload, client_payload_frames, client_payload_sends, server_payload,
+    # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
+    # detail_capped, rows)
     return TcpConn(
-        input=s.input, stream=s.stream,
-        client=Endpoint(ip_to_str(c[0], c[1]), c[2]), server=Endpoint(ip_to_str(sv[0], sv[1]), sv[2]),
-        ipver=s.ipver, direction_from=s.direction_from, segs=segs,
-        packets=(s.packets[0], s.packets[1]), payload_bytes=(s.pbytes[0], s.pbytes[1]),
-        syn=s.syn, synack=s.synack, syn_count=s.syn_count,
-        client_payload=cpay, client_payload_frames=cframes, client_payload_sends=max(csends, 1 if cpay else 0),
-        server_payload=spay, server_payload_frames=sframes, markers=tuple(markers),
-        retransmissions=(nrt[0], nrt[1]), conflicts=(cconf, sconf), icmp=tuple(s.icmp or ()), history=hist, first_ts=s.first_ts,
-        last_ts=s.last_ts, detail_capped=s.capped, rows=rows)
+        s.input, s.stream, Endpoint(ip_to_str(c[0], c[1]), c[2]), Endpoint(ip_to_str(sv[0], sv[1]), sv[2]),
+        s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
+        s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
+        tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
+        s.last_ts, s.capped, rows)
