@@ -104,6 +104,8 @@ class Reassembler:
         self.flows: OrderedDict[tuple, TcpState] = OrderedDict()
         # closed connections, by the time of their last packet (oldest first)
         self.closing: OrderedDict[tuple, TcpState] = OrderedDict()
+        # pending queries by (client address hi, lo, client port, txid): the integers a
+        # response carries, so matching one makes no address text
         self.dns: OrderedDict[tuple, _DnsPending] = OrderedDict()
         # (client ip, client port) -> the key of its latest pending query, for ICMP quotes
         self.dns_by_client: dict[tuple[str, int], tuple] = {}
@@ -304,6 +306,8 @@ class Reassembler:
     def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray) -> None:
         self.stats.dns_packets += len(d)
         parse = dnswire.parse
+        qtypes = dnswire.QTYPES
+        endpoints = self._endpoints
         endpoint = self._endpoint
         pending = self.dns
         cols = zip(d["pay"].tolist(), d["caplen_pay"].tolist(), d["src_hi"].tolist(), d["src_lo"].tolist(),
@@ -317,25 +321,28 @@ class Reassembler:
             flags = msg.flags
             if flags & dnswire.OPCODE_MASK:  # only standard queries (opcode 0)
                 continue
+            src = endpoints.get((sh, sl, sp)) or endpoint(sh, sl, sp)
             if not flags & dnswire.QR:
-                self._dns_query(input_idx, frame, ts, ttl, endpoint(sh, sl, sp), endpoint(dh, dl, dp), msg.txid,
-                                msg.qname, dnswire.qtype_text(msg.qtype))
+                qtype = msg.qtype
+                self._dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, msg.txid), src,
+                                endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), msg.txid, msg.qname,
+                                qtypes.get(qtype) or dnswire.qtype_text(qtype))
                 continue
-            pend = pending.get((ip_to_str(dh, dl), dp, msg.txid))
+            pend = pending.get((dh, dl, dp, msg.txid))
             if pend is None:
                 self.stats.dns_orphan_responses += 1
                 continue
             answers = tuple([DnsAnswer(*a) for a in msg.answers]) if msg.answers else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
             # qname_matches)
-            pend.responses.append(DnsResponse(input_idx, frame, ts, endpoint(sh, sl, sp), ttl, ipid, flags,
-                                              flags & 0xF, answers, msg.nscount, msg.arcount,
-                                              msg.qname == pend.qname))
+            pend.responses.append(DnsResponse(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
+                                              msg.nscount, msg.arcount, msg.qname == pend.qname))
 
     def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
         """The one ``Endpoint`` of an address and port (resolvers recur in every
         transaction, clients in a query and its response): a dict look-up
-        instead of building one, and less memory while queries are pending."""
+        instead of building one, and less memory while queries are pending.
+        (``_feed_dns`` looks in ``_endpoints`` itself and calls this on a miss.)"""
         key = (hi, lo, port)
         e = self._endpoints.get(key)
         if e is None:
@@ -344,16 +351,15 @@ class Reassembler:
             e = self._endpoints[key] = Endpoint(ip_to_str(hi, lo), port)
         return e
 
-    def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, client: Endpoint,
+    def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, key: tuple, client: Endpoint,
                    server: Endpoint, txid: int, qname: str, qtype: str) -> None:
-        key = (client.ip, client.port, txid)
         pend = self.dns.get(key)
         if pend is not None and pend.qname == qname and pend.qtype == qtype and pend.server == server:
             pend.query_frames.append(frame)  # the client asked again
             return
         if pend is not None:
             self._finish_dns(key)
-        self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl)
+        self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [])
         self.dns_by_client[(client.ip, client.port)] = key
 
     def _finish_dns(self, key: tuple) -> None:
