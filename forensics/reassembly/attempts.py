@@ -17,9 +17,10 @@ MAX_FRAMES_LISTED = 64
 
 
 def from_tcp(conn: TcpConn) -> list[Attempt]:
-    base = dict(transport="tcp", client=conn.client, server=conn.server, start=conn.first_ts,
-                end=conn.last_ts, input=conn.input, frames=tuple([r[SEG_FRAME] for r in conn.rows]),
-                history=conn.history, tcp=conn)
+    frames = tuple([r[SEG_FRAME] for r in conn.rows])
+    client, server = conn.client, conn.server
+    # Attempt(id, kind, transport, client, server, name, start, end, input, frames, history, tcp, dns, hello,
+    # tls_reply, request, response), positionally: no keyword dict built per attempt
     data = conn.client_payload
     if tlswire.looks_like_client_hello(data):
         h = tlswire.parse_client_hello(data)
@@ -28,7 +29,8 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
                                    h.extensions, h.ciphers)
             reply = tlswire.parse_server_reply(conn.server_payload)
             tr = TlsServerReply(reply.server_hello, reply.version, reply.alerts) if reply else None
-            return [Attempt(id="", kind="tls", name=h.sni, hello=hello, tls_reply=tr, **base)]
+            return [Attempt("", "tls", "tcp", client, server, h.sni, conn.first_ts, conn.last_ts, conn.input,
+                            frames, conn.history, conn, None, hello, tr)]
     if httpwire.looks_like_request(data):
         req = httpwire.parse_request(data)
         if req is not None:
@@ -39,12 +41,14 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
                 rs = HttpResponse(resp.status, resp.reason, resp.title, resp.headers.get("location"),
                                   resp.body_bytes, resp.headers.get("server"),
                                   conn.server_payload_frames[0] if conn.server_payload_frames else 0)
-            return [Attempt(id="", kind="http", name=req.host, request=rq, response=rs, **base)]
-    if 53 in (conn.server.port, conn.client.port) and data:
+            return [Attempt("", "http", "tcp", client, server, req.host, conn.first_ts, conn.last_ts,
+                            conn.input, frames, conn.history, conn, None, None, None, rq, rs)]
+    if 53 in (server.port, client.port) and data:
         dns = _dns_over_tcp(conn)
         if dns:
             return dns
-    return [Attempt(id="", kind="tcp", name="", **base)]
+    return [Attempt("", "tcp", "tcp", client, server, "", conn.first_ts, conn.last_ts, conn.input, frames,
+                    conn.history, conn)]
 
 
 def _segments(conn: TcpConn, size: int) -> int:

@@ -446,6 +446,20 @@ def history(segs: np.ndarray, base: list[int | None] | None = None) -> str:
     return _walk(seg_rows(segs), base or [None, None])[1]
 
 
+#: Address texts remembered (servers and busy clients recur in many connections);
+#: the memory is cleared when full.
+MAX_IP_TEXTS = 16384
+_IP_TEXT: dict[tuple[int, int], str] = {}
+
+
+def _ip_text(hi: int, lo: int) -> str:
+    """``ip_to_str``, remembered: ``finish_tcp`` looks in ``_IP_TEXT`` first."""
+    if len(_IP_TEXT) >= MAX_IP_TEXTS:
+        _IP_TEXT.clear()
+    text = _IP_TEXT[(hi, lo)] = ip_to_str(hi, lo)
+    return text
+
+
 def finish_tcp(s: TcpState) -> TcpConn:
     raw = bytearray().join(s.chunks)
     segs = np.frombuffer(raw, SEG_DTYPE)
@@ -464,12 +478,14 @@ def finish_tcp(s: TcpState) -> TcpConn:
                               r[SEG_SEQ], r[SEG_ACK], r[SEG_TTL], r[SEG_IPID], r[SEG_WIN], r[SEG_PLEN], after,
                               round((ts - first_pay_ts) * 1000, 3) if after else None))
     c, sv = s.c_key, s.s_key
+    client = Endpoint(_IP_TEXT.get((c[0], c[1])) or _ip_text(c[0], c[1]), c[2])
+    server = Endpoint(_IP_TEXT.get((sv[0], sv[1])) or _ip_text(sv[0], sv[1]), sv[2])
     # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
     # syn_count, client_payload, client_payload_frames, client_payload_sends, server_payload,
     # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
     # detail_capped, rows)
     return TcpConn(
-        s.input, s.stream, Endpoint(ip_to_str(c[0], c[1]), c[2]), Endpoint(ip_to_str(sv[0], sv[1]), sv[2]),
+        s.input, s.stream, client, server,
         s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
         s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
         tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
