@@ -12,6 +12,9 @@ split.
 
 from __future__ import annotations
 
+from operator import attrgetter
+from typing import NamedTuple
+
 from ..detectors import BUILTIN, CROSS
 from ..detectors.base import Facts
 from ..detectors.controls import ControlSet
@@ -70,21 +73,41 @@ def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ..
 
 #: Each rule's signals as sets, for one subset test per rule.
 _COMPILED = [(rule, frozenset(rule.all_of), frozenset(rule.none_of)) for rule in RULES]
-#: The rule each set of signals met so far matches: a capture has a few dozen distinct
-#: sets, so the rules are walked once per set, not once per attempt. Capped (a set past
-#: the cap is matched afresh each time).
-_MATCHED: dict[frozenset[str], Rule] = {}
-MAX_MATCHED = 4096
+_SIGNAL = attrgetter("signal")
+
+
+class _Plan(NamedTuple):
+    """How a verdict is made from findings whose signals come in one given order: the
+    rule they match, and which findings (by position) each part of the verdict reads."""
+
+    rule: Rule
+    cls: str
+    used: tuple[int, ...]  # the findings the summary and the evidence come from, in the rule's order
+    needed: tuple[int, ...]  # the findings of the rule's required signals (their strength counts)
+    boosted: tuple[int, ...]  # the findings of the rule's boosting signals
+    no_bonus: float  # the bonus when none is boosted (what ``sum([]) * boost_step`` gives)
+    trigger_from: tuple[int, ...] | None  # where a "*" trigger is looked for, in order
+    hop_from: tuple[int, ...] | None  # where the hop is looked for (only classes that place a sender)
+
+
+#: The plan of each sequence of signals met so far: a capture has a few dozen distinct
+#: sequences, so the rules are walked and the positions worked out once per sequence, not
+#: once per attempt. Capped (a sequence past the cap is planned afresh each time).
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+MAX_PLANS = 4096
+#: ``round(confidence, 2)`` of each confidence met so far: few distinct values, and
+#: rounding a float to digits goes through its decimal text. Capped as the plans are.
+_ROUNDED: dict[float, float] = {}
 
 
 def apply_rules(facts: Facts, findings: list[Finding]) -> Verdict:
-    signals = frozenset([f.signal for f in findings])
-    rule = _MATCHED.get(signals)
-    if rule is None:
-        rule = _match(signals)
-        if len(_MATCHED) < MAX_MATCHED:
-            _MATCHED[signals] = rule
-    return _verdict(rule, facts, findings)
+    signals = tuple(map(_SIGNAL, findings))
+    plan = _PLANS.get(signals)
+    if plan is None:
+        plan = _plan(signals)
+        if len(_PLANS) < MAX_PLANS:
+            _PLANS[signals] = plan
+    return _verdict(plan, facts, findings)
 
 
 def _match(signals: frozenset[str]) -> Rule:
@@ -95,12 +118,27 @@ def _match(signals: frozenset[str]) -> Rule:
     raise AssertionError("the fallback rule always matches")
 
 
-def _verdict(rule: Rule, facts: Facts, findings: list[Finding]) -> Verdict:
+def _plan(signals: tuple[str, ...]) -> _Plan:
+    rule = _match(frozenset(signals))
+    at = range(len(signals))
     if "*" in rule.summary:
-        used = list(findings)
+        used = tuple(at)
     else:  # in the rule's order: the sentence reads as the rule lists its signals
-        used = [f for s in rule.summary for f in findings if f.signal == s]
-    summary = "; ".join(f.detail for f in used) if used else _nothing(facts)
+        used = tuple(i for s in rule.summary for i in at if signals[i] == s)
+    needed = tuple(i for i in at if signals[i] in rule.all_of)
+    trigger_from = None
+    if rule.trigger == "*":  # the trigger is what the evidence says set it off (a control may refine it)
+        trigger_from = tuple(i for i in used if signals[i] == "trigger-refined") + needed + used
+    cls = VERDICT_CLASS[rule.verdict]
+    return _Plan(rule, cls, used, needed, tuple(i for i in at if signals[i] in rule.boost), 0 * rule.boost_step,
+                 trigger_from, needed + used if cls in ("deliberate", "middlebox-fault") else None)
+
+
+def _verdict(plan: _Plan, facts: Facts, findings: list[Finding]) -> Verdict:
+    rule = plan.rule
+    pick = findings.__getitem__
+    used = list(map(pick, plan.used))
+    summary = "; ".join([f.detail for f in used]) if used else _nothing(facts)
     evidence: list[Evidence] = []
     seen: set[tuple[int, int, str]] = set()
     for f in used:
@@ -109,24 +147,25 @@ def _verdict(rule: Rule, facts: Facts, findings: list[Finding]) -> Verdict:
             if k not in seen:
                 seen.add(k)
                 evidence.append(e)
-    needed = [f for f in findings if f.signal in rule.all_of]
-    strength = min((f.strength for f in needed), default=1.0)
-    bonus = sum(f.strength for f in findings if f.signal in rule.boost) * rule.boost_step
-    confidence = min(rule.confidence * strength + bonus, rule.cap)
+    strength = min([findings[i].strength for i in plan.needed]) if plan.needed else 1.0
+    bonus = sum([findings[i].strength for i in plan.boosted]) * rule.boost_step if plan.boosted else plan.no_bonus
+    raw = min(rule.confidence * strength + bonus, rule.cap)
+    confidence = _ROUNDED.get(raw)
+    if confidence is None:
+        confidence = round(raw, 2)
+        if len(_ROUNDED) < MAX_PLANS:
+            _ROUNDED[raw] = confidence
     trigger = rule.trigger
-    if trigger == "*":  # the trigger is what the evidence says set it off (a control may refine it)
-        refined = [f for f in used if f.signal == "trigger-refined"]
-        trigger = next((f.get("trigger") for f in refined + needed + used if f.get("trigger")), "unknown")
+    if plan.trigger_from is not None:
+        trigger = next((t for t in (findings[i].get("trigger") for i in plan.trigger_from) if t), "unknown")
     hop = None
-    if VERDICT_CLASS[rule.verdict] in ("deliberate", "middlebox-fault"):
-        for f in needed + used:
-            h = f.get("hop")
+    if plan.hop_from is not None:
+        for i in plan.hop_from:
+            h = findings[i].get("hop")
             if h is not None:
                 hop = Hop(*h)
                 break
-    return Verdict(verdict=rule.verdict, cls=VERDICT_CLASS[rule.verdict], trigger=trigger,
-                   confidence=round(confidence, 2), summary=_sentence(summary), rule=rule.id,
-                   hop=hop, evidence=tuple(evidence))
+    return Verdict(rule.verdict, plan.cls, trigger, confidence, _sentence(summary), rule.id, hop, tuple(evidence))
 
 
 def _sentence(s: str) -> str:
