@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import weakref
+from operator import methodcaller
 from typing import Iterator
 
 import orjson
@@ -211,12 +212,14 @@ def _inner(d: dict) -> str:
 
 
 def attempt_fragments(a: Attempt) -> tuple[str, str, str]:
-    """The JSON pieces of an attempt that do not depend on the verdict, id or stream."""
-    d = attempt_head(a)
-    d[_CUT1] = 0
-    d.update(attempt_mid(a))
-    d[_CUT2] = 0
-    d.update(attempt_tail(a))
+    """The JSON pieces of an attempt that do not depend on the verdict, id or stream:
+    the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail`` in one dict,
+    encoded once (the frames as a tuple: the same text, without a list made of them)."""
+    d = {"kind": a.kind, "transport": a.transport, "client": a.client.to_dict(), "server": a.server.to_dict(),
+         "name": a.name,
+         "start": iso_time(a.start), "duration_ms": a.duration_ms, _CUT1: 0,
+         "history": a.history, "frames": a.frames[:MAX_FRAMES_LISTED], "frames_total": len(a.frames), _CUT2: 0}
+    _tail_into(d, a)
     text = _encode(d)[1:-1]
     head, rest = text.split(_SEP1, 1)
     mid, tail = rest.split(_SEP2, 1)
@@ -253,7 +256,14 @@ def flat_row(d: dict) -> dict:
 
 
 def attempt_tail(a: Attempt) -> dict:
-    d: dict = {}
+    return _tail_into({}, a)
+
+
+_to_dict = methodcaller("to_dict")
+
+
+def _tail_into(d: dict, a: Attempt) -> dict:
+    """``d`` with the members of ``attempt_tail`` added."""
     if a.tcp is not None:
         c = a.tcp
         d["tcp"] = {
@@ -266,8 +276,8 @@ def attempt_tail(a: Attempt) -> dict:
             "first_payload_sends": c.client_payload_sends,
             "retransmissions": {"client": c.retransmissions[0], "server": c.retransmissions[1]},
             "conflicting_segments": {"client": c.conflicts[0], "server": c.conflicts[1]},
-            "resets_and_fins": [m.to_dict() for m in c.markers[:32]],
-            "icmp": [e.to_dict() for e in c.icmp[:16]],
+            "resets_and_fins": list(map(_to_dict, c.markers[:32])),
+            "icmp": list(map(_to_dict, c.icmp[:16])),
             "rows_capped": c.detail_capped,
         }
     if a.hello is not None:
@@ -279,6 +289,6 @@ def attempt_tail(a: Attempt) -> dict:
     if a.dns is not None:
         t = a.dns
         d["dns"] = {"id": t.txid, "qname": t.qname, "qtype": t.qtype, "query_frames": list(t.query_frames),
-                    "query_ttl": t.query_ttl, "responses": [r.to_dict() for r in t.responses],
-                    "icmp": [e.to_dict() for e in t.icmp]}
+                    "query_ttl": t.query_ttl, "responses": list(map(_to_dict, t.responses)),
+                    "icmp": list(map(_to_dict, t.icmp))}
     return d
