@@ -29,10 +29,10 @@ from typing import Callable
 import numpy as np
 
 from .classify.engine import RULES_VERSION, Judge
-from .detectors.base import Facts
+from .detectors.base import Facts, new_evidence, new_finding
 from .detectors.controls import ControlSet, cases_of
 from .errors import InputError
-from .model import VERDICT_CLASS, Attempt, DnsTransaction, Evidence, Finding, InputInfo, TcpConn, Verdict
+from .model import VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict
 from .reassembly import attempts as attempts_mod
 from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
 from .report import AttemptStore, Report, attempt_fragments, attempt_line_parts
@@ -81,7 +81,8 @@ def _facts_record(facts: Facts) -> tuple:
 def _facts_from_record(rec: tuple) -> Facts:
     """The ``Facts`` that ``_facts_record`` made ``rec`` of."""
     *head, findings, features = rec
-    return Facts(*head, tuple([Finding(det, sig, strength, detail, tuple([Evidence(*e) for e in evidence]), data)
+    return Facts(*head, tuple([new_finding(det, sig, strength, detail,
+                                           tuple([new_evidence(*e) for e in evidence]), data)
                                for det, sig, strength, detail, evidence, data in findings]), features)
 
 

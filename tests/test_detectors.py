@@ -416,3 +416,34 @@ def test_lookalike_of_ecn_blackhole_plain_syns_unanswered_too(tmp_path):
     f.c2s("S", dt=2.0, seq=seq)
     a = only(run(cap, tmp_path), kind="tcp")
     assert a["verdict"] != "ecn-blackhole"
+
+
+def test_slot_filler_builds_the_same_objects_as_the_constructor():
+    import dataclasses
+    import pickle
+
+    import pytest
+
+    from forensics.detectors.base import slot_filler
+    from forensics.model import Evidence, Finding, Hop, Verdict
+
+    e = Evidence(0, 7, "rst", "RST TTL 54")
+    f = Finding("rst", "rst-forged", 0.9, "detail", (e,), (("trigger", "sni"),))
+    v = Verdict("injected-rst", "deliberate", "sni", 0.93, "Detail.", "deliberate.rst", Hop(3, 3, 3, 9), (e,))
+    for obj in (e, f, v):
+        args = [getattr(obj, fl.name) for fl in dataclasses.fields(obj)]
+        made = slot_filler(type(obj))(*args)
+        assert type(made) is type(obj) and made == obj and hash(made) == hash(obj)
+        assert pickle.loads(pickle.dumps(made)) == obj
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.__setattr__(dataclasses.fields(obj)[0].name, None)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self):
+            pass
+
+    with pytest.raises(AssertionError):
+        slot_filler(Checked)

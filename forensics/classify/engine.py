@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from ..detectors import BUILTIN, CROSS
-from ..detectors.base import Facts
+from ..detectors.base import Facts, slot_filler
 from ..detectors.controls import ControlSet
 from ..detectors.features import features
 from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Hop, Verdict
@@ -74,6 +74,7 @@ def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ..
 #: Each rule's signals as sets, for one subset test per rule.
 _COMPILED = [(rule, frozenset(rule.all_of), frozenset(rule.none_of)) for rule in RULES]
 _SIGNAL = attrgetter("signal")
+_new_verdict = slot_filler(Verdict)  # Verdict(...), every field positionally
 
 
 class _Plan(NamedTuple):
@@ -165,7 +166,7 @@ def _verdict(plan: _Plan, facts: Facts, findings: list[Finding]) -> Verdict:
             if h is not None:
                 hop = Hop(*h)
                 break
-    return Verdict(rule.verdict, plan.cls, trigger, confidence, _sentence(summary), rule.id, hop, tuple(evidence))
+    return _new_verdict(rule.verdict, plan.cls, trigger, confidence, _sentence(summary), rule.id, hop, tuple(evidence))
 
 
 def _sentence(s: str) -> str:
