@@ -175,3 +175,46 @@ def test_vantage_points_merged_from_parts_equal_one_pass():
         assert merged.clients == whole.clients
         assert merged.servers[SERVER].ok_names == whole.servers[SERVER].ok_names
         assert [merged.vantage(i) for i in range(4)] == [whole.vantage(i) for i in range(4)]
+
+
+def _exact_capped(items, cap):
+    """The caps' meaning, plainly: the ``cap`` smallest of everything given."""
+    return set(sorted(set(items))[:cap])
+
+
+def test_capped_sets_hold_the_smallest_whatever_the_order_and_the_cuts():
+    import random
+
+    from forensics.detectors.controls import _add_capped, _room_for, _settle
+
+    rng = random.Random(5)
+    for cap in (1, 3, 16, 100):
+        items = [rng.randrange(10 * cap) for _ in range(25 * cap)]
+        want = _exact_capped(items, cap)
+        for order in (items, sorted(items), sorted(items, reverse=True)):
+            s: set = set()
+            d: dict = {}
+            for x in order:
+                _add_capped(s, (x,), cap)
+                if _room_for(d, x, cap):
+                    d[x] = d.get(x, 0) + 1
+            _settle(s, cap)
+            _settle(d, cap)
+            assert s == want and set(d) == want
+            # each key kept has every one of its occurrences: none was dropped and taken again
+            assert d == {k: items.count(k) for k in want}
+
+
+def test_paths_past_the_cap_keep_the_smallest_keys_through_add():
+    # descending keys: every key is a new smallest, the worst order for the cuts
+    from forensics.detectors import controls as mod
+
+    c = Controls()
+    n = mod.MAX_PATH_KEYS * 3
+    for k in range(n, 0, -1):  # descending: every key is a new smallest
+        f = _facts("http", 80, f"h{k:06}.example", "exchange-complete")
+        f.features["path"] = "/"
+        c.add(f)
+    c.settle()
+    assert len(c.paths) == mod.MAX_PATH_KEYS
+    assert min(c.paths) == (SERVER, 80, "h000001.example")

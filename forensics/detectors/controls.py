@@ -112,6 +112,8 @@ class Controls:
     clients: dict = field(default_factory=dict)
     # input -> the client addresses of its vantage point (``vantage``), made on first use
     _vantage: dict | None = field(default=None, repr=False, compare=False)
+    # whether an add or merge came since the capped sets were last cut to their caps
+    _loose: bool = field(default=False, repr=False, compare=False)
 
     def server(self, ip: str) -> ServerStats:
         s = self.servers.get(ip)
@@ -121,6 +123,7 @@ class Controls:
 
     def add(self, f: Facts) -> None:
         self._vantage = None
+        self._loose = True
         seen = self.clients.get(f.input, _NOBODY)
         if seen is not None and f.client_ip not in seen:
             self.clients[f.input] = _union_capped(seen, (f.client_ip,), MAX_VANTAGE_CLIENTS)
@@ -193,6 +196,7 @@ class Controls:
 
     def merge(self, o: "Controls") -> None:
         self._vantage = None
+        self._loose = True
         for inp, who in o.clients.items():
             self.clients[inp] = _union_capped(self.clients.get(inp, _NOBODY), who, MAX_VANTAGE_CLIENTS)
         for ip, st in o.servers.items():
@@ -214,6 +218,26 @@ class Controls:
             for ip, outs in by.items():
                 if _room_for(mine, ip):
                     mine.setdefault(ip, set()).update(outs)
+
+    def settle(self) -> None:
+        """Cut every capped set to its cap (``_add_capped``): what the detectors read is
+        then the same however the attempts came in and were merged."""
+        if not self._loose:
+            return
+        _settle(self.paths, MAX_PATH_KEYS)
+        for ok, bad in self.paths.values():
+            _settle(ok, MAX_NAMES)
+            _settle(bad, MAX_NAMES)
+        _settle(self.filtered_names, MAX_PREFIXES)
+        _settle(self.reached, MAX_PREFIXES)
+        for by in self.names.values():
+            _settle(by, MAX_RESOLVERS)
+        for st in self.servers.values():
+            for names in st.ok_names.values():
+                _settle(names, MAX_NAMES_PER_PORT)
+            for names in st.failed_names.values():
+                _settle(names, MAX_NAMES_PER_PORT)
+        self._loose = False
 
     def vantage(self, input_idx: int) -> frozenset | None:
         """The client addresses of the vantage point ``input_idx`` was captured at: its
@@ -271,15 +295,17 @@ class ControlSet:
 
 def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:
     """Keep the ``cap`` smallest: the same set whatever order the items come
-    in, so that parts merged from parallel workers equal one process's."""
+    in, so that parts merged from parallel workers equal one process's.
+
+    The set may hold up to twice ``cap`` between cuts (``_cut``: one sort per ``cap``
+    insertions, where finding the largest on every insertion past the cap cost a
+    walk of the whole set each); ``Controls.settle`` cuts it to ``cap`` before any
+    detector reads it."""
     for x in src:
-        if len(dst) < cap:
+        if len(dst) < 2 * cap or x in dst:
             dst.add(x)
-        elif x not in dst:
-            top = max(dst)
-            if x < top:
-                dst.discard(top)
-                dst.add(x)
+        elif x < _cut(dst, cap):
+            dst.add(x)
 
 
 #: No client yet (distinct from None, which means too many to keep).
@@ -323,14 +349,29 @@ def _vantage_points(clients: dict) -> dict:
 
 def _room_for(by: dict, key, cap: int = MAX_RESOLVERS) -> bool:
     """Whether ``key`` may have an entry in ``by`` (at most ``cap``, the smallest
-    keys kept: the same whatever order they come in), making room if so."""
-    if key in by or len(by) < cap:
+    keys kept: the same whatever order they come in), making room if so. Like
+    ``_add_capped``, ``by`` holds up to twice ``cap`` keys between cuts."""
+    if key in by or len(by) < 2 * cap:
         return True
-    top = max(by)
-    if key < top:
-        del by[top]
-        return True
-    return False
+    return key < _cut(by, cap)
+
+
+def _cut(c: set | dict, cap: int):
+    """Cut ``c`` to its ``cap`` smallest keys; the largest kept. A key larger than
+    that can never be among the smallest again (keys are only added), so it is
+    refused; a smaller one is taken and the container grows to twice ``cap``
+    again before the next cut. The kept keys are the ``cap`` smallest ever given,
+    each with everything added under it: the same as cutting on every insertion."""
+    keys = sorted(c)
+    drop = c.pop if isinstance(c, dict) else c.discard
+    for k in keys[cap:]:
+        drop(k)
+    return keys[cap - 1]
+
+
+def _settle(c: set | dict, cap: int) -> None:
+    if len(c) > cap:
+        _cut(c, cap)
 
 
 @lru_cache(maxsize=65536)

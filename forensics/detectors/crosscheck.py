@@ -57,6 +57,7 @@ class CrossCheckDetector:
     def run(self, f: Facts, controls: Controls) -> list[Finding]:
         if f.transport != "tcp" or f.kind == "dns":
             return []
+        controls.settle()  # the capped sets cut to their caps, once after the last add
         sig = f.signals()
         st = controls.servers.get(f.server_ip)
         if st is None:

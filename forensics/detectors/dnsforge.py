@@ -51,6 +51,7 @@ class DnsForgeryDetector:
     def run(self, f: Facts, controls: Controls) -> list[Finding]:
         if f.kind != "dns" or f.transport != "udp":
             return []
+        controls.settle()  # the capped sets cut to their caps, once after the last add
         resp = f.features.get("responses", ())
         if not resp:
             res = controls.resolvers.get(f.server_ip)
