@@ -213,12 +213,11 @@ def _inner(d: dict) -> str:
 
 def attempt_fragments(a: Attempt) -> tuple[str, str, str]:
     """The JSON pieces of an attempt that do not depend on the verdict, id or stream:
-    the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail`` in one dict,
-    encoded once (the frames as a tuple: the same text, without a list made of them)."""
-    d = {"kind": a.kind, "transport": a.transport, "client": a.client.to_dict(), "server": a.server.to_dict(),
-         "name": a.name,
-         "start": iso_time(a.start), "duration_ms": a.duration_ms, _CUT1: 0,
-         "history": a.history, "frames": a.frames[:MAX_FRAMES_LISTED], "frames_total": len(a.frames), _CUT2: 0}
+    the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail``, encoded once."""
+    d = attempt_head(a)
+    d[_CUT1] = 0
+    d.update(attempt_mid(a))
+    d[_CUT2] = 0
     _tail_into(d, a)
     text = _encode(d)[1:-1]
     head, rest = text.split(_SEP1, 1)

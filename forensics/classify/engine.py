@@ -86,7 +86,6 @@ class _Plan(NamedTuple):
     used: tuple[int, ...]  # the findings the summary and the evidence come from, in the rule's order
     needed: tuple[int, ...]  # the findings of the rule's required signals (their strength counts)
     boosted: tuple[int, ...]  # the findings of the rule's boosting signals
-    no_bonus: float  # the bonus when none is boosted (what ``sum([]) * boost_step`` gives)
     trigger_from: tuple[int, ...] | None  # where a "*" trigger is looked for, in order
     hop_from: tuple[int, ...] | None  # where the hop is looked for (only classes that place a sender)
 
@@ -131,7 +130,7 @@ def _plan(signals: tuple[str, ...]) -> _Plan:
     if rule.trigger == "*":  # the trigger is what the evidence says set it off (a control may refine it)
         trigger_from = tuple(i for i in used if signals[i] == "trigger-refined") + needed + used
     cls = VERDICT_CLASS[rule.verdict]
-    return _Plan(rule, cls, used, needed, tuple(i for i in at if signals[i] in rule.boost), 0 * rule.boost_step,
+    return _Plan(rule, cls, used, needed, tuple(i for i in at if signals[i] in rule.boost),
                  trigger_from, needed + used if cls in ("deliberate", "middlebox-fault") else None)
 
 
@@ -149,7 +148,7 @@ def _verdict(plan: _Plan, facts: Facts, findings: list[Finding]) -> Verdict:
                 seen.add(k)
                 evidence.append(e)
     strength = min([findings[i].strength for i in plan.needed]) if plan.needed else 1.0
-    bonus = sum([findings[i].strength for i in plan.boosted]) * rule.boost_step if plan.boosted else plan.no_bonus
+    bonus = sum([findings[i].strength for i in plan.boosted]) * rule.boost_step if plan.boosted else 0.0
     raw = min(rule.confidence * strength + bonus, rule.cap)
     confidence = _ROUNDED.get(raw)
     if confidence is None:

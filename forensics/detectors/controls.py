@@ -110,9 +110,9 @@ class Controls:
     filtered_names: set = field(default_factory=set)
     # input -> its distinct client addresses (None: more than MAX_VANTAGE_CLIENTS)
     clients: dict = field(default_factory=dict)
-    # input -> the client addresses of its vantage point (``vantage``), made on first use
-    _vantage: dict | None = field(default=None, repr=False, compare=False)
-    # whether an add or merge came since the capped sets were last cut to their caps
+    # input -> the client addresses of its vantage point (``vantage``), made by ``settle``
+    _vantage: dict = field(default_factory=dict, repr=False, compare=False)
+    # whether an add or merge came since the last ``settle``
     _loose: bool = field(default=False, repr=False, compare=False)
 
     def server(self, ip: str) -> ServerStats:
@@ -122,7 +122,6 @@ class Controls:
         return s
 
     def add(self, f: Facts) -> None:
-        self._vantage = None
         self._loose = True
         seen = self.clients.get(f.input, _NOBODY)
         if seen is not None and f.client_ip not in seen:
@@ -195,7 +194,6 @@ class Controls:
                 by.setdefault(f.server_ip, set()).add(resp[0][2])
 
     def merge(self, o: "Controls") -> None:
-        self._vantage = None
         self._loose = True
         for inp, who in o.clients.items():
             self.clients[inp] = _union_capped(self.clients.get(inp, _NOBODY), who, MAX_VANTAGE_CLIENTS)
@@ -220,8 +218,9 @@ class Controls:
                     mine.setdefault(ip, set()).update(outs)
 
     def settle(self) -> None:
-        """Cut every capped set to its cap (``_add_capped``): what the detectors read is
-        then the same however the attempts came in and were merged."""
+        """Make the controls ready to read, once after the last add or merge: every
+        capped set cut to its cap (``_add_capped``), so what the detectors read is the
+        same however the attempts came in and were merged; the vantage points found."""
         if not self._loose:
             return
         _settle(self.paths, MAX_PATH_KEYS)
@@ -237,6 +236,7 @@ class Controls:
                 _settle(names, MAX_NAMES_PER_PORT)
             for names in st.failed_names.values():
                 _settle(names, MAX_NAMES_PER_PORT)
+        self._vantage = _vantage_points(self.clients)
         self._loose = False
 
     def vantage(self, input_idx: int) -> frozenset | None:
@@ -245,8 +245,7 @@ class Controls:
         directly or through others (rotated files of one capture; the two ends of one
         session). None where that cannot be told (an input with more clients than
         MAX_VANTAGE_CLIENTS makes the whole case one vantage point)."""
-        if self._vantage is None:
-            self._vantage = _vantage_points(self.clients)
+        self.settle()
         return self._vantage.get(input_idx)
 
     def answering_servers(self) -> int:
