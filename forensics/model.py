@@ -251,6 +251,9 @@ class TcpConn:
     history: str
     first_ts: float
     last_ts: float
+    #: When the client's first payload was seen (None: it sent none). Kept apart from
+    #: ``rows``, which may have lost that row to the row cap of a long connection.
+    client_payload_ts: float | None
     detail_capped: bool
     #: ``segs`` as Python tuples (fields at the ``SEG_*`` positions). A connection has a
     #: dozen rows or so, where a loop over tuples costs less than a few numpy calls.

@@ -117,3 +117,30 @@ def test_one_query_with_many_responses_is_linear(tmp_path):
         dns = [a for a in r.attempts if a.kind == "dns"]
         assert len(dns) == 1 and len(dns[0].dns.responses) == n
     _linear(t_small, t_big, 10, "one DNS query's responses")
+
+
+def test_first_payload_past_the_row_cap_is_still_judged(tmp_path):
+    """A connection keeps its first ``MAX_DETAIL`` rows: a request sent after that many
+    packets (here server window updates) has no row left. Its time must still be known:
+    the outcome detector once failed on it (and was disabled for the rest of the run)."""
+    from forensics.reassembly.tcp import MAX_DETAIL
+
+    t0 = C.T0_NS
+    cs, ss = 1_000_000, 5_000_000
+    req = b"GET / HTTP/1.1\r\nHost: capped.example\r\n\r\n"
+    recs = [(t0, _ipv4(CLIENT, SERVER, 6, 64, 1, _tcp(40000, 80, cs, 0, 0x02))),
+            (t0 + 1_000_000, _ipv4(SERVER, CLIENT, 6, 52, 1, _tcp(80, 40000, ss, cs + 1, 0x12))),
+            (t0 + 2_000_000, _ipv4(CLIENT, SERVER, 6, 64, 2, _tcp(40000, 80, cs + 1, ss + 1, 0x10)))]
+    for k in range(MAX_DETAIL + 50):
+        recs.append((t0 + (3 + k) * 1_000_000, _ipv4(SERVER, CLIENT, 6, 52, 2 + k, _tcp(80, 40000, ss + 1, cs + 1, 0x10))))
+    first = t0 + 10_000_000_000
+    for k in range(2):  # the request, and once more 1.5 s later; never answered
+        recs.append((first + k * 1_500_000_000, _ipv4(CLIENT, SERVER, 6, 64, 3 + k, _tcp(40000, 80, cs + 1, ss + 1, 0x18, req))))
+    import forensics
+
+    rep = forensics.analyze([str(C.write_pcap(tmp_path / "capped.pcap", recs, C.DLT_RAW))])
+    assert not [w for w in rep.warnings if "failed" in w], rep.warnings
+    (a,), (v,) = rep.attempts, rep.verdicts
+    assert a.tcp.detail_capped and a.tcp.client_payload_ts == pytest.approx(first / 1e9)
+    assert a.name == "capped.example" and a.tcp.client_payload_sends == 2
+    assert "no answer in 1.5 s" in v.summary

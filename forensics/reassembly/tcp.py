@@ -466,6 +466,9 @@ def finish_tcp(s: TcpState) -> TcpConn:
     rows = seg_rows_raw(raw)
     nrt, hist, c_start, s_start, first_pay_ts, ends = _scan(rows, s.base_seq)
     pieces = s.pieces or ([], [])
+    if s.capped and pieces[C2S]:
+        # the first payload's row may be past the row cap: its first segment kept its time
+        first_pay_ts = pieces[C2S][0][3] if first_pay_ts is None else min(first_pay_ts, pieces[C2S][0][3])
     cpay, cframes, csends, cconf = _reassemble(pieces[C2S], c_start)
     spay, sframes, _, sconf = _reassemble(pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
     markers = []
@@ -483,10 +486,10 @@ def finish_tcp(s: TcpState) -> TcpConn:
     # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
     # syn_count, client_payload, client_payload_frames, client_payload_sends, server_payload,
     # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
-    # detail_capped, rows)
+    # client_payload_ts, detail_capped, rows)
     return TcpConn(
         s.input, s.stream, client, server,
         s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
         s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
         tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
-        s.last_ts, s.capped, rows)
+        s.last_ts, first_pay_ts, s.capped, rows)
