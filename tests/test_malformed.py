@@ -707,3 +707,23 @@ def test_pcapng_captured_length_beyond_its_block(tmp_path, eth):
     assert kinds(rep) == GOOD  # the bytes the block holds were used
     dns = next(a for a in rep.attempts if a.kind == "dns")
     assert [x.data for x in dns.dns.responses[0].answers] == ["192.0.2.7"]
+
+
+def test_icmpv6_quote_of_a_v4_mapped_address_reads_as_the_flows_do(tmp_path):
+    """An IPv4-mapped address (::ffff:a.b.c.d) inside an IPv6 header is stored like an
+    IPv4 address, so its flow's text is dotted IPv4; the quote of an ICMPv6 error must
+    give the same text, or the error never meets its flow."""
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6, ICMPv6DestUnreach
+
+    from forensics.reassembly.engine import parse_icmp_quote
+    from forensics.sources import iter_inputs
+
+    quoted = IPv6(src="::ffff:192.0.2.10", dst="2001:db8::53", hlim=3) / UDP(sport=5000, dport=53) / (b"x" * 12)
+    err = bytes(IPv6(src="2001:db8::1", dst="::ffff:192.0.2.10") / ICMPv6DestUnreach(code=1) / quoted)
+    path = tmp_path / "mapped.pcap"
+    path.write_bytes(C.pcap_bytes([(C.T0_NS, err)], C.DLT_RAW))
+    (info, batches), = list(iter_inputs([str(path)]))
+    (rows, buf), = list(batches)
+    got = parse_icmp_quote(0, rows[0], buf)
+    assert (got.q_src, got.q_dst, got.q_sport, got.q_dport, got.q_ttl) == ("192.0.2.10", "2001:db8::53", 5000, 53, 3)

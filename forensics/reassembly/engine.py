@@ -552,11 +552,10 @@ def parse_icmp_quote(input_idx: int, row: np.void, buf: np.ndarray) -> IcmpError
     elif qv == 6:
         if len(data) < 44:
             return None
-        import ipaddress
-
         qproto, qttl, qid = data[6], data[7], -1
-        qsrc = str(ipaddress.IPv6Address(data[8:24]))
-        qdst = str(ipaddress.IPv6Address(data[24:40]))
+        # the text the flows' own addresses get (a v4-mapped address reads as IPv4 there too)
+        qsrc = ip_to_str(int.from_bytes(data[8:16], "big"), int.from_bytes(data[16:24], "big"))
+        qdst = ip_to_str(int.from_bytes(data[24:32], "big"), int.from_bytes(data[32:40], "big"))
         l4q = 40
     else:
         return None
