@@ -16,6 +16,9 @@ from .model import Attempt, InputInfo, Verdict, iso_time
 from .reassembly.attempts import MAX_FRAMES_LISTED
 
 SCHEMA = "forensics.report/1"
+#: Characters of the attempts' store read at a time by the renderers (a few hundred
+#: attempts: large enough that copying costs no Python step per attempt).
+STORE_BLOCK = 1 << 20
 
 CSV_COLUMNS = ["id", "kind", "transport", "client_ip", "client_port", "server_ip", "server_port", "name",
                "start", "duration_ms", "verdict", "class", "trigger", "confidence", "summary",
@@ -77,6 +80,15 @@ class Report:
             return
         for a, v in zip(self._attempts, self._verdicts):
             yield _encode(attempt_dict(a, v))
+
+    def iter_attempt_json_blocks(self) -> Iterator[str]:
+        """The ``jsonl`` lines, in order, as blocks of whole lines each ending in a newline:
+        what a renderer copies, without a Python step per attempt when they are on disk."""
+        if self._store is not None:
+            yield from self._store.blocks()
+            return
+        for line in self.iter_attempt_json():
+            yield line + "\n"
 
     def iter_attempt_dicts(self) -> Iterator[dict]:
         """Each attempt as the contract's dict, in order, without holding them all."""
@@ -146,6 +158,23 @@ class AttemptStore:
         with open(self.path, "r", encoding="utf-8") as fh:
             for line in fh:
                 yield line.rstrip("\n")
+
+    def blocks(self) -> Iterator[str]:
+        """The file's text in blocks of about ``STORE_BLOCK`` characters, each cut after a newline."""
+        with open(self.path, "r", encoding="utf-8") as fh:
+            rest = ""
+            while True:
+                chunk = fh.read(STORE_BLOCK)
+                if not chunk:
+                    break
+                cut = chunk.rfind("\n") + 1
+                if cut:
+                    yield rest + chunk[:cut]
+                    rest = chunk[cut:]
+                else:
+                    rest += chunk
+            if rest:  # the store's lines all end in a newline; a last line without one is still a line
+                yield rest + "\n"
 
 
 # The attempt's dict in pieces, so that workers can encode what they know (the

@@ -16,9 +16,8 @@ def render(report: Report, fmt: str, out: TextIO, *, color: bool = False, width:
     if fmt == "json":
         write_json(report, out)
     elif fmt == "jsonl":
-        for line in report.iter_attempt_json():
-            out.write(line)
-            out.write("\n")
+        for block in report.iter_attempt_json_blocks():
+            out.write(block)
     elif fmt == "csv":
         w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
@@ -40,9 +39,10 @@ def write_json(report: Report, out: TextIO) -> None:
     head, tail = json.dumps(env, indent=2).split(json.dumps(_HOLE), 1)
     out.write(head)
     sep = "[\n    "
-    for line in report.iter_attempt_json():
+    for block in report.iter_attempt_json_blocks():
+        # attempts' JSON texts hold no raw newline (JSON escapes it in strings)
         out.write(sep)
-        out.write(line)
+        out.write(block[:-1].replace("\n", ",\n    "))
         sep = ",\n    "
     out.write("[]" if sep == "[\n    " else "\n  ]")
     out.write(tail)
