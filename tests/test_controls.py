@@ -123,6 +123,30 @@ def test_a_name_that_completes_only_at_another_vantage_point_is_no_same_name_con
     assert c.vantage(0) == {A} and c.vantage(1) == {B}
 
 
+def test_other_names_that_complete_only_at_another_vantage_point_are_no_control_here():
+    """Office A's request for blocked.example vanished; only office B completed other names
+    at that server: the server is up, but nothing says this path delivers any name to it."""
+    c = Controls()
+    for f in (_facts("http", 80, "other.example", "exchange-complete", 1, B),
+              _facts("http", 80, "third.example", "exchange-complete", 1, B)):
+        c.add(f)
+    dropped = _facts("http", 80, "blocked.example", "request-dropped", 0, A)
+    c.add(dropped)
+    found = {x.signal: x for x in CrossCheckDetector().run(dropped, c)}
+    assert "control-other-name-ok" not in found
+    assert found["control-other-name-ok-elsewhere"].get("names") == ("other.example", "third.example")
+    assert "from this vantage point" in found["control-missing"].detail
+    from forensics.classify.engine import apply_rules
+    v = apply_rules(dropped, list(dropped.findings) + list(found.values()))
+    assert (v.verdict, v.rule) == ("inconclusive", "inconclusive.missing-control")
+    # the same other name completed from office A too: a control from this path
+    c.add(_facts("http", 80, "other.example", "exchange-complete", 2, A))
+    found = {x.signal: x for x in CrossCheckDetector().run(dropped, c)}
+    assert found["control-other-name-ok"].get("names") == ("other.example",)
+    assert not {"control-other-name-ok-elsewhere", "control-missing"} & set(found)
+    assert apply_rules(dropped, list(dropped.findings) + list(found.values())).verdict == "host-drop"
+
+
 def test_files_that_share_a_client_are_one_vantage_point():
     # input 2 is office A's next rotated file: its success from A is a same-name control
     c, dropped = _office_case(_facts("http", 80, "blocked.example", "exchange-complete", 2, A))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.22-1"
+RULES_VERSION = "2026.11.22-2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +140,10 @@ RULES: tuple[Rule, ...] = (
        "The resolver answered (an address, or NXDOMAIN) and nothing else raced it."),
     # ---- failed, and the packets do not say why
     _R("inconclusive.missing-control", "inconclusive", ("control-missing",), (), "unknown", 0.0,
-       ("hello-dropped", "request-dropped", "payload-dropped", "syn-dropped", "rst-suspect", "control-missing"),
-       "Something failed in a way a filter could cause, but the capture has no control attempt to tell."),
+       ("hello-dropped", "request-dropped", "payload-dropped", "syn-dropped", "rst-suspect",
+        "control-other-name-ok-elsewhere", "control-missing"),
+       "Something failed in a way a filter could cause, but the capture has no control attempt to tell (other "
+       "names that completed only at another vantage point of the folder are no control for this path)."),
     _R("fallback.inconclusive", "inconclusive", (), (), "unknown", 0.0, ("*",),
        "Nothing above matched: the summary says what the packets show and what is missing."),
 )

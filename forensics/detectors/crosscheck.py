@@ -1,8 +1,10 @@
 """Attempts as each other's controls.
 
 Detects: for a dropped or reset first payload, whether the same server
-completed an exchange with another name (the name is what matters: SNI/Host
-filtering), with the same name from the same vantage point (it is not the
+completed an exchange with another name from this vantage point (the name is
+what matters: SNI/Host filtering; other names completed only from another
+vantage point of the folder are reported apart, as no control for this path),
+with the same name from the same vantage point (it is not the
 name), with the same name only from another vantage point of the folder
 (inputs that share no client address: the name works elsewhere and not on this
 path, OONI's control measurement), or with nothing else (the control is
@@ -38,6 +40,8 @@ SIGNALS = {
     'control-same-name-ok': 'the same name completed at the same server and port in another attempt',
     'control-name-ok-elsewhere': 'the same name completed at the same server and port, but only from another '
                                  'vantage point of the folder (inputs that share no client address)',
+    'control-other-name-ok-elsewhere': 'other names completed at the same server and port, but only from another '
+                                       'vantage point of the folder: no control from this path',
     'control-name-filtered': 'the same name met forged packets elsewhere in the capture',
     'control-missing': 'no control attempt exists; the summary names the one that would settle it',
     'control-smaller-hello-ok': 'smaller ClientHellos completed at the same server',
@@ -67,11 +71,17 @@ class CrossCheckDetector:
         named = sig & {*_DROPS, "rst-forged", "blockpage-forged", "rst-suspect"}
         if named and f.name:
             done_here = st.ok_names.get(f.server_port, {})
-            others = sorted(n for n in done_here if n != f.name)
+            mine = controls.vantage(f.input)
+            # a completion is from this vantage point unless its clients (None: many) and
+            # ours (None: cannot be told) are both known and share none
+            others, others_far = [], []
+            for n in sorted(done_here):
+                if n != f.name:
+                    who = done_here[n]
+                    (others if who is None or mine is None or not who.isdisjoint(mine) else others_far).append(n)
             same = elsewhere = False
             if f.name in done_here:
                 who = done_here[f.name]  # the clients that completed it (None: many)
-                mine = controls.vantage(f.input)
                 same = who is None or mine is None or not who.isdisjoint(mine)
                 elsewhere = not same
             if same:
@@ -88,6 +98,11 @@ class CrossCheckDetector:
                 out.append(finding(NAME, "control-other-name-ok", 1.0,
                                    f"other names completed at the same server ({', '.join(others[:3])} at {where})",
                                    names=tuple(others[:3])))
+            elif others_far:
+                out.append(finding(NAME, "control-other-name-ok-elsewhere", 1.0,
+                                   f"other names completed at the same server ({', '.join(others_far[:3])} at {where}), "
+                                   f"but only from another vantage point of this folder: the server is up, and whether "
+                                   f"this path delivers any name to it is not known", names=tuple(others_far[:3])))
             bare = f.name.split(":")[0].lower()
             if not same and sig & set(_DROPS) and bare in controls.filtered_names:
                 out.append(finding(NAME, "control-name-filtered", 1.0,
@@ -95,7 +110,7 @@ class CrossCheckDetector:
                                    f"is being filtered on this path", name=bare))
             if not same and not elsewhere and not others and bare not in controls.filtered_names:
                 out.append(finding(NAME, "control-missing", 1.0,
-                                   f"no other name was tried at {where}; a control "
+                                   f"no other name was tried at {where}{' from this vantage point' if others_far else ''}; a control "
                                    f"{'SNI' if f.kind == 'tls' else 'Host' if f.kind == 'http' else 'connection'} to the "
                                    f"same server would separate name filtering from a fault of the path or the server"))
         size = f.features.get("hello_size", 0)
