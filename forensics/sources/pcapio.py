@@ -29,6 +29,24 @@ import numpy as np
 
 from ..errors import InputError
 
+
+def _compiled_walk():
+    """The compiled record walks (``_walk.pyx``), or None: not built, or ``FORENSICS_PURE_WALK=1``."""
+    if os.environ.get("FORENSICS_PURE_WALK", "") not in ("", "0"):
+        return None
+    try:
+        from . import _walk
+    except ImportError:
+        return None
+    return _walk
+
+
+#: The compiled walks, or None to walk in Python; both give the same batches and
+#: statistics (tests/test_walk_compiled.py sets this to compare them).
+compiled_walk = _compiled_walk()
+#: Why a pcap walk over one chunk stopped (the codes of ``_walk.pcap_offsets``).
+WALK_FULL, WALK_MORE, WALK_BAD = 0, 1, 2
+
 #: Bytes read per chunk. Large enough that per-chunk overhead is negligible,
 #: small enough that memory stays bounded on multi-gigabyte captures (a batch
 #: keeps its chunk alive while it is decoded and reassembled; 32 MB chunks cost
@@ -311,33 +329,20 @@ def _walk_pcap(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBat
     linktype &= 0x0FFFFFFF  # upper bits carry FCS length flags
     stats.linktypes.add(linktype)
     limit = snaplen if 0 < snaplen < MAX_CAPLEN else MAX_CAPLEN  # a record longer than it: the header lies
-    incl_at = struct.Struct(endian + "I").unpack_from
+    walk = compiled_walk.pcap_offsets if compiled_walk is not None else _pcap_offsets
     hdr_dtype = np.dtype(endian + "u4")
     pos = 24
     frame = 0
     last_ts = -1.0
     while True:
         data = st.data
-        n = len(data)
-        offs: list[int] = []
-        need_more = False
         # the walk itself is the only sequential part: each record's length gives the next one
-        while len(offs) < BATCH_RECORDS:
-            if pos + 16 > n:
-                need_more = True
-                break
-            (incl,) = incl_at(data, pos + 8)
-            if incl > MAX_CAPLEN:
-                stats.stopped_at = st.base + pos
-                stats.stop_reason = f"record {frame + len(offs) + 1} claims {incl} captured bytes, which is impossible"
-                break
-            end = pos + 16 + incl
-            if end > n:
-                need_more = True
-                break
-            offs.append(pos)
-            pos = end
-        if offs:
+        offs, pos, why, incl = walk(data, pos, endian == ">", BATCH_RECORDS, MAX_CAPLEN)
+        need_more = why == WALK_MORE
+        if why == WALK_BAD:
+            stats.stopped_at = st.base + pos
+            stats.stop_reason = f"record {frame + len(offs) + 1} claims {incl} captured bytes, which is impossible"
+        if len(offs):
             # every record header at once: seconds, fraction, captured and original length
             at = np.asarray(offs, dtype=np.int64)
             raw = np.frombuffer(data, dtype=np.uint8)
@@ -361,6 +366,29 @@ def _walk_pcap(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBat
                 stats.bytes_read = st.base + pos
                 return
             pos = 0
+
+
+_U32 = {False: struct.Struct("<I").unpack_from, True: struct.Struct(">I").unpack_from}
+
+
+def _pcap_offsets(data: bytes, pos: int, big: bool, max_records: int,
+                  max_caplen: int) -> tuple[list[int], int, int, int]:
+    """The Python walk over classic pcap records; same answers as ``_walk.pcap_offsets``."""
+    incl_at = _U32[big]
+    n = len(data)
+    offs: list[int] = []
+    while len(offs) < max_records:
+        if pos + 16 > n:
+            return offs, pos, WALK_MORE, 0
+        (incl,) = incl_at(data, pos + 8)
+        if incl > max_caplen:
+            return offs, pos, WALK_BAD, incl
+        end = pos + 16 + incl
+        if end > n:
+            return offs, pos, WALK_MORE, 0
+        offs.append(pos)
+        pos = end
+    return offs, pos, WALK_FULL, 0
 
 
 def _remaining(st: _ChunkStream, pos: int) -> int:
@@ -404,10 +432,22 @@ _FRAME_BLOCKS = frozenset({0x00000BAD, 0x40000BAD, 9})
 _QUIET_BLOCKS = frozenset({0x0A0D0D0A, 4, 5, 10})
 
 
+#: The dtypes of a batch's columns (frame, ts, off, caplen, origlen, linktype), as in ``_batch``.
+_COLUMN_DTYPES = (np.int64, np.float64, np.int64, np.int32, np.int64, np.int32)
+
+
+def _join_runs(runs: list[tuple]) -> tuple[np.ndarray, ...]:
+    """One batch's columns from its runs (lists from the Python walk, arrays from the compiled one)."""
+    return tuple(np.concatenate([np.asarray(r[i], dtype=dt) for r in runs])
+                 for i, dt in enumerate(_COLUMN_DTYPES))
+
+
 def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBatch]:
     endian = "<"
     u32 = struct.Struct("<I").unpack_from
     ifaces: list[_Iface] = []
+    epbs = compiled_walk.pcapng_epbs if compiled_walk is not None else None
+    iface_cols: tuple[np.ndarray, np.ndarray] | None = None  # ifaces as the compiled walk takes them
     pos = 0
     frame = 0
     last_ts = -1.0
@@ -421,12 +461,35 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
         caps: list[int] = []
         origs: list[int] = []
         links: list[int] = []
+        cols = (frames, tss, offs, caps, origs, links)
+        runs: list[tuple] = []  # the columns in file order, when the compiled walk took part
+        done = 0  # records in runs
         need_more = False
-        while len(frames) < BATCH_RECORDS:
+        while len(frames) + done < BATCH_RECORDS:
             if pos + 12 > n:
                 need_more = True
                 break
             btype = u32(data, pos)[0]
+            if btype == 6 and epbs is not None and ifaces and not first_block:
+                # a run of Enhanced Packet Blocks, compiled; it stops before any block it would
+                # not take as is, which the code below handles
+                if iface_cols is None:
+                    iface_cols = (np.array([i.tsres for i in ifaces], dtype=np.float64),
+                                  np.array([i.linktype for i in ifaces], dtype=np.int32))
+                pos, frame, last_ts, trunc, bad_ts, back, *run = epbs(
+                    data, pos, endian == ">", BATCH_RECORDS - len(frames) - done, *iface_cols,
+                    frame, last_ts, MAX_BLOCK, MAX_TS)
+                if len(run[0]):
+                    stats.truncated_records += trunc
+                    stats.bad_ts += bad_ts
+                    stats.backwards_ts += back
+                    if frames:
+                        runs.append(tuple(list(c) for c in cols))
+                        for c in cols:
+                            c.clear()
+                    runs.append(run)
+                    done += len(run[0])
+                    continue
             if btype == 0x0A0D0D0A:
                 bom = data[pos + 8:pos + 12]
                 if bom == b"\x4d\x3c\x2b\x1a":
@@ -440,6 +503,7 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                     break
                 u32 = struct.Struct(endian + "I").unpack_from
                 ifaces = []  # interface ids restart in each section
+                iface_cols = None
             elif first_block:
                 raise InputError(f"{path}: pcapng file does not start with a section header")
             blen = u32(data, pos + 4)[0]
@@ -507,6 +571,7 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
             elif btype == 1:  # Interface Description Block
                 lt, _res, snap = struct.unpack_from(endian + "HHI", data, body)
                 ifaces.append(_Iface(lt, _idb_tsres(data[body + 8:pos + blen - 4], endian), snap))
+                iface_cols = None
                 stats.linktypes.add(lt)
             elif btype in _FRAME_BLOCKS:
                 frame += 1
@@ -514,9 +579,13 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
                 # name resolution (4), statistics (5), decryption secrets (10) are fine to skip
                 stats.skipped_blocks += 1
             pos += blen
-        if frames:
-            stats.records += len(frames)
-            yield _batch(data, frames, tss, offs, caps, origs, links)
+        if runs:
+            if frames:
+                runs.append(cols)
+            cols = _join_runs(runs)
+        if len(cols[0]):
+            stats.records += len(cols[0])
+            yield _batch(data, *cols)
         if stats.stopped_at is not None:
             stats.trailing_bytes = _remaining(st, pos)
             stats.bytes_read = st.base + pos
