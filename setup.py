@@ -12,9 +12,11 @@ except ImportError:  # no Cython: nothing to compile, the Python walk is used
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension("forensics.sources._walk", ["forensics/sources/_walk.pyx"], optional=True)],
+        [Extension("forensics.sources._walk", ["forensics/sources/_walk.pyx"])],
         compiler_directives={"language_level": 3},
         quiet=True,
     )
+    for ext in ext_modules:
+        ext.optional = True  # cythonize makes new Extensions and drops this flag: set it on them
 
 setup(ext_modules=ext_modules)
