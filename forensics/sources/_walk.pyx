@@ -43,9 +43,11 @@ cdef inline uint32_t _u32(const unsigned char[::1] d, Py_ssize_t i, bint big) no
 
 def pcap_offsets(const unsigned char[::1] data, Py_ssize_t pos, bint big, Py_ssize_t max_records,
                  uint64_t max_caplen):
-    """Walk classic pcap records from ``pos``: (offsets, pos after them, why, claimed length).
+    """Walk classic pcap records from ``pos``: (offsets, pos after them, why, claimed length, headers).
 
-    Stops after ``max_records`` records (``WALK_FULL``), at a record whose
+    ``headers`` holds each record's four header words (seconds, fraction,
+    captured and original length) as uint32, read in the file's byte order:
+    what ``pcapio`` would otherwise gather with numpy. Stops after ``max_records`` records (``WALK_FULL``), at a record whose
     header or data the chunk does not hold whole (``WALK_MORE``, ``pos`` at that
     record), or at a record claiming more than ``max_caplen`` captured bytes
     (``WALK_BAD``, ``pos`` at it, its claim returned last; 0 otherwise).
@@ -54,7 +56,9 @@ def pcap_offsets(const unsigned char[::1] data, Py_ssize_t pos, bint big, Py_ssi
     cdef Py_ssize_t room = (n - pos) // PCAP_RECORD_HEADER if n > pos else 0
     cdef Py_ssize_t cap = min(max_records, room)
     out = np.empty(cap, dtype=np.int64)
+    hdr = np.empty((cap, 4), dtype=np.uint32)
     cdef int64_t[::1] o = out
+    cdef uint32_t[:, ::1] h = hdr
     cdef Py_ssize_t k = 0
     cdef Py_ssize_t end
     cdef uint32_t incl = 0
@@ -74,9 +78,13 @@ def pcap_offsets(const unsigned char[::1] data, Py_ssize_t pos, bint big, Py_ssi
                 why = MORE
                 break
             o[k] = pos
+            h[k, 0] = _u32(data, pos, big)
+            h[k, 1] = _u32(data, pos + 4, big)
+            h[k, 2] = incl
+            h[k, 3] = _u32(data, pos + 12, big)
             k += 1
             pos = end
-    return out[:k], pos, why, (incl if why == BAD else 0)
+    return out[:k], pos, why, (incl if why == BAD else 0), hdr[:k]
 
 
 def pcapng_epbs(const unsigned char[::1] data, Py_ssize_t pos, bint big, Py_ssize_t max_records,

@@ -337,7 +337,7 @@ def _walk_pcap(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBat
     while True:
         data = st.data
         # the walk itself is the only sequential part: each record's length gives the next one
-        offs, pos, why, incl = walk(data, pos, endian == ">", BATCH_RECORDS, MAX_CAPLEN)
+        offs, pos, why, incl, words = walk(data, pos, endian == ">", BATCH_RECORDS, MAX_CAPLEN)
         need_more = why == WALK_MORE
         if why == WALK_BAD:
             stats.stopped_at = st.base + pos
@@ -345,8 +345,10 @@ def _walk_pcap(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawBat
         if len(offs):
             # every record header at once: seconds, fraction, captured and original length
             at = np.asarray(offs, dtype=np.int64)
-            raw = np.frombuffer(data, dtype=np.uint8)
-            hdr = raw[at[:, None] + np.arange(16)].view(hdr_dtype).reshape(len(offs), 4).astype(np.int64)
+            if words is None:  # the Python walk: gather the 16 bytes at each offset
+                raw = np.frombuffer(data, dtype=np.uint8)
+                words = raw[at[:, None] + np.arange(16)].view(hdr_dtype).reshape(len(offs), 4)
+            hdr = words.astype(np.int64)
             tss = hdr[:, 0] + hdr[:, 1] * tsres
             caps, origs = hdr[:, 2], hdr[:, 3]
             stats.backwards_ts += int(np.count_nonzero(tss[1:] < tss[:-1])) + int(tss[0] < last_ts)
@@ -372,23 +374,26 @@ _U32 = {False: struct.Struct("<I").unpack_from, True: struct.Struct(">I").unpack
 
 
 def _pcap_offsets(data: bytes, pos: int, big: bool, max_records: int,
-                  max_caplen: int) -> tuple[list[int], int, int, int]:
-    """The Python walk over classic pcap records; same answers as ``_walk.pcap_offsets``."""
+                  max_caplen: int) -> tuple[list[int], int, int, int, None]:
+    """The Python walk over classic pcap records; same answers as ``_walk.pcap_offsets``.
+
+    It leaves the record headers to be gathered with numpy (None in their place).
+    """
     incl_at = _U32[big]
     n = len(data)
     offs: list[int] = []
     while len(offs) < max_records:
         if pos + 16 > n:
-            return offs, pos, WALK_MORE, 0
+            return offs, pos, WALK_MORE, 0, None
         (incl,) = incl_at(data, pos + 8)
         if incl > max_caplen:
-            return offs, pos, WALK_BAD, incl
+            return offs, pos, WALK_BAD, incl, None
         end = pos + 16 + incl
         if end > n:
-            return offs, pos, WALK_MORE, 0
+            return offs, pos, WALK_MORE, 0, None
         offs.append(pos)
         pos = end
-    return offs, pos, WALK_FULL, 0
+    return offs, pos, WALK_FULL, 0, None
 
 
 def _remaining(st: _ChunkStream, pos: int) -> int:
