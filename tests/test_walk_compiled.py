@@ -330,3 +330,10 @@ def test_pure_walk_variable_forces_the_python_walk():
         env.pop("FORENSICS_PURE_WALK")
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "False"
+
+
+def test_stop_codes_agree():
+    need_compiled()
+    assert (COMPILED.WALK_FULL, COMPILED.WALK_MORE, COMPILED.WALK_BAD) == \
+        (pcapio.WALK_FULL, pcapio.WALK_MORE, pcapio.WALK_BAD)
+    assert len({pcapio.WALK_FULL, pcapio.WALK_MORE, pcapio.WALK_BAD}) == 3

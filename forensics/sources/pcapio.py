@@ -14,6 +14,10 @@ Damage is reported, never raised past the first bytes: a record whose length is
 impossible stops the walk (nothing after it can be trusted to be aligned), a
 truncated last record is counted, and the caller receives ``Warning`` texts with
 counts. Only a file whose header is not a capture raises ``InputError``.
+
+The walk from record to record is compiled when ``_walk.pyx`` is built (an
+optional extension: see ``setup.py``); the Python walk here gives the same
+answers and is used otherwise.
 """
 
 from __future__ import annotations
