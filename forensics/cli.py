@@ -30,8 +30,19 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+def _show_version(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from .sources import pcapio
+
+    click.echo(f"forensics {__version__}")
+    click.echo(f"record walk: {'compiled' if pcapio.compiled_walk is not None else 'Python (the extension is not built, or FORENSICS_PURE_WALK is set)'}")
+    ctx.exit()
+
+
 @click.group(cls=_Group)
-@click.version_option(__version__, prog_name="forensics")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version, and whether the record walk is compiled, and exit.")
 def cli() -> None:
     """Packet-level forensics: deliberate filtering, middlebox faults or the endpoints?"""
 

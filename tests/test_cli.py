@@ -83,3 +83,17 @@ def test_library_dataframe_has_csv_columns(tmp_path):
 def test_detectors_command_lists_rules():
     r = run("detectors")
     assert r.returncode == 0 and "endpoint.refused" in r.stdout and "false positives" in r.stdout
+
+
+def test_version_says_which_record_walk_runs():
+    import os
+
+    from forensics import __version__
+    from forensics.sources import pcapio
+
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.splitlines()[0] == f"forensics {__version__}"
+    assert ("record walk: compiled" in out.stdout) == (pcapio.compiled_walk is not None), out.stdout
+    forced = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
+                            env={**os.environ, "FORENSICS_PURE_WALK": "1"})
+    assert "record walk: Python" in forced.stdout
