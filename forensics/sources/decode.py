@@ -57,12 +57,12 @@ class _Gather:
 
     def __init__(self, buf: np.ndarray) -> None:
         self.buf = buf
-        self.last = max(len(buf) - 1, 0)
 
     def u8(self, idx: np.ndarray) -> np.ndarray:
-        if self.last == 0 and len(self.buf) == 0:
+        if len(self.buf) == 0:
             return np.zeros(len(idx), np.uint32)
-        return self.buf[np.clip(idx, 0, self.last)].astype(np.uint32)
+        # take(mode="clip") bounds the indices inside the gather: no clipped copy of them
+        return np.take(self.buf, idx, mode="clip").astype(np.uint32)
 
     def u16(self, idx: np.ndarray) -> np.ndarray:
         return (self.u8(idx) << 8) | self.u8(idx + 1)
@@ -71,7 +71,9 @@ class _Gather:
         return (self.u16(idx) << 16) | self.u16(idx + 2)
 
     def u64(self, idx: np.ndarray) -> np.ndarray:
-        cols = self.buf[np.clip(idx[:, None] + np.arange(8), 0, self.last)]
+        if len(self.buf) == 0:
+            return np.zeros(len(idx), np.uint64)
+        cols = np.take(self.buf, idx[:, None] + np.arange(8), mode="clip")
         return np.ascontiguousarray(cols).view(">u8").ravel().astype(np.uint64)
 
 
