@@ -54,6 +54,12 @@ _DROPS = ("hello-dropped", "request-dropped", "payload-dropped")
 _TOKEN = re.compile(r"[A-Za-z0-9]{3,}")
 
 
+def _from_here(who: frozenset | None, mine: frozenset | None) -> bool:
+    """Whether a completion by the clients ``who`` (None: many) counts as from the vantage
+    point of clients ``mine`` (None: cannot be told): unless both are known and share none."""
+    return who is None or mine is None or not who.isdisjoint(mine)
+
+
 class CrossCheckDetector:
     name = NAME
     detects, false_positives = doc_parts(__doc__)
@@ -72,28 +78,25 @@ class CrossCheckDetector:
         if named and f.name:
             done_here = st.ok_names.get(f.server_port, {})
             mine = controls.vantage(f.input)
-            # a completion is from this vantage point unless its clients (None: many) and
-            # ours (None: cannot be told) are both known and share none
             others, others_far = [], []
             for n in sorted(done_here):
                 if n != f.name:
-                    who = done_here[n]
-                    (others if who is None or mine is None or not who.isdisjoint(mine) else others_far).append(n)
+                    (others if _from_here(done_here[n], mine) else others_far).append(n)
             same = elsewhere = False
             if f.name in done_here:
-                who = done_here[f.name]  # the clients that completed it (None: many)
-                same = who is None or mine is None or not who.isdisjoint(mine)
+                same = _from_here(done_here[f.name], mine)
                 elsewhere = not same
             if same:
                 out.append(finding(NAME, "control-same-name-ok", 1.0,
                                    f"{f.name} itself completed an exchange at {where} in another attempt, so the "
                                    f"name alone is not what fails"))
             elif elsewhere:
+                far = sorted(done_here[f.name])[:3]  # known clients (a None would have been "same")
                 out.append(finding(NAME, "control-name-ok-elsewhere", 1.0,
-                                   f"{f.name} itself completed an exchange at {where} from {', '.join(sorted(who)[:3])}, "
+                                   f"{f.name} itself completed an exchange at {where} from {', '.join(far)}, "
                                    f"a vantage point of this folder that shares no client with this capture: the "
                                    f"server serves the name, the path from here does not deliver it",
-                                   clients=tuple(sorted(who)[:3])))
+                                   clients=tuple(far)))
             if others:
                 out.append(finding(NAME, "control-other-name-ok", 1.0,
                                    f"other names completed at the same server ({', '.join(others[:3])} at {where})",

@@ -115,7 +115,7 @@ def _tcp(a: Attempt) -> list[Finding]:
         out.append(finding(NAME, "exchange-complete", 1.0, completed,
                            [ev(a.input, c.server_payload_frames[0], "answer", completed)] if c.server_payload_frames else []))
     elif c.client_payload and not c.server_payload:
-        waited = c.last_ts - (c.client_payload_ts if c.client_payload_ts is not None else c.first_ts)
+        waited = c.last_ts - c.client_payload_ts  # set whenever a client payload was kept
         what = {"tls": "ClientHello", "http": "request"}.get(a.kind, "first payload")
         out.append(finding(NAME, "payload-unanswered", 1.0,
                            f"{what} sent {c.client_payload_sends} time(s), no answer in {waited:.1f} s",
