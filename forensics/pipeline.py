@@ -159,11 +159,11 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
     errors: list[str] = []
     readable = 0
     try:
-        for idx, (info, batches) in enumerate(iter_inputs(files, progress)):
+        for idx, (info, batches) in enumerate(iter_inputs(files, progress, part, nparts)):
             infos.append(info)
             try:
-                for b_rows, buf in batches:
-                    engine.feed(idx, b_rows, buf)
+                for b_rows, buf, now in batches:
+                    engine.feed(idx, b_rows, buf, now)
                 readable += 1
             except InputError as exc:
                 errors.append(str(exc))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -114,7 +115,10 @@ class Reassembler:
         self.next_stream = 0
 
     # ------------------------------------------------------------------ batches
-    def feed(self, input_idx: int, rows: np.ndarray, buf: np.ndarray) -> None:
+    def feed(self, input_idx: int, rows: np.ndarray, buf: np.ndarray, now: float | None = None) -> None:
+        """Take one decoded batch. ``now`` is the time of the batch's latest record (the
+        latest row's when not given): when the rows are one part's share, the flows of
+        this part still expire when they would have in one process."""
         ok = rows["status"] == ST_OK
         proto = rows["proto"]
         tcp = np.flatnonzero(ok & (proto == 6))
@@ -135,8 +139,10 @@ class Reassembler:
                                     | ((proto == 58) & np.isin(rows["itype"], ICMP6_ERRORS) & (rows["ipver"] == 6))))
         for i in icmp:
             self._icmp(input_idx, rows[i], buf)
-        if len(rows):
-            self._expire(float(rows["ts"].max()))
+        if now is None and len(rows):
+            now = float(rows["ts"].max())
+        if now is not None:
+            self._expire(now)
 
     # --------------------------------------------------------------- partitions
     def _mine(self, keys: np.ndarray) -> np.ndarray:
@@ -168,14 +174,14 @@ class Reassembler:
             return self.part == 0
         a = _addr_key(err.q_src)
         if err.q_proto == 17:
-            h = _mix(*(np.array([x], np.uint64) for x in (a[0], a[1], 0, 0, err.q_sport)))
+            h = _mix_int(a[0], a[1], 0, 0, err.q_sport)
         else:
             b = _addr_key(err.q_dst)
             x, y = (a + (err.q_sport,)), (b + (err.q_dport,))
             if x > y:
                 x, y = y, x
-            h = _mix(*(np.array([v], np.uint64) for v in (x[0], x[1], y[0], y[1], (x[2] << 16) | y[2])))
-        return int(h[0] % np.uint64(self.nparts)) == self.part
+            h = _mix_int(x[0], x[1], y[0], y[1], (x[2] << 16) | y[2])
+        return h % self.nparts == self.part
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)
@@ -489,6 +495,19 @@ def _mix(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, e: np.ndarr
         return h ^ (h >> s29)
 
 
+_U64 = (1 << 64) - 1
+_I1, _I2 = int(_M1), int(_M2)
+
+
+def _mix_int(a: int, b: int, c: int, d: int, e: int) -> int:
+    """``_mix`` of one row, in Python integers (an ICMP quote at a time: no arrays of one)."""
+    h = (a * _I1 ^ b * _I2) & _U64
+    h = ((h ^ (h >> 29)) * _I1 ^ c * _I2 ^ d) & _U64
+    h = ((h ^ (h >> 31)) * _I2 ^ e) & _U64
+    h = ((h ^ (h >> 32)) * _I1) & _U64
+    return h ^ (h >> 29)
+
+
 def _group_by_flow(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows sorted by flow (stable, so arrival order holds within a flow) and group starts.
 
@@ -514,7 +533,9 @@ def _group_by_flow(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t[order], starts
 
 
+@lru_cache(maxsize=1 << 12)
 def _addr_key(ip: str) -> tuple[int, int]:
+    """The two 64-bit halves ``decode`` gives the address ``ip`` (IPv4 v4-mapped)."""
     import ipaddress
 
     a = ipaddress.ip_address(ip)

@@ -1,7 +1,8 @@
 """Capture sources: the only place capture formats live.
 
 ``iter_inputs`` yields, per input file, its ``InputInfo`` and an iterator of
-decoded batches ``(rows, buf)``; the info fills in as the batches are read.
+decoded batches ``(rows, buf, now)`` (``now``: the time of the batch's latest
+record); the info fills in as the batches are read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from ..errors import InputError
 from ..model import InputInfo
 from . import tshark_src
 from .decode import NATIVE_LINKTYPES, ST_BAD_IP, ST_BAD_L4, ST_FRAG, ST_LINK, ST_NOT_IP, ST_OK, decode
-from .pcapio import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, ReadStats, file_size, linktype_name, read_batches
+from .pcapio import (GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, RawBatch, ReadStats, compiled_walk, file_size,
+                     linktype_name, read_batches)
 
 __all__ = ["iter_inputs", "expand_paths"]
 
@@ -51,17 +53,43 @@ def expand_paths(paths: list[str]) -> list[str]:
     return out
 
 
-def iter_inputs(files: list[str], progress: Callable[[int, int, int], None] | None = None
-                ) -> Iterator[tuple[InputInfo, Iterator[tuple[np.ndarray, np.ndarray]]]]:
-    """``progress(bytes_done, bytes_total, packets_done)`` is called after each batch."""
+#: The most parts ``route`` can number (its answer is an int16).
+MAX_ROUTED_PARTS = 32767
+
+
+def iter_inputs(files: list[str], progress: Callable[[int, int, int], None] | None = None,
+                part: int = 0, nparts: int = 1
+                ) -> Iterator[tuple[InputInfo, Iterator[tuple[np.ndarray, np.ndarray, float]]]]:
+    """``progress(bytes_done, bytes_total, packets_done)`` is called after each batch.
+
+    With ``nparts`` above 1 (and the compiled walk built), the rows are only those
+    of records that part ``part`` needs: its own TCP and UDP flows, and every
+    record no part owns alone (see ``_walk.route``). The info is that of the
+    whole input either way: records routed to other parts are counted as the
+    whole, well-formed IP packets the router saw they are.
+    """
     total = sum(file_size(f) for f in files)
     done = [0, 0]  # bytes, packets of the inputs before this one
+    route = compiled_walk.route if (compiled_walk is not None and 1 < nparts <= MAX_ROUTED_PARTS) else None
     for path in files:
         info = InputInfo(path=path, bytes=file_size(path))
-        yield info, _batches(path, info, progress, total, done)
+        yield info, _batches(path, info, progress, total, done, route, part, nparts)
 
 
-def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
+def _mine(raw: RawBatch, route, part: int, nparts: int) -> tuple[RawBatch, int]:
+    """The records of ``raw`` that part ``part`` decodes, and how many went to other parts."""
+    dest = route(raw.buf, raw.off, raw.caplen, raw.origlen, raw.linktype, nparts)
+    keep = (dest == part) | (dest < 0)
+    away = len(keep) - int(np.count_nonzero(keep))
+    if not away:
+        return raw, 0
+    sel = np.flatnonzero(keep)
+    return RawBatch(raw.buf, raw.frame[sel], raw.ts[sel], raw.off[sel], raw.caplen[sel],
+                    raw.origlen[sel], raw.linktype[sel]), away
+
+
+def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], route=None,
+             part: int = 0, nparts: int = 1):
     stats = ReadStats()
     counts = np.zeros(6, np.int64)
     skipped_links: dict[int, int] = {}
@@ -71,7 +99,8 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
     start = done[0]
     pk_start = done[1]
     try:
-        for raw in read_batches(path, stats):
+        for whole in read_batches(path, stats):
+            raw, away = (whole, 0) if route is None or not len(whole) else _mine(whole, route, part, nparts)
             rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype, raw.origlen)
             buf = raw.buf
             not_here = rows["status"] == ST_LINK
@@ -84,10 +113,11 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
                     if err and err not in tshark_errors:
                         tshark_errors.append(err)
             counts += np.bincount(rows["status"], minlength=6)[:6]
-            if info.first_ts is None and len(rows):
-                info.first_ts = float(rows["ts"][0])
-            if len(rows):
-                info.last_ts = float(rows["ts"][-1])
+            counts[ST_OK] += away  # the router gives a part only whole TCP/UDP packets
+            if len(whole):
+                if info.first_ts is None:
+                    info.first_ts = float(whole.ts[0])
+                info.last_ts = float(whole.ts[-1])
             info.packets = stats.records
             bad_link = rows["status"] == ST_LINK
             if bad_link.any():
@@ -95,9 +125,9 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int]):
                 for lt, c in zip(lts.tolist(), n.tolist()):
                     skipped_links[lt] = skipped_links.get(lt, 0) + c
             if progress is not None:
-                done[0] = start + (stats.bytes_read or int(raw.off[-1]))
+                done[0] = start + (stats.bytes_read or int(whole.off[-1]))
                 progress(min(done[0], total), total, pk_start + stats.records)
-            yield rows, buf
+            yield rows, buf, (float(whole.ts.max()) if len(whole) else None)
     finally:
         info.format = stats.format
         info.packets = stats.records

@@ -15,7 +15,7 @@ say why, where the Python code must take over.
 
 import numpy as np
 
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t, uint64_t
 
 #: Why ``pcap_offsets`` stopped: the batch is full, the chunk ends inside the
 #: next record (or its header), or the next record claims an impossible length.
@@ -163,3 +163,171 @@ def pcapng_epbs(const unsigned char[::1] data, Py_ssize_t pos, bint big, Py_ssiz
             pos += blen
     return (pos, frame, last_ts, truncated, bad_ts, backwards,
             a_frame[:k], a_ts[:k], a_off[:k], a_cap[:k], a_orig[:k], a_link[:k])
+
+
+# ------------------------------------------------------------------ routing
+# The partition of a record, for ``-j N``: each part reads every record but
+# decodes only its own and the shared ones. The hash, the flow key and the DNS
+# client are those of ``forensics.reassembly.engine`` (``_mix``, ``_canonical_keys``,
+# ``Reassembler._mine_udp``), which ``tests/test_route.py`` checks record by record.
+
+cdef uint64_t _M1 = 0x9E3779B97F4A7C15ULL
+cdef uint64_t _M2 = 0xBF58476D1CE4E5B9ULL
+
+
+cdef inline uint64_t _mix(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e) noexcept nogil:
+    cdef uint64_t h = a * _M1 ^ b * _M2
+    h = (h ^ (h >> 29)) * _M1 ^ c * _M2 ^ d
+    h = (h ^ (h >> 31)) * _M2 ^ e
+    h = (h ^ (h >> 32)) * _M1
+    return h ^ (h >> 29)
+
+
+cdef inline uint32_t _be16(const unsigned char[::1] d, Py_ssize_t i) noexcept nogil:
+    return (<uint32_t>d[i] << 8) | d[i + 1]
+
+
+cdef inline uint64_t _be64(const unsigned char[::1] d, Py_ssize_t i) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int k
+    for k in range(8):
+        v = (v << 8) | d[i + k]
+    return v
+
+
+def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] caplen,
+          const int64_t[:] origlen, const int32_t[:] linktype, uint64_t nparts):
+    """The part (0 to ``nparts - 1``) each record belongs to, or -1: needed by every part.
+
+    A record gets a part only when ``decode`` would find it a whole TCP or UDP
+    packet (status OK) that is no IP fragment, read through Ethernet (with up to
+    two VLAN tags), Linux cooked (SLL, SLL2) or raw IP, IPv6 without extension
+    headers. TCP goes by the hash of its connection's canonical key, UDP by its
+    DNS client's address and port (the receiver of a response: the QR bit),
+    exactly as the reassembler partitions them. Everything else (ICMP errors
+    that every part matches against its flows, damaged headers, fragments,
+    other encapsulations) is -1, and each part decodes it as before.
+    """
+    cdef Py_ssize_t n = buf.shape[0]
+    cdef Py_ssize_t count = off.shape[0]
+    out = np.full(count, -1, dtype=np.int16)
+    cdef int16_t[::1] dest = out
+    cdef Py_ssize_t i, o, end, wire_end, l3, l4, ipend, claimed, pay, ihl, tot, plen, doff, ulen, cpay
+    cdef uint32_t et, proto, fo, sport, dport, cport
+    cdef int32_t lt
+    cdef int tags
+    cdef uint64_t sh, sl, dh, dl, ah, al, bh, bl, ch, cl
+    cdef uint32_t ap, bp
+    cdef bint swap
+    if nparts < 1:
+        raise ValueError("nparts must be at least 1")
+    with nogil:
+        for i in range(count):
+            o = off[i]
+            end = o + caplen[i]
+            if o < 0 or end > n or caplen[i] < 0:
+                continue
+            wire_end = o + origlen[i]
+            if wire_end < end:
+                wire_end = end
+            lt = linktype[i]
+            # -- link: where the network header starts and its ethertype
+            if lt == 1:
+                if o + 14 > end:
+                    continue
+                l3 = o + 14
+                et = _be16(buf, o + 12)
+            elif lt == 113:
+                if o + 16 > end:
+                    continue
+                l3 = o + 16
+                et = _be16(buf, o + 14)
+            elif lt == 276:
+                if o + 20 > end:
+                    continue
+                l3 = o + 20
+                et = _be16(buf, o)
+            elif lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:
+                if o + 1 > end:
+                    continue
+                l3 = o
+                et = 0x0800 if (buf[o] >> 4) == 4 else (0x86DD if (buf[o] >> 4) == 6 else 0)
+            else:
+                continue
+            if lt == 1 or lt == 113 or lt == 276:
+                tags = 0
+                while (et == 0x8100 or et == 0x88A8 or et == 0x9100) and tags < 2:
+                    if l3 + 4 > end:
+                        break
+                    et = _be16(buf, l3 + 2)
+                    l3 += 4
+                    tags += 1
+            if l3 >= end:
+                continue
+            # -- network
+            if et == 0x0800 and (buf[l3] >> 4) == 4:
+                if l3 + 20 > end:
+                    continue
+                ihl = (buf[l3] & 0xF) * 4
+                tot = _be16(buf, l3 + 2)
+                if tot == 0:
+                    tot = end - l3
+                fo = _be16(buf, l3 + 6)
+                if ihl < 20 or tot < ihl or (fo & 0x3FFF) != 0:
+                    continue
+                proto = buf[l3 + 9]
+                sh = 0
+                sl = (<uint64_t>0xFFFF << 32) | ((<uint64_t>_be16(buf, l3 + 12) << 16) | _be16(buf, l3 + 14))
+                dh = 0
+                dl = (<uint64_t>0xFFFF << 32) | ((<uint64_t>_be16(buf, l3 + 16) << 16) | _be16(buf, l3 + 18))
+                l4 = l3 + ihl
+                claimed = l3 + tot
+                ipend = l3 + tot
+            elif et == 0x86DD and (buf[l3] >> 4) == 6:
+                if l3 + 40 > end:
+                    continue
+                plen = _be16(buf, l3 + 4)
+                if plen == 0:
+                    plen = end - l3 - 40
+                proto = buf[l3 + 6]
+                sh = _be64(buf, l3 + 8)
+                sl = _be64(buf, l3 + 16)
+                dh = _be64(buf, l3 + 24)
+                dl = _be64(buf, l3 + 32)
+                l4 = l3 + 40
+                claimed = l3 + 40 + plen
+                ipend = l3 + 40 + plen
+            else:
+                continue
+            if claimed > wire_end:
+                claimed = wire_end
+            if ipend > end:
+                ipend = end
+            # -- transport
+            if proto == 6:
+                if l4 + 20 > ipend:
+                    continue
+                doff = (buf[l4 + 12] >> 4) * 4
+                if doff < 20 or l4 + doff > ipend:
+                    continue
+                sport = _be16(buf, l4)
+                dport = _be16(buf, l4 + 2)
+                swap = sh > dh or (sh == dh and (sl > dl or (sl == dl and sport > dport)))
+                if swap:
+                    ah, al, ap, bh, bl, bp = dh, dl, dport, sh, sl, sport
+                else:
+                    ah, al, ap, bh, bl, bp = sh, sl, sport, dh, dl, dport
+                dest[i] = <int16_t>(_mix(ah, al, bh, bl, (<uint64_t>ap << 16) | bp) % nparts)
+            elif proto == 17:
+                if l4 + 8 > ipend:
+                    continue
+                sport = _be16(buf, l4)
+                dport = _be16(buf, l4 + 2)
+                ulen = _be16(buf, l4 + 4)
+                cpay = (ipend if ipend < l4 + ulen else l4 + ulen) - l4 - 8
+                if cpay >= 3 and (buf[l4 + 10] & 0x80):  # a response: the client receives it
+                    ch, cl, cport = dh, dl, dport
+                else:
+                    ch, cl, cport = sh, sl, sport
+                dest[i] = <int16_t>(_mix(ch, cl, 0, 0, cport) % nparts)
+    return out

@@ -1,0 +1,188 @@
+"""The router of ``-j N`` (``_walk.route``) gives each record the part the reassembler gives its flow.
+
+With N parts, each part decodes only the records the router gives it and the
+ones it gives no part (-1). A record given to the wrong part is lost: no part
+would reassemble it. So, record by record, on every capture of the shared
+corpus, the samples and hand-made packets:
+
+- a record the router gives a part is one ``decode`` finds whole (status OK),
+  TCP or UDP, and the reassembler's own partition (``Reassembler._mine``,
+  ``_mine_udp``) puts it in that part and in no other;
+- every plain TCP/UDP packet (no fragment, no IPv6 extension header, Ethernet
+  with up to two VLAN tags, SLL, SLL2 or raw IP) is given a part: otherwise the
+  router would save nothing and the test above would hold for want of cases.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+from scapy.layers.l2 import Dot1Q, Ether
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import captures as C  # noqa: E402
+from conftest import CORPUS, ROOT, need_corpus  # noqa: E402
+
+from forensics.reassembly.engine import Reassembler, _canonical_keys, _mix, _mix_int  # noqa: E402
+from forensics.sources import pcapio  # noqa: E402
+from forensics.sources.decode import ST_OK, decode  # noqa: E402
+
+try:
+    COMPILED = importlib.import_module("forensics.sources._walk")
+except ImportError:
+    COMPILED = None
+
+PARTS = (2, 3, 7)
+#: Locally administered MACs: frames written to a file, never sent.
+MAC_C, MAC_S = "02:00:00:00:00:01", "02:00:00:00:00:02"
+#: Where the network header of a plain packet starts, from the record's start, per link type.
+PLAIN_L3 = {1: (14, 18, 22), 113: (16, 20, 24), 276: (20, 24, 28), 101: (0,), 12: (0,), 14: (0,),
+            228: (0,), 229: (0,)}
+
+
+def need_compiled() -> None:
+    if COMPILED is None:
+        pytest.skip("the compiled walk is not built (python setup.py build_ext --inplace); "
+                    "-j N decodes every record in every part without it")
+
+
+def _engine_parts(rows: np.ndarray, buf: np.ndarray, nparts: int) -> np.ndarray:
+    """Per row, the parts whose reassembler keeps it (a bool per part)."""
+    ok = rows["status"] == ST_OK
+    tcp = ok & (rows["proto"] == 6)
+    udp = ok & (rows["proto"] == 17)
+    mine = np.zeros((nparts, len(rows)), bool)
+    for p in range(nparts):
+        eng = Reassembler(lambda item: None, part=p, nparts=nparts)
+        t = np.flatnonzero(tcp)
+        if len(t):
+            mine[p, t] = eng._mine(_canonical_keys(rows[t]))
+        mine[p] |= udp & eng._mine_udp(rows, buf, udp)
+    return mine
+
+
+def check_file(path: Path) -> tuple[int, int]:
+    """Check every record of ``path``; return (records given a part, records)."""
+    need_compiled()
+    routed = total = 0
+    stats = pcapio.ReadStats()
+    try:
+        batches = list(pcapio.read_batches(str(path), stats))
+    except Exception:  # an unreadable file has nothing to route
+        return 0, 0
+    for raw in batches:
+        rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype, raw.origlen)
+        ok = rows["status"] == ST_OK
+        transport = ok & np.isin(rows["proto"], (6, 17))
+        lt = raw.linktype
+        l3 = rows["l3"] - raw.off
+        plain = transport & (rows["frag"] == 0) & ((rows["ipver"] == 4) | (rows["l4"] - rows["l3"] == 40))
+        plain &= np.array([int(x) in PLAIN_L3.get(int(t), ()) for t, x in zip(lt.tolist(), l3.tolist())], bool)
+        for n in PARTS:
+            dest = COMPILED.route(raw.buf, raw.off, raw.caplen, raw.origlen, raw.linktype, n)
+            assert dest.dtype == np.int16 and len(dest) == len(raw)
+            given = dest >= 0
+            assert not (given & ~transport).any(), \
+                f"{path.name}: frames {rows['frame'][given & ~transport][:5]} given a part but not whole TCP/UDP"
+            mine = _engine_parts(rows, raw.buf, n)
+            idx = np.flatnonzero(given)
+            assert (mine[dest[idx], idx]).all(), f"{path.name}: a record given a part its flow is not in (N={n})"
+            assert (mine[:, idx].sum(axis=0) == 1).all()
+            missed = plain & ~given
+            assert not missed.any(), f"{path.name}: plain TCP/UDP frames {rows['frame'][missed][:5]} not routed"
+        routed += int((COMPILED.route(raw.buf, raw.off, raw.caplen, raw.origlen, raw.linktype, 2) >= 0).sum())
+        total += len(raw)
+    return routed, total
+
+
+def _captures_under(root: Path) -> list[Path]:
+    magics = tuple(pcapio.PCAP_MAGICS) + (pcapio.PCAPNG_SHB,)
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            with p.open("rb") as fh:
+                if fh.read(4) in magics:
+                    out.append(p)
+    return out
+
+
+CORPUS_FILES = _captures_under(CORPUS) if CORPUS.exists() else []
+SAMPLE_FILES = _captures_under(ROOT / "pcaps")
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("path", CORPUS_FILES or [None],
+                         ids=[str(p.relative_to(CORPUS)) for p in CORPUS_FILES] or ["no-corpus"])
+def test_corpus_routes_like_the_reassembler(path):
+    need_corpus()
+    check_file(path)
+
+
+def test_samples_route_like_the_reassembler():
+    routed = total = 0
+    for path in SAMPLE_FILES:
+        r, t = check_file(path)
+        routed += r
+        total += t
+    assert total > 1000 and routed > total // 2, (routed, total)
+
+
+def _packets() -> list:
+    """Packets the router must get right or leave to every part: both address families,
+    both directions, DNS queries and responses, VLAN tags, damage and fragments."""
+    dns_q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    dns_r = b"\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00"
+    pk = []
+    for k in range(40):
+        c4, s4 = f"192.0.2.{k + 1}", f"203.0.113.{(7 * k) % 250 + 1}"
+        c6, s6 = f"2001:db8::{k + 1:x}", f"2001:db8:1::{(7 * k) % 250 + 1:x}"
+        for ip in (IP(src=c4, dst=s4), IPv6(src=c6, dst=s6)):
+            back = ip.__class__(src=ip.dst, dst=ip.src)
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / ip / TCP(sport=40000 + k, dport=443, flags="S"))
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / back / TCP(sport=443, dport=40000 + k, flags="SA"))
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / Dot1Q(vlan=7) / ip / TCP(sport=40000 + k, dport=443, flags="A"))
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / Dot1Q(vlan=7) / Dot1Q(vlan=8) / back / TCP(sport=443, dport=40000 + k, flags="A"))
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / ip / UDP(sport=30000 + k, dport=53) / dns_q)
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / back / UDP(sport=53, dport=30000 + k) / dns_r)
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / back / UDP(sport=53, dport=30000 + k) / b"\x12")  # too short to say
+    for ip in (IP(src="192.0.2.9", dst="192.0.2.9"), IPv6(src="2001:db8::9", dst="2001:db8::9")):
+        for sport, dport in ((40000, 443), (443, 40000)):  # one address at both ends: the ports decide
+            pk.append(Ether(src=MAC_C, dst=MAC_S) / ip / TCP(sport=sport, dport=dport, flags="A"))
+    pk.append(Ether(src=MAC_C, dst=MAC_S) / IP(src="192.0.2.1", dst="203.0.113.1", flags="MF") / TCP(sport=1, dport=2))
+    # three tags: past what decode unwraps, so not IP to it
+    pk.append(Ether(src=MAC_C, dst=MAC_S) / Dot1Q(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) / IP(src="192.0.2.1", dst="203.0.113.1")
+              / TCP(sport=1, dport=2))
+    pk.append(Ether(src=MAC_C, dst=MAC_S) / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment() / UDP(sport=1, dport=53))
+    return pk
+
+
+def test_handmade_packets_route_like_the_reassembler(tmp_path):
+    frames = [bytes(p) for p in _packets()]
+    frames.append(frames[0][:40])  # a TCP header cut short
+    frames.append(frames[4][:14 + 20 + 4])  # a UDP header cut short
+    bad = bytearray(frames[1])
+    bad[14 + 20 + 12] = 0x40  # a data offset of 16 bytes: no TCP header
+    frames.append(bytes(bad))
+    bad[14 + 20 + 12] = 0xF0  # a data offset of 60 bytes, past the packet's end
+    frames.append(bytes(bad))
+    path = tmp_path / "mixed.pcap"
+    path.write_bytes(C.pcap_bytes([(C.T0_NS + i * 1000, f) for i, f in enumerate(frames)], 1))
+    routed, total = check_file(path)
+    assert total == len(frames) and routed == 40 * 2 * 7 + 4
+
+
+def test_one_row_hash_is_the_columns_hash():
+    """ICMP quotes are placed one at a time with ``_mix_int``: it must be ``_mix`` exactly."""
+    rng = np.random.default_rng(7)
+    cols = [rng.integers(0, 2**63, 5000, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 5000, dtype=np.uint64)
+            for _ in range(4)] + [rng.integers(0, 2**32, 5000, dtype=np.uint64)]
+    want = _mix(*cols)
+    got = [_mix_int(*(int(c[i]) for c in cols)) for i in range(5000)]
+    assert want.tolist() == got
