@@ -62,9 +62,10 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, m
         elif jobs > 1:
             from .parallel import run_processes
 
-            results, judged = run_processes(files, jobs, workdir, max_flows=max_flows, keep=keep_attempts,
-                                            progress=report_progress, reachable=reachable, stage=stage)
-            return assemble(results, judged, workdir, max_flows=max_flows, cleanup=workdir)
+            results, judged, numbering = run_processes(files, jobs, workdir, max_flows=max_flows,
+                                                       keep=keep_attempts, progress=report_progress,
+                                                       reachable=reachable, stage=stage)
+            return assemble(results, judged, numbering, workdir, max_flows=max_flows, cleanup=workdir)
         else:
             results = [run_part(files, 0, 1, workdir, max_flows=max_flows, keep=keep_attempts,
                                 progress=report_progress, reachable=reachable, stage=stage)]

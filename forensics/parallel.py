@@ -12,8 +12,8 @@ import os
 import traceback
 
 from .errors import ForensicsError, UsageError
-from .pipeline import (JudgedPart, PartResult, check_readable, judge_part, merge_controls, new_workdir,
-                       remove_workdir, run_part)
+from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_controls,
+                       new_workdir, number, remove_workdir, run_part)
 
 
 # ------------------------------------------------------------------ processes
@@ -24,7 +24,8 @@ _STAGE_SLOT = {"finishing": 3, "judging": 5}
 
 
 def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, shared) -> None:
-    """One part in its own process: stage 1, then (given every part's controls) stage 2."""
+    """One part in its own process: stage 1, then (given every part's controls and
+    where its attempts go in the report) stage 2."""
     base = _SLOTS * part
 
     def progress(done: int, total: int, packets: int) -> None:
@@ -46,7 +47,8 @@ def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, share
         if msg[0] != "controls":
             return
         res.kept = kept
-        conn.send(("judged", judge_part(res, msg[1], workdir, stage)))
+        _, controls, positions, ranks = msg
+        conn.send(("judged", judge_part(res, controls, workdir, positions, ranks, stage)))
     except ForensicsError as exc:
         conn.send(("error", exc))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
@@ -111,8 +113,8 @@ class _Workers:
             if sh[_SLOTS * slow + 1]:
                 progress(sh[_SLOTS * slow], sh[_SLOTS * slow + 1], sh[_SLOTS * slow + 2])
 
-    def send_all(self, msg) -> None:
-        for c in self.conns:
+    def send_each(self, msgs: list) -> None:
+        for c, msg in zip(self.conns, msgs):
             c.send(msg)
 
     def close(self, failed: bool) -> None:
@@ -125,17 +127,20 @@ class _Workers:
 
 def run_processes(files: list[str], jobs: int, workdir: str, *, max_flows: int | None = None,
                   keep: bool = False, progress=None, reachable: tuple[str, ...] = (),
-                  stage=None) -> tuple[list[PartResult], list[JudgedPart]]:
+                  stage=None) -> tuple[list[PartResult], list[JudgedPart], Numbering]:
     """Run ``jobs`` parts in as many processes on this machine, both stages."""
     workers = _Workers(files, jobs, workdir, max_flows, keep, reachable)
     failed = True
     try:
         results = workers.gather("part", progress, stage)
         check_readable(results)
-        workers.send_all(("controls", merge_controls(results)))
+        controls = merge_controls(results)
+        numbering = number(results)
+        workers.send_each([("controls", controls, numbering.positions[k], numbering.ranks[k])
+                           for k in range(jobs)])
         judged = workers.gather("judged", progress, stage)
         failed = False
-        return results, judged
+        return results, judged, numbering
     finally:
         workers.close(failed)
 

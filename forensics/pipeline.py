@@ -8,10 +8,12 @@ A *part* (``run_part``) reads every input, keeps the flows of its partition
 memory follows the live flows, not the attempts. Parts are independent: one
 process runs one part; ``-j N`` runs N; a Dask cluster runs them as tasks.
 
-``finalize`` merges the parts' controls, sorts the index (ids ``a1..`` by start,
-input, first frame; ``stream`` ranked like Wireshark's ``tcp.stream``), asks
-for each verdict and writes the attempts' JSON lines, in order, to the report's
-store. Whatever the number of parts, the lines are the same, byte for byte.
+``finalize`` merges the parts' controls, numbers the attempts from every
+part's index (``number``: ids ``a1..`` by start, input, first frame; ``stream``
+ranked like Wireshark's ``tcp.stream``), has each part write its attempts'
+final JSON lines with their verdicts (``judge_part``), and puts the parts'
+lines in order in the report's store (``assemble``). Whatever the number of
+parts, the lines are the same, byte for byte.
 """
 
 from __future__ import annotations
@@ -218,22 +220,65 @@ _CODE = {v: i for i, v in enumerate(VERDICTS)}
 
 
 @dataclass
+class Numbering:
+    """Where the attempts of each part go in the report, from every part's index."""
+
+    part_seq: np.ndarray  # the part of the attempt at each position of the report
+    positions: list[np.ndarray]  # per part, in the part's own order: each attempt's position (0-based)
+    ranks: list[np.ndarray]  # the same, the attempt's ``stream`` (-1: not TCP)
+
+
+def number(results: list[PartResult]) -> Numbering:
+    """Sort every part's index into the contract's order and rank the TCP streams.
+
+    Within one part, the attempts keep the part's own order (``_sort_order`` of
+    its index): the order is stable, so a part can write its lines one after the
+    other and they fall in place."""
+    results = sorted(results, key=lambda r: r.part)
+    sizes = [len(r.index) for r in results]
+    n = sum(sizes)
+    if len(results) == 1:
+        idx = results[0].index  # no copy
+        order = _sort_order(idx)
+        part_seq = np.zeros(n, np.int16)
+    else:
+        idx = np.concatenate([r.index for r in results]) if n else np.empty(0, INDEX_DTYPE)
+        order = _sort_order(idx)  # stable: within one part, the part's own order
+        part_seq = np.repeat(np.arange(len(results), dtype=np.int16), sizes)[order]
+    tcp = idx["sin"] >= 0
+    rank = np.full(n, -1, np.int64)
+    if tcp.any():
+        skey = (idx["sin"].astype(np.int64) << np.int64(40)) | idx["sfr"]
+        _, inv = np.unique(skey[tcp], return_inverse=True)
+        rank[tcp] = inv
+    rank_seq = rank[order]
+    if len(results) == 1:
+        return Numbering(part_seq, [np.arange(n, dtype=np.int64)], [rank_seq])
+    positions = [np.flatnonzero(part_seq == k) for k in range(len(results))]
+    return Numbering(part_seq, positions, [rank_seq[p] for p in positions])
+
+
+@dataclass
 class JudgedPart:
-    """A part after its verdicts: its attempts' JSON lines in the contract's order, on disk."""
+    """A part after its verdicts: its attempts' final JSON lines, in the contract's order, on disk."""
 
     part: int
-    lines: str  # each line: the attempt's JSON before the stream number, NUL, the rest
+    lines: str  # one attempt's JSON a line, id and stream included
     codes: np.ndarray  # the verdict of each line (index into VERDICTS)
     warnings: list[str]
     kept: list[Attempt] | None = None
     verdicts: list[Verdict] | None = None
 
 
-def judge_part(res: PartResult, controls: ControlSet, workdir: str, stage: StageFn | None = None) -> JudgedPart:
-    """Stage 2 for one part: each attempt's verdict against every part's controls."""
+def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: np.ndarray, ranks: np.ndarray,
+               stage: StageFn | None = None) -> JudgedPart:
+    """Stage 2 for one part: each attempt's verdict against every part's controls, and
+    its line of the report (``positions`` and ``ranks``: this part's share of ``number``)."""
     judge = Judge([], controls.reachable)
     judge.controls = controls
     order = _sort_order(res.index)
+    if len(positions) != len(order) or len(ranks) != len(order):
+        raise ValueError(f"part {res.part} has {len(order)} attempts, its numbering {len(positions)}")
     codes = np.empty(len(order), np.int16)
     kept = [res.kept[i] for i in order.tolist()] if res.kept is not None else None
     verdicts: list[Verdict] | None = [] if kept is not None else None
@@ -242,19 +287,21 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, stage: Stage
     fd = os.open(res.spill, os.O_RDONLY)
     try:
         with open(path, "w", encoding="utf-8", buffering=1 << 20) as out:
+            write = out.write
             for b in range(0, len(order), JUDGE_TICK):  # Python ints for a block at a time
                 if stage is not None:
                     stage("judging", b, len(order))
                 sel = res.index[order[b:b + JUDGE_TICK]]
-                for k, (off, ln, inp) in enumerate(zip(sel["off"].tolist(), sel["len"].tolist(),
-                                                       sel["input"].tolist()), b):
+                for k, (off, ln, inp, pos, rank) in enumerate(zip(
+                        sel["off"].tolist(), sel["len"].tolist(), sel["input"].tolist(),
+                        positions[b:b + JUDGE_TICK].tolist(), ranks[b:b + JUDGE_TICK].tolist()), b):
                     rec, frags = loads(pread(fd, ln, off))
                     v = judge.verdict(_facts_from_record(rec))
                     pre, post = attempt_line_parts(frags, v, inp)
-                    out.write(pre)
-                    out.write("\x00")
-                    out.write(post)
-                    out.write("\n")
+                    if rank >= 0:
+                        write(f'{{"id":"a{pos + 1}",{pre},"stream":{rank}{post}\n')
+                    else:
+                        write(f'{{"id":"a{pos + 1}",{pre}{post}\n')
                     codes[k] = code[v.verdict]
                     if verdicts is not None:
                         verdicts.append(v)
@@ -266,6 +313,11 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, stage: Stage
             os.unlink(res.spill)
         except OSError:
             pass
+    if kept is not None:
+        for a, pos, rank in zip(kept, positions.tolist(), ranks.tolist()):
+            object.__setattr__(a, "id", f"a{pos + 1}")
+            if a.tcp is not None:
+                object.__setattr__(a, "stream", rank)
     return JudgedPart(res.part, path, codes, judge.warnings, kept, verdicts)
 
 
@@ -277,15 +329,9 @@ def _first_seen_counts(labels: list[str], seq: np.ndarray) -> dict[str, int]:
     return {labels[int(uniq[i])]: int(counts[i]) for i in np.argsort(first, kind="stable")}
 
 
-def _blocked(a: np.ndarray, b: np.ndarray):
-    """zip(a, b) as Python ints, converting a block at a time (not millions at once)."""
-    for i in range(0, len(a), _BLOCK):
-        yield from zip(a[i:i + _BLOCK].tolist(), b[i:i + _BLOCK].tolist())
-
-
-def assemble(results: list[PartResult], judged: list[JudgedPart], workdir: str, *,
+def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Numbering, workdir: str, *,
              max_flows: int | None = None, cleanup: str | None = None) -> Report:
-    """Number the attempts, rank the TCP streams, and write the report's lines in order."""
+    """The report: the parts' lines in order, their warnings, the summary."""
     results = sorted(results, key=lambda r: r.part)
     judged = sorted(judged, key=lambda j: j.part)
     infos = results[0].infos
@@ -301,81 +347,70 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], workdir: str, 
     for j in judged:
         _merge_warnings(warnings, j.warnings)
 
-    sizes = [len(r.index) for r in results]
-    n = sum(sizes)
-    if len(results) == 1:
-        idx = results[0].index  # no copy
-        order = _sort_order(idx)
-        part_seq = np.zeros(n, np.int8)
-    else:
-        idx = np.concatenate([r.index for r in results]) if n else np.empty(0, INDEX_DTYPE)
-        order = _sort_order(idx)  # stable: within one part, the part's own order
-        part_seq = np.repeat(np.arange(len(results), dtype=np.int16), sizes)[order]
-    tcp = idx["sin"] >= 0
-    rank = np.full(n, -1, np.int64)
-    if tcp.any():
-        skey = (idx["sin"].astype(np.int64) << np.int64(40)) | idx["sfr"]
-        _, inv = np.unique(skey[tcp], return_inverse=True)
-        rank[tcp] = inv
-    rank_seq = rank[order]
-
+    part_seq = numbering.part_seq
+    n = len(part_seq)
     codes = np.empty(n, np.int16)
     for k, j in enumerate(judged):
-        codes[part_seq == k] = j.codes
+        codes[numbering.positions[k]] = j.codes
     classes = sorted(set(VERDICT_CLASS.values()))
     class_code = np.array([classes.index(VERDICT_CLASS[v]) for v in VERDICTS], np.int16)
     summary = {"attempts": n, "by_class": _first_seen_counts(classes, class_code[codes]),
                "by_verdict": _first_seen_counts(list(VERDICTS), codes)}
 
-    kept = all(j.kept is not None for j in judged)
-    attempts: list[Attempt] | None = [] if kept else None
-    verdicts: list[Verdict] | None = [] if kept else None
+    attempts: list[Attempt] | None = None
+    verdicts: list[Verdict] | None = None
+    if all(j.kept is not None for j in judged):
+        attempts, verdicts = [None] * n, [None] * n
+        for k, j in enumerate(judged):
+            for pos, a, v in zip(numbering.positions[k].tolist(), j.kept, j.verdicts):
+                attempts[pos] = a
+                verdicts[pos] = v
     out_path = os.path.join(workdir, "attempts.jsonl")
-    sources = [open(j.lines, "r", encoding="utf-8") for j in judged]
+    if len(judged) == 1:
+        os.replace(judged[0].lines, out_path)  # one part: its lines are the report's
+    else:
+        _interleave([j.lines for j in judged], part_seq, out_path)
+    store = AttemptStore(out_path, summary, cleanup)
+    return Report(infos, attempts, verdicts, RULES_VERSION, warnings, evicted, store=store)
+
+
+def _interleave(paths: list[str], part_seq: np.ndarray, out_path: str) -> None:
+    """Write the lines of the files ``paths`` to ``out_path``, taking the next line of
+    file ``part_seq[i]`` for the ``i``-th; the files are removed."""
+    sources = [open(p, "rb") for p in paths]
     try:
         readers = [f.readline for f in sources]
-        its = [(iter(j.kept), iter(j.verdicts)) for j in judged] if kept else []
-        with open(out_path, "w", encoding="utf-8", buffering=1 << 20) as out:
+        with open(out_path, "wb", buffering=1 << 20) as out:
             write = out.write
-            for pos, (p, r) in enumerate(_blocked(part_seq, rank_seq)):
-                pre, post = readers[p]().split("\x00", 1)
-                aid = f"a{pos + 1}"
-                if r >= 0:
-                    write(f'{{"id":"{aid}",{pre},"stream":{r}{post}')
-                else:
-                    write(f'{{"id":"{aid}",{pre}{post}')
-                if kept:
-                    a, v = next(its[p][0]), next(its[p][1])
-                    object.__setattr__(a, "id", aid)
-                    if a.tcp is not None:
-                        object.__setattr__(a, "stream", r)
-                    attempts.append(a)
-                    verdicts.append(v)
+            for b in range(0, len(part_seq), _BLOCK):
+                for p in part_seq[b:b + _BLOCK].tolist():
+                    write(readers[p]())
     finally:
         for f in sources:
             f.close()
-        for j in judged:
+        for p in paths:
             try:
-                os.unlink(j.lines)
+                os.unlink(p)
             except OSError:
                 pass
-    store = AttemptStore(out_path, summary, cleanup)
-    return Report(infos, attempts, verdicts, RULES_VERSION, warnings, evicted, store=store)
 
 
 def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None = None,
              cleanup: str | None = None, stage: StageFn | None = None) -> Report:
     """Stage 2 for parts whose spills are here (one process, or Dask), then the report."""
     check_readable(results)
+    results = sorted(results, key=lambda r: r.part)
     controls = merge_controls(results)
+    numbering = number(results)
     total = sum(len(r.index) for r in results)
     judged, base = [], 0
-    for r in results:
+    for k, r in enumerate(results):
         def tick(name, done, _n, base=base):  # the parts one after the other, as one count
             stage(name, base + done, total)
-        judged.append(judge_part(r, controls, workdir, tick if stage is not None else None))
+        judged.append(judge_part(r, controls, workdir, numbering.positions[k], numbering.ranks[k],
+                                 tick if stage is not None else None))
         base += len(r.index)
-    return assemble(results, judged, workdir, max_flows=max_flows, cleanup=cleanup)
+    return assemble(results, judged, numbering, workdir, max_flows=max_flows, cleanup=cleanup)
 
 
 def _give_back_memory() -> None:
