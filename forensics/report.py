@@ -81,14 +81,15 @@ class Report:
         for a, v in zip(self._attempts, self._verdicts):
             yield _encode(attempt_dict(a, v))
 
-    def iter_attempt_json_blocks(self) -> Iterator[str]:
+    def iter_attempt_json_blocks(self, binary: bool = False) -> Iterator:
         """The ``jsonl`` lines, in order, as blocks of whole lines each ending in a newline:
-        what a renderer copies, without a Python step per attempt when they are on disk."""
+        what a renderer copies, without a Python step per attempt when they are on disk.
+        ``binary``: as bytes (the lines are ASCII: ``_encode`` escapes the rest)."""
         if self._store is not None:
-            yield from self._store.blocks()
+            yield from self._store.blocks(binary)
             return
         for line in self.iter_attempt_json():
-            yield line + "\n"
+            yield (line + "\n").encode("ascii") if binary else line + "\n"
 
     def iter_attempt_dicts(self) -> Iterator[dict]:
         """Each attempt as the contract's dict, in order, without holding them all."""
@@ -159,22 +160,24 @@ class AttemptStore:
             for line in fh:
                 yield line.rstrip("\n")
 
-    def blocks(self) -> Iterator[str]:
-        """The file's text in blocks of about ``STORE_BLOCK`` characters, each cut after a newline."""
-        with open(self.path, "r", encoding="utf-8") as fh:
-            rest = ""
+    def blocks(self, binary: bool = False) -> Iterator:
+        """The file's text (bytes if ``binary``) in blocks of about ``STORE_BLOCK``
+        characters, each cut after a newline."""
+        nl = b"\n" if binary else "\n"
+        with open(self.path, "rb") if binary else open(self.path, "r", encoding="utf-8") as fh:
+            rest = nl[:0]
             while True:
                 chunk = fh.read(STORE_BLOCK)
                 if not chunk:
                     break
-                cut = chunk.rfind("\n") + 1
+                cut = chunk.rfind(nl) + 1
                 if cut:
                     yield rest + chunk[:cut]
                     rest = chunk[cut:]
                 else:
                     rest += chunk
             if rest:  # the store's lines all end in a newline; a last line without one is still a line
-                yield rest + "\n"
+                yield rest + nl
 
 
 # The attempt's dict in pieces, so that workers can encode what they know (the

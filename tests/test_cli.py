@@ -12,7 +12,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-from conftest import validate
+from conftest import ROOT, validate
 
 CMD = [sys.executable, "-m", "forensics"]
 
@@ -97,3 +97,24 @@ def test_version_says_which_record_walk_runs():
     forced = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                             env={**os.environ, "FORENSICS_PURE_WALK": "1"})
     assert "record walk: Python" in forced.stdout
+
+
+def test_text_and_byte_rendering_agree(tmp_path):
+    """Into a file, the attempts' lines go as bytes under the text layer; into a
+    StringIO, as text: the same report either way, and in order with the text
+    written around them (an empty report too)."""
+    import forensics
+    from forensics.render import render, render_to_string
+
+    cap = tmp_path / "refused.pcap"
+    _refused(cap)
+    empty = tmp_path / "empty.pcap"
+    wrpcap(str(empty), [])
+    for path in (cap, empty, ROOT / "pcaps"):
+        rep = forensics.analyze(str(path))
+        for fmt in ("json", "jsonl"):
+            out = tmp_path / f"r.{fmt}"
+            with open(out, "w", encoding="utf-8", newline="") as fh:
+                render(rep, fmt, fh)
+            assert out.read_text(encoding="utf-8") == render_to_string(rep, fmt), (path.name, fmt)
+    assert json.loads(render_to_string(forensics.analyze(str(empty)), "json"))["attempts"] == []
