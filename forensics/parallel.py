@@ -3,6 +3,9 @@
 Every part reads every input and keeps its share of the flows
 (``forensics.pipeline.run_part``), so no flow is ever cut between workers:
 nothing needs stitching, and the merged report equals the one-process report.
+Reading is cheap; what a part would repeat is decoding, and a compiled router
+spares it that: each part decodes only its own flows' packets and the few every
+part needs (ICMP errors, damaged or unusual packets).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 judge each attempt locally as it finishes, spill it; then one final pass.
 
 A *part* (``run_part``) reads every input, keeps the flows of its partition
-(``Reassembler(part, nparts)``), and for each finished attempt runs
+(``Reassembler(part, nparts)``; with the compiled walk it decodes only the
+records of its partition and those every part needs: ``sources._walk.route``),
+and for each finished attempt runs
 ``Judge.local``, encodes the attempt's JSON pieces and appends them with its
 ``Facts`` to a spill file. It keeps only a small index row per attempt, so its
 memory follows the live flows, not the attempts. Parts are independent: one
