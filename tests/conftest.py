@@ -17,6 +17,19 @@ SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus"
 
 
+def captures_under(root: Path) -> list[Path]:
+    """Every file below ``root`` that opens with a pcap or pcapng magic, sorted (none if absent)."""
+    from forensics.sources import pcapio
+
+    magics = tuple(pcapio.PCAP_MAGICS) + (pcapio.PCAPNG_SHB,)
+    out = []
+    for p in sorted(root.rglob("*")) if root.exists() else ():
+        if p.is_file():
+            with p.open("rb") as fh:
+                if fh.read(4) in magics:
+                    out.append(p)
+    return out
+
 
 def _fuzz_seed() -> int:
     """FUZZ_SEED if set; in CI the UTC date (a new draw each day, the same all day); else random."""

@@ -28,7 +28,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import captures as C  # noqa: E402
-from conftest import CORPUS, ROOT, need_corpus  # noqa: E402
+from conftest import CORPUS, ROOT, captures_under, need_corpus  # noqa: E402
 
 from forensics.reassembly.engine import Reassembler, _canonical_keys, _mix, _mix_int  # noqa: E402
 from forensics.sources import pcapio  # noqa: E402
@@ -102,19 +102,8 @@ def check_file(path: Path) -> tuple[int, int]:
     return routed, total
 
 
-def _captures_under(root: Path) -> list[Path]:
-    magics = tuple(pcapio.PCAP_MAGICS) + (pcapio.PCAPNG_SHB,)
-    out = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            with p.open("rb") as fh:
-                if fh.read(4) in magics:
-                    out.append(p)
-    return out
-
-
-CORPUS_FILES = _captures_under(CORPUS) if CORPUS.exists() else []
-SAMPLE_FILES = _captures_under(ROOT / "pcaps")
+CORPUS_FILES = captures_under(CORPUS)
+SAMPLE_FILES = captures_under(ROOT / "pcaps")
 
 
 @pytest.mark.corpus

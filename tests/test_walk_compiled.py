@@ -25,7 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import captures as C  # noqa: E402
-from conftest import CORPUS, ROOT, need_corpus  # noqa: E402
+from conftest import CORPUS, ROOT, captures_under, need_corpus  # noqa: E402
 
 from forensics.errors import InputError  # noqa: E402
 from forensics.sources import pcapio  # noqa: E402
@@ -35,7 +35,6 @@ try:
 except ImportError:
     COMPILED = None
 
-PCAP_MAGICS = tuple(pcapio.PCAP_MAGICS) + (pcapio.PCAPNG_SHB,)
 COLUMNS = ("frame", "ts", "off", "caplen", "origlen", "linktype")
 #: Chunk sizes that put chunk boundaries inside record headers, data and blocks.
 SMALL_CHUNKS = (7, 16, 33, 100)
@@ -99,18 +98,8 @@ def assert_same(path: Path, monkeypatch) -> tuple:
 # ------------------------------------------------------------- real captures
 
 
-def _captures_under(root: Path) -> list[Path]:
-    out = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            with p.open("rb") as fh:
-                if fh.read(4) in PCAP_MAGICS:
-                    out.append(p)
-    return out
-
-
-CORPUS_FILES = _captures_under(CORPUS) if CORPUS.exists() else []
-SAMPLE_FILES = _captures_under(ROOT / "pcaps")
+CORPUS_FILES = captures_under(CORPUS)
+SAMPLE_FILES = captures_under(ROOT / "pcaps")
 
 
 @pytest.mark.corpus
