@@ -59,7 +59,7 @@ MAX_ROUTED_PARTS = 32767
 
 def iter_inputs(files: list[str], progress: Callable[[int, int, int], None] | None = None,
                 part: int = 0, nparts: int = 1
-                ) -> Iterator[tuple[InputInfo, Iterator[tuple[np.ndarray, np.ndarray, float]]]]:
+                ) -> Iterator[tuple[InputInfo, Iterator[tuple[np.ndarray, np.ndarray, float | None]]]]:
     """``progress(bytes_done, bytes_total, packets_done)`` is called after each batch.
 
     With ``nparts`` above 1 (and the compiled walk built), the rows are only those
@@ -70,7 +70,8 @@ def iter_inputs(files: list[str], progress: Callable[[int, int, int], None] | No
     """
     total = sum(file_size(f) for f in files)
     done = [0, 0]  # bytes, packets of the inputs before this one
-    route = compiled_walk.route if (compiled_walk is not None and 1 < nparts <= MAX_ROUTED_PARTS) else None
+    # an extension built before the router existed has none: every part then decodes everything
+    route = getattr(compiled_walk, "route", None) if 1 < nparts <= MAX_ROUTED_PARTS else None
     for path in files:
         info = InputInfo(path=path, bytes=file_size(path))
         yield info, _batches(path, info, progress, total, done, route, part, nparts)
