@@ -175,3 +175,27 @@ def test_one_row_hash_is_the_columns_hash():
     want = _mix(*cols)
     got = [_mix_int(*(int(c[i]) for c in cols)) for i in range(5000)]
     assert want.tolist() == got
+
+
+def test_no_router_means_every_record_decoded(monkeypatch):
+    """Without the router (no compiled walk, or one built before it), a part gets every
+    record's row, as before; with it, only its own and the shared ones, and the
+    input's counts are the whole file's either way."""
+    import types
+
+    import forensics.sources as sources
+
+    path = ROOT / "pcaps" / sorted(p.name for p in (ROOT / "pcaps").glob("*.pcap"))[0]
+
+    def rows_and_info(walk, nparts):
+        monkeypatch.setattr(sources, "compiled_walk", walk)
+        (info, batches), = list(sources.iter_inputs([str(path)], None, 1, nparts))
+        n = sum(len(rows) for rows, _buf, _now in batches)
+        return n, info.decoded, (info.first_ts, info.last_ts)
+
+    whole = rows_and_info(None, 1)
+    stale = rows_and_info(types.SimpleNamespace(), 2)  # an old build: no route
+    assert stale == whole
+    if COMPILED is not None:
+        n, decoded, times = rows_and_info(COMPILED, 2)
+        assert n < whole[0] and (decoded, times) == whole[1:]
