@@ -185,7 +185,7 @@ def test_no_router_means_every_record_decoded(monkeypatch):
 
     import forensics.sources as sources
 
-    path = ROOT / "pcaps" / sorted(p.name for p in (ROOT / "pcaps").glob("*.pcap"))[0]
+    path = max(SAMPLE_FILES, key=lambda p: p.stat().st_size)
 
     def rows_and_info(walk, nparts):
         monkeypatch.setattr(sources, "compiled_walk", walk)
