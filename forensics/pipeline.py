@@ -39,7 +39,7 @@ from .errors import InputError
 from .model import VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict
 from .reassembly import attempts as attempts_mod
 from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
-from .report import AttemptStore, Report, attempt_fragments, attempt_line_parts
+from .report import AttemptStore, Report, attempt_fragments, attempt_line
 from .sources import iter_inputs
 
 #: One row per attempt: its sort key, its tcp.stream key, where its record is.
@@ -238,24 +238,19 @@ def number(results: list[PartResult]) -> Numbering:
     other and they fall in place."""
     results = sorted(results, key=lambda r: r.part)
     sizes = [len(r.index) for r in results]
-    n = sum(sizes)
     if len(results) == 1:
         idx = results[0].index  # no copy
-        order = _sort_order(idx)
-        part_seq = np.zeros(n, np.int16)
     else:
-        idx = np.concatenate([r.index for r in results]) if n else np.empty(0, INDEX_DTYPE)
-        order = _sort_order(idx)  # stable: within one part, the part's own order
-        part_seq = np.repeat(np.arange(len(results), dtype=np.int16), sizes)[order]
+        idx = np.concatenate([r.index for r in results]) if sum(sizes) else np.empty(0, INDEX_DTYPE)
+    order = _sort_order(idx)  # stable: within one part, the part's own order
+    part_seq = np.repeat(np.arange(len(results), dtype=np.int16), sizes)[order]
     tcp = idx["sin"] >= 0
-    rank = np.full(n, -1, np.int64)
+    rank = np.full(len(idx), -1, np.int64)
     if tcp.any():
         skey = (idx["sin"].astype(np.int64) << np.int64(40)) | idx["sfr"]
         _, inv = np.unique(skey[tcp], return_inverse=True)
         rank[tcp] = inv
     rank_seq = rank[order]
-    if len(results) == 1:
-        return Numbering(part_seq, [np.arange(n, dtype=np.int64)], [rank_seq])
     positions = [np.flatnonzero(part_seq == k) for k in range(len(results))]
     return Numbering(part_seq, positions, [rank_seq[p] for p in positions])
 
@@ -299,11 +294,8 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: n
                         positions[b:b + JUDGE_TICK].tolist(), ranks[b:b + JUDGE_TICK].tolist()), b):
                     rec, frags = loads(pread(fd, ln, off))
                     v = judge.verdict(_facts_from_record(rec))
-                    pre, post = attempt_line_parts(frags, v, inp)
-                    if rank >= 0:
-                        write(f'{{"id":"a{pos + 1}",{pre},"stream":{rank}{post}\n')
-                    else:
-                        write(f'{{"id":"a{pos + 1}",{pre}{post}\n')
+                    write(attempt_line(frags, v, inp, pos, rank))
+                    write("\n")
                     codes[k] = code[v.verdict]
                     if verdicts is not None:
                         verdicts.append(v)

@@ -260,16 +260,17 @@ def attempt_fragments(a: Attempt) -> tuple[str, str, str]:
 _rules_json: dict[str, str] = {}
 
 
-def attempt_line_parts(frags: tuple[str, str, str], v: Verdict, input_idx: int) -> tuple[str, str]:
-    """An attempt's compact JSON without its opening ``{"id":...,`` and without its
-    ``"stream"`` member, cut where the stream goes: ``'{"id":"a1",' + pre +
-    ',"stream":N' + post`` is byte for byte ``_encode(attempt_dict(...))``."""
+def attempt_line(frags: tuple[str, str, str], v: Verdict, input_idx: int, position: int, stream: int) -> str:
+    """An attempt's compact JSON, byte for byte ``_encode(attempt_dict(...))``, from its
+    fragments, its verdict and what needs every part's attempts: its position in the
+    report (0-based; the id is ``a`` and the position plus one) and its stream (-1: none)."""
     head, mid, tail = frags
     rule = _rules_json.get(v.rule)
     if rule is None:
         rule = _rules_json[v.rule] = _encode(v.rule)
-    pre = "".join((head, ",", _inner(verdict_fields(v)), ',"input":', str(input_idx), ',"rule":', rule, ",", mid))
-    return pre, ("," + tail + "}") if tail else "}"
+    stream_part = f',"stream":{stream}' if stream >= 0 else ""
+    return "".join(('{"id":"a', str(position + 1), '",', head, ",", _inner(verdict_fields(v)), ',"input":',
+                    str(input_idx), ',"rule":', rule, ",", mid, stream_part, ("," + tail + "}") if tail else "}"))
 
 
 def flat_row(d: dict) -> dict:

@@ -41,17 +41,16 @@ def write_json(report: Report, out: TextIO) -> None:
     out.write(head)
     sink = _byte_sink(out)
     binary = sink is not None
-    first, sep, nl, comma = "[\n    ", ",\n    ", "\n", ",\n    "
-    if binary:
-        first, sep, nl, comma = first.encode(), sep.encode(), nl.encode(), comma.encode()
     write = sink.write if binary else out.write
-    lead = first
+    nl, sep = ("\n", ",\n    ") if not binary else (b"\n", b",\n    ")
+    lead = "[\n    " if not binary else b"[\n    "
+    empty = True
     for block in report.iter_attempt_json_blocks(binary):
         # attempts' JSON texts hold no raw newline (JSON escapes it in strings)
         write(lead)
-        write(block[:-1].replace(nl, comma))
-        lead = sep
-    out.write("[]" if lead is first else "\n  ]")
+        write(block[:-1].replace(nl, sep))
+        lead, empty = sep, False
+    out.write("[]" if empty else "\n  ]")
     out.write(tail)
     out.write("\n")
 

@@ -77,9 +77,9 @@ def iter_inputs(files: list[str], progress: Callable[[int, int, int], None] | No
         yield info, _batches(path, info, progress, total, done, route, part, nparts)
 
 
-def _mine(raw: RawBatch, route, part: int, nparts: int) -> tuple[RawBatch, int]:
+def _share(raw: RawBatch, route, part: int, nparts: int) -> tuple[RawBatch, int]:
     """The records of ``raw`` that part ``part`` decodes, and how many went to other parts."""
-    dest = route(raw.buf, raw.off, raw.caplen, raw.origlen, raw.linktype, nparts)
+    dest = route(raw.buf, raw.off, raw.caplen, raw.linktype, nparts)
     keep = (dest == part) | (dest < 0)
     away = len(keep) - int(np.count_nonzero(keep))
     if not away:
@@ -101,7 +101,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
     pk_start = done[1]
     try:
         for whole in read_batches(path, stats):
-            raw, away = (whole, 0) if route is None or not len(whole) else _mine(whole, route, part, nparts)
+            raw, away = (whole, 0) if route is None or not len(whole) else _share(whole, route, part, nparts)
             rows = decode(raw.buf, raw.frame, raw.ts, raw.off, raw.caplen, raw.linktype, raw.origlen)
             buf = raw.buf
             not_here = rows["status"] == ST_LINK

@@ -196,7 +196,7 @@ cdef inline uint64_t _be64(const unsigned char[::1] d, Py_ssize_t i) noexcept no
 
 
 def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] caplen,
-          const int64_t[:] origlen, const int32_t[:] linktype, uint64_t nparts):
+          const int32_t[:] linktype, uint64_t nparts):
     """The part (0 to ``nparts - 1``) each record belongs to, or -1: needed by every part.
 
     A record gets a part only when ``decode`` would find it a whole TCP or UDP
@@ -212,7 +212,7 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
     cdef Py_ssize_t count = off.shape[0]
     out = np.full(count, -1, dtype=np.int16)
     cdef int16_t[::1] dest = out
-    cdef Py_ssize_t i, o, end, wire_end, l3, l4, ipend, claimed, pay, ihl, tot, plen, doff, ulen, cpay
+    cdef Py_ssize_t i, o, end, l3, l4, ipend, ihl, tot, plen, doff, ulen, cpay
     cdef uint32_t et, proto, fo, sport, dport, cport
     cdef int32_t lt
     cdef int tags
@@ -227,9 +227,6 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
             end = o + caplen[i]
             if o < 0 or end > n or caplen[i] < 0:
                 continue
-            wire_end = o + origlen[i]
-            if wire_end < end:
-                wire_end = end
             lt = linktype[i]
             # -- link: where the network header starts and its ethertype
             if lt == 1:
@@ -281,7 +278,6 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
                 dh = 0
                 dl = (<uint64_t>0xFFFF << 32) | ((<uint64_t>_be16(buf, l3 + 16) << 16) | _be16(buf, l3 + 18))
                 l4 = l3 + ihl
-                claimed = l3 + tot
                 ipend = l3 + tot
             elif et == 0x86DD and (buf[l3] >> 4) == 6:
                 if l3 + 40 > end:
@@ -295,12 +291,9 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
                 dh = _be64(buf, l3 + 24)
                 dl = _be64(buf, l3 + 32)
                 l4 = l3 + 40
-                claimed = l3 + 40 + plen
                 ipend = l3 + 40 + plen
             else:
                 continue
-            if claimed > wire_end:
-                claimed = wire_end
             if ipend > end:
                 ipend = end
             # -- transport
