@@ -36,7 +36,14 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
     from .sources import pcapio
 
     click.echo(f"forensics {__version__}")
-    click.echo(f"record walk: {'compiled' if pcapio.compiled_walk is not None else 'Python (the extension is not built, or FORENSICS_PURE_WALK is set)'}")
+    walk = pcapio.compiled_walk
+    if walk is None:
+        click.echo("record walk: Python (the extension is not built, or FORENSICS_PURE_WALK is set)")
+    elif getattr(walk, "route", None) is None:  # an editable install keeps an old build until rebuilt
+        click.echo("record walk: compiled, without the -j router (built from an older _walk.pyx: "
+                   "each -j part decodes every packet; rebuild with pip install -e .)")
+    else:
+        click.echo("record walk: compiled, with the -j router")
     ctx.exit()
 
 

@@ -94,9 +94,26 @@ def test_version_says_which_record_walk_runs():
     out = run("--version")
     assert out.returncode == 0 and out.stdout.splitlines()[0] == f"forensics {__version__}"
     assert ("record walk: compiled" in out.stdout) == (pcapio.compiled_walk is not None), out.stdout
+    if pcapio.compiled_walk is not None:
+        assert ("with the -j router" in out.stdout) == hasattr(pcapio.compiled_walk, "route"), out.stdout
     forced = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                             env={**os.environ, "FORENSICS_PURE_WALK": "1"})
     assert "record walk: Python" in forced.stdout
+
+
+def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):
+    """An editable install keeps an extension built before the router: -j N still
+    works (every part decodes everything), and --version says so."""
+    import types
+
+    from click.testing import CliRunner
+
+    from forensics import cli
+    from forensics.sources import pcapio
+
+    monkeypatch.setattr(pcapio, "compiled_walk", types.SimpleNamespace(walk=None))
+    out = CliRunner().invoke(cli.cli, ["--version"])
+    assert out.exit_code == 0 and "compiled, without the -j router" in out.output, out.output
 
 
 def test_text_and_byte_rendering_agree(tmp_path):
