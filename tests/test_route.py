@@ -8,8 +8,9 @@ corpus, the samples and hand-made packets:
 - a record the router gives a part is one ``decode`` finds whole (status OK),
   TCP or UDP, and the reassembler's own partition (``Reassembler._mine``,
   ``_mine_udp``) puts it in that part and in no other;
-- every plain TCP/UDP packet (no fragment, no IPv6 extension header, Ethernet
-  with up to two VLAN tags, SLL, SLL2 or raw IP) is given a part: otherwise the
+- every plain TCP/UDP packet (no fragment, no IPv6 extension header, Ethernet,
+  SLL or SLL2 with up to two VLAN tags and maybe a PPPoE session header, or raw
+  IP) is given a part: otherwise the
   router would save nothing and the test above would hold for want of cases.
 """
 
@@ -24,6 +25,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.ppp import PPP, PPPoE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,9 +44,12 @@ except ImportError:
 PARTS = (2, 3, 7)
 #: Locally administered MACs: frames written to a file, never sent.
 MAC_C, MAC_S = "02:00:00:00:00:01", "02:00:00:00:00:02"
-#: Where the network header of a plain packet starts, from the record's start, per link type.
-PLAIN_L3 = {1: (14, 18, 22), 113: (16, 20, 24), 276: (20, 24, 28), 101: (0,), 12: (0,), 14: (0,),
-            228: (0,), 229: (0,)}
+#: Where the network header of a plain packet starts, from the record's start, per link
+#: type: after the link header, 0-2 VLAN tags (4 bytes each) and maybe PPPoE (8 bytes).
+_TYPED = {1: 14, 113: 16, 276: 20}
+PLAIN_L3 = {**{lt: tuple(sorted({h + 4 * tags + pppoe for tags in (0, 1, 2) for pppoe in (0, 8)}))
+               for lt, h in _TYPED.items()},
+            101: (0,), 12: (0,), 14: (0,), 228: (0,), 229: (0,)}
 
 
 def need_compiled() -> None:
@@ -125,7 +130,7 @@ def test_samples_route_like_the_reassembler():
 
 def _packets() -> list:
     """Packets the router must get right or leave to every part: both address families,
-    both directions, DNS queries and responses, VLAN tags, damage and fragments."""
+    both directions, DNS queries and responses, VLAN tags, PPPoE, damage and fragments."""
     dns_q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
     dns_r = b"\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00"
     pk = []
@@ -144,6 +149,16 @@ def _packets() -> list:
     for ip in (IP(src="192.0.2.9", dst="192.0.2.9"), IPv6(src="2001:db8::9", dst="2001:db8::9")):
         for sport, dport in ((40000, 443), (443, 40000)):  # one address at both ends: the ports decide
             pk.append(Ether(src=MAC_C, dst=MAC_S) / ip / TCP(sport=sport, dport=dport, flags="A"))
+    # PPPoE sessions (a BRAS-side capture), one behind a VLAN tag: IPv4 and IPv6 go by their flows
+    for k in range(8):
+        ip = IP(src=f"192.0.2.{k + 1}", dst="198.51.100.7") if k % 2 else IPv6(src=f"2001:db8::{k + 1:x}", dst="2001:db8:2::7")
+        ppp = PPP(proto=0x0021 if k % 2 else 0x0057)
+        pk.append(Ether(src=MAC_C, dst=MAC_S) / PPPoE(sessionid=k + 1) / ppp / ip / TCP(sport=41000 + k, dport=443, flags="S"))
+        pk.append(Ether(src=MAC_C, dst=MAC_S) / Dot1Q(vlan=9) / PPPoE(sessionid=k + 1) / ppp / ip
+                  / UDP(sport=31000 + k, dport=53) / dns_q)
+    # PPP carrying something else than IP (here LCP), and a PPPoE header cut short: every part
+    pk.append(Ether(src=MAC_C, dst=MAC_S) / PPPoE(sessionid=1) / PPP(proto=0xC021) / b"\x01\x01\x00\x04")
+    pk.append(Ether(src=MAC_C, dst=MAC_S, type=0x8864) / b"\x11\x00\x00\x01")
     pk.append(Ether(src=MAC_C, dst=MAC_S) / IP(src="192.0.2.1", dst="203.0.113.1", flags="MF") / TCP(sport=1, dport=2))
     # three tags: past what decode unwraps, so not IP to it
     pk.append(Ether(src=MAC_C, dst=MAC_S) / Dot1Q(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) / IP(src="192.0.2.1", dst="203.0.113.1")
@@ -164,7 +179,7 @@ def test_handmade_packets_route_like_the_reassembler(tmp_path):
     path = tmp_path / "mixed.pcap"
     path.write_bytes(C.pcap_bytes([(C.T0_NS + i * 1000, f) for i, f in enumerate(frames)], 1))
     routed, total = check_file(path)
-    assert total == len(frames) and routed == 40 * 2 * 7 + 4
+    assert total == len(frames) and routed == 40 * 2 * 7 + 4 + 8 * 2
 
 
 def test_one_row_hash_is_the_columns_hash():
@@ -199,3 +214,50 @@ def test_no_router_means_every_record_decoded(monkeypatch):
     if COMPILED is not None:
         n, decoded, times = rows_and_info(COMPILED, 2)
         assert n < whole[0] and (decoded, times) == whole[1:]
+
+
+def _in_pppoe(frame: bytes) -> bytes:
+    """An Ethernet frame's IPv4 or IPv6 packet moved into a PPPoE session (as a BRAS-side
+    capture has it): ethertype 0x8864, the 6-byte PPPoE header, PPP's 2-byte protocol."""
+    et = frame[12:14]
+    if et not in (b"\x08\x00", b"\x86\xdd"):
+        return frame
+    payload = frame[14:]
+    ppp = b"\x00\x21" if et == b"\x08\x00" else b"\x00\x57"
+    return frame[:12] + b"\x88\x64" + b"\x11\x00\x00\x2a" + (len(payload) + 2).to_bytes(2, "big") + ppp + payload
+
+
+def test_samples_in_pppoe_give_the_same_attempts_with_every_part_count(tmp_path):
+    """The lab's captures moved into PPPoE sessions: the router gives their packets parts,
+    and one process and three give the attempts the plain captures give."""
+    import json
+
+    from scapy.utils import RawPcapReader
+
+    import forensics
+    from forensics.render import render_to_string
+
+    need_compiled()
+    wrapped = tmp_path / "pcaps"
+    n_frames = 0
+    for src in SAMPLE_FILES:
+        reader = RawPcapReader(str(src))
+        assert reader.linktype == 1 and not getattr(reader, "nano", False), src
+        recs = [C.Rec((m.sec * 1_000_000 + m.usec) * 1000, _in_pppoe(d), orig=m.wirelen + len(_in_pppoe(d)) - len(d))
+                for d, m in reader]
+        reader.close()
+        n_frames += len(recs)
+        dst = wrapped / src.relative_to(ROOT / "pcaps")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(C.pcap_bytes(recs, 1))
+    routed = sum(check_file(p)[0] for p in captures_under(wrapped))
+    assert routed > n_frames // 2, (routed, n_frames)
+
+    def attempts(path, jobs):
+        rep = json.loads(render_to_string(forensics.analyze([str(path)], jobs=jobs), "json"))
+        return rep["attempts"]
+
+    plain = attempts(ROOT / "pcaps", 1)
+    assert len(plain) > 100
+    assert attempts(wrapped, 1) == plain
+    assert attempts(wrapped, 3) == plain

@@ -200,8 +200,9 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
     """The part (0 to ``nparts - 1``) each record belongs to, or -1: needed by every part.
 
     A record gets a part only when ``decode`` would find it a whole TCP or UDP
-    packet (status OK) that is no IP fragment, read through Ethernet (with up to
-    two VLAN tags), Linux cooked (SLL, SLL2) or raw IP, IPv6 without extension
+    packet (status OK) that is no IP fragment, read through Ethernet, Linux cooked
+    (SLL, SLL2) or raw IP (the first three with up to two VLAN tags, then maybe a
+    PPPoE session header, as ``decode`` unwraps them), IPv6 without extension
     headers. TCP goes by the hash of its connection's canonical key, UDP by its
     DNS client's address and port (the receiver of a response: the QR bit),
     exactly as the reassembler partitions them. Everything else (ICMP errors
@@ -213,7 +214,7 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
     out = np.full(count, -1, dtype=np.int16)
     cdef int16_t[::1] dest = out
     cdef Py_ssize_t i, o, end, l3, l4, ipend, ihl, tot, plen, doff, ulen, cpay
-    cdef uint32_t et, proto, fo, sport, dport, cport
+    cdef uint32_t et, ppp, proto, fo, sport, dport, cport
     cdef int32_t lt
     cdef int tags
     cdef uint64_t sh, sl, dh, dl, ah, al, bh, bl, ch, cl
@@ -259,6 +260,12 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
                     et = _be16(buf, l3 + 2)
                     l3 += 4
                     tags += 1
+                if et == 0x8864:  # a PPPoE session: 6 bytes, then PPP's protocol (IPv4 0x21, IPv6 0x57)
+                    if l3 + 8 > end:
+                        continue
+                    ppp = _be16(buf, l3 + 6)
+                    et = 0x0800 if ppp == 0x0021 else (0x86DD if ppp == 0x0057 else 0)
+                    l3 += 8
             if l3 >= end:
                 continue
             # -- network
