@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import importlib
 import json
 import os
 import secrets
@@ -15,6 +16,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus"
+
+
+def _compiled_walk_module():
+    try:
+        return importlib.import_module("forensics.sources._walk")
+    except ImportError:
+        return None
+
+
+#: The compiled record walk (``forensics/sources/_walk.pyx``), or None when it is not built.
+COMPILED_WALK = _compiled_walk_module()
+
+
+def need_compiled(without: str) -> None:
+    """Skip the test when the compiled walk is not built; ``without`` says what that means."""
+    if COMPILED_WALK is None:
+        pytest.skip(f"the compiled walk is not built (python setup.py build_ext --inplace); {without}")
 
 
 def captures_under(root: Path) -> list[Path]:

@@ -16,7 +16,6 @@ corpus, the samples and hand-made packets:
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -30,17 +29,15 @@ from scapy.layers.ppp import PPP, PPPoE
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import captures as C  # noqa: E402
-from conftest import CORPUS, ROOT, captures_under, need_corpus  # noqa: E402
+from conftest import COMPILED_WALK as COMPILED  # noqa: E402
+from conftest import CORPUS, ROOT, captures_under, need_compiled, need_corpus  # noqa: E402
 
 from forensics.reassembly.engine import Reassembler, _canonical_keys, _mix, _mix_int  # noqa: E402
 from forensics.sources import pcapio  # noqa: E402
 from forensics.sources.decode import ST_OK, decode  # noqa: E402
 
-try:
-    COMPILED = importlib.import_module("forensics.sources._walk")
-except ImportError:
-    COMPILED = None
-
+#: What running without the compiled walk means here (the reason a test skips).
+WITHOUT = "-j N decodes every record in every part without it"
 PARTS = (2, 3, 7)
 #: Locally administered MACs: frames written to a file, never sent.
 MAC_C, MAC_S = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -50,12 +47,6 @@ _TYPED = {1: 14, 113: 16, 276: 20}
 PLAIN_L3 = {**{lt: tuple(sorted({h + 4 * tags + pppoe for tags in (0, 1, 2) for pppoe in (0, 8)}))
                for lt, h in _TYPED.items()},
             101: (0,), 12: (0,), 14: (0,), 228: (0,), 229: (0,)}
-
-
-def need_compiled() -> None:
-    if COMPILED is None:
-        pytest.skip("the compiled walk is not built (python setup.py build_ext --inplace); "
-                    "-j N decodes every record in every part without it")
 
 
 def _engine_parts(rows: np.ndarray, buf: np.ndarray, nparts: int) -> np.ndarray:
@@ -75,7 +66,7 @@ def _engine_parts(rows: np.ndarray, buf: np.ndarray, nparts: int) -> np.ndarray:
 
 def check_file(path: Path) -> tuple[int, int]:
     """Check every record of ``path``; return (records given a part, records)."""
-    need_compiled()
+    need_compiled(WITHOUT)
     routed = total = 0
     stats = pcapio.ReadStats()
     try:
@@ -237,7 +228,7 @@ def test_samples_in_pppoe_give_the_same_attempts_with_every_part_count(tmp_path)
     import forensics
     from forensics.render import render_to_string
 
-    need_compiled()
+    need_compiled(WITHOUT)
     wrapped = tmp_path / "pcaps"
     n_frames = 0
     for src in SAMPLE_FILES:

@@ -12,7 +12,6 @@ boundaries.
 
 from __future__ import annotations
 
-import importlib
 import os
 import struct
 import subprocess
@@ -25,27 +24,19 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import captures as C  # noqa: E402
-from conftest import CORPUS, ROOT, captures_under, need_corpus  # noqa: E402
+from conftest import COMPILED_WALK as COMPILED  # noqa: E402
+from conftest import CORPUS, ROOT, captures_under, need_compiled, need_corpus  # noqa: E402
 
 from forensics.errors import InputError  # noqa: E402
 from forensics.sources import pcapio  # noqa: E402
 
-try:
-    COMPILED = importlib.import_module("forensics.sources._walk")
-except ImportError:
-    COMPILED = None
-
+#: What running without the compiled walk means here (the reason a test skips).
+WITHOUT = "nothing to compare the Python walk with"
 COLUMNS = ("frame", "ts", "off", "caplen", "origlen", "linktype")
 #: Chunk sizes that put chunk boundaries inside record headers, data and blocks.
 SMALL_CHUNKS = (7, 16, 33, 100)
 #: Batch sizes that end batches in the middle of a chunk and of a compiled run.
 SMALL_BATCHES = (1, 2, 3)
-
-
-def need_compiled() -> None:
-    if COMPILED is None:
-        pytest.skip("the compiled walk is not built (python setup.py build_ext --inplace); "
-                    "nothing to compare the Python walk with")
 
 
 class _Counting:
@@ -79,7 +70,7 @@ def _read(path: Path, walk, monkeypatch) -> tuple:
 
 def assert_same(path: Path, monkeypatch) -> tuple:
     """Read ``path`` both ways; assert everything is equal; return (compiled calls, stats)."""
-    need_compiled()
+    need_compiled(WITHOUT)
     counting = _Counting(COMPILED)
     fast = _read(path, counting, monkeypatch)
     slow = _read(path, None, monkeypatch)
@@ -204,7 +195,7 @@ def test_pcap_largest_possible_record_and_snaplen(tmp_path, monkeypatch):
 def test_pcap_header_only_and_short_header(tmp_path, monkeypatch):
     assert assert_same(C.write_bytes(tmp_path / "h.pcap", _pcap("<", False, [])), monkeypatch)[1].records == 0
     path = C.write_bytes(tmp_path / "short.pcap", _pcap("<", False)[:20])
-    need_compiled()
+    need_compiled(WITHOUT)
     err = _read(path, COMPILED, monkeypatch)[2]
     assert err is not None and err == _read(path, None, monkeypatch)[2]
 
@@ -299,7 +290,7 @@ def test_pcapng_cut_anywhere_in_the_last_blocks(tmp_path, monkeypatch):
 
 
 def test_pcapng_bad_first_block_raises_the_same(tmp_path, monkeypatch):
-    need_compiled()
+    need_compiled(WITHOUT)
     good = _pcapng().bytes()
     for name, data in [("cut", good[:20]), ("blen", good[:4] + b"\xff\xff\x00\x00" + good[8:])]:
         path = C.write_bytes(tmp_path / f"{name}.pcapng", data)
@@ -322,7 +313,7 @@ def test_pure_walk_variable_forces_the_python_walk():
 
 
 def test_stop_codes_agree():
-    need_compiled()
+    need_compiled(WITHOUT)
     assert (COMPILED.WALK_FULL, COMPILED.WALK_MORE, COMPILED.WALK_BAD) == \
         (pcapio.WALK_FULL, pcapio.WALK_MORE, pcapio.WALK_BAD)
     assert len({pcapio.WALK_FULL, pcapio.WALK_MORE, pcapio.WALK_BAD}) == 3

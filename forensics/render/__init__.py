@@ -42,8 +42,9 @@ def write_json(report: Report, out: TextIO) -> None:
     sink = _byte_sink(out)
     binary = sink is not None
     write = sink.write if binary else out.write
-    nl, sep = ("\n", ",\n    ") if not binary else (b"\n", b",\n    ")
-    lead = "[\n    " if not binary else b"[\n    "
+    nl, sep, lead = "\n", ",\n    ", "[\n    "
+    if binary:
+        nl, sep, lead = nl.encode(), sep.encode(), lead.encode()
     empty = True
     for block in report.iter_attempt_json_blocks(binary):
         # attempts' JSON texts hold no raw newline (JSON escapes it in strings)
