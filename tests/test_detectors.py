@@ -227,6 +227,38 @@ def test_small_403_from_the_server_itself_is_not_a_block_page(tmp_path):
     assert a["verdict"] == "ok"
 
 
+def _front_box_flow(cap, *, fin_seq_after_response: bool):
+    """A front box (initial TTL 255, own IP-ID) answers the handshake and later sends a FIN;
+    the data comes from a server farther away (TTL 50). The FIN either continues the
+    response's bytes or sits where the front box's own data ended (before them)."""
+    f = Flow(cap, dport=80, server_ttl=252)
+    f.handshake()
+    f.c2s("PA", http_request("shop.example"))
+    start = f.sseq
+    f.s2c("PA", http_response(200, b"<html>hello</html>"), ttl=50, ipid=40000)
+    f.c2s("A")
+    f.c2s("FA", dt=0.5)
+    f.s2c("FA", ipid=7, seq=None if fin_seq_after_response else start)
+
+
+def test_handshake_box_continuing_the_response_is_one_stream(tmp_path):
+    """A load balancer's FIN where the backend's data ends: one stream from two boxes
+    (TTL gap and the box's later packet are not a forgery and its race)."""
+    cap = Capture()
+    _front_box_flow(cap, fin_seq_after_response=True)
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["verdict"] == "ok", a["summary"]
+
+
+def test_handshake_box_not_continuing_the_response_still_races(tmp_path):
+    """The same packets, but the handshake box's FIN sits before the response's bytes,
+    as the real server's would after a forged page: a forgery."""
+    cap = Capture()
+    _front_box_flow(cap, fin_seq_after_response=False)
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["verdict"] == "injected-blockpage", a["summary"]
+
+
 # ------------------------------------------------------------------ silent drops and their controls
 
 def test_sni_drop_with_a_control_name(tmp_path):

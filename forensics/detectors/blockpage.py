@@ -9,17 +9,27 @@ responses with a block page's shape (a redirect to another host, a tiny page,
 an iframe pointing at a bare address, status 403/451 with a few hundred bytes).
 The shape alone is never enough: many sites redirect and many pages are small.
 
+Not reported: a response that the packets with the handshake's TTL later
+continue in sequence (their sequence number is exactly where the response's
+sender's data ends) while nothing contradicts its bytes. That is one stream from
+two boxes: a load balancer or SYN proxy (F5, NetScaler, cloud front ends) that
+answers the handshake and the close itself, with its own TTL, IP-ID counter and
+a shorter round trip, while the server behind it sends the data. An injector's
+response is not continued: the server's own packets stay where its own data
+ends, or its data contradicts the forged bytes.
+
 Known false positives: a reverse proxy or CDN edge in front of the server that
-answers from cache with its own TTL (it is also faster than the origin); a
-transparent proxy the user's network runs on purpose.
+answers from cache with its own TTL (it is also faster than the origin) and
+closes the connection with that TTL too; a transparent proxy the user's network
+runs on purpose.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..model import (C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN, SEG_TS, SEG_TTL, Attempt,
-                     Finding)
+from ..model import (C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL,
+                     Attempt, Finding)
 from ..sources.decode import TCP_RST
 from .base import doc_parts, ev, finding
 from .features import handshake_rtt
@@ -60,6 +70,8 @@ class BlockpageDetector:
         elif others:
             base = others[0][SEG_TTL]
         ttl = r[SEG_TTL]
+        if base is not None and not c.conflicts[1] and _continued(s2c, r, base):
+            return []  # one stream from two boxes (see the module's docstring)
         if base is not None and abs(ttl - base) >= TTL_GAP_STRONG:
             signals["ttl-gap"] = (f"the response's TTL is {ttl}, the server's SYN-ACK had {base}",
                                   [ev(inp, r[SEG_FRAME], "ttl-mismatch", f"response TTL {ttl}, server TTL {base}")])
@@ -101,6 +113,20 @@ class BlockpageDetector:
             evid += [e for k in order for e in signals[k][1]]
             return [finding(NAME, "blockpage-forged", combine(order), detail, evid, hop=hop, trigger="host")]
         return []
+
+
+def _continued(s2c: list[tuple], r: tuple, base: int) -> bool:
+    """Whether a packet with the handshake's TTL ``base``, after the response ``r``, sits
+    exactly where the data of ``r``'s sender (its TTL) ends in sequence space."""
+    sender = [x for x in s2c if x[SEG_PLEN] > 0 and abs(x[SEG_TTL] - r[SEG_TTL]) <= TTL_SLACK]
+    start = r[SEG_SEQ]
+    for x in s2c:
+        if x[SEG_TS] <= r[SEG_TS] or abs(x[SEG_TTL] - base) > TTL_SLACK or abs(x[SEG_TTL] - r[SEG_TTL]) <= TTL_SLACK:
+            continue
+        ends = [((y[SEG_SEQ] - start) & 0xFFFFFFFF) + y[SEG_PLEN] for y in sender if y[SEG_TS] <= x[SEG_TS]]
+        if ends and (x[SEG_SEQ] - start) & 0xFFFFFFFF == max(ends):
+            return True
+    return False
 
 
 def _shape(a: Attempt) -> str:

@@ -159,6 +159,21 @@ def blockpage_redirect() -> Scenario:
                https("c1", "www.diary.example")])
 
 
+def front_box() -> Scenario:
+    inj = {"host": ["*.diary.example"], "status": 403, "ttl": FIXED64, "ipid": {"mode": "random"}}
+    page = Expect("injected-blockpage", "host", 2)
+    return Scenario(
+        "front-box",
+        "The sites sit behind a load balancer at hop 4 that answers the handshake and the close itself (initial "
+        "TTL 255, its own IP-ID counter) while the data comes from the servers: two TTLs in every connection, "
+        "nothing forged. A block-page injector at hop 2 answers HTTP for *.diary.example, racing the real page.",
+        wire=[(HOP[4], "front-box", {}), (HOP[2], "blockpage-injector", inj)],
+        steps=[*_browse("c1", "shop.example"), http("c1", "shop.example"), http("c1", "news.example", "/big"),
+               https("c1", "news.example", v6=True), http("c1", "video.example", v6=True),
+               lookup("c1", "www.diary.example"), http("c1", "www.diary.example", expect=page),
+               https("c1", "www.diary.example")])
+
+
 def dns_injector_double() -> Scenario:
     inj = {"names": ["video.example", "*.blogs.example"], "pool4": T.FORGED_POOL4, "pool6": T.FORGED_POOL6,
            "count": 2, "answer_ttl": {"mode": "random", "low": 60, "high": 300},
@@ -316,7 +331,7 @@ def benign_failures() -> Scenario:
 
 def all_scenarios() -> dict[str, Scenario]:
     found = [office_filter(), transit_injector(), rst_injector_sni(), rst_injector_keyword(), rst_injector_v6(),
-             dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(),
+             dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(), front_box(),
              sni_drop(), host_drop(), ip_block("drop"),
              ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), mixed_path(), benign_browsing(), benign_failures()]
     return {s.name: s for s in found}

@@ -279,6 +279,30 @@ def blockpage_injector(d: Path) -> None:
     assert_completed(_one(c, A("shop.example"), 443))
 
 
+def front_box(d: Path) -> None:
+    c = _cap(d)
+    diary = A("www.diary.example")
+    split = [x for x in c.conns if not (x.server == diary and x.sport == 80)]
+    need(len(split) >= 6, f"want six connections through the front box, got {len(split)}")
+    for conn in split:
+        assert_completed(conn)
+        need(conn.server_ttl() == 252, f"{conn.server}:{conn.sport}: SYN-ACK TTL {conn.server_ttl()}, want the "
+                                       f"front box's 252")
+        data = conn.server_data()
+        need(all(p.f.ttl == 60 for p in data), f"{conn.server}:{conn.sport}: data not from the server (TTL 60)")
+        fin = [p for p in conn.down() if p.f.flags & P.FIN]
+        need(fin and fin[0].f.ttl == 252, f"{conn.server}:{conn.sport}: no FIN from the front box (TTL 252)")
+        end = max((p.f.seq + len(p.f.payload)) & 0xFFFFFFFF for p in data)
+        need(fin[0].f.seq == end, f"{conn.server}:{conn.sport}: the front box's FIN does not continue the data")
+    page = _one(c, diary, 80)
+    data = page.server_data()
+    need(data and data[0].f.payload.startswith(b"HTTP/1.1 403") and data[0].f.ttl == 63,
+         "the first response to the diary is not the injector's 403 (TTL 63)")
+    real = [p for p in data if p.f.payload.startswith(b"HTTP/1.1 200")]
+    need(real and real[0].f.ttl == 60 and real[0].ts - data[0].ts >= MIN_RACE_S,
+         "the real response did not arrive after the page")
+
+
 def sni_drop(d: Path) -> None:
     c = _cap(d)
     for i in (0, 1):
@@ -455,7 +479,8 @@ CHECKS = {
     "office-filter": office_filter, "transit-injector": transit_injector, "rst-injector": rst_injector,
     "rst-keyword": rst_keyword, "rst-injector-v6": rst_injector_v6, "dns-injector": dns_injector,
     "dns-injector-v6": dns_injector_v6, "dns-injector-double": dns_injector_double,
-    "blockpage-injector": blockpage_injector, "blockpage-redirect": blockpage_redirect, "sni-drop": sni_drop,
+    "blockpage-injector": blockpage_injector, "blockpage-redirect": blockpage_redirect, "front-box": front_box,
+    "sni-drop": sni_drop,
     "host-drop": host_drop, "ip-block-drop": ip_block_drop, "ip-block-prohibited": ip_block_prohibited,
     "pmtu-blackhole": pmtu_blackhole, "ecn-blackhole": ecn_blackhole, "idle-timeout-reset": idle_timeout_reset,
     "tls-intolerance": tls_intolerance, "benign-browsing": benign_browsing, "benign-failures": benign_failures,

@@ -3,7 +3,7 @@
 This kernel has no ``netem`` qdisc, so links are made in user space: for each
 link the wire opens one TAP device inside each of the two namespaces and copies
 Ethernet frames between them, optionally after a fixed one-way delay, and lets
-the link's devices (``forensics.lab.devices``) drop frames or inject forged ones.
+the link's devices (``forensics.lab.devices``) drop frames, rewrite them or inject forged ones.
 Because the TAP devices have no offloads, the kernel segments and checksums
 everything before it reaches the wire, so captures show wire-size segments.
 
@@ -117,6 +117,8 @@ class Wire:
                     if not fwd:
                         forward = False
                         break
+                    if isinstance(fwd, bytes):  # rewritten: it goes on in the real frame's place
+                        raw, frame = fwd, P.parse(fwd)
         if forward:
             self._send(link, to, raw, now)
         for to_side, forged in injected:

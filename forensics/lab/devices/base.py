@@ -6,7 +6,8 @@ servers.  For every frame crossing the link the wire calls
 ``device.on_frame(frame, from_side, now)``, which answers ``(forward, inject)``:
 whether the real frame goes on, and a list of ``(to_side, raw_frame)`` forged
 frames that are delivered at once (a link's delay applies to the real frames it
-forwards, never to what a device injects).
+forwards, never to what a device injects).  ``forward`` may also be the bytes of
+a rewritten frame, which goes on in the real frame's place, delay included.
 
 A device *at hop k* (counted from client1, as traceroute counts) sits on the link
 that enters router k's position: a packet it forges towards the client is
