@@ -70,6 +70,31 @@ def test_client_abort_is_not_injection(tmp_path):
     assert a["class"] != "deliberate"
 
 
+def test_reset_after_the_clients_own_reset_interrupts_nothing(tmp_path):
+    """An exchange completes, the client resets, and 17 s later a box at hop 1 (TTL 255,
+    its own IP-ID) resets too: as a firewall tearing down its state does. Not an injection."""
+    cap = Capture()
+    f = Flow(cap, dport=80, server_ttl=53)
+    f.exchange_ok(http_request("shop.example"), http_response(204, b""))
+    f.c2s("RA")
+    f.s2c("RA", dt=17.8, ttl=255, ipid=37157)
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["verdict"] == "ok", a["summary"]
+
+
+def test_reset_before_the_clients_own_reset_is_still_judged(tmp_path):
+    """The same foreign reset, answered by the client's reset instead of following it."""
+    cap = Capture()
+    f = Flow(cap, dport=80, server_ttl=53)
+    f.handshake()
+    f.c2s("PA", http_request("shop.example"))
+    f.s2c("RA", dt=0.0005, ttl=255, ipid=37157)
+    f.c2s("R")
+    f.s2c("PA", http_response(200), dt=0.04)
+    a = only(run(cap, tmp_path), kind="http")
+    assert a["verdict"] == "injected-rst", a["summary"]
+
+
 def test_server_reset_after_long_transfer_is_the_servers(tmp_path):
     cap = Capture()
     f = Flow(cap, dport=80)

@@ -12,7 +12,11 @@ client payload: SNI or Host; the SYN: the address) and where the sender sits
 (hop, from TTL arithmetic, with wider bounds when the sender may have copied
 the trigger's TTL). A reset with a nearer hop's TTL that hits the first packet
 after a long idle period is reported as a stateful device's idle-timeout reset.
-A reset whose TTL and IP-ID fit the server's is the server's own.
+A reset whose TTL and IP-ID fit the server's is the server's own. Resets from
+the server's side that come after the client itself reset the connection are
+never called forged or suspect: nothing was left to interrupt (a firewall or NAT
+at the edge tearing down its state sends such resets, sometimes seconds later,
+with its own TTL); one that fits the server's packets is still the server's own.
 
 Known false positives: a load balancer or server-side firewall that resets on
 the server's behalf has its own TTL and IP-ID and answers quickly, so it looks
@@ -88,6 +92,8 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     if not before:
         return []
     trig = before[-1]
+    # the client had reset the connection already: these resets interrupt nothing, whoever sent them
+    late = side == S2C and bool(trig[SEG_FLAGS] & TCP_RST)
     trig_ts, trig_frame, trig_ttl = trig[SEG_TS], trig[SEG_FRAME], trig[SEG_TTL]
     trig_is_payload = trig[SEG_PLEN] > 0
     trig_is_syn = (trig[SEG_FLAGS] & (TCP_SYN | TCP_ACK)) == TCP_SYN
@@ -208,16 +214,19 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     what = f"{len(resets)} reset(s) from the {who}'s side {delay * 1000:.1f} ms after the " \
            f"{'ClientHello' if a.kind == 'tls' and trig_is_payload else 'request' if a.kind == 'http' and trig_is_payload else 'SYN' if trigger == 'ip' else 'client packet'}"
     # two independent signs, at least one of them strong; a weak TTL gap (one hop) never counts as strong
-    if len(strong) >= 2 or (strong and len([k for k in signals if k != "ttl-gap-weak"]) >= 2):
+    fits = gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals \
+        and "early" not in signals
+    if late:
+        pass  # never forged nor suspect (see the docstring); a reset that fits is still the server's below
+    elif len(strong) >= 2 or (strong and len([k for k in signals if k != "ttl-gap-weak"]) >= 2):
         out.append(finding(NAME, "rst-forged", confidence, f"{what}: {reasons}{where}", ev_all,
                            trigger=trigger, signals=tuple(names), **data))
-    elif signals and not (gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals and "early" not in signals):
+    elif signals and not fits:
         out.append(finding(NAME, "rst-suspect", confidence,
                            f"{what}: {reasons}{where}; one signal alone does not prove injection "
                            f"(a route change or a server-side box could explain it)", ev_all,
                            trigger=trigger, signals=tuple(names), **data))
-    if side == S2C and gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals \
-            and "early" not in signals:
+    if side == S2C and fits:
         out.append(finding(NAME, "rst-from-server", 0.9,
                            f"the reset's TTL ({first.ttl}) and IP-ID fit the {who}'s own packets (TTL {base}), "
                            f"{delay * 1000:.1f} ms after the client's packet", evidence_rst + (
