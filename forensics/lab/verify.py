@@ -489,6 +489,7 @@ CHECKS = {
 
 def verify(name: str, directory: str | Path) -> None:
     d = Path(directory)
+    need(name in CHECKS, f"scenario {name} has no phenomenon check in forensics/lab/verify.py")
     check_truth(d)
     check_wire(d)
     CHECKS[name](d)

@@ -81,3 +81,10 @@ def test_committed_truth_matches_the_definition(pcaps_dir, name):
     from forensics.lab.scenario import truth
 
     assert json.loads((pcaps_dir / name / "truth.json").read_text()) == truth(all_scenarios()[name])
+
+
+def test_a_scenario_without_a_check_fails_its_check_not_the_run(pcaps_dir):
+    """A scenario added without its phenomenon check is a failed check (``lab run`` reports it
+    and exits 3), not a KeyError escaping as a traceback."""
+    with pytest.raises(AssertionError, match="no phenomenon check"):
+        verify("no-such-scenario", pcaps_dir / "benign-browsing")
