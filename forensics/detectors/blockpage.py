@@ -118,6 +118,8 @@ class BlockpageDetector:
 def _continued(s2c: list[tuple], r: tuple, base: int) -> bool:
     """Whether a packet with the handshake's TTL ``base``, after the response ``r``, sits
     exactly where the data of ``r``'s sender (its TTL) ends in sequence space."""
+    if abs(r[SEG_TTL] - base) <= TTL_SLACK:
+        return False  # one TTL: no second box to continue anything
     sender = [x for x in s2c if x[SEG_PLEN] > 0 and abs(x[SEG_TTL] - r[SEG_TTL]) <= TTL_SLACK]
     start = r[SEG_SEQ]
     for x in s2c:
