@@ -117,16 +117,16 @@ class BlockpageDetector:
 
 def _continued(s2c: list[tuple], r: tuple, base: int) -> bool:
     """Whether a packet with the handshake's TTL ``base``, after the response ``r``, sits
-    exactly where the data of ``r``'s sender (its TTL) ends in sequence space."""
+    exactly where the data of ``r``'s sender (its TTL) ends in sequence space so far."""
     if abs(r[SEG_TTL] - base) <= TTL_SLACK:
         return False  # one TTL: no second box to continue anything
-    sender = [x for x in s2c if x[SEG_PLEN] > 0 and abs(x[SEG_TTL] - r[SEG_TTL]) <= TTL_SLACK]
-    start = r[SEG_SEQ]
-    for x in s2c:
-        if x[SEG_TS] <= r[SEG_TS] or abs(x[SEG_TTL] - base) > TTL_SLACK or abs(x[SEG_TTL] - r[SEG_TTL]) <= TTL_SLACK:
-            continue
-        ends = [((y[SEG_SEQ] - start) & 0xFFFFFFFF) + y[SEG_PLEN] for y in sender if y[SEG_TS] <= x[SEG_TS]]
-        if ends and (x[SEG_SEQ] - start) & 0xFFFFFFFF == max(ends):
+    start, end = r[SEG_SEQ], None  # end: past the sender's data so far, relative to the response
+    for x in s2c:  # in capture order
+        rel = (x[SEG_SEQ] - start) & 0xFFFFFFFF
+        if abs(x[SEG_TTL] - r[SEG_TTL]) <= TTL_SLACK:
+            if x[SEG_PLEN] > 0 and (end is None or rel + x[SEG_PLEN] > end):
+                end = rel + x[SEG_PLEN]
+        elif x[SEG_TS] > r[SEG_TS] and abs(x[SEG_TTL] - base) <= TTL_SLACK and rel == end:
             return True
     return False
 

@@ -216,12 +216,12 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     # two independent signs, at least one of them strong; a weak TTL gap (one hop) never counts as strong
     fits = gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals \
         and "early" not in signals
-    if late:
-        pass  # never forged nor suspect (see the docstring); a reset that fits is still the server's below
-    elif len(strong) >= 2 or (strong and len([k for k in signals if k != "ttl-gap-weak"]) >= 2):
+    forged = len(strong) >= 2 or (strong and len([k for k in signals if k != "ttl-gap-weak"]) >= 2)
+    # after the client's own reset: never forged nor suspect (see the docstring); one that fits is the server's
+    if forged and not late:
         out.append(finding(NAME, "rst-forged", confidence, f"{what}: {reasons}{where}", ev_all,
                            trigger=trigger, signals=tuple(names), **data))
-    elif signals and not fits:
+    elif signals and not fits and not late:
         out.append(finding(NAME, "rst-suspect", confidence,
                            f"{what}: {reasons}{where}; one signal alone does not prove injection "
                            f"(a route change or a server-side box could explain it)", ev_all,
