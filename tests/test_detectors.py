@@ -453,6 +453,25 @@ def test_lookalike_of_pmtu_big_upload_that_works_is_ok(tmp_path):
     assert a["verdict"] == "ok"
 
 
+def test_lookalike_of_pmtu_handshake_repeated_with_the_same_isn_is_not_pmtu(tmp_path):
+    # seen in a merged real trace: two connections on one 4-tuple with one ISN, 14 s apart
+    # (one stream, as Wireshark counts them); the second's 580-byte payload sits where the
+    # first's 390 bytes did. The second SYN-ACK acknowledges the SYN, not data, and the
+    # small segment starts at the hole itself: nothing shows a small segment got through.
+    cap = Capture()
+    Flow(cap, sport=40001, dport=389).exchange_ok(b"q" * 100, b"r" * 100)
+    f = Flow(cap, sport=50000, dport=389)
+    f.handshake()
+    seq = f.cseq
+    f.c2s("PA", b"x" * 390)
+    f.c2s("S", dt=14.0, seq=seq - 1)
+    f.s2c("SA", ipid=0, seq=f.sseq - 1, ack=seq)
+    f.c2s("A", seq=seq)
+    f.c2s("PA", b"y" * 580, seq=seq)
+    a = only(run(cap, tmp_path), kind="tcp", server={"ip": "203.0.113.7", "port": 389}, client={"ip": "192.0.2.10", "port": 50000})
+    assert a["verdict"] != "pmtu-blackhole", a["summary"]
+
+
 def test_lookalike_of_tls_intolerance_small_hello_dropped_is_sni(tmp_path):
     cap = Capture()
     Flow(cap, sport=40001).tls_ok("news.example", pad=2000)  # even a big hello passes here

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL,
                      Attempt, Finding)
-from ..sources.decode import TCP_ACK
+from ..sources.decode import TCP_ACK, TCP_SYN
 from .base import doc_parts, ev, finding
 from .features import client_syns
 from .ttl import hop_of
@@ -118,25 +118,28 @@ class SilenceDetector:
             return out
         if sends < MIN_SENDS:
             return out
-        # PMTU shape: the full-size segments are what keeps being resent, and the server's
-        # (duplicate) ACKs after them show that something smaller of this flow arrived
+        # PMTU shape: the full-size segments are what keeps being resent, and a duplicate ACK
+        # of the server's, sent after a smaller segment from beyond the hole, shows that
+        # something smaller of this flow arrived
         biggest = max(r[SEG_PLEN] for r in data)
         resent = [r for r in data if r[SEG_FRAME] > data[0][SEG_FRAME]]
-        dup_after = [r for r in ack_rows if r[SEG_TS] > data[0][SEG_TS]]
-        small = [r for r in data if r[SEG_PLEN] < biggest - FULL_SIZE_SLACK]
         frag = [e for e in c.icmp if e.frag_needed]
         mss = (c.syn.mss if c.syn else None, c.synack.mss if c.synack else None)
-        if dup_after and small and not frag and biggest > PMTU_MIN_SEGMENT:
+        tail, dup = _tail_and_dup_ack(rows, isn, biggest - FULL_SIZE_SLACK)
+        if dup is not None and not frag and biggest > PMTU_MIN_SEGMENT:
             big_resent = [r for r in resent if r[SEG_PLEN] >= biggest - FULL_SIZE_SLACK]
             if len(big_resent) >= MIN_SENDS - 1:
                 out.append(finding(NAME, "big-segments-lost", 1.0,
                                    f"{len(big_resent)} full-size segment(s) ({biggest} bytes) were resent and never "
-                                   f"acknowledged, while the server's ACK (frame {dup_after[0][SEG_FRAME]}) after a "
-                                   f"{small[0][SEG_PLEN]}-byte segment shows small ones arrive; no ICMP "
+                                   f"acknowledged, while the server's duplicate ACK (frame {dup[SEG_FRAME]}) after a "
+                                   f"{tail[SEG_PLEN]}-byte segment from beyond the hole (frame {tail[SEG_FRAME]}) "
+                                   f"shows small ones arrive; no ICMP "
                                    f"\"fragmentation needed\" came back (MSS announced {mss[0]}/{mss[1]})",
                                    [ev(a.input, big_resent[0][SEG_FRAME], "lost-segment", f"{biggest} bytes, resent"),
-                                    ev(dup_after[0][SEG_INPUT], dup_after[0][SEG_FRAME], "dup-ack",
-                                       f"ACK {dup_after[0][SEG_ACK]} below the big segments")],
+                                    ev(tail[SEG_INPUT], tail[SEG_FRAME], "small-segment",
+                                       f"{tail[SEG_PLEN]} bytes at relative seq {(tail[SEG_SEQ] - isn) & 0xFFFFFFFF}"),
+                                    ev(dup[SEG_INPUT], dup[SEG_FRAME], "dup-ack",
+                                       f"ACK {dup[SEG_ACK]} below the big segments")],
                                    size=biggest, trigger="size"))
                 return out
         signal = {"tls": "hello-dropped", "http": "request-dropped"}.get(a.kind, "payload-dropped")
@@ -150,3 +153,22 @@ class SilenceDetector:
                            sends=sends, waited=waited, trigger=trigger, size=len(c.client_payload),
                            segments=len(c.client_payload_frames)))
         return out
+
+
+def _tail_and_dup_ack(rows: list, isn: int, small_below: int) -> tuple:
+    """The first client segment smaller than ``small_below`` bytes that starts beyond the
+    first payload's sequence number ``isn`` (a piece from past the hole), and the first
+    ACK of the server's after it that does not cover it (a duplicate ACK: the server saw
+    data out of order). ``(None, None)`` when there is no such pair.
+
+    A SYN-ACK acknowledges the SYN, not data, and a segment starting at the hole itself
+    would have moved the ACK: neither shows that a smaller segment got through."""
+    tail = None
+    for r in rows:
+        if r[SEG_DIR] == C2S:
+            if tail is None and 0 < r[SEG_PLEN] < small_below and 0 < (r[SEG_SEQ] - isn) & 0xFFFFFFFF < 0x40000000:
+                tail = r
+        elif tail is not None and r[SEG_FLAGS] & TCP_ACK and not r[SEG_FLAGS] & TCP_SYN \
+                and (r[SEG_ACK] - isn) & 0xFFFFFFFF <= (tail[SEG_SEQ] - isn) & 0xFFFFFFFF:
+            return tail, r
+    return None, None
