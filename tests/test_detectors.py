@@ -11,7 +11,8 @@ from scapy.layers.l2 import Ether
 from scapy.layers.inet import TCP
 
 from conftest import analyze_json
-from flows import MAC_C, MAC_S, Capture, Flow, client_hello, dns_exchange, http_request, http_response, icmp_prohibited
+from flows import (MAC_C, MAC_S, Capture, Flow, client_hello, dns_exchange, http_request, http_response,
+                   icmp_prohibited, server_hello)
 
 SRV = "203.0.113.7"
 
@@ -317,6 +318,41 @@ def test_request_acknowledged_but_unanswered_is_the_server(tmp_path):
     f.c2s("FA", dt=10.0)
     a = only(run(cap, tmp_path), kind="http", name="slow.example")
     assert a["verdict"] == "server-timeout"
+
+
+def test_answer_whose_start_the_capture_missed_is_not_silence(tmp_path):
+    # seen in a real trace: the server's first 753 bytes are not in the capture, 31 KB after
+    # them are; "the server sent nothing else" would be false
+    cap = Capture()
+    f = Flow(cap, sport=40002, dport=80)
+    f.handshake()
+    f.c2s("PA", http_request("gap.example"))
+    f.s2c("A")
+    body = http_response()
+    f.sseq += 753  # the first segment of the answer is missing from the capture
+    f.s2c("PA", body[753:], dt=0.4)
+    f.c2s("A")
+    f.c2s("FA", dt=10.0)
+    a = only(run(cap, tmp_path), kind="http", name="gap.example")
+    assert a["verdict"] != "server-timeout", a["summary"]
+    assert "no answer" not in a["summary"] and "sent nothing else" not in a["summary"], a["summary"]
+
+
+def test_syn_ack_with_a_new_isn_then_the_answer_after_it(tmp_path):
+    # seen in a real trace: SYN-ACKs retransmitted with a different ISN each; the server's
+    # data follows the last one (the one the client acknowledged)
+    cap = Capture()
+    f = Flow(cap, sport=40003, dport=443)
+    f.c2s("S", dt=0.001)
+    isn = f.sseq
+    f.s2c("SA", ipid=0, seq=isn - 500000)
+    f.s2c("SA", ipid=0, seq=isn - 1, dt=2.0)
+    f.c2s("A", dt=0.01)
+    f.c2s("PA", client_hello("new-isn.example"))
+    f.s2c("PA", server_hello())
+    f.c2s("A")
+    a = only(run(cap, tmp_path), kind="tls", name="new-isn.example")
+    assert a["verdict"] == "ok", a["summary"]
 
 
 def _request_dropped_beside_control(tmp_path, sends: int) -> dict:

@@ -114,7 +114,7 @@ def _tcp(a: Attempt) -> list[Finding]:
     if completed:
         out.append(finding(NAME, "exchange-complete", 1.0, completed,
                            [ev(a.input, c.server_payload_frames[0], "answer", completed)] if c.server_payload_frames else []))
-    elif c.client_payload and not c.server_payload:
+    elif c.client_payload and not c.payload_bytes[S2C]:
         waited = c.last_ts - c.client_payload_ts  # set whenever a client payload was kept
         what = {"tls": "ClientHello", "http": "request"}.get(a.kind, "first payload")
         out.append(finding(NAME, "payload-unanswered", 1.0,

@@ -79,8 +79,8 @@ class SilenceDetector:
                                    [ev(a.input, r[SEG_FRAME], "syn", "SYN") for r in syns[:3]],
                                    sends=c.syn_count, trigger="ip"))
             return out
-        if not c.client_payload or c.server_payload:
-            return out
+        if not c.client_payload or c.server_payload or c.payload_bytes[S2C]:
+            return out  # (data from the server, even when the capture misses its stream's start)
         data = [r for r in rows if r[SEG_DIR] == C2S and r[SEG_PLEN] > 0]
         if not data:
             return out

@@ -396,7 +396,10 @@ def _scan(rows: list[tuple], base: list[int | None]):
                 if d == C2S:
                     if not f & TCP_ACK and c_start is None:
                         c_start = (r[SEG_SEQ] + 1) & U32
-                elif f & TCP_ACK and s_start is None:
+                elif f & TCP_ACK and high[S2C] is None:
+                    # the last SYN-ACK before the server's first data: a server (or a SYN
+                    # proxy) that answered a retransmitted SYN with a new ISN sends its
+                    # data after the one in effect
                     s_start = (r[SEG_SEQ] + 1) & U32
             if f & (TCP_FIN | TCP_RST):
                 ends.append(r)
