@@ -320,6 +320,38 @@ def test_request_acknowledged_but_unanswered_is_the_server(tmp_path):
     assert a["verdict"] == "server-timeout"
 
 
+def _acked_request_then(cap, sport: int, name: str, closer: str, after: float) -> None:
+    f = Flow(cap, sport=sport, dport=80)
+    f.handshake()
+    f.c2s("PA", http_request(name))
+    f.s2c("A")
+    if closer == "client":
+        f.c2s("FA", dt=after)
+        f.s2c("FA")
+    else:
+        f.s2c("FA", dt=after)
+        f.c2s("FA")
+
+
+def test_client_that_closed_at_once_did_not_wait_for_an_answer(tmp_path):
+    # seen in real traces: the client closed (or the capture ended) 0.0-0.3 s after its
+    # request; "the server never answered" needs at least TCP's own 1 s timeout of waiting
+    cap = Capture()
+    Flow(cap, sport=40001, dport=80).http_ok("news.example")
+    _acked_request_then(cap, 40002, "quick.example", "client", 0.05)
+    a = only(run(cap, tmp_path), kind="http", name="quick.example")
+    assert a["verdict"] == "inconclusive", a["summary"]
+    assert "before an answer could be expected" in a["summary"], a["summary"]
+
+
+def test_server_that_closed_without_answering_is_still_the_server(tmp_path):
+    cap = Capture()
+    Flow(cap, sport=40001, dport=80).http_ok("news.example")
+    _acked_request_then(cap, 40002, "closer.example", "server", 0.05)
+    a = only(run(cap, tmp_path), kind="http", name="closer.example")
+    assert a["verdict"] == "server-timeout", a["summary"]
+
+
 def test_answer_whose_start_the_capture_missed_is_not_silence(tmp_path):
     # seen in a real trace: the server's first 753 bytes are not in the capture, 31 KB after
     # them are; "the server sent nothing else" would be false

@@ -21,7 +21,7 @@ from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT
                      Attempt, Finding)
 from ..sources.decode import TCP_ACK, TCP_SYN
 from .base import doc_parts, ev, finding
-from .features import client_syns
+from .features import client_syns, handshake_rtt
 from .ttl import hop_of
 
 NAME = "silence"
@@ -33,6 +33,8 @@ SIGNALS = {
     'request-dropped': 'the HTTP request was re-sent, never acknowledged, never answered',
     'payload-dropped': 'another first payload was re-sent, never acknowledged, never answered',
     'payload-acked-unanswered': 'the server acknowledged the first payload and sent nothing else',
+    'answer-not-awaited': 'the server acknowledged the first payload, but the client closed or the capture ended '
+                          'before an answer could be expected',
     'big-segments-lost': "full-size segments re-sent unacknowledged while the server's ACKs show small ones arrived; no ICMP fragmentation-needed",
     'syn-dropped': 'SYNs re-sent, no answer and no ICMP error',
     'icmp-prohibited': 'an ICMP/ICMPv6 administratively-prohibited error quoting the attempt',
@@ -44,6 +46,12 @@ MIN_SENDS = 2
 #: A segment this close to the largest the flow sent counts as full-size: TCP options
 #: (at most 40 bytes, e.g. SACK blocks) vary per segment and shorten the payload.
 FULL_SIZE_SLACK = 64
+#: The shortest wait after which a missing answer says something: TCP's own
+#: retransmission timeout after one round-trip sample R (RFC 6298: SRTT + 4 RTTVAR =
+#: 3 R), and never under its 1 s floor. A client that closed, or a capture that ended,
+#: sooner than this after its request gave the server no time to answer.
+ANSWER_WAIT_MIN = 1.0
+ANSWER_WAIT_RTTS = 3
 #: Segments no larger than this fit every IPv4 path (576 bytes is the datagram size
 #: every host must accept), so their loss cannot be a PMTU black hole.
 PMTU_MIN_SEGMENT = 576
@@ -109,6 +117,17 @@ class SilenceDetector:
         if acked > 0:
             if not c.server_payload:
                 ack_row = ack_rows[reach.index(max(reach))]  # the first that reached furthest
+                short = _not_awaited(c, data[0][SEG_TS], rows[-1][SEG_TS])
+                if short is not None:
+                    watched, need, how = short
+                    out.append(finding(NAME, "answer-not-awaited", 1.0,
+                                       f"the server acknowledged the {what} (frame {ack_row[SEG_FRAME]}), but {how} "
+                                       f"{watched:.2f} s after it was sent, before an answer could be expected "
+                                       f"(TCP itself waits {need:.1f} s before it calls a segment lost)",
+                                       [ev(a.input, data[0][SEG_FRAME], "payload", what),
+                                        ev(ack_row[SEG_INPUT], ack_row[SEG_FRAME], "ack", "the server's ACK of it")],
+                                       waited=watched))
+                    return out
                 out.append(finding(NAME, "payload-acked-unanswered", 1.0,
                                    f"the server acknowledged the {what} (frame {ack_row[SEG_FRAME]}, TTL {ack_row[SEG_TTL]}) "
                                    f"and sent nothing else in {waited:.1f} s",
@@ -172,3 +191,24 @@ def _tail_and_dup_ack(rows: list, isn: int, small_below: int) -> tuple:
                 and (r[SEG_ACK] - isn) & 0xFFFFFFFF <= (tail[SEG_SEQ] - isn) & 0xFFFFFFFF:
             return tail, r
     return None, None
+
+
+def _not_awaited(c, sent: float, last: float) -> tuple[float, float, str] | None:
+    """``(watched, needed, what ended it)`` when the client's wait for an answer to its
+    payload (sent at ``sent``) was too short to call the server silent: the client's own
+    FIN or reset, or the connection's last packet in the capture, came less than
+    ``needed`` after it. ``None`` when the wait was long enough, or when the server
+    closed first (its FIN, unprovoked: the server chose to send nothing)."""
+    rtt = handshake_rtt(c)
+    need = max(ANSWER_WAIT_MIN, ANSWER_WAIT_RTTS * rtt) if rtt else ANSWER_WAIT_MIN
+    end, how = last, "the capture of this connection ended"
+    for m in c.markers:
+        if m.ts < sent:
+            continue
+        if m.dir == S2C and m.kind == "fin":
+            return None
+        if m.dir == C2S:
+            end, how = m.ts, "the client closed" if m.kind == "fin" else "the client reset the connection"
+            break
+    watched = end - sent
+    return (watched, need, how) if watched < need else None
