@@ -19,10 +19,13 @@ def tshark_fields(path: str, fields: list[str], dfilter: str | None = None) -> l
 
 
 def facts(path: str) -> dict:
-    """tcp.stream count, DNS query (id, client port) pairs, SNI and Host per stream."""
+    """tcp.stream count, DNS query (id, client port) pairs (unicast queries), SNI and Host per stream."""
     streams = {int(r[0]) for r in tshark_fields(path, ["tcp.stream"], "tcp && !icmp && !icmpv6") if r[0]}
     dns = set()
-    for r in tshark_fields(path, ["dns.id", "udp.srcport", "tcp.srcport"], "dns.flags.response == 0 && !icmp && !icmpv6"):
+    # queries to a multicast group or the broadcast address ask the link (mDNS, LLMNR), not a resolver
+    for r in tshark_fields(path, ["dns.id", "udp.srcport", "tcp.srcport"],
+                           "dns.flags.response == 0 && !icmp && !icmpv6 && !(ip.dst == 224.0.0.0/4) "
+                           "&& !(ip.dst == 255.255.255.255) && !(ipv6.dst == ff00::/8)"):
         if r[0]:
             dns.add((int(r[0], 0), int(r[1] or r[2])))
     sni = {}

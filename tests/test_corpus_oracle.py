@@ -2,7 +2,9 @@
 
 The oracle is tshark: one TCP attempt per ``tcp.stream`` (Wireshark's notion of
 one connection, split on port reuse), one DNS attempt per (transaction id,
-client port) among its queries, and the same SNI and Host per stream. TCP and
+client port) among its queries to a unicast address (mDNS and LLMNR queries to
+their multicast groups ask the link, not a resolver: neither side counts them), and
+the same SNI and Host per stream. TCP and
 DNS carried inside ICMP errors are quotes, not traffic: both sides leave them out.
 """
 

@@ -212,6 +212,25 @@ def test_cdn_gives_different_addresses_to_different_resolvers(tmp_path):
     assert all(a["verdict"] == "ok" for a in atts), [(a["verdict"], a["summary"]) for a in atts]
 
 
+def test_multicast_name_queries_are_not_resolver_attempts(tmp_path):
+    # seen in three corpus captures and real-merged: mDNS and LLMNR queries to their groups,
+    # unanswered as they normally are (silence means "no such name"), were reported as
+    # dns-failure; they ask the link, not a resolver
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6
+    cap = Capture()
+    dns_exchange(cap, "news.example.org", [("93.184.216.10", 0.030, 58, 7000)])
+    cap.add(Ether(src=MAC_C, dst="01:00:5e:00:00:fb") / IP(src="192.0.2.10", dst="224.0.0.251", ttl=255)
+            / UDP(sport=5353, dport=5353) / DNS(id=0, qd=DNSQR(qname="_ipp._tcp.local", qtype="PTR")), 0.1)
+    cap.add(Ether(src=MAC_C, dst="33:33:00:01:00:03") / IPv6(src="2001:db8::10", dst="ff02::1:3", hlim=1)
+            / UDP(sport=53000, dport=5355) / DNS(id=77, qd=DNSQR(qname="printer", qtype="A")), 0.1)
+    cap.add(Ether(src=MAC_C, dst="ff:ff:ff:ff:ff:ff") / IP(src="192.0.2.10", dst="255.255.255.255", ttl=64)
+            / UDP(sport=53001, dport=53) / DNS(id=78, qd=DNSQR(qname="wpad", qtype="A")), 0.1)
+    attempts = run(cap, tmp_path)
+    assert [(a["kind"], a["server"]["ip"], a["verdict"]) for a in attempts] == [("dns", "198.51.100.53", "ok")]
+
+
 def test_loopback_answer_for_a_public_name(tmp_path):
     cap = Capture()
     dns_exchange(cap, "twitter.com", [("127.0.0.1", 0.030, 58, 7000)], sport=52004, txid=13)

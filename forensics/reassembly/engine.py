@@ -49,7 +49,10 @@ DNS_LINGER = 30.0
 CLOSED_LINGER = 15.0
 #: Live connections tracked at once before the oldest are finished early.
 MAX_LIVE_FLOWS = 250_000
-#: Ports that carry DNS (mDNS and LLMNR use the same wire format).
+#: Ports that carry DNS (mDNS and LLMNR use the same wire format). Messages sent to a
+#: multicast or broadcast address are left out (``EngineStats.dns_multicast``): such a
+#: query asks the link, not a resolver; any host may answer from its own address, and
+#: silence is how mDNS and LLMNR say "no such name", so an unanswered one is no failure.
 DNS_PORTS = (53, 5353, 5355)
 #: Flows finished between two progress reports at the end of the inputs.
 FLUSH_TICK = 1024
@@ -58,6 +61,19 @@ MAX_ENDPOINTS = 16384
 
 KEY_DTYPE = np.dtype([("ah", np.uint64), ("al", np.uint64), ("bh", np.uint64), ("bl", np.uint64),
                       ("ap", np.uint16), ("bp", np.uint16)])
+
+#: IPv4 multicast is 224.0.0.0/4 (RFC 5771), IPv6 multicast ff00::/8 (RFC 4291); an
+#: IPv4 address is stored as ::ffff:a.b.c.d in the rows' two halves.
+_V4_MAPPED = 0xFFFF
+
+
+def _group_destination(rows: np.ndarray) -> np.ndarray:
+    """Per row: is its destination a multicast address or the IPv4 limited broadcast?"""
+    hi, lo = rows["dst_hi"], rows["dst_lo"]
+    v4 = (hi == 0) & ((lo >> np.uint64(32)) == _V4_MAPPED)
+    a4 = lo & np.uint64(0xFFFFFFFF)
+    return np.where(v4, ((a4 >> np.uint64(28)) == 0xE) | (a4 == 0xFFFFFFFF), (hi >> np.uint64(56)) == 0xFF)
+
 
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
@@ -87,6 +103,7 @@ class EngineStats:
     icmp_unmatched: int = 0
     dns_unparsed: int = 0
     dns_orphan_responses: int = 0
+    dns_multicast: int = 0
     evicted: int = 0
     other: int = 0
 
@@ -132,6 +149,11 @@ class Reassembler:
             udp &= self._mine_udp(rows, buf, udp)
             dnsmask &= udp
         self.stats.udp_packets += int(udp.sum())
+        if dnsmask.any():
+            group = dnsmask & _group_destination(rows)
+            if group.any():
+                self.stats.dns_multicast += int(group.sum())
+                dnsmask &= ~group
         dns = np.flatnonzero(dnsmask)
         if len(dns):
             self._feed_dns(input_idx, rows[dns], buf)
