@@ -87,8 +87,8 @@ class SilenceDetector:
                                    [ev(a.input, r[SEG_FRAME], "syn", "SYN") for r in syns[:3]],
                                    sends=c.syn_count, trigger="ip"))
             return out
-        if not c.client_payload or c.server_payload or c.payload_bytes[S2C]:
-            return out  # (data from the server, even when the capture misses its stream's start)
+        if not c.client_payload or c.payload_bytes[S2C]:
+            return out  # data from the server (even when the capture misses its stream's start)
         data = [r for r in rows if r[SEG_DIR] == C2S and r[SEG_PLEN] > 0]
         if not data:
             return out
@@ -115,25 +115,22 @@ class SilenceDetector:
         first_len = data[0][SEG_PLEN]
         acked = acked if acked >= first_len else 0
         if acked > 0:
-            if not c.server_payload:
-                ack_row = ack_rows[reach.index(max(reach))]  # the first that reached furthest
-                short = _not_awaited(c, data[0][SEG_TS], rows[-1][SEG_TS])
-                if short is not None:
-                    watched, need, how = short
-                    out.append(finding(NAME, "answer-not-awaited", 1.0,
-                                       f"the server acknowledged the {what} (frame {ack_row[SEG_FRAME]}), but {how} "
-                                       f"{watched:.2f} s after it was sent, before an answer could be expected "
-                                       f"(TCP itself waits {need:.1f} s before it calls a segment lost)",
-                                       [ev(a.input, data[0][SEG_FRAME], "payload", what),
-                                        ev(ack_row[SEG_INPUT], ack_row[SEG_FRAME], "ack", "the server's ACK of it")],
-                                       waited=watched))
-                    return out
-                out.append(finding(NAME, "payload-acked-unanswered", 1.0,
-                                   f"the server acknowledged the {what} (frame {ack_row[SEG_FRAME]}, TTL {ack_row[SEG_TTL]}) "
-                                   f"and sent nothing else in {waited:.1f} s",
-                                   [ev(a.input, data[0][SEG_FRAME], "payload", what),
-                                    ev(ack_row[SEG_INPUT], ack_row[SEG_FRAME], "ack", "the server's ACK of it")],
-                                   waited=waited))
+            ack_row = ack_rows[reach.index(max(reach))]  # the first that reached furthest
+            short = _not_awaited(c, data[0][SEG_TS], rows[-1][SEG_TS])
+            if short is not None:
+                watched, need, how = short
+                signal, detail = "answer-not-awaited", (
+                    f"the server acknowledged the {what} (frame {ack_row[SEG_FRAME]}), but {how} {watched:.2f} s "
+                    f"after it was sent, before an answer could be expected (TCP itself waits {need:.1f} s "
+                    f"before it calls a segment lost)")
+            else:
+                watched, signal, detail = waited, "payload-acked-unanswered", (
+                    f"the server acknowledged the {what} (frame {ack_row[SEG_FRAME]}, TTL {ack_row[SEG_TTL]}) "
+                    f"and sent nothing else in {waited:.1f} s")
+            out.append(finding(NAME, signal, 1.0, detail,
+                               [ev(a.input, data[0][SEG_FRAME], "payload", what),
+                                ev(ack_row[SEG_INPUT], ack_row[SEG_FRAME], "ack", "the server's ACK of it")],
+                               waited=watched))
             return out
         if sends < MIN_SENDS:
             return out

@@ -33,7 +33,8 @@ from typing import Callable
 import numpy as np
 
 from ..model import C2S, S2C, SEG_DTYPE, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, IcmpError
-from ..sources.decode import ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
+from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
+                              ip_to_str)
 from . import dnswire
 from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, row_fields
 
@@ -62,16 +63,15 @@ MAX_ENDPOINTS = 16384
 KEY_DTYPE = np.dtype([("ah", np.uint64), ("al", np.uint64), ("bh", np.uint64), ("bl", np.uint64),
                       ("ap", np.uint16), ("bp", np.uint16)])
 
-#: IPv4 multicast is 224.0.0.0/4 (RFC 5771), IPv6 multicast ff00::/8 (RFC 4291); an
-#: IPv4 address is stored as ::ffff:a.b.c.d in the rows' two halves.
-_V4_MAPPED = 0xFFFF
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 def _group_destination(rows: np.ndarray) -> np.ndarray:
-    """Per row: is its destination a multicast address or the IPv4 limited broadcast?"""
+    """Per row: is its destination a multicast address (IPv4 224.0.0.0/4, RFC 5771; IPv6
+    ff00::/8, RFC 4291) or the IPv4 limited broadcast? (IPv4 is stored as ::ffff:a.b.c.d.)"""
     hi, lo = rows["dst_hi"], rows["dst_lo"]
-    v4 = (hi == 0) & ((lo >> np.uint64(32)) == _V4_MAPPED)
-    a4 = lo & np.uint64(0xFFFFFFFF)
+    v4 = (hi == V4_MAPPED_HI) & ((lo & ~_LOW32) == V4_MAPPED_TAG)
+    a4 = lo & _LOW32
     return np.where(v4, ((a4 >> np.uint64(28)) == 0xE) | (a4 == 0xFFFFFFFF), (hi >> np.uint64(56)) == 0xFF)
 
 
@@ -149,14 +149,14 @@ class Reassembler:
             udp &= self._mine_udp(rows, buf, udp)
             dnsmask &= udp
         self.stats.udp_packets += int(udp.sum())
-        if dnsmask.any():
-            group = dnsmask & _group_destination(rows)
-            if group.any():
-                self.stats.dns_multicast += int(group.sum())
-                dnsmask &= ~group
         dns = np.flatnonzero(dnsmask)
         if len(dns):
-            self._feed_dns(input_idx, rows[dns], buf)
+            d = rows[dns]
+            group = _group_destination(d)
+            if group.any():
+                self.stats.dns_multicast += int(group.sum())
+                d = d[~group]
+            self._feed_dns(input_idx, d, buf)
         icmp = np.flatnonzero(ok & (((proto == 1) & np.isin(rows["itype"], ICMP4_ERRORS) & (rows["ipver"] == 4))
                                     | ((proto == 58) & np.isin(rows["itype"], ICMP6_ERRORS) & (rows["ipver"] == 6))))
         for i in icmp:
