@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from .errors import UsageError
 from .pipeline import StageFn, assemble, finalize, new_workdir, remove_workdir, run_part
-from .sources import expand_paths
+from .sources import STDIN, expand_paths
 from .sources.pcapio import file_size
 
 #: ``progress(bytes_done, bytes_total, packets_done)``; a two-argument callable
@@ -29,7 +29,8 @@ KEEP_MAX_BYTES = 32 * 1024 * 1024
 def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, max_flows: int | None = None,
             jobs: int = 1, scheduler: str | None = None, keep_attempts: bool | None = None,
             reachable: Iterable[str] = (), stage: StageFn | None = None):
-    """Read every capture in ``paths`` (files or directories) and judge every attempt.
+    """Read every capture in ``paths`` (files, directories, or ``-`` for standard input) and
+    judge every attempt.
 
     ``jobs``: processes on this machine (1: this one). ``scheduler``: the address
     of a Dask scheduler to run the work on instead. ``keep_attempts``: keep the
@@ -49,8 +50,13 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, m
     files = expand_paths([str(p) for p in paths])
     if jobs < 1:
         raise UsageError(f"jobs must be at least 1, not {jobs}")
+    if STDIN in files:
+        if scheduler:
+            raise UsageError("standard input (-) cannot be sent to a Dask cluster: write the capture to a file "
+                             "the workers can read")
+        jobs = 1  # every part reads its input itself, and a pipe can be read once
     if keep_attempts is None:
-        keep_attempts = sum(file_size(f) for f in files) <= KEEP_MAX_BYTES
+        keep_attempts = STDIN not in files and sum(file_size(f) for f in files) <= KEEP_MAX_BYTES
     report_progress = _three_args(progress)
     workdir = new_workdir()
     try:

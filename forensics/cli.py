@@ -66,7 +66,7 @@ def cli() -> None:
               help="Address range that counts as public in this network (repeatable), e.g. an intranet's or a "
                    "lab's server space, so that DNS answers in it are not taken for special-purpose space.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Processes to use (default: the machine's cores; 1 for small inputs).")
+              help="Processes to use (default: the machine's cores; 1 for small inputs and standard input).")
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run on the Dask cluster whose scheduler is at ADDRESS (needs forensics[dask]).")
 @click.option("--max-flows", type=click.IntRange(min=1), default=None,
@@ -75,26 +75,35 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
             reachable: tuple[str, ...], jobs: int | None, scheduler: str | None, max_flows: int | None) -> None:
     """Reconstruct every connection attempt in PATHS (captures or directories) and judge it.
 
+    A PATH of - reads a capture from standard input as it arrives, e.g. live from
+    tcpdump -U -w - (pcap or pcapng, gzip too); Ctrl-C or the end of the stream ends
+    the input, and what was read is judged and reported.
+
     Exit status: 0 no deliberate interference found, 1 at least one attempt
     judged deliberate, 2 unreadable input or usage error.
     """
     from .api import analyze as run
     from .render import render
-    from .sources import expand_paths
+    from .sources import STDIN, expand_paths
     from .sources.pcapio import file_size
 
     files = expand_paths(list(paths))
     for f in files:
         for o in ([output] if output else []):
-            if os.path.exists(o) and os.path.samefile(f, o):
+            if f != STDIN and os.path.exists(o) and os.path.samefile(f, o):
                 raise UsageError(f"{o}: the output would overwrite an input")
+    if STDIN in files:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("-: standard input is a terminal; pipe a capture into it, e.g. "
+                             "tcpdump -U -w - | forensics analyze -")
+        jobs = 1  # a pipe is read once, by one process
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "json"
     total = sum(file_size(f) for f in files)
     if jobs is None:
         jobs = (os.cpu_count() or 1) if total > PARALLEL_MIN_BYTES else 1
     show = progress if progress is not None else (sys.stderr.isatty() and total > PROGRESS_MIN_BYTES)
-    bar = _Progress(total) if show else None
+    bar = _Progress(total if STDIN not in files else None) if show else None
     try:
         report = run(files, progress=bar.update if bar else None, stage=bar.stage if bar else None,
                      reachable=reachable, jobs=jobs, scheduler=scheduler, max_flows=max_flows, keep_attempts=False)
@@ -141,7 +150,7 @@ class _Progress:
 
     _WHAT = {"finishing": "open flows", "judging": "attempts"}
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int | None) -> None:
         import time
 
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

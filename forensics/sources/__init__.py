@@ -16,10 +16,10 @@ from ..errors import InputError
 from ..model import InputInfo
 from . import tshark_src
 from .decode import NATIVE_LINKTYPES, ST_BAD_IP, ST_BAD_L4, ST_FRAG, ST_LINK, ST_NOT_IP, ST_OK, decode
-from .pcapio import (GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, RawBatch, ReadStats, compiled_walk, file_size,
-                     linktype_name, read_batches)
+from .pcapio import (GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, STDIN, RawBatch, ReadStats, compiled_walk,
+                     file_size, linktype_name, read_batches)
 
-__all__ = ["iter_inputs", "expand_paths"]
+__all__ = ["iter_inputs", "expand_paths", "STDIN"]
 
 
 def _is_capture(path: str) -> bool:
@@ -32,10 +32,15 @@ def _is_capture(path: str) -> bool:
 
 
 def expand_paths(paths: list[str]) -> list[str]:
-    """Files as given; a directory becomes every capture below it, sorted."""
+    """Files as given; a directory becomes every capture below it, sorted; ``-`` is
+    standard input (a capture piped in), at most once."""
     out: list[str] = []
     for p in paths:
-        if os.path.isdir(p):
+        if p == STDIN:
+            if STDIN in out:
+                raise InputError("- (standard input) can be given only once")
+            out.append(p)
+        elif os.path.isdir(p):
             found = []
             for root, dirs, files in os.walk(p):
                 dirs.sort()
@@ -127,7 +132,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
                     skipped_links[lt] = skipped_links.get(lt, 0) + c
             if progress is not None:
                 done[0] = start + (stats.bytes_read or int(whole.off[-1]))
-                progress(min(done[0], total), total, pk_start + stats.records)
+                progress(min(done[0], total) if total else done[0], total, pk_start + stats.records)
             yield rows, buf, (float(whole.ts.max()) if len(whole) else None)
     finally:
         info.format = stats.format
@@ -155,6 +160,8 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
                 info.warnings.append(f"{what} were not decoded: they need tshark "
                                      f"(apt install tshark, or install Wireshark); they were skipped")
         done[1] = pk_start + stats.records
+        if path == STDIN:
+            info.bytes = stats.bytes_read  # known only now
         if progress is not None:
             done[0] = start + info.bytes
-            progress(min(done[0], total), total, done[1])
+            progress(min(done[0], total) if total else done[0], total, done[1])

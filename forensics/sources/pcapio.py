@@ -23,9 +23,13 @@ answers and is used otherwise.
 from __future__ import annotations
 
 import gzip
-import zlib
 import os
+import select
+import signal
 import struct
+import threading
+import time
+import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
@@ -126,9 +130,13 @@ class ReadStats:
     stopped_at: int | None = None
     stop_reason: str = ""
     trailing_bytes: int = 0
+    interrupted: bool = False  # standard input: reading stopped by Ctrl-C (SIGINT)
 
     def warnings(self) -> list[str]:
         out = []
+        if self.interrupted:
+            out.append(f"reading standard input was stopped by an interrupt (Ctrl-C) after {self.records} "
+                       f"records; connections still open then were judged as they stood")
         if self.stopped_at is not None:
             out.append(f"stopped reading at byte {self.stopped_at}: {self.stop_reason}; "
                        f"{self.trailing_bytes} bytes after it were skipped")
@@ -248,7 +256,117 @@ class _GzipStream:
         self._raw.close()
 
 
+#: The path that means standard input: a live capture piped in (``tcpdump -w - | forensics analyze -``).
+STDIN = "-"
+#: A live stream's chunk is handed on this long after its first byte arrived, full or
+#: not: a capture that trickles in still moves (progress, flows finished), while one
+#: piped in at full speed fills whole chunks (CHUNK_BYTES) and costs no more per packet.
+LIVE_CHUNK_WAIT = 1.0
+#: After Ctrl-C, what the capturing program flushes on its own interrupt (tcpdump writes
+#: out its buffer when the terminal's SIGINT reaches it too) is still read for this long.
+LIVE_STOP_GRACE = 0.5
+
+
+class _Interrupted(Exception):
+    """Raised by the SIGINT handler into a blocking read of standard input."""
+
+
+class _LiveStream:
+    """Standard input, read as it arrives (a pipe from ``tcpdump -U -w -``, or a redirect).
+
+    ``read(n)`` waits for the first bytes, then takes what else arrives within
+    ``LIVE_CHUNK_WAIT``, up to ``n``. The first Ctrl-C (SIGINT) ends the input: what
+    arrives within ``LIVE_STOP_GRACE`` is still read, then the stream reports its end,
+    so that everything read so far is judged and reported; a second Ctrl-C interrupts
+    the run. The handler is in place only while the stream is open, in the main thread.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pushed = b""
+        self._waiting = False
+        self.interrupted = False
+        self._stop_at = 0.0
+        self._eof = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            except (ValueError, OSError):
+                self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.interrupted = True
+        self._stop_at = time.monotonic() + LIVE_STOP_GRACE
+        self._restore()  # a second Ctrl-C is the default one: the run stops
+        if self._waiting:
+            raise _Interrupted
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def push_back(self, data: bytes) -> None:
+        self._pushed = data + self._pushed
+
+    def _ready(self, timeout: float | None) -> bool:
+        self._waiting = True
+        try:
+            return bool(select.select([self._fd], [], [], timeout)[0])
+        except _Interrupted:
+            return False
+        finally:
+            self._waiting = False
+
+    def read(self, n: int) -> bytes:
+        out = bytearray(self._pushed[:n])
+        self._pushed = self._pushed[n:]
+        first_at = time.monotonic() if out else None
+        while len(out) < n and not self._eof:
+            now = time.monotonic()
+            if self.interrupted:
+                deadline: float | None = self._stop_at
+            elif first_at is None:
+                deadline = None  # nothing yet: wait for the capture, however long
+            else:
+                deadline = first_at + LIVE_CHUNK_WAIT
+            if deadline is not None and deadline <= now:
+                if self.interrupted and not out:
+                    self._eof = True
+                break
+            if not self._ready(None if deadline is None else deadline - now):
+                continue  # the wait ran out, or Ctrl-C came: the top of the loop decides
+            more = os.read(self._fd, n - len(out))
+            if not more:
+                self._eof = True
+                break
+            out += more
+            if first_at is None:
+                first_at = time.monotonic()
+        return bytes(out)
+
+    def close(self) -> None:
+        self._restore()
+
+
 def _open(path: str) -> tuple[BinaryIO, bytes, bool]:
+    if path == STDIN:
+        live = _LiveStream(0)
+        try:
+            head = live.read(2)
+            while 0 < len(head) < 2:
+                more = live.read(2 - len(head))
+                if not more:
+                    break
+                head += more
+        except OSError as exc:
+            live.close()
+            raise InputError(f"{path}: cannot read standard input: {exc.strerror or exc}") from None
+        live.push_back(head)
+        if head == GZIP_MAGIC:
+            return _GzipStream(live), b"", True  # type: ignore[arg-type,return-value]
+        return live, b"", False  # type: ignore[return-value]
     try:
         fh: BinaryIO = open(path, "rb")
     except IsADirectoryError:
@@ -303,6 +421,8 @@ def read_batches(path: str, stats: ReadStats) -> Iterator[RawBatch]:
         stats.stopped_at = stats.bytes_read
         stats.stop_reason = f"the compressed stream is damaged ({exc})"
     finally:
+        live = getattr(fh, "_raw", fh)  # standard input, maybe under the gzip reader
+        stats.interrupted = bool(getattr(live, "interrupted", False))
         fh.close()
 
 
@@ -610,6 +730,9 @@ def _walk_pcapng(path: str, st: _ChunkStream, stats: ReadStats) -> Iterator[RawB
 
 
 def file_size(path: str) -> int:
+    """The size of a capture file; 0 for standard input (not known before it ends)."""
+    if path == STDIN:
+        return 0
     try:
         return os.path.getsize(path)
     except OSError:

@@ -145,3 +145,53 @@ def test_live_kernel_devices_with_nft_only(live_lab, tmp_path, monkeypatch):
     for name in ("ip-block-prohibited", "pmtu-blackhole"):
         run_scenario(all_scenarios()[name], tmp_path / name)
         verify(name, tmp_path / name)
+
+
+def test_live_capture_piped_into_analyze(live_lab, tmp_path):
+    """``tcpdump -U -w - | forensics analyze -`` on the client while a scenario runs: the
+    capture taken live gives the verdicts of the file tcpdump wrote beside it."""
+    import json
+
+    from forensics.lab.netns import check_environment
+    from forensics.lab.runner import LIFETIME_S, Build, make_cert
+    from forensics.lab.scenario import CAPTURES
+
+    build = Build(all_scenarios()["transit-injector"], str(tmp_path), check_environment())
+    files, live_json = tmp_path / "files", tmp_path / "live.json"
+    files.mkdir()
+    try:
+        build.up()
+        build.servers(*make_cert(str(tmp_path)))
+        caps = build.capture(files)
+        node, ifname = CAPTURES["client"]
+        live = build.lab.spawn(node, ["timeout", "-s", "INT", str(LIFETIME_S), "tcpdump", "-i", ifname, "-U",
+                                      "--immediate-mode", "-s", "0", "-n", "-w", "-"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+        line = live.stderr.readline()  # tcpdump says so once it captures
+        assert b"listening on" in line, line
+        fx = build.lab.spawn(None, [sys.executable, "-m", "forensics", "analyze", "-", "--format", "json",
+                                    "-o", str(live_json)], stdin=live.stdout, stderr=subprocess.PIPE)
+        live.stdout.close()  # forensics holds the pipe now: its end comes when tcpdump's does
+        build.steps()
+        time.sleep(1.0)
+        for p in caps + [live]:
+            build.lab.stop(p, sig=signal.SIGINT, timeout=3)
+        fx.wait(timeout=60)
+        err = fx.stderr.read().decode()
+    finally:
+        build.lab.close()
+        build.close_log()
+    assert fx.returncode == 1, err  # deliberate interference found, live
+    assert "Traceback" not in err
+    from_file = subprocess.run([sys.executable, "-m", "forensics", "analyze", str(files / "client.pcap"),
+                                "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert from_file.returncode == 1, from_file.stderr
+
+    def key(rep):
+        return sorted((a["kind"], a["server"]["ip"], a["server"]["port"], a["name"], a["verdict"])
+                      for a in rep["attempts"])
+
+    piped = json.loads(live_json.read_text())
+    assert piped["inputs"][0]["path"] == "-" and piped["inputs"][0]["packets"] > 0
+    assert key(piped) == key(json.loads(from_file.stdout))
+    assert "injected-rst" in {a["verdict"] for a in piped["attempts"]}
