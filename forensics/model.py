@@ -318,6 +318,10 @@ class DnsTransaction:
     query_ttl: int
     responses: tuple[DnsResponse, ...]
     icmp: tuple[IcmpError, ...] = ()
+    #: Seconds the input went on after the query's first copy, when it ended sooner
+    #: than ``DNS_LINGER`` after it (the capture stopped while the query was pending);
+    #: None when the engine watched the query for its whole linger.
+    watched: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,6 +231,28 @@ def test_multicast_name_queries_are_not_resolver_attempts(tmp_path):
     assert [(a["kind"], a["server"]["ip"], a["verdict"]) for a in attempts] == [("dns", "198.51.100.53", "ok")]
 
 
+def test_query_at_the_end_of_the_capture_was_not_awaited(tmp_path):
+    # a live capture ended by Ctrl-C (or a file cut) right after a query sent once was
+    # reported as dns-failure; nothing was given time to answer
+    cap = Capture()
+    dns_exchange(cap, "news.example.org", [("93.184.216.10", 0.030, 58, 7000)], resolver="198.51.100.54")
+    dns_exchange(cap, "blog.example.org", [], sport=50001, txid=5, dt=0.2)
+    a = only(run(cap, tmp_path), name="blog.example.org")
+    assert a["verdict"] == "inconclusive", a["summary"]
+    assert a["summary"].startswith("The capture ended 0.00 s after the query was sent")
+    # the capture went on for 3 s more: the resolver was silent
+    cap = Capture()
+    dns_exchange(cap, "blog.example.org", [], sport=50001, txid=5)
+    dns_exchange(cap, "news.example.org", [("93.184.216.10", 0.030, 58, 7000)], resolver="198.51.100.54", dt=3.0)
+    assert only(run(cap, tmp_path), name="blog.example.org")["verdict"] == "dns-failure"
+    # sent twice in the capture's last second: the client's own timer ran out once
+    cap = Capture()
+    dns_exchange(cap, "news.example.org", [("93.184.216.10", 0.030, 58, 7000)], resolver="198.51.100.54")
+    dns_exchange(cap, "blog.example.org", [], sport=50001, txid=5, dt=0.2)
+    dns_exchange(cap, "blog.example.org", [], sport=50001, txid=5, dt=0.5)
+    assert only(run(cap, tmp_path), name="blog.example.org")["verdict"] == "dns-failure"
+
+
 def test_loopback_answer_for_a_public_name(tmp_path):
     cap = Capture()
     dns_exchange(cap, "twitter.com", [("127.0.0.1", 0.030, 58, 7000)], sport=52004, txid=13)

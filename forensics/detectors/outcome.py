@@ -2,7 +2,8 @@
 
 Detects: whether the exchange completed; SYNs that went unanswered; a SYN
 answered by a reset; a first payload sent again and again with no answer; DNS
-queries with no answer or an error rcode; and the facts that forbid calling an
+queries with no answer (not one sent once in the capture's last second: that is
+not awaited) or an error rcode; and the facts that forbid calling an
 exchange ok: DNS responses that disagree, packets from the server's side after a
 reset from that side, server bytes that contradict bytes already received.
 
@@ -21,6 +22,11 @@ from .features import asks_ecn, client_syns
 
 NAME = "outcome"
 
+#: A query sent once that the capture watched for less than this is not called
+#: unanswered: Windows' stub resolver asks again after 1 s, the shortest first wait of
+#: the common stubs (glibc and dig wait 5 s), so an answer may still have been coming.
+DNS_ANSWER_WAIT = 1.0
+
 #: The signals this detector reports, and what each means.
 SIGNALS = {
     'exchange-complete': 'the exchange the attempt expects happened (ServerHello, HTTP response, data both ways)',
@@ -31,6 +37,8 @@ SIGNALS = {
     'dns-error': 'responses, all with an error rcode',
     'dns-icmp-error': "the query was answered by an ICMP error from the resolver's side",
     'dns-unanswered': 'the query got no response',
+    'dns-not-awaited': 'the query got no response, but the capture ended too soon after it, sent once, for that '
+                       'to mean anything',
     'dns-disagreeing-answers': 'two or more responses to one query with different answers or sources',
     'server-side-after-reset': "packets from the server's side kept coming after a reset from that side",
     'conflicting-server-data': 'server bytes contradict bytes already received at the same sequence numbers',
@@ -58,6 +66,12 @@ def _dns(a: Attempt) -> list[Finding]:
         e = txn.icmp[0]
         return [finding(NAME, "dns-icmp-error", 1.0, f"the query was answered by ICMP \"{e.describe()}\" from {e.router}",
                         [query, ev(e.input, e.frame, "icmp", f"{e.describe()} from {e.router}")])]
+    if not txn.responses and len(txn.query_frames) == 1 and txn.watched is not None \
+            and txn.watched < DNS_ANSWER_WAIT:
+        return [finding(NAME, "dns-not-awaited", 1.0,
+                        f"the capture ended {txn.watched:.2f} s after the query was sent, before an answer "
+                        f"could be expected (stub resolvers wait at least {DNS_ANSWER_WAIT:.0f} s before they "
+                        f"ask again)", [query], waited=round(txn.watched, 3))]
     if not txn.responses:
         return [finding(NAME, "dns-unanswered", 1.0, f"query sent {len(txn.query_frames)} time(s), no response",
                         [query], sends=len(txn.query_frames))]

@@ -130,6 +130,8 @@ class Reassembler:
         self._endpoints: dict[tuple[int, int, int], Endpoint] = {}
         self.stats = EngineStats()
         self.next_stream = 0
+        # per input, the time of its latest record so far: where its capture ends, at the end
+        self._input_end: dict[int, float] = {}
 
     # ------------------------------------------------------------------ batches
     def feed(self, input_idx: int, rows: np.ndarray, buf: np.ndarray, now: float | None = None) -> None:
@@ -164,6 +166,8 @@ class Reassembler:
         if now is None and len(rows):
             now = float(rows["ts"].max())
         if now is not None:
+            if now > self._input_end.get(input_idx, now - 1.0):
+                self._input_end[input_idx] = now
             self._expire(now)
 
     # --------------------------------------------------------------- partitions
@@ -390,16 +394,22 @@ class Reassembler:
         self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [])
         self.dns_by_client[(client.ip, client.port)] = key
 
-    def _finish_dns(self, key: tuple) -> None:
+    def _finish_dns(self, key: tuple, at_end: bool = False) -> None:
+        """Emit a query's transaction; ``at_end``: its input ended while it was pending."""
         p = self.dns.pop(key)
         client = p.client
         if self.dns_by_client.get((client.ip, client.port)) == key:
             del self.dns_by_client[(client.ip, client.port)]
+        watched = None
+        if at_end:
+            end = self._input_end.get(p.input)
+            if end is not None and end - p.query_ts < DNS_LINGER:
+                watched = max(0.0, end - p.query_ts)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
-        # query_ttl, responses, icmp)
+        # query_ttl, responses, icmp, watched)
         self.emit(DnsTransaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
                                  tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
-                                 tuple(p.icmp)))
+                                 tuple(p.icmp), watched))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
@@ -473,7 +483,7 @@ class Reassembler:
         self.flows.clear()
         self.closing.clear()
         for key in list(self.dns):
-            self._finish_dns(key)
+            self._finish_dns(key, at_end=True)
             finished()
         if tick is not None:
             tick(total, total)
