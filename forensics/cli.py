@@ -96,7 +96,6 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("-: standard input is a terminal; pipe a capture into it, e.g. "
                              "tcpdump -U -w - | forensics analyze -")
-        jobs = 1  # a pipe is read once, by one process
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "json"
     total = sum(file_size(f) for f in files)

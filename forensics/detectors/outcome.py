@@ -66,13 +66,12 @@ def _dns(a: Attempt) -> list[Finding]:
         e = txn.icmp[0]
         return [finding(NAME, "dns-icmp-error", 1.0, f"the query was answered by ICMP \"{e.describe()}\" from {e.router}",
                         [query, ev(e.input, e.frame, "icmp", f"{e.describe()} from {e.router}")])]
-    if not txn.responses and len(txn.query_frames) == 1 and txn.watched is not None \
-            and txn.watched < DNS_ANSWER_WAIT:
-        return [finding(NAME, "dns-not-awaited", 1.0,
-                        f"the capture ended {txn.watched:.2f} s after the query was sent, before an answer "
-                        f"could be expected (stub resolvers wait at least {DNS_ANSWER_WAIT:.0f} s before they "
-                        f"ask again)", [query], waited=round(txn.watched, 3))]
     if not txn.responses:
+        if len(txn.query_frames) == 1 and txn.watched is not None and txn.watched < DNS_ANSWER_WAIT:
+            return [finding(NAME, "dns-not-awaited", 1.0,
+                            f"the capture ended {txn.watched:.2f} s after the query was sent, before an answer "
+                            f"could be expected (stub resolvers wait at least {DNS_ANSWER_WAIT:.0f} s before "
+                            f"they ask again)", [query], waited=round(txn.watched, 3))]
         return [finding(NAME, "dns-unanswered", 1.0, f"query sent {len(txn.query_frames)} time(s), no response",
                         [query], sends=len(txn.query_frames))]
     responses = txn.responses

@@ -166,7 +166,7 @@ class Reassembler:
         if now is None and len(rows):
             now = float(rows["ts"].max())
         if now is not None:
-            if now > self._input_end.get(input_idx, now - 1.0):
+            if now > self._input_end.get(input_idx, -np.inf):
                 self._input_end[input_idx] = now
             self._expire(now)
 
@@ -404,7 +404,7 @@ class Reassembler:
         if at_end:
             end = self._input_end.get(p.input)
             if end is not None and end - p.query_ts < DNS_LINGER:
-                watched = max(0.0, end - p.query_ts)
+                watched = end - p.query_ts  # end >= query_ts: the query's batch time counts in it
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
         # query_ttl, responses, icmp, watched)
         self.emit(DnsTransaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,

@@ -350,7 +350,8 @@ class _LiveStream:
         self._restore()
 
 
-def _open(path: str) -> tuple[BinaryIO, bytes, bool]:
+def _open(path: str) -> tuple[BinaryIO, _LiveStream | None, bool]:
+    """The stream to read (gzip undone), standard input's live stream or None, and whether gzip."""
     if path == STDIN:
         live = _LiveStream(0)
         try:
@@ -365,8 +366,8 @@ def _open(path: str) -> tuple[BinaryIO, bytes, bool]:
             raise InputError(f"{path}: cannot read standard input: {exc.strerror or exc}") from None
         live.push_back(head)
         if head == GZIP_MAGIC:
-            return _GzipStream(live), b"", True  # type: ignore[arg-type,return-value]
-        return live, b"", False  # type: ignore[return-value]
+            return _GzipStream(live), live, True  # type: ignore[arg-type,return-value]
+        return live, live, False  # type: ignore[return-value]
     try:
         fh: BinaryIO = open(path, "rb")
     except IsADirectoryError:
@@ -380,13 +381,13 @@ def _open(path: str) -> tuple[BinaryIO, bytes, bool]:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     fh.seek(0)
     if head == GZIP_MAGIC:
-        return _GzipStream(fh), b"", True  # type: ignore[return-value]
-    return fh, b"", False
+        return _GzipStream(fh), None, True  # type: ignore[return-value]
+    return fh, None, False
 
 
 def read_batches(path: str, stats: ReadStats) -> Iterator[RawBatch]:
     """Yield the records of one capture file as batches; fill ``stats`` as it goes."""
-    fh, _, gz = _open(path)
+    fh, live, gz = _open(path)
     try:
         try:
             first = fh.read(CHUNK_BYTES)
@@ -421,8 +422,7 @@ def read_batches(path: str, stats: ReadStats) -> Iterator[RawBatch]:
         stats.stopped_at = stats.bytes_read
         stats.stop_reason = f"the compressed stream is damaged ({exc})"
     finally:
-        live = getattr(fh, "_raw", fh)  # standard input, maybe under the gzip reader
-        stats.interrupted = bool(getattr(live, "interrupted", False))
+        stats.interrupted = live is not None and live.interrupted
         fh.close()
 
 

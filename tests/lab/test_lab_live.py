@@ -167,6 +167,9 @@ def test_live_capture_piped_into_analyze(live_lab, tmp_path):
         live = build.lab.spawn(node, ["timeout", "-s", "INT", str(LIFETIME_S), "tcpdump", "-i", ifname, "-U",
                                       "--immediate-mode", "-s", "0", "-n", "-w", "-"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+        import select
+
+        assert select.select([live.stderr], [], [], 10)[0], "tcpdump said nothing in 10 s"
         line = live.stderr.readline()  # tcpdump says so once it captures
         assert b"listening on" in line, line
         fx = build.lab.spawn(None, [sys.executable, "-m", "forensics", "analyze", "-", "--format", "json",
