@@ -112,6 +112,48 @@ def test_server_reset_after_long_transfer_is_the_servers(tmp_path):
     assert a["verdict"] in ("server-reset", "ok")
 
 
+def _resets_after_a_fin(cap, fin_ttl: int, rst_ttl: int = 52) -> None:
+    """The server answers, then a FIN from its side; the client's data still on its way is
+    answered 21 ms after the client's last packet (half the round trip) by two resets with
+    IP-IDs off the connection's sequence: a Linux server's stack answering segments that
+    reach it after it closed (the shape of a real trace: 13 such resets, Ethereum peer)."""
+    f = Flow(cap, server_ttl=52, rtt=0.043, server_ipid=25953)
+    f.handshake()
+    f.c2s("PA", client_hello("peer.example"))
+    f.s2c("PA", server_hello())
+    f.c2s("PA", b"x" * 300, dt=0.001)
+    f.s2c("FA", dt=0.001, ttl=fin_ttl)
+    f.c2s("A")
+    f.s2c("R", dt=0.021, ipid=45518, ttl=rst_ttl)
+    f.s2c("R", dt=0.0001, ipid=45519, ttl=rst_ttl)
+
+
+def test_resets_after_the_servers_own_fin_are_the_servers(tmp_path):
+    cap = Capture()
+    _resets_after_a_fin(cap, fin_ttl=52)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert (a["verdict"], a["class"]) == ("server-reset", "endpoint"), a["summary"]
+    assert "after the server's own FIN" in a["summary"]
+
+
+def test_resets_after_a_fin_with_another_ttl_are_still_judged(tmp_path):
+    """The same, but the FIN has a TTL three hops off the SYN-ACK's: not the server's own
+    close, so the resets (too early, off the IP-ID sequence) are judged as usual."""
+    cap = Capture()
+    _resets_after_a_fin(cap, fin_ttl=61)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert a["verdict"] == "injected-rst", a["summary"]
+
+
+def test_resets_with_another_ttl_after_the_servers_fin_are_still_judged(tmp_path):
+    """The server's own FIN, then resets nine hops of TTL off the server's: another sender
+    (a box reacting to the response can reset after the FIN), judged as usual."""
+    cap = Capture()
+    _resets_after_a_fin(cap, fin_ttl=52, rst_ttl=61)
+    a = only(run(cap, tmp_path), kind="tls")
+    assert a["verdict"] == "injected-rst", a["summary"]
+
+
 def test_route_change_mid_flow_is_not_injection(tmp_path):
     cap = Capture()
     f = Flow(cap)

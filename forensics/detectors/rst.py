@@ -17,6 +17,12 @@ the server's side that come after the client itself reset the connection are
 never called forged or suspect: nothing was left to interrupt (a firewall or NAT
 at the edge tearing down its state sends such resets, sometimes seconds later,
 with its own TTL); one that fits the server's packets is still the server's own.
+Nor are resets with the server's TTL that come after the server's own FIN (its
+TTL fits the SYN-ACK's): the server had closed, and its stack answers each client
+segment that still arrives with a reset (RFC 9293 3.10.7.1; Linux numbers these
+from another IP-ID counter than the connection's, and sends one per segment, which
+looks like a burst arriving soon after the client's last packet); they are the
+server's own.
 
 Known false positives: a load balancer or server-side firewall that resets on
 the server's behalf has its own TTL and IP-ID and answers quickly, so it looks
@@ -214,8 +220,14 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
     what = f"{len(resets)} reset(s) from the {who}'s side {delay * 1000:.1f} ms after the " \
            f"{'ClientHello' if a.kind == 'tls' and trig_is_payload else 'request' if a.kind == 'http' and trig_is_payload else 'SYN' if trigger == 'ip' else 'client packet'}"
     # two independent signs, at least one of them strong; a weak TTL gap (one hop) never counts as strong
-    fits = gap is not None and gap <= TTL_SLACK and "ipid" not in signals and "race" not in signals \
-        and "early" not in signals
+    ttl_fits = gap is not None and gap <= TTL_SLACK
+    fits_all = ttl_fits and "ipid" not in signals and "race" not in signals and "early" not in signals
+    # after the server's own FIN, a reset with the server's TTL is its stack's: the IP-ID counter and
+    # the timing of its answers to late segments are not the connection's (see the docstring). One with
+    # another TTL is judged as any other: a box reacting to the response may reset after the FIN.
+    closed_by = _server_fin_before(c, first.ts) if side == S2C and ttl_fits and not fits_all else None
+    fits = fits_all or closed_by is not None
+    late = late or closed_by is not None
     forged = len(strong) >= 2 or (strong and len([k for k in signals if k != "ttl-gap-weak"]) >= 2)
     # after the client's own reset: never forged nor suspect (see the docstring); one that fits is the server's
     if forged and not late:
@@ -227,12 +239,24 @@ def _judge_resets(a: Attempt, resets: list[Marker], side: int = S2C) -> list[Fin
                            f"(a route change or a server-side box could explain it)", ev_all,
                            trigger=trigger, signals=tuple(names), **data))
     if side == S2C and fits:
+        how = (f"the reset's TTL ({first.ttl}) and IP-ID fit the {who}'s own packets (TTL {base})" if fits_all else
+               f"the reset's TTL ({first.ttl}) fits the server's own packets (TTL {base}) and it came after the "
+               f"server's own FIN (frame {closed_by.frame}): the server had closed, and its stack answered what "
+               f"still arrived")
         out.append(finding(NAME, "rst-from-server", 0.9,
-                           f"the reset's TTL ({first.ttl}) and IP-ID fit the {who}'s own packets (TTL {base}), "
-                           f"{delay * 1000:.1f} ms after the client's packet", evidence_rst + (
+                           f"{how}, {delay * 1000:.1f} ms after the client's packet", evidence_rst + (
                                [ev(inp, srv_before[-1][SEG_FRAME], "server-baseline", f"{who} TTL {base}")]
                                if srv_before else []), **data))
     return out
+
+
+def _server_fin_before(c, ts: float) -> Marker | None:
+    """The server's own FIN before ``ts``, if it sent one: a FIN from the server's side whose
+    TTL fits the server's SYN-ACK (a FIN forged on the path has the forger's TTL)."""
+    if c.synack is None:
+        return None
+    return next((m for m in c.markers if m.kind == "fin" and m.dir == S2C and m.ts < ts
+                 and abs(m.ttl - c.synack.ttl) <= TTL_SLACK), None)
 
 
 def _highest_server_seq(srv: list[tuple], ts: float):
