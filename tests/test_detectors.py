@@ -6,6 +6,7 @@ are checked against the lab samples (test_samples.py) and the corpus.
 
 from __future__ import annotations
 
+import pytest
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.layers.inet import TCP
@@ -136,20 +137,15 @@ def test_resets_after_the_servers_own_fin_are_the_servers(tmp_path):
     assert "after the server's own FIN" in a["summary"]
 
 
-def test_resets_after_a_fin_with_another_ttl_are_still_judged(tmp_path):
-    """The same, but the FIN has a TTL three hops off the SYN-ACK's: not the server's own
-    close, so the resets (too early, off the IP-ID sequence) are judged as usual."""
+@pytest.mark.parametrize("fin_ttl, rst_ttl", [
+    (61, 52),  # the FIN nine hops of TTL off the SYN-ACK's: not the server's own close
+    (52, 61),  # the server's own FIN, then resets from another sender (a box reacting to the response)
+])
+def test_resets_after_a_fin_not_both_the_servers_are_still_judged(tmp_path, fin_ttl, rst_ttl):
+    """The same, but the FIN or the resets have another TTL than the server's: the resets
+    (too early, off the IP-ID sequence) are judged as usual."""
     cap = Capture()
-    _resets_after_a_fin(cap, fin_ttl=61)
-    a = only(run(cap, tmp_path), kind="tls")
-    assert a["verdict"] == "injected-rst", a["summary"]
-
-
-def test_resets_with_another_ttl_after_the_servers_fin_are_still_judged(tmp_path):
-    """The server's own FIN, then resets nine hops of TTL off the server's: another sender
-    (a box reacting to the response can reset after the FIN), judged as usual."""
-    cap = Capture()
-    _resets_after_a_fin(cap, fin_ttl=52, rst_ttl=61)
+    _resets_after_a_fin(cap, fin_ttl=fin_ttl, rst_ttl=rst_ttl)
     a = only(run(cap, tmp_path), kind="tls")
     assert a["verdict"] == "injected-rst", a["summary"]
 
