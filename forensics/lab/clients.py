@@ -12,6 +12,9 @@ Python clients run inside a client namespace as
 - ``abort IP PORT HOST``: asks for a big page, reads a little, aborts with RST.
 - ``post IP PORT HOST SIZE``: an HTTP POST with a SIZE-byte body (large segments).
 - ``connect IP PORT HOST``: an HTTP GET over a plain socket (used with ECN on/off).
+- ``late IP PORT HOST COUNT``: an HTTP GET with ``Connection: close``; once the
+  server has closed (its FIN read), COUNT more small segments, ``LATE_GAP_S``
+  apart, as a client that writes after the server hung up (at most ``LATE_MAX``).
 
 Each exits 0 on success, 1 on a network failure, and never runs longer than its
 timeout.
@@ -26,6 +29,10 @@ import sys
 import time
 
 TIMEOUT = 3.0
+#: ``late``: the gap between the segments written after the server closed. Well under the
+#: lab's 40 ms round trip, so several leave before the server's first reset is back.
+LATE_GAP_S = 0.005
+LATE_MAX = 10
 
 
 def argv_dig(server: str, name: str, qtype: str = "A") -> list[str]:
@@ -122,6 +129,26 @@ def connect(ip: str, port: int, host: str) -> None:
         _read_response(s)
 
 
+def late(ip: str, port: int, host: str, count: int) -> None:
+    with _connect(ip, port) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one segment per write
+        s.sendall(_request(host, extra="Connection: close\r\n"))
+        if not _read_response(s):
+            raise ConnectionError("no answer")
+        while s.recv(4096):  # until the server's FIN (bounded by the socket's timeout)
+            pass
+        sent = 0
+        for i in range(min(count, LATE_MAX)):
+            try:
+                s.send(b"late %d\r\n" % i)
+            except OSError:  # the server's reset is back: the connection is gone
+                break
+            sent += 1
+            time.sleep(LATE_GAP_S)
+        if sent < 2:
+            raise ConnectionError(f"only {sent} segment(s) written after the server closed")
+
+
 def main(argv: list[str]) -> int:
     mode, args = argv[0], argv[1:]
     try:
@@ -135,6 +162,8 @@ def main(argv: list[str]) -> int:
             post(args[0], int(args[1]), args[2], int(args[3]))
         elif mode == "connect":
             connect(args[0], int(args[1]), args[2])
+        elif mode == "late":
+            late(args[0], int(args[1]), args[2], int(args[3]))
         else:
             print(f"unknown mode {mode}", file=sys.stderr)
             return 2

@@ -329,9 +329,22 @@ def benign_failures() -> Scenario:
                https("c1", "news.example")])
 
 
+def benign_closed_server() -> Scenario:
+    return Scenario(
+        "benign-closed-server",
+        "A server answers and closes while the client still writes: the server's own kernel answers each late "
+        "segment with a reset (the server's TTL, IP-ID 0 on IPv4), one per segment, the first arriving sooner "
+        "after the client's last segment than a round trip; no device on the path.",
+        steps=[lookup("c1", "news.example"),
+               py("c1", "late", "news.example", ["6"], expect=Expect("server-reset")),
+               py("c1", "late", "news.example", ["6"], v6=True, expect=Expect("server-reset")),
+               http("c1", "news.example")])
+
+
 def all_scenarios() -> dict[str, Scenario]:
     found = [office_filter(), transit_injector(), rst_injector_sni(), rst_injector_keyword(), rst_injector_v6(),
              dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(), front_box(),
              sni_drop(), host_drop(), ip_block("drop"),
-             ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), mixed_path(), benign_browsing(), benign_failures()]
+             ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), mixed_path(), benign_browsing(), benign_failures(),
+             benign_closed_server()]
     return {s.name: s for s in found}

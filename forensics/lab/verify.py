@@ -457,6 +457,29 @@ def benign_failures(d: Path) -> None:
     assert_completed(_one(c, news, 443))
 
 
+def benign_closed_server(d: Path) -> None:
+    c = _cap(d)
+    for v6 in (False, True):
+        ip = A("news.example", v6)
+        late = [x for x in c.conns_to(ip, 80) if x.first_payload().startswith(b"GET / ") and
+                any(p.f.payload.startswith(b"late ") for p in x.up())]
+        need(len(late) == 1, f"{ip}: want one connection that writes after the server closed, got {len(late)}")
+        conn = late[0]
+        fin = next((p for p in conn.down() if p.f.flags & P.FIN), None)
+        need(fin is not None and fin.f.ttl == conn.server_ttl(), f"{ip}: no FIN from the server itself")
+        after = [p for p in conn.up() if p.ts > fin.ts and p.f.payload.startswith(b"late ")]
+        resets = conn.resets_from_server()
+        need(len(after) >= 2 and len(resets) >= 2, f"{ip}: {len(after)} late segments, {len(resets)} resets")
+        need(all(r.ts > fin.ts and r.f.ttl == conn.server_ttl() for r in resets),
+             f"{ip}: resets before the FIN or with another TTL than the server's")
+        need(all(r.f.seq == after[0].f.ack for r in resets), f"{ip}: resets not at the late segments' ACK")
+        last_before = [p for p in after if p.ts < resets[0].ts]
+        need(last_before and resets[0].ts - last_before[-1].ts < T.DELAY_MS / 1000,
+             f"{ip}: the first reset came a round trip after the client's last segment, not sooner")
+        need(any(p.f.payload.startswith(b"HTTP/1.1 200") for p in conn.server_data()), f"{ip}: no answer")
+    assert_completed(_one(c, A("news.example"), 80, "news.example", 1))
+
+
 def mixed_path(d: Path) -> None:
     c = _cap(d)
     for i in (0, 1):
@@ -484,6 +507,7 @@ CHECKS = {
     "host-drop": host_drop, "ip-block-drop": ip_block_drop, "ip-block-prohibited": ip_block_prohibited,
     "pmtu-blackhole": pmtu_blackhole, "ecn-blackhole": ecn_blackhole, "idle-timeout-reset": idle_timeout_reset,
     "tls-intolerance": tls_intolerance, "benign-browsing": benign_browsing, "benign-failures": benign_failures,
+    "benign-closed-server": benign_closed_server,
 }
 
 

@@ -19,7 +19,8 @@ from forensics.lab.runner import run_scenario
 from forensics.lab.scenarios import all_scenarios
 from forensics.lab.verify import verify
 
-LIVE = ["transit-injector", "dns-injector-v6", "sni-drop", "pmtu-blackhole", "benign-failures", "front-box"]
+LIVE = ["transit-injector", "dns-injector-v6", "sni-drop", "pmtu-blackhole", "benign-failures", "front-box",
+        "benign-closed-server"]
 
 pytestmark = pytest.mark.lab
 
