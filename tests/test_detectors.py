@@ -498,6 +498,26 @@ def test_address_dropped_while_others_answer(tmp_path):
     assert "down" in a["summary"]
 
 
+@pytest.mark.parametrize("gaps, blocked", [
+    ((1, 2, 4, 8, 16, 32), True),  # Linux's six SYN retries (tcp_syn_retries=6)
+    ((1, 2, 120), True),  # backed off to TCP_RTO_MAX, still one attempt's retries
+    ((1, 121), False),  # longer than any stack waits: separate tries reusing port and ISN
+])
+def test_unanswered_syns_count_as_one_attempt_only_within_the_longest_back_off(tmp_path, gaps, blocked):
+    cap = Capture()
+    Flow(cap, sport=40001, server="203.0.113.8").tls_ok("news.example")
+    f = Flow(cap, sport=40002, server="203.0.113.9")
+    seq = f.cseq
+    f.c2s("S", dt=0.001)
+    for g in gaps:
+        f.c2s("S", dt=float(g), seq=seq)
+    a = only(run(cap, tmp_path), kind="tcp")
+    if blocked:
+        assert a["verdict"] == "ip-block"
+    else:
+        assert a["verdict"] == "inconclusive" and "2.0 min apart" in a["summary"]
+
+
 def test_unanswered_syns_with_no_other_server_are_inconclusive(tmp_path):
     cap = Capture()
     f = Flow(cap, sport=40002, server="203.0.113.9")

@@ -138,3 +138,35 @@ def test_the_whole_folder_gives_each_sample_its_own_verdicts():
         alone.update(_verdicts(analyze_json(s, reachable=REACHABLE)))
     assert together.keys() == alone.keys()
     assert [(k, alone[k], together[k]) for k in alone if alone[k] != together[k]] == []
+
+
+def test_unanswered_syns_minutes_apart_are_not_one_blocked_attempt(tmp_path):
+    """The real SYNs of ip-block-drop, with the capture paused for 5 minutes before the
+    third SYN of the blocked connection: no stack waits that long between two sends of one
+    SYN, so the three are not one attempt's retries and say nothing of a block."""
+    from scapy.layers.inet import IP, TCP  # noqa: F401 (registers the dissectors rdpcap uses)
+    from scapy.layers.l2 import Ether  # noqa: F401
+    from scapy.utils import rdpcap, wrpcap
+
+    src = ROOT / "pcaps" / "ip-block-drop" / "client.pcap"
+    if not src.exists():
+        pytest.skip("no recorded samples in pcaps/")
+    pkts = rdpcap(str(src))
+    syns = [i for i, p in enumerate(pkts) if IP in p and TCP in p and p[IP].dst == "203.0.113.30"
+            and p[TCP].dport == 443 and p[TCP].flags == "S"]
+    assert len(syns) == 3 and len({pkts[i][TCP].seq for i in syns}) == 1  # one connection's SYN, sent 3 times
+    third = syns[2]
+    for p in pkts[third:]:
+        p.time += 300
+    paused = tmp_path / "paused.pcap"
+    wrpcap(str(paused), pkts)
+
+    def blocked_443(path):
+        return next(a for a in analyze_json(path)["attempts"]
+                    if a["server"] == {"ip": "203.0.113.30", "port": 443} and a["kind"] == "tcp")
+
+    assert blocked_443(src)["verdict"] == "ip-block"  # as recorded: three SYNs over 2 s
+    a = blocked_443(paused)
+    assert a["verdict"] == "inconclusive", a["summary"]
+    assert "5.0 min apart" in a["summary"] and "not one attempt's retries" in a["summary"]
+    assert [e["packet"] for e in a["evidence"] if e["signal"] == "syn"] == [i + 1 for i in syns]  # frames count from 1

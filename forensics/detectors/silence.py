@@ -6,7 +6,9 @@ its answer dropped); a payload the server acknowledged but never answered (the
 server got it: an endpoint matter); full-size segments retransmitted
 unacknowledged while the server's ACKs show smaller segments of the same flow
 got through, with no ICMP "fragmentation needed" / "packet too big" (a PMTU
-black hole); SYNs retransmitted with no answer at all; and ICMP/ICMPv6
+black hole); SYNs retransmitted with no answer at all (sent again within the
+longest back-off any stack uses; SYNs further apart are separate tries, and say
+nothing of one attempt); and ICMP/ICMPv6
 "administratively prohibited" quoting the client's SYN, with the hop of the
 router that sent it.
 
@@ -37,6 +39,8 @@ SIGNALS = {
                           'before an answer could be expected',
     'big-segments-lost': "full-size segments re-sent unacknowledged while the server's ACKs show small ones arrived; no ICMP fragmentation-needed",
     'syn-dropped': 'SYNs re-sent, no answer and no ICMP error',
+    'syns-apart': "unanswered SYNs further apart than any stack waits between two sends of one SYN: separate "
+                  "tries that reused the port and sequence number, not one attempt's retries",
     'icmp-prohibited': 'an ICMP/ICMPv6 administratively-prohibited error quoting the attempt',
 }
 
@@ -52,6 +56,12 @@ FULL_SIZE_SLACK = 64
 #: sooner than this after its request gave the server no time to answer.
 ANSWER_WAIT_MIN = 1.0
 ANSWER_WAIT_RTTS = 3
+#: No stack waits longer than this between two sends of one SYN: Linux caps its
+#: retransmission timeout at TCP_RTO_MAX = 120 s (its default six SYN retries are 1 to
+#: 32 s apart), Windows and macOS back off to well under it. Unanswered SYNs further
+#: apart are separate tries that reused the port and sequence number (a tool with a
+#: fixed ISN, or captures of different days merged), and say nothing of one attempt.
+SYN_RETRY_GAP_MAX = 120.0
 #: Segments no larger than this fit every IPv4 path (576 bytes is the datagram size
 #: every host must accept), so their loss cannot be a PMTU black hole.
 PMTU_MIN_SEGMENT = 576
@@ -82,6 +92,19 @@ class SilenceDetector:
                     and not any(r[SEG_DIR] == S2C for r in rows):
                 syns = client_syns(rows)
                 span = syns[-1][SEG_TS] - syns[0][SEG_TS] if syns else 0.0
+                gaps = [abs(q[SEG_TS] - p[SEG_TS]) for p, q in zip(syns, syns[1:])]
+                i = max(range(len(gaps)), key=gaps.__getitem__, default=None)
+                if i is not None and gaps[i] > SYN_RETRY_GAP_MAX:
+                    before, at = syns[i], syns[i + 1]
+                    out.append(finding(NAME, "syns-apart", 1.0,
+                                       f"{c.syn_count} unanswered SYNs, two of them {_span(gaps[i])} apart (frames "
+                                       f"{before[SEG_FRAME]} and {at[SEG_FRAME]}): no stack waits over "
+                                       f"{SYN_RETRY_GAP_MAX:.0f} s between two sends of one SYN, so these are separate "
+                                       f"tries that reused the port and sequence number, not one attempt's retries; "
+                                       f"the capture does not show why they went unanswered",
+                                       [ev(a.input, r[SEG_FRAME], "syn", "SYN") for r in dict.fromkeys((syns[0], before))]
+                                       + [ev(a.input, at[SEG_FRAME], "syn", f"SYN {_span(gaps[i])} after the one before")]))
+                    return out
                 out.append(finding(NAME, "syn-dropped", 1.0,
                                    f"{c.syn_count} SYNs over {span:.1f} s got no answer and no ICMP error",
                                    [ev(a.input, r[SEG_FRAME], "syn", "SYN") for r in syns[:3]],
@@ -169,6 +192,17 @@ class SilenceDetector:
                            sends=sends, waited=waited, trigger=trigger, size=len(c.client_payload),
                            segments=len(c.client_payload_frames)))
         return out
+
+
+def _span(seconds: float) -> str:
+    """A long time span in the unit that reads best (s, min, h, days)."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _tail_and_dup_ack(rows: list, isn: int, small_below: int) -> tuple:
