@@ -119,9 +119,9 @@ class Reassembler:
         self.nparts = nparts
         # each partition holds its share of the cap
         self._cap = max(1, -(-max_flows // nparts))
-        self.flows: OrderedDict[tuple, TcpState] = OrderedDict()
+        self.flows: OrderedDict[bytes, TcpState] = OrderedDict()  # by _key_bytes
         # closed connections, by the time of their last packet (oldest first)
-        self.closing: OrderedDict[tuple, TcpState] = OrderedDict()
+        self.closing: OrderedDict[bytes, TcpState] = OrderedDict()
         # pending queries by (client address hi, lo, client port, txid): the integers a
         # response carries, so matching one makes no address text
         self.dns: OrderedDict[tuple, _DnsPending] = OrderedDict()
@@ -313,12 +313,12 @@ class Reassembler:
                 if st.wants(d):
                     st.add_piece(d, seq, frame, buf[pay:pay + cap].tobytes(), ts)
 
-    def _new_flow(self, key: tuple, input_idx: int, first: tuple) -> TcpState:
+    def _new_flow(self, key: bytes, input_idx: int, first: tuple) -> TcpState:
         state = TcpState.start(input_idx, first)
         self.flows[key] = state
         return state
 
-    def _add_tcp(self, key: tuple, state: TcpState, input_idx: int, grp: np.ndarray, buf: np.ndarray) -> None:
+    def _add_tcp(self, key: bytes, state: TcpState, input_idx: int, grp: np.ndarray, buf: np.ndarray) -> None:
         flags = grp["flags"]
         pure_syn = np.flatnonzero((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN)
         start = 0
