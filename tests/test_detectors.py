@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
-from scapy.layers.inet import TCP
 
 from conftest import analyze_json
-from flows import (MAC_C, MAC_S, Capture, Flow, client_hello, dns_exchange, http_request, http_response,
+from flows import (MAC_C, Capture, Flow, client_hello, dns_exchange, http_request, http_response,
                    icmp_prohibited, server_hello)
 
 SRV = "203.0.113.7"
