@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import ipaddress
 import json
 import os
 import shlex
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -411,10 +413,14 @@ def main(argv=None) -> int:
     ap.add_argument("--truth", help="ground truth (default: <stem>.truth.jsonl)")
     ap.add_argument("--keep", metavar="DIR", help="keep the analyser's output in DIR")
     ap.add_argument("--json-out", help="write a machine-readable summary here")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="time every tool N times, interleaved; report medians (default 1)")
     ap.add_argument("--min-accuracy", type=float,
                     help="exit 3 if the verdict accuracy is below this (0..1)")
     a = ap.parse_args(argv)
 
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
     files = pcap_files(a.input)
     if not files:
         print(f"run.py: no capture at {a.input}", file=sys.stderr)
@@ -433,6 +439,65 @@ def main(argv=None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _run_forensics(a, out_json: str, workdir: str) -> dict:
+    r = time_forensics(a.input, out_json, a.jobs, workdir, a.forensics)
+    if not r["ok"]:
+        print(f"  FAILED (exit {r.get('rc')}): {r.get('note') or ''}\n  "
+              + (r.get("stderr_tail") or r.get("error") or "").replace("\n", "\n  "))
+    return r
+
+
+def _run_scapy(a, files: list[str], packets: int, workdir: str) -> dict:
+    r = time_scapy(files, a.scapy_prefix, workdir)
+    if r.get("ok") and r["packets"]:
+        r["prefix_packets"] = r["packets"]
+        r["prefix_seconds"] = r["seconds"]
+        # the child's fixed cost (interpreter, scapy import) once, plus the per-packet
+        # loop time scaled from the prefix to the whole input
+        r["startup_seconds"] = r["seconds"] - r["loop_seconds"]
+        r["seconds"] = r["startup_seconds"] + r["loop_seconds"] * packets / r["packets"]
+        r["extrapolated"] = True
+        print(f"  scapy saw {r['snis']} SNIs, {r['http_hosts']} HTTP Hosts, "
+              f"{r['dns_qnames']} DNS qnames in its first {r['packets']:,} packets")
+    return r
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def combine_runs(runs: list[dict]) -> dict:
+    """One tool's rounds as one result: the median wall and CPU seconds (the figure the
+    table and the ratios use), every round's seconds, the largest peak RSS. A round that
+    failed makes the result failed (a median must not hide a crash)."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[-1])
+    if not all(r.get("ok") for r in runs):
+        out["ok"] = False
+        return out
+    secs = [r["seconds"] for r in runs]
+    out["runs_seconds"] = secs
+    out["seconds"] = statistics.median(secs)
+    out["cpu_seconds"] = statistics.median([r.get("cpu_seconds") or 0.0 for r in runs])
+    out["rss_mb"] = max(r.get("rss_mb") or 0.0 for r in runs)
+    return out
+
+
+def paired_ratio(tool: dict, ref: dict) -> float | None:
+    """The median over rounds of (the tool's seconds / forensics' seconds in the same
+    round): each ratio compares two runs made minutes apart, not a fast hour's run with
+    a slow hour's."""
+    a, b = tool.get("runs_seconds"), ref.get("runs_seconds")
+    if a and b and len(a) == len(b):
+        return statistics.median([x / y for x, y in zip(a, b) if y])
+    return tool["seconds"] / ref["seconds"] if ref.get("seconds") else None
+
+
 def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, packets: int,
              workdir: str) -> int:
     """Time the tools one after the other, print the table and check the verdicts."""
@@ -440,36 +505,33 @@ def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, pa
     print(f"input: {a.input} ({len(files)} file{'s' * (len(files) > 1)}, {packets:,} packets, "
           f"{nbytes / 1e6:.1f} MB)")
     results: dict[str, dict] = {}
-
+    # one round times each tool once; --repeat N runs N rounds, the tools interleaved, so
+    # that every tool meets the same spells of a busy machine (see ``combine_runs``)
+    tools: list[tuple[str, object]] = []
     if not a.skip_forensics:
         label = "forensics analyze" + (f" -j {a.jobs}" if a.jobs else "")
-        print(f"timing {label} ...", flush=True)
-        r = time_forensics(a.input, out_json, a.jobs, workdir, a.forensics)
-        results[label] = r
-        if not r["ok"]:
-            print(f"  FAILED (exit {r.get('rc')}): {r.get('note') or ''}\n  "
-                  + (r.get("stderr_tail") or r.get("error") or "").replace("\n", "\n  "))
+        tools.append((label, lambda: _run_forensics(a, out_json, workdir)))
     if not a.skip_scapy:
-        print(f"timing scapy PcapReader (first {a.scapy_prefix:,} packets) ...", flush=True)
-        r = time_scapy(files, a.scapy_prefix, workdir)
-        if r.get("ok") and r["packets"]:
-            r["prefix_packets"] = r["packets"]
-            r["prefix_seconds"] = r["seconds"]
-            # the child's fixed cost (interpreter, scapy import) once, plus the per-packet
-            # loop time scaled from the prefix to the whole input
-            r["startup_seconds"] = r["seconds"] - r["loop_seconds"]
-            r["seconds"] = r["startup_seconds"] + r["loop_seconds"] * packets / r["packets"]
-            r["extrapolated"] = True
-        label = f"scapy (extrapolated from {r.get('packets', 0):,} packets)"
-        if r.get("ok"):
-            print(f"  scapy saw {r['snis']} SNIs, {r['http_hosts']} HTTP Hosts, "
-                  f"{r['dns_qnames']} DNS qnames in its prefix")
-        results[label] = r
+        label = f"scapy (extrapolated from {min(a.scapy_prefix, packets):,} packets)"
+        tools.append((label, lambda: _run_scapy(a, files, packets, workdir)))
     if not a.skip_tshark:
         for lean in ([False] if a.skip_tshark_lean else [False, True]):
             label = "tshark -T fields" + (" (lean: no seq analysis)" if lean else " (defaults)")
-            print(f"timing {label} ...", flush=True)
-            results[label] = time_tshark(files, lean)
+            tools.append((label, lambda lean=lean: time_tshark(files, lean)))
+    runs: dict[str, list[dict]] = {label: [] for label, _ in tools}
+    report_digests: list[str] = []
+    for k in range(a.repeat):
+        for label, run in tools:
+            print(f"timing {label}" + (f" (round {k + 1} of {a.repeat})" if a.repeat > 1 else "")
+                  + " ...", flush=True)
+            r = run()
+            runs[label].append(r)
+            if label.startswith("forensics") and r.get("ok"):
+                report_digests.append(file_digest(out_json))
+    for label, rs in runs.items():
+        results[label] = combine_runs(rs)
+    if report_digests and len(set(report_digests)) > 1:
+        print(f"  the analyser's {len(report_digests)} reports are NOT identical", flush=True)
 
     ref = next((r for k, r in results.items() if k.startswith("forensics") and r.get("ok")), None)
     widths = [44, 9, 12, 8, 9, 10]
@@ -482,12 +544,18 @@ def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, pa
         s = r["seconds"]
         r["packets_per_s"] = packets / s if s else 0.0
         r["mb_per_s"] = nbytes / 1e6 / s if s else 0.0
-        ratio = s / ref["seconds"] if ref and ref["seconds"] else None
+        ratio = paired_ratio(r, ref) if ref else None
         r["ratio_vs_forensics"] = ratio
         print(fmt_row([k, f"{s:.2f}", f"{r['packets_per_s']:,.0f}", f"{r['mb_per_s']:.1f}",
                        f"{r['rss_mb']:.0f} MB", f"{ratio:.2f}" if ratio else "-"], widths))
+        if r.get("runs_seconds"):
+            print("    rounds: " + ", ".join(f"{x:.2f}" for x in r["runs_seconds"]) + " s")
     print("(x forensics = that tool's time / forensics' time: above 1 means forensics is faster;"
           " scapy's RSS is for its prefix only)")
+    if a.repeat > 1:
+        print(f"({a.repeat} rounds, the tools interleaved: seconds are medians, x forensics the median of"
+              f" the rounds' own ratios, RSS the largest; the analyser's reports were "
+              f"{'identical' if len(set(report_digests)) <= 1 else 'NOT identical'} in every round)")
 
     verdicts = None
     an = next((r for k, r in results.items() if k.startswith("forensics")), None)
@@ -508,7 +576,8 @@ def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, pa
         else:
             print("\n(no ground truth next to the input: verdicts not checked)")
 
-    summary = {"input": a.input, "files": len(files), "packets": packets, "bytes": nbytes,
+    summary = {"input": a.input, "files": len(files), "packets": packets, "bytes": nbytes, "rounds": a.repeat,
+               "reports_identical": len(set(report_digests)) <= 1,
                "meta": meta, "results": results, "verdicts": verdicts,
                "workdir": workdir if a.keep else None}
     if a.json_out:

@@ -288,3 +288,29 @@ def test_runner_joins_verdicts_with_the_truth(capture, tmp_path):
     assert r["not_in_truth"] == 0
     assert run.count_pcap(str(out)) == json.loads(
         (out.parent / "cap.meta.json").read_text())["packets"]
+
+
+def _bench_runner():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    return run
+
+
+def test_runner_repeat_takes_medians_and_paired_ratios():
+    """--repeat: each tool's median round, the largest RSS, a failed round fails the tool, and
+    the ratio is the median of the rounds' own ratios (a slow spell hits both tools of a round)."""
+    run = _bench_runner()
+    fx = [{"ok": True, "seconds": s, "cpu_seconds": s, "rss_mb": m} for s, m in ((10, 300), (20, 310), (11, 305))]
+    ts = [{"ok": True, "seconds": s, "cpu_seconds": s, "rss_mb": 400} for s in (30, 60, 33)]
+    f, t = run.combine_runs(fx), run.combine_runs(ts)
+    assert f["seconds"] == 11 and f["runs_seconds"] == [10, 20, 11] and f["rss_mb"] == 310
+    assert t["seconds"] == 33
+    assert run.paired_ratio(t, f) == 3.0  # every round 3x; the medians' ratio would also say 3
+    skewed = run.combine_runs([{"ok": True, "seconds": s, "rss_mb": 1} for s in (30, 40, 50)])
+    assert run.paired_ratio(skewed, f) == 3.0  # rounds 3.0, 2.0 and 4.55: their median
+    assert skewed["seconds"] / f["seconds"] == 40 / 11  # not what the ratio of the medians says
+    broken = run.combine_runs(fx[:2] + [{"ok": False, "rc": 2, "seconds": 1.0}])
+    assert broken["ok"] is False
+    one = run.combine_runs(fx[:1])
+    assert one is fx[0] and run.paired_ratio(run.combine_runs(ts[:1]), one) == 3.0
