@@ -402,7 +402,8 @@ def main(argv=None) -> int:
     ap.add_argument("input", help="a pcap, or a folder of (rotated) pcaps")
     ap.add_argument("--scapy-prefix", type=int, default=20000, metavar="N",
                     help="packets scapy dissects before extrapolating (default 20000)")
-    ap.add_argument("--jobs", "-j", type=int, help="pass -j N to forensics analyze")
+    ap.add_argument("--jobs", "-j", type=_jobs_list, default=[None], metavar="N[,M...]",
+                    help="pass -j N to forensics analyze; N,M,...: time each (the first is the reference)")
     ap.add_argument("--skip-tshark", action="store_true")
     ap.add_argument("--skip-tshark-lean", action="store_true",
                     help="only time tshark with its defaults")
@@ -439,8 +440,18 @@ def main(argv=None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_forensics(a, out_json: str, workdir: str) -> dict:
-    r = time_forensics(a.input, out_json, a.jobs, workdir, a.forensics)
+def _jobs_list(text: str) -> list[int]:
+    try:
+        jobs = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or a list of numbers: {text!r}") from None
+    if not jobs or min(jobs) < 1:
+        raise argparse.ArgumentTypeError("-j must be at least 1")
+    return jobs
+
+
+def _run_forensics(a, jobs: int | None, out_json: str, workdir: str) -> dict:
+    r = time_forensics(a.input, out_json, jobs, workdir, a.forensics)
     if not r["ok"]:
         print(f"  FAILED (exit {r.get('rc')}): {r.get('note') or ''}\n  "
               + (r.get("stderr_tail") or r.get("error") or "").replace("\n", "\n  "))
@@ -509,8 +520,9 @@ def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, pa
     # that every tool meets the same spells of a busy machine (see ``combine_runs``)
     tools: list[tuple[str, object]] = []
     if not a.skip_forensics:
-        label = "forensics analyze" + (f" -j {a.jobs}" if a.jobs else "")
-        tools.append((label, lambda: _run_forensics(a, out_json, workdir)))
+        for jobs in a.jobs:
+            label = "forensics analyze" + (f" -j {jobs}" if jobs else "")
+            tools.append((label, lambda jobs=jobs: _run_forensics(a, jobs, out_json, workdir)))
     if not a.skip_scapy:
         label = f"scapy (extrapolated from {min(a.scapy_prefix, packets):,} packets)"
         tools.append((label, lambda: _run_scapy(a, files, packets, workdir)))
@@ -550,12 +562,16 @@ def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, pa
                        f"{r['rss_mb']:.0f} MB", f"{ratio:.2f}" if ratio else "-"], widths))
         if r.get("runs_seconds"):
             print("    rounds: " + ", ".join(f"{x:.2f}" for x in r["runs_seconds"]) + " s")
+        if k.startswith("forensics") and r is not ref and ratio:
+            print(f"    {1 / ratio:.2f}x the packets/s of the first forensics row")
     print("(x forensics = that tool's time / forensics' time: above 1 means forensics is faster;"
           " scapy's RSS is for its prefix only)")
     if a.repeat > 1:
         print(f"({a.repeat} rounds, the tools interleaved: seconds are medians, x forensics the median of"
-              f" the rounds' own ratios, RSS the largest; the analyser's reports were "
-              f"{'identical' if len(set(report_digests)) <= 1 else 'NOT identical'} in every round)")
+              f" the rounds' own ratios, RSS the largest)")
+    if len(report_digests) > 1:
+        print(f"(the analyser's {len(report_digests)} reports, every round and every -j: "
+              f"{'identical, byte for byte' if len(set(report_digests)) == 1 else 'NOT identical'})")
 
     verdicts = None
     an = next((r for k, r in results.items() if k.startswith("forensics")), None)

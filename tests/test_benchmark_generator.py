@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import collections
 import importlib.util
 import json
@@ -312,5 +313,9 @@ def test_runner_repeat_takes_medians_and_paired_ratios():
     assert skewed["seconds"] / f["seconds"] == 40 / 11  # not what the ratio of the medians says
     broken = run.combine_runs(fx[:2] + [{"ok": False, "rc": 2, "seconds": 1.0}])
     assert broken["ok"] is False
+    assert run._jobs_list("1,2") == [1, 2]
+    for bad in ("0", "1,x", "-2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            run._jobs_list(bad)
     one = run.combine_runs(fx[:1])
     assert one is fx[0] and run.paired_ratio(run.combine_runs(ts[:1]), one) == 3.0
