@@ -499,6 +499,9 @@ class InputInfo:
     format: str = ""
     bytes: int = 0
     decoded: dict[str, int] = field(default_factory=dict)
+    #: where the capture's time ended, by ``sources.Clock`` (robust to a wild last
+    #: timestamp, unlike ``last_ts``, the last record's own time); not in the report
+    end_ts: float | None = None
 
     def to_dict(self) -> dict:
         return {"path": self.path, "packets": self.packets, "link_types": self.link_types,

@@ -211,6 +211,7 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
                 except InputError as exc:
                     errors.append(str(exc))
                     info.warnings.append(str(exc))
+                engine.end_input(idx, info.end_ts)  # also for an input cut short by an error
             engine.flush((lambda done, total: stage("finishing", done, total)) if stage is not None else None)
         stats = engine.stats
         del engine  # the live flows go before the index comes back

@@ -170,6 +170,12 @@ class Reassembler:
                 self._input_end[input_idx] = now
             self._expire(now)
 
+    def end_input(self, input_idx: int, end: float | None) -> None:
+        """Where input ``input_idx`` ended (``InputInfo.end_ts``), once it is read: what
+        the DNS queries still pending at its end are measured against."""
+        if end is not None:
+            self._input_end[input_idx] = end
+
     # --------------------------------------------------------------- partitions
     def _mine(self, keys: np.ndarray) -> np.ndarray:
         """Which canonical TCP keys fall in this partition."""
@@ -404,7 +410,9 @@ class Reassembler:
         if at_end:
             end = self._input_end.get(p.input)
             if end is not None and end - p.query_ts < DNS_LINGER:
-                watched = end - p.query_ts  # end >= query_ts: the query's batch time counts in it
+                # the clock (sources.Clock) may stop short of the last records' own times
+                # when they come after a pause: the query was watched no time at all then
+                watched = max(end - p.query_ts, 0.0)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
         # query_ttl, responses, icmp, watched)
         self.emit(DnsTransaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,

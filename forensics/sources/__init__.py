@@ -1,8 +1,8 @@
 """Capture sources: the only place capture formats live.
 
 ``iter_inputs`` yields, per input file, its ``InputInfo`` and an iterator of
-decoded batches ``(rows, buf, now)`` (``now``: the time of the batch's latest
-record); the info fills in as the batches are read.
+decoded batches ``(rows, buf, now)`` (``now``: the time the capture has reached by the
+end of the batch, by ``Clock``); the info fills in as the batches are read.
 """
 
 from __future__ import annotations
@@ -94,9 +94,78 @@ def _share(raw: RawBatch, route, part: int, nparts: int) -> tuple[RawBatch, int]
                     raw.origlen[sel], raw.linktype[sel]), away
 
 
+#: Records whose median time a record's own time is checked against (it and the ones
+#: before it): one or two wild timestamps among five cannot move the median.
+CLOCK_WINDOW = 5
+#: How far ahead of that median a record's time may be and still move the clock that
+#: finishes flows. A clock that runs ahead by d finishes flows d early; the shortest
+#: lingers the engine waits on are 15 s (a closed connection) and 30 s (a DNS query), so
+#: 1 s leaves them intact. In a busy capture five records span milliseconds; after a
+#: real pause the clock waits for two more records to confirm the new time.
+CLOCK_SLACK = 1.0
+#: The same for the input's end (what a DNS query still pending when the capture ended
+#: is measured against: was it watched for a second, or not at all). Late is the error
+#: that matters there, not early: a capture that pauses for minutes before its last
+#: packets keeps its true end; a timestamp hours ahead is not taken for it.
+END_SLACK = 3600.0
+
+
+class Clock:
+    """The time a capture has reached, robust to a few corrupt timestamps.
+
+    The engine finishes flows by capture time: a single record whose timestamp is wrong
+    by years (a damaged capture) would, taken at its word, finish every live flow at once
+    and split them, changing the verdicts of hundreds of attempts. A record moves the
+    clock by its own time only when that time is at most ``CLOCK_SLACK`` ahead of the
+    median of the last ``CLOCK_WINDOW`` records (itself included); otherwise by that
+    median. ``end``, the input's end so far, follows the same rule with ``END_SLACK``.
+    In a capture whose time runs forward without pauses longer than the slack, the clock
+    of a batch is its latest record's time, and ``end`` the last record's, as before. The
+    first records of an input have fewer before them: their median is the lower median of
+    what there is (a wild first record is not caught).
+    """
+
+    __slots__ = ("_tail", "end", "ahead")
+
+    def __init__(self) -> None:
+        self._tail = np.empty(0, np.float64)
+        self.end: float | None = None
+        self.ahead = 0  # records more than END_SLACK ahead of their window's median
+
+    def advance(self, ts: np.ndarray) -> float | None:
+        """The clock after the records of one batch (``ts``, in capture order); None: no records yet."""
+        if not len(ts):
+            return None
+        t = np.concatenate((self._tail, ts)) if len(self._tail) else np.asarray(ts, np.float64)
+        new = len(ts)
+        self._tail = t[-(CLOCK_WINDOW - 1):].copy()
+        # the usual case, decided in two passes: time never runs back and any three
+        # consecutive records span at most the slack, so no record is more than the slack
+        # ahead of its window's median (the record two before it), and the clock is the
+        # latest record's time
+        if len(t) >= 3 and (np.diff(t) >= 0).all() and (t[2:] - t[:-2]).max() <= CLOCK_SLACK:
+            now = end = float(t[-1])
+        else:
+            med = np.empty(len(t))
+            for i in range(min(CLOCK_WINDOW - 1, len(t))):  # the input's first records: the lower
+                med[i] = np.sort(t[:i + 1])[i // 2]  # median of what there is (two wild of four: no mean)
+            if len(t) >= CLOCK_WINDOW:
+                win = np.lib.stride_tricks.sliding_window_view(t, CLOCK_WINDOW)
+                med[CLOCK_WINDOW - 1:] = np.partition(win, CLOCK_WINDOW // 2, axis=1)[:, CLOCK_WINDOW // 2]
+            own, m = t[len(t) - new:], med[len(t) - new:]
+            now = float(np.where(own <= m + CLOCK_SLACK, own, m).max())
+            far = own > m + END_SLACK
+            end = float(np.where(far, m, own).max())
+            self.ahead += int(np.count_nonzero(far))
+        if self.end is None or end > self.end:
+            self.end = end
+        return now
+
+
 def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], route=None,
              part: int = 0, nparts: int = 1):
     stats = ReadStats()
+    clock = Clock()
     counts = np.zeros(6, np.int64)
     skipped_links: dict[int, int] = {}
     via_tshark = 0
@@ -133,8 +202,13 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
             if progress is not None:
                 done[0] = start + (stats.bytes_read or int(whole.off[-1]))
                 progress(min(done[0], total) if total else done[0], total, pk_start + stats.records)
-            yield rows, buf, (float(whole.ts.max()) if len(whole) else None)
+            yield rows, buf, clock.advance(whole.ts)
     finally:
+        info.end_ts = clock.end
+        if clock.ahead:
+            info.warnings.append(f"{clock.ahead} records have a timestamp over {END_SLACK / 3600:.0f} h ahead of "
+                                 f"the records before them (damaged timestamps, or captures of different days "
+                                 f"joined): the analysis took a new time only once later records confirmed it")
         info.format = stats.format
         info.packets = stats.records
         info.link_types = sorted({linktype_name(lt) for lt in stats.linktypes})
