@@ -289,6 +289,8 @@ class DnsResponse:
     authority: int
     additional: int
     qname_matches: bool
+    #: the capture cut the message short (its snapshot length): answers past the cut are missing
+    cut: bool = False
 
     @property
     def aa(self) -> bool:
@@ -301,7 +303,7 @@ class DnsResponse:
         return {"frame": self.frame, "time": iso_time(self.ts), "src": self.src.to_dict(),
                 "ttl": self.ttl, "ip_id": self.ipid, "flags": f"0x{self.flags:04x}",
                 "rcode": rcode_text(self.rcode), "aa": self.aa,
-                "answers": [a.to_dict() for a in self.answers]}
+                "answers": [a.to_dict() for a in self.answers], **({"cut": True} if self.cut else {})}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.22-2"
+RULES_VERSION = "2026.11.22-3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Rule:
 
 #: Signals that say something went wrong; an "ok" rule must not see any of them.
 TROUBLE = ("syn-rst", "syn-unanswered", "payload-unanswered", "dns-unanswered", "dns-error",
-           "dns-disagreeing-answers", "server-side-after-reset", "conflicting-server-data",
+           "dns-disagreeing-answers", "dns-answers-cut", "server-side-after-reset", "conflicting-server-data",
            "ecn-syn-unanswered", "data-answered-by-reset",
            "rst-forged", "rst-suspect", "rst-idle", "blockpage-forged", "dns-race-forged", "dns-bogon", "dns-bogon-never",
            "dns-cross-resolver", "hello-dropped", "request-dropped", "payload-dropped", "big-segments-lost",

@@ -40,6 +40,8 @@ SIGNALS = {
     'dns-not-awaited': 'the query got no response, but the capture ended too soon after it, sent once, for that '
                        'to mean anything',
     'dns-disagreeing-answers': 'two or more responses to one query with different answers or sources',
+    'dns-answers-cut': "two or more responses to one query, cut short by the capture's snapshot length: whether "
+                       "their answers disagree cannot be told",
     'server-side-after-reset': "packets from the server's side kept coming after a reset from that side",
     'conflicting-server-data': 'server bytes contradict bytes already received at the same sequence numbers',
     'ecn-syn-unanswered': "SYNs asking for ECN went unanswered, the same connection's plain SYN was answered",
@@ -92,6 +94,14 @@ def _dns(a: Attempt) -> list[Finding]:
                                f"{len(responses)} responses disagree: {detail}",
                                [ev(r.input, r.frame, "response", ", ".join(sorted(r.addresses())) or rcode_text(r.rcode))
                                 for r in responses[:4]]))
+        elif any(r.cut for r in responses):
+            # answers that look alike only because the capture kept none of them are no agreement
+            shown = "; ".join(f"frame {r.frame}: IP TTL {r.ttl}, +{(r.ts - txn.query_ts) * 1000:.1f} ms"
+                              for r in responses[:4])
+            out.append(finding(NAME, "dns-answers-cut", 1.0,
+                               f"{len(responses)} responses came ({shown}), but the capture cut them short (its "
+                               f"snapshot length): whether their answers disagree cannot be told",
+                               [ev(r.input, r.frame, "response-cut", f"IP TTL {r.ttl}") for r in responses[:4]]))
         rcodes = "/".join([rcode_text(x) for x in sorted({r.rcode for r in responses})])
     else:
         rcodes = rcode_text(first.rcode)

@@ -198,6 +198,15 @@ def parse(msg: bytes) -> DnsMessage | None:
     return DnsMessage(txid, flags, qd, an, ns, ar, qname, qtype, answers)
 
 
+def parse_header(msg: bytes) -> DnsMessage | None:
+    """Only the 12-byte header (id, flags, counts) of a message cut short by the capture:
+    who answered which query, and with what rcode, even when the question is cut off."""
+    if len(msg) < 12:
+        return None
+    txid, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", msg, 0)
+    return DnsMessage(txid, flags, qd, an, ns, ar, "", 0, [])
+
+
 def split_tcp_stream(data: bytes, limit: int = 64) -> list[bytes]:
     """Cut DNS-over-TCP bytes into messages by their 2-byte length prefixes."""
     out = []

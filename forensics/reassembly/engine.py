@@ -350,9 +350,12 @@ class Reassembler:
         pending = self.dns
         cols = zip(d["pay"].tolist(), d["caplen_pay"].tolist(), d["src_hi"].tolist(), d["src_lo"].tolist(),
                    d["sport"].tolist(), d["dst_hi"].tolist(), d["dst_lo"].tolist(), d["dport"].tolist(),
-                   d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist())
-        for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid in cols:
+                   d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist(),
+                   (d["caplen_pay"] < d["plen"]).tolist())
+        for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid, cut in cols:
             msg = parse(buf[p:p + cap].tobytes())
+            if msg is None and cut:  # cut by the snapshot length: the header still says who answers what
+                msg = dnswire.parse_header(buf[p:p + cap].tobytes())
             if msg is None:
                 self.stats.dns_unparsed += 1
                 continue
@@ -372,9 +375,10 @@ class Reassembler:
                 continue
             answers = tuple([DnsAnswer(*a) for a in msg.answers]) if msg.answers else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
-            # qname_matches)
+            # qname_matches, cut)
             pend.responses.append(DnsResponse(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
-                                              msg.nscount, msg.arcount, msg.qname == pend.qname))
+                                              msg.nscount, msg.arcount,
+                                              msg.qname == pend.qname or (cut and not msg.qname), cut))
 
     def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
         """The one ``Endpoint`` of an address and port (resolvers recur in every

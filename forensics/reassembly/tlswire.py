@@ -63,18 +63,19 @@ def parse_client_hello(data: bytes) -> Hello | None:
     body_len = (hs[1] << 16) | (hs[2] << 8) | hs[3]
     body = hs[4:4 + body_len]
     complete = len(body) >= body_len
-    legacy = (body[0] << 8) | body[1] if len(body) >= 2 else 0
+    # the legacy version, unless the capture cut the hello before it (then no version is known)
+    legacy = ((body[0] << 8) | body[1],) if len(body) >= 2 else ()
     pos = 2 + 32
     if pos >= len(body):
-        return Hello("", (legacy,), (), 0, record_size, False)
+        return Hello("", legacy, (), 0, record_size, False)
     pos += 1 + body[pos]  # session id
     if pos + 2 > len(body):
-        return Hello("", (legacy,), (), 0, record_size, False)
+        return Hello("", legacy, (), 0, record_size, False)
     clen = (body[pos] << 8) | body[pos + 1]
     ciphers = clen // 2
     pos += 2 + clen
     if pos >= len(body):
-        return Hello("", (legacy,), (), ciphers, record_size, False)
+        return Hello("", legacy, (), ciphers, record_size, False)
     pos += 1 + body[pos]  # compression methods
     sni = ""
     versions: tuple[int, ...] = ()
@@ -93,7 +94,7 @@ def parse_client_hello(data: bytes) -> Hello | None:
                 n = min(ext[0], len(ext) - 1)
                 versions = tuple((ext[1 + i] << 8) | ext[2 + i] for i in range(0, n - 1, 2))
             pos += 4 + elen
-    return Hello(sni, versions or (legacy,), tuple(exts), ciphers, record_size, complete)
+    return Hello(sni, versions or legacy, tuple(exts), ciphers, record_size, complete)
 
 
 def _sni(ext: bytes) -> str:

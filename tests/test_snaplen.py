@@ -1,0 +1,80 @@
+"""Captures cut by a small snapshot length (``tcpdump -s 96``, common at ISPs): the report
+says so, and no attempt is called ok on payload the capture does not hold.
+
+The inputs are the lab's own recordings of real kernel traffic (``pcaps/``), cut in a
+copy to what ``tcpdump -s N`` would have kept (the original length stays in each record).
+Before this, a forged DNS answer racing the resolver's own was reported ``ok`` once the
+answers were cut off: the two responses looked alike because neither was readable.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from conftest import ROOT, analyze_json
+
+LAB = ROOT / "pcaps"
+SNAP_WARNING = "cut short by the capture's snapshot length"
+
+
+def snapped(src, dst, snaplen: int) -> None:
+    """``src`` as ``tcpdump -s snaplen`` would have written it."""
+    data = src.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", "a little-endian microsecond pcap"
+    head = bytearray(data[:24])
+    struct.pack_into("<I", head, 16, snaplen)
+    out, pos = bytearray(head), 24
+    while pos + 16 <= len(data):
+        ts, us, incl, orig = struct.unpack_from("<IIII", data, pos)
+        keep = min(incl, snaplen)
+        out += struct.pack("<IIII", ts, us, keep, orig) + data[pos + 16:pos + 16 + keep]
+        pos += 16 + incl
+    dst.write_bytes(bytes(out))
+
+
+@pytest.mark.parametrize("scenario", ["dns-injector", "dns-injector-v6", "dns-injector-double"])
+def test_racing_dns_answers_cut_off_are_not_called_ok(scenario, tmp_path):
+    src = LAB / scenario / "client.pcap"
+    full = analyze_json(src)
+    cut_path = tmp_path / "cut.pcap"
+    snapped(src, cut_path, 96)
+    cut = analyze_json(cut_path)
+    assert not any(SNAP_WARNING in w for w in full["warnings"])
+    assert any(SNAP_WARNING in w and "at most 96 bytes kept" in w for w in cut["warnings"])
+
+    def dns(report):
+        return {(a["client"]["port"], a["dns"]["id"]): a for a in report["attempts"] if a["kind"] == "dns"}
+
+    before, after = dns(full), dns(cut)
+    assert before.keys() == after.keys(), "every query still has its attempt"
+    forged = [k for k, a in before.items() if a["verdict"] == "forged-dns"]
+    assert forged
+    unreadable = 0
+    for k in forged:
+        a = after[k]
+        assert a["verdict"] in ("forged-dns", "inconclusive"), (k, a["verdict"], a["summary"])
+        if a["verdict"] == "inconclusive":
+            unreadable += 1
+            assert "cut them short" in a["summary"]
+            assert any(r.get("cut") for r in a["dns"]["responses"])
+    assert unreadable, "96 bytes cut at least one race's answers"
+    for k, a in before.items():  # a single answer, cut or not, still says the resolver answered
+        if a["verdict"] == "ok" and len(a["dns"]["responses"]) == 1:
+            assert after[k]["verdict"] == "ok"
+    uncut = [r for a in full["attempts"] if a["kind"] == "dns" for r in a["dns"]["responses"]]
+    assert uncut and not any("cut" in r for r in uncut), "whole responses carry no cut mark"
+
+
+def test_a_hello_cut_before_its_version_offers_no_version(tmp_path):
+    """IPv6 and TCP timestamps leave 10 bytes of a 96-byte frame for the ClientHello: its
+    record header and a byte more. The report lists no version rather than 0x0000."""
+    cut_path = tmp_path / "cut.pcap"
+    snapped(LAB / "dns-injector-v6" / "client.pcap", cut_path, 96)
+    tls = [a for a in analyze_json(cut_path)["attempts"] if a["kind"] == "tls"]
+    assert tls
+    for a in tls:
+        hello = a["tls"]["client_hello"]
+        assert hello["versions"] == [] and hello["sni"] == "" and hello["size"] > 96
+        assert a["verdict"] != "ok"
