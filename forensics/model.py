@@ -258,6 +258,8 @@ class TcpConn:
     #: ``segs`` as Python tuples (fields at the ``SEG_*`` positions). A connection has a
     #: dozen rows or so, where a loop over tuples costs less than a few numpy calls.
     rows: list[tuple] = field(repr=False, compare=False)
+    #: Payload the capture cut short (its snapshot length): bit 0 the client's, bit 1 the server's.
+    payload_cut: int = 0
 
     @property
     def handshake(self) -> bool:

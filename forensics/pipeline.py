@@ -373,6 +373,11 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Num
     if evicted:
         warnings.append(f"{evicted} connections were finished early because more than "
                         f"{max_flows or MAX_LIVE_FLOWS} were live at once")
+    cut = sum(r.stats.payload_cut for r in results)
+    if cut:
+        warnings.append(f"{cut} TCP and DNS packets had their payload cut short by the capture's snapshot length: "
+                        f"what they carried beyond it (TLS names, HTTP Hosts, DNS answers, the servers' answers) "
+                        f"is not in the capture, and attempts that need it cannot be judged on it")
     for r in results:
         _merge_warnings(warnings, r.warnings)
     for j in judged:

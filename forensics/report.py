@@ -312,6 +312,8 @@ def _tail_into(d: dict, a: Attempt) -> dict:
             "icmp": list(map(_to_dict, c.icmp[:16])),
             "rows_capped": c.detail_capped,
         }
+        if c.payload_cut:
+            d["tcp"]["payload_cut"] = {"client": bool(c.payload_cut & 1), "server": bool(c.payload_cut & 2)}
     if a.hello is not None:
         d["tls"] = {"client_hello": a.hello.to_dict(),
                     "server": a.tls_reply.to_dict() if a.tls_reply else None}

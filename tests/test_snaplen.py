@@ -42,7 +42,9 @@ def test_racing_dns_answers_cut_off_are_not_called_ok(scenario, tmp_path):
     snapped(src, cut_path, 96)
     cut = analyze_json(cut_path)
     assert not any(SNAP_WARNING in w for w in full["warnings"])
-    assert any(SNAP_WARNING in w and "at most 96 bytes kept" in w for w in cut["warnings"])
+    said = [w for w in cut["warnings"] if SNAP_WARNING in w]
+    assert len(said) == 1 and int(said[0].split()[0]) > 0
+    assert analyze_json(cut_path, jobs=2)["warnings"] == cut["warnings"], "counted once whatever the parts"
 
     def dns(report):
         return {(a["client"]["port"], a["dns"]["id"]): a for a in report["attempts"] if a["kind"] == "dns"}
@@ -67,14 +69,21 @@ def test_racing_dns_answers_cut_off_are_not_called_ok(scenario, tmp_path):
     assert uncut and not any("cut" in r for r in uncut), "whole responses carry no cut mark"
 
 
-def test_a_hello_cut_before_its_version_offers_no_version(tmp_path):
+def test_a_tls_exchange_cut_short_says_so(tmp_path):
     """IPv6 and TCP timestamps leave 10 bytes of a 96-byte frame for the ClientHello: its
-    record header and a byte more. The report lists no version rather than 0x0000."""
+    record header and a byte more. The report lists no version rather than 0x0000, marks
+    the payload cut both ways, and its summary says the exchange cannot be read (not that
+    the payload was of another kind)."""
+    src = LAB / "dns-injector-v6" / "client.pcap"
     cut_path = tmp_path / "cut.pcap"
-    snapped(LAB / "dns-injector-v6" / "client.pcap", cut_path, 96)
+    snapped(src, cut_path, 96)
     tls = [a for a in analyze_json(cut_path)["attempts"] if a["kind"] == "tls"]
     assert tls
     for a in tls:
         hello = a["tls"]["client_hello"]
         assert hello["versions"] == [] and hello["sni"] == "" and hello["size"] > 96
-        assert a["verdict"] != "ok"
+        assert a["verdict"] == "inconclusive"
+        assert a["tcp"]["payload_cut"] == {"client": True, "server": True}
+        assert "snapshot length" in a["summary"] and "not of the kind" not in a["summary"]
+    whole = [a for a in analyze_json(src)["attempts"] if a["kind"] == "tls"]
+    assert whole and all("payload_cut" not in a["tcp"] and a["verdict"] == "ok" for a in whole)

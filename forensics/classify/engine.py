@@ -182,9 +182,12 @@ def _nothing(f: Facts) -> str:
             parts.append("the handshake is not in the capture")
         if not x.get("payload_c") and not x.get("payload_s"):
             parts.append("no payload either way")
-        elif x.get("payload_c") and x.get("payload_s"):
+        elif x.get("payload_c") and x.get("payload_s") and not x.get("cut"):
             parts.append("payload both ways but not of the kind this attempt expects")
         if x.get("resets"):
             parts.append(f"{x['resets']} reset(s) from the {x.get('reset_sides', '')} side")
+        if x.get("cut"):
+            who = {1: "the client's payload", 2: "the server's payload"}.get(x["cut"], "the payload both ways")
+            parts.append(f"the capture cut {who} short (its snapshot length), so the exchange cannot be read")
         return "; ".join(parts)
     return "the packets do not show how this attempt ended"

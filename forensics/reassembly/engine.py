@@ -106,6 +106,8 @@ class EngineStats:
     dns_multicast: int = 0
     evicted: int = 0
     other: int = 0
+    #: TCP and DNS packets whose payload the capture cut short (its snapshot length)
+    payload_cut: int = 0
 
 
 class Reassembler:
@@ -217,6 +219,7 @@ class Reassembler:
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)
+        self.stats.payload_cut += int(np.count_nonzero(t["caplen_pay"] < t["plen"]))
         t, starts = _group_by_flow(t)
         n, G = len(t), len(starts)
         bounds = np.append(starts, n)
@@ -305,6 +308,11 @@ class Reassembler:
             if st.base_seq[S2C] is None and base_s[g] >= 0:
                 st.base_seq[S2C] = base_s[g]
             st._keep(raw[b[g]:b[g + 1]], sizes[g])
+        cut = np.flatnonzero(t["caplen_pay"] < t["plen"])  # payload the snapshot length cut off
+        for g, d in zip(rowgroup[cut].tolist(), dirs[cut].tolist()):
+            st = states[g]
+            if st is not None:
+                st.cut |= 1 << d
         fast_row = fast[rowgroup]
         syns = np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0))
         for g, d, fields in zip(rowgroup[syns].tolist(), dirs[syns].tolist(), row_fields(t, syns, SYN_FIELDS)):
@@ -343,6 +351,7 @@ class Reassembler:
     # ---------------------------------------------------------------------- DNS
     def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray) -> None:
         self.stats.dns_packets += len(d)
+        self.stats.payload_cut += int(np.count_nonzero(d["caplen_pay"] < d["plen"]))
         parse = dnswire.parse
         qtypes = dnswire.QTYPES
         endpoints = self._endpoints

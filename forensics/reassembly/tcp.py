@@ -104,7 +104,8 @@ class TcpState:
 
     __slots__ = ("input", "stream", "c_key", "s_key", "ipver", "direction_from", "base_seq",
                  "chunks", "n_detail", "n_marks", "capped", "packets", "pbytes", "syn", "synack",
-                 "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all", "fins")
+                 "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all", "fins",
+                 "cut")
 
     @classmethod
     def start(cls, input_idx: int, first: tuple) -> "TcpState":
@@ -130,6 +131,7 @@ class TcpState:
         self.chunks: list[bytes] = []
         self.n_detail = self.n_marks = 0
         self.capped = False
+        self.cut = 0  # directions whose payload the capture cut short: 1 the client's, 2 the server's
         self.packets = [0, 0]
         self.pbytes = [0, 0]
         self.syn: TcpOptions | None = None
@@ -188,6 +190,8 @@ class TcpState:
         syns = np.flatnonzero(rows["flags"] & TCP_SYN)
         for d, fields in zip(dirs[syns].tolist(), row_fields(rows, syns, SYN_FIELDS)):
             self.syn_row(d, *fields, buf)
+        for d in np.unique(dirs[rows["caplen_pay"] < rows["plen"]]).tolist():
+            self.cut |= 1 << d
         for i in np.flatnonzero(rows["caplen_pay"] > 0).tolist():
             d = int(dirs[i])
             if self.wants(d):
@@ -489,10 +493,10 @@ def finish_tcp(s: TcpState) -> TcpConn:
     # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
     # syn_count, client_payload, client_payload_frames, client_payload_sends, server_payload,
     # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
-    # client_payload_ts, detail_capped, rows)
+    # client_payload_ts, detail_capped, rows, payload_cut)
     return TcpConn(
         s.input, s.stream, client, server,
         s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
         s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
         tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
-        s.last_ts, first_pay_ts, s.capped, rows)
+        s.last_ts, first_pay_ts, s.capped, rows, s.cut)

@@ -166,7 +166,6 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
              part: int = 0, nparts: int = 1):
     stats = ReadStats()
     clock = Clock()
-    cut = cut_keep = 0  # records cut short by the snapshot length, and the most bytes such a record kept
     counts = np.zeros(6, np.int64)
     skipped_links: dict[int, int] = {}
     via_tshark = 0
@@ -190,10 +189,6 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
                         tshark_errors.append(err)
             counts += np.bincount(rows["status"], minlength=6)[:6]
             counts[ST_OK] += away  # the router gives a part only whole TCP/UDP packets
-            short = whole.caplen < whole.origlen
-            if short.any():
-                cut += int(np.count_nonzero(short))
-                cut_keep = max(cut_keep, int(whole.caplen[short].max()))
             if len(whole):
                 if info.first_ts is None:
                     info.first_ts = float(whole.ts[0])
@@ -210,11 +205,6 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
             yield rows, buf, clock.advance(whole.ts)
     finally:
         info.end_ts = clock.end
-        if cut:
-            info.warnings.append(f"{cut} of {stats.records} packets were cut short by the capture's snapshot length "
-                                 f"(at most {cut_keep} bytes kept): what they carried beyond it (TLS names, HTTP "
-                                 f"Hosts, DNS answers, the servers' answers) is not in the capture, and attempts "
-                                 f"that need it cannot be judged on it")
         if clock.ahead:
             info.warnings.append(f"{clock.ahead} records have a timestamp over {END_SLACK / 3600:.0f} h ahead of "
                                  f"the records before them (damaged timestamps, or captures of different days "
