@@ -302,10 +302,13 @@ class DnsResponse:
         return frozenset([a.data for a in self.answers if a.rtype == "A" or a.rtype == "AAAA"])
 
     def to_dict(self) -> dict:
-        return {"frame": self.frame, "time": iso_time(self.ts), "src": self.src.to_dict(),
-                "ttl": self.ttl, "ip_id": self.ipid, "flags": f"0x{self.flags:04x}",
-                "rcode": rcode_text(self.rcode), "aa": self.aa,
-                "answers": [a.to_dict() for a in self.answers], **({"cut": True} if self.cut else {})}
+        d = {"frame": self.frame, "time": iso_time(self.ts), "src": self.src.to_dict(),
+             "ttl": self.ttl, "ip_id": self.ipid, "flags": f"0x{self.flags:04x}",
+             "rcode": rcode_text(self.rcode), "aa": self.aa,
+             "answers": [a.to_dict() for a in self.answers]}
+        if self.cut:
+            d["cut"] = True
+        return d
 
 
 @dataclass(frozen=True, slots=True)

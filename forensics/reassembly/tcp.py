@@ -190,8 +190,10 @@ class TcpState:
         syns = np.flatnonzero(rows["flags"] & TCP_SYN)
         for d, fields in zip(dirs[syns].tolist(), row_fields(rows, syns, SYN_FIELDS)):
             self.syn_row(d, *fields, buf)
-        for d in np.unique(dirs[rows["caplen_pay"] < rows["plen"]]).tolist():
-            self.cut |= 1 << d
+        cut = rows["caplen_pay"] < rows["plen"]
+        if cut.any():
+            for d in set(dirs[cut].tolist()):
+                self.cut |= 1 << d
         for i in np.flatnonzero(rows["caplen_pay"] > 0).tolist():
             d = int(dirs[i])
             if self.wants(d):
