@@ -336,8 +336,8 @@ def benign_closed_server() -> Scenario:
         "segment with a reset (the server's TTL, IP-ID 0 on IPv4), one per segment, the first arriving sooner "
         "after the client's last segment than a round trip; no device on the path.",
         steps=[lookup("c1", "news.example"),
-               py("c1", "late", "news.example", ["6"], expect=Expect("server-reset")),
-               py("c1", "late", "news.example", ["6"], v6=True, expect=Expect("server-reset")),
+               py("c1", "late", "news.example", ["20"], expect=Expect("server-reset")),
+               py("c1", "late", "news.example", ["20"], v6=True, expect=Expect("server-reset")),
                http("c1", "news.example")])
 
 
