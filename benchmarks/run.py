@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Time `forensics analyze` against scapy and tshark on one capture, and check its verdicts.
 
-    python benchmarks/run.py benchmarks/data/1m.pcap [--scapy-prefix 20000] [--jobs N]
-                             [--skip-tshark] [--skip-scapy] [--json-out summary.json]
+    python benchmarks/run.py benchmarks/data/1m.pcap [--scapy-prefix 20000] [--jobs N[,M]]
+                             [--repeat N] [--skip-tshark] [--skip-scapy] [--json-out summary.json]
 
 In one run, on the same input (a pcap, or a folder of rotated pcaps):
 
@@ -14,6 +14,10 @@ In one run, on the same input (a pcap, or a folder of rotated pcaps):
   /dev/null; once with tshark's defaults, once "lean" (TCP sequence analysis off);
 * then the verdict check: the analyser's attempts joined with the generator's ground
   truth (``<stem>.truth.jsonl``) on (kind, client ip/port, server ip/port).
+
+``--repeat N`` runs all of that N times in rounds, the tools interleaved, and reports
+each tool's median round and the median of the rounds' own ratios; every report the
+analyser wrote (every round, every ``-j``) must be the same bytes.
 
 Exit status: 0 analysis ran (whatever the verdicts), 2 the analysis failed or could not
 run, 3 ``--min-accuracy`` given and not reached.
