@@ -137,9 +137,10 @@ class Reassembler:
 
     # ------------------------------------------------------------------ batches
     def feed(self, input_idx: int, rows: np.ndarray, buf: np.ndarray, now: float | None = None) -> None:
-        """Take one decoded batch. ``now`` is the time of the batch's latest record (the
-        latest row's when not given): when the rows are one part's share, the flows of
-        this part still expire when they would have in one process."""
+        """Take one decoded batch. ``now`` is the time the capture has reached by its end
+        (``sources.Clock``, over every record of the batch; the latest row's when not given):
+        when the rows are one part's share, the flows of this part still expire when they
+        would have in one process."""
         ok = rows["status"] == ST_OK
         proto = rows["proto"]
         tcp = np.flatnonzero(ok & (proto == 6))
