@@ -291,8 +291,10 @@ class DnsResponse:
     authority: int
     additional: int
     qname_matches: bool
-    #: the capture cut the message short (its snapshot length): answers past the cut are missing
-    cut: bool = False
+    #: why the capture holds only part of the message ("" : it holds it whole): ``CUT_SNAPLEN``
+    #: (the snapshot length cut it) or ``CUT_FRAGMENTS`` (its datagram came in IP fragments,
+    #: which are not reassembled: only the first was read); answers past the cut are missing
+    cut: str = ""
 
     @property
     def aa(self) -> bool:
@@ -307,8 +309,13 @@ class DnsResponse:
              "rcode": rcode_text(self.rcode), "aa": self.aa,
              "answers": [a.to_dict() for a in self.answers]}
         if self.cut:
-            d["cut"] = True
+            d["cut"] = self.cut
         return d
+
+
+#: ``DnsResponse.cut``: the two reasons a message is not whole in the capture.
+CUT_SNAPLEN = "snapshot length"
+CUT_FRAGMENTS = "IP fragments"
 
 
 @dataclass(frozen=True, slots=True)

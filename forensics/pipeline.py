@@ -378,6 +378,10 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Num
         warnings.append(f"{cut} TCP and DNS packets had their payload cut short by the capture's snapshot length: "
                         f"what they carried beyond it (TLS names, HTTP Hosts, DNS answers, the servers' answers) "
                         f"is not in the capture, and attempts that need it cannot be judged on it")
+    fragmented = sum(r.stats.dns_fragmented for r in results)
+    if fragmented:
+        warnings.append(f"{fragmented} DNS messages came in IP fragments, which are not reassembled: only the "
+                        f"first fragment of each was read, and answers in the others are missing")
     for r in results:
         _merge_warnings(warnings, r.warnings)
     for j in judged:

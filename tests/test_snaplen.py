@@ -1,5 +1,6 @@
-"""Captures cut by a small snapshot length (``tcpdump -s 96``, common at ISPs): the report
-says so, and no attempt is called ok on payload the capture does not hold.
+"""Captures cut by a small snapshot length (``tcpdump -s 96``, common at ISPs), and DNS
+answers sent in IP fragments: the report says so, and no attempt is called ok on payload
+the capture does not hold.
 
 The inputs are the lab's own recordings of real kernel traffic (``pcaps/``), cut in a
 copy to what ``tcpdump -s N`` would have kept (the original length stays in each record).
@@ -59,8 +60,8 @@ def test_racing_dns_answers_cut_off_are_not_called_ok(scenario, tmp_path):
         assert a["verdict"] in ("forged-dns", "inconclusive"), (k, a["verdict"], a["summary"])
         if a["verdict"] == "inconclusive":
             unreadable += 1
-            assert "cut them short" in a["summary"]
-            assert any(r.get("cut") for r in a["dns"]["responses"])
+            assert "holds only part of them (cut by its snapshot length)" in a["summary"]
+            assert any(r.get("cut") == "snapshot length" for r in a["dns"]["responses"])
     assert unreadable, "96 bytes cut at least one race's answers"
     for k, a in before.items():  # a single answer, cut or not, still says the resolver answered
         if a["verdict"] == "ok" and len(a["dns"]["responses"]) == 1:
@@ -87,3 +88,37 @@ def test_a_tls_exchange_cut_short_says_so(tmp_path):
         assert "snapshot length" in a["summary"] and "not of the kind" not in a["summary"]
     whole = [a for a in analyze_json(src)["attempts"] if a["kind"] == "tls"]
     assert whole and all("payload_cut" not in a["tcp"] and a["verdict"] == "ok" for a in whole)
+
+
+def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
+    """Fragments are not reassembled: a response whose datagram came in fragments is read
+    from its first fragment only, marked so, and two of them racing are not called ok.
+    (A unit test: the lab does not record fragmented DNS; built with scapy.)"""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, UDP, fragment
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    eth = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    q = IP(src="192.0.2.10", dst="198.51.100.53", ttl=64, id=1) / UDP(sport=40000, dport=53) / DNS(
+        id=0x4242, rd=1, qd=DNSQR(qname="big.example", qtype="TXT"))
+
+    def answer(ttl, ipid, text):
+        return IP(src="198.51.100.53", dst="192.0.2.10", ttl=ttl, id=ipid) / UDP(sport=53, dport=40000) / DNS(
+            id=0x4242, qr=1, rd=1, ra=1, qd=DNSQR(qname="big.example", qtype="TXT"),
+            an=[DNSRR(rrname="big.example", type="TXT", rdata=text * 200) for _ in range(4)])
+
+    pkts = [Ether(**eth) / q]
+    for ttl, ipid, text in ((61, 777, "x"), (55, 5000, "y")):
+        pkts += [Ether(**eth) / f for f in fragment(answer(ttl, ipid, text), fragsize=400)]
+    for i, p in enumerate(pkts):
+        p.time = 1_700_000_000.0 + i * 0.004
+    path = tmp_path / "frag.pcap"
+    wrpcap(str(path), pkts)
+    report = analyze_json(path)
+    dns = [a for a in report["attempts"] if a["kind"] == "dns"]
+    assert len(dns) == 1 and dns[0]["verdict"] == "inconclusive"
+    assert [r["cut"] for r in dns[0]["dns"]["responses"]] == ["IP fragments", "IP fragments"]
+    assert "sent in IP fragments, which are not reassembled" in dns[0]["summary"]
+    assert any(w.startswith("2 DNS messages came in IP fragments") for w in report["warnings"])
+    assert not any(SNAP_WARNING in w for w in report["warnings"])

@@ -14,8 +14,8 @@ asymmetric route sees only one direction.
 
 from __future__ import annotations
 
-from ..model import (C2S, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_TS, SEG_TTL, Attempt, Finding,
-                     rcode_text)
+from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_TS,
+                     SEG_TTL, Attempt, Finding, rcode_text)
 from ..sources.decode import TCP_RST
 from .base import doc_parts, ev, finding
 from .features import asks_ecn, client_syns
@@ -40,8 +40,9 @@ SIGNALS = {
     'dns-not-awaited': 'the query got no response, but the capture ended too soon after it, sent once, for that '
                        'to mean anything',
     'dns-disagreeing-answers': 'two or more responses to one query with different answers or sources',
-    'dns-answers-cut': "two or more responses to one query, cut short by the capture's snapshot length: whether "
-                       "their answers disagree cannot be told",
+    'dns-answers-cut': "two or more responses to one query of which the capture holds only part (cut by its "
+                       "snapshot length, or sent in IP fragments it does not reassemble): whether their answers "
+                       "disagree cannot be told",
     'server-side-after-reset': "packets from the server's side kept coming after a reset from that side",
     'conflicting-server-data': 'server bytes contradict bytes already received at the same sequence numbers',
     'ecn-syn-unanswered': "SYNs asking for ECN went unanswered, the same connection's plain SYN was answered",
@@ -59,6 +60,10 @@ class OutcomeDetector:
         if a.tcp is not None:
             return _tcp(a)
         return []
+
+
+#: How each reason a response is not whole reads in a summary.
+_CUT_WHY = {CUT_SNAPLEN: "cut by its snapshot length", CUT_FRAGMENTS: "sent in IP fragments, which are not reassembled"}
 
 
 def _dns(a: Attempt) -> list[Finding]:
@@ -98,9 +103,10 @@ def _dns(a: Attempt) -> list[Finding]:
             # answers that look alike only because the capture kept none of them are no agreement
             shown = "; ".join(f"frame {r.frame}: IP TTL {r.ttl}, +{(r.ts - txn.query_ts) * 1000:.1f} ms"
                               for r in responses[:4])
+            why = " and ".join(_CUT_WHY[c] for c in dict.fromkeys(r.cut for r in responses if r.cut))
             out.append(finding(NAME, "dns-answers-cut", 1.0,
-                               f"{len(responses)} responses came ({shown}), but the capture cut them short (its "
-                               f"snapshot length): whether their answers disagree cannot be told",
+                               f"{len(responses)} responses came ({shown}), but the capture holds only part of "
+                               f"them ({why}): whether their answers disagree cannot be told",
                                [ev(r.input, r.frame, "response-cut", f"IP TTL {r.ttl}") for r in responses[:4]]))
         rcodes = "/".join([rcode_text(x) for x in sorted({r.rcode for r in responses})])
     else:

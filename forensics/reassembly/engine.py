@@ -32,7 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..model import C2S, S2C, SEG_DTYPE, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, IcmpError
+from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsAnswer, DnsResponse, DnsTransaction, Endpoint,
+                     IcmpError)
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
 from . import dnswire
@@ -108,6 +109,8 @@ class EngineStats:
     other: int = 0
     #: TCP and DNS packets whose payload the capture cut short (its snapshot length)
     payload_cut: int = 0
+    #: DNS messages whose datagram came in IP fragments (only the first is read)
+    dns_fragmented: int = 0
 
 
 class Reassembler:
@@ -352,7 +355,11 @@ class Reassembler:
     # ---------------------------------------------------------------------- DNS
     def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray) -> None:
         self.stats.dns_packets += len(d)
-        self.stats.payload_cut += int(np.count_nonzero(d["caplen_pay"] < d["plen"]))
+        snapped = d["caplen_pay"] < d["plen"]
+        first_fragment = d["frag"] == 1  # the rest of the datagram is in fragments not reassembled
+        self.stats.payload_cut += int(np.count_nonzero(snapped))
+        self.stats.dns_fragmented += int(np.count_nonzero(first_fragment))
+        why = np.where(first_fragment, 2, np.where(snapped, 1, 0))
         parse = dnswire.parse
         qtypes = dnswire.QTYPES
         endpoints = self._endpoints
@@ -361,10 +368,12 @@ class Reassembler:
         cols = zip(d["pay"].tolist(), d["caplen_pay"].tolist(), d["src_hi"].tolist(), d["src_lo"].tolist(),
                    d["sport"].tolist(), d["dst_hi"].tolist(), d["dst_lo"].tolist(), d["dport"].tolist(),
                    d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist(),
-                   (d["caplen_pay"] < d["plen"]).tolist())
-        for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid, cut in cols:
+                   why.tolist())
+        cuts = ("", CUT_SNAPLEN, CUT_FRAGMENTS)
+        for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid, w in cols:
+            cut = cuts[w]
             msg = parse(buf[p:p + cap].tobytes())
-            if msg is None and cut:  # cut by the snapshot length: the header still says who answers what
+            if msg is None and cut:  # only part of it is here: the header still says who answers what
                 msg = dnswire.parse_header(buf[p:p + cap].tobytes())
             if msg is None:
                 self.stats.dns_unparsed += 1
