@@ -99,7 +99,6 @@ def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
     from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap
 
-    eth = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     q = IP(src="192.0.2.10", dst="198.51.100.53", ttl=64, id=1) / UDP(sport=40000, dport=53) / DNS(
         id=0x4242, rd=1, qd=DNSQR(qname="big.example", qtype="TXT"))
 
@@ -108,9 +107,10 @@ def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
             id=0x4242, qr=1, rd=1, ra=1, qd=DNSQR(qname="big.example", qtype="TXT"),
             an=[DNSRR(rrname="big.example", type="TXT", rdata=text * 200) for _ in range(4)])
 
-    pkts = [Ether(**eth) / q]
+    pkts = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / q]
     for ttl, ipid, text in ((61, 777, "x"), (55, 5000, "y")):
-        pkts += [Ether(**eth) / f for f in fragment(answer(ttl, ipid, text), fragsize=400)]
+        pkts += [Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / f
+                 for f in fragment(answer(ttl, ipid, text), fragsize=400)]
     for i, p in enumerate(pkts):
         p.time = 1_700_000_000.0 + i * 0.004
     path = tmp_path / "frag.pcap"
