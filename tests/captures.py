@@ -245,6 +245,17 @@ def pcap_bytes(records: Iterable[Rec | tuple], linktype: int = DLT_EN10MB, *, ns
     return b"".join(out)
 
 
+def pcap_offsets(data: bytes) -> list[int]:
+    """Where each record header of a little-endian microsecond pcap starts (for editing a
+    copy of a real capture record by record)."""
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", "a little-endian microsecond pcap"
+    offs, pos = [], 24
+    while pos + 16 <= len(data):
+        offs.append(pos)
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    return offs
+
+
 def write_pcap(path: str | Path, records: Iterable[Rec | tuple], linktype: int = DLT_EN10MB, *,
                nsec: bool = False, endian: str = "<", snaplen: int = 65535, gz: bool = False) -> Path:
     return write_bytes(path, pcap_bytes(records, linktype, nsec=nsec, endian=endian, snaplen=snaplen), gz=gz)

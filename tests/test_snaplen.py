@@ -14,6 +14,7 @@ import struct
 
 import pytest
 
+import captures as C
 from conftest import ROOT, analyze_json
 
 LAB = ROOT / "pcaps"
@@ -23,15 +24,13 @@ SNAP_WARNING = "cut short by the capture's snapshot length"
 def snapped(src, dst, snaplen: int) -> None:
     """``src`` as ``tcpdump -s snaplen`` would have written it."""
     data = src.read_bytes()
-    assert data[:4] == b"\xd4\xc3\xb2\xa1", "a little-endian microsecond pcap"
     head = bytearray(data[:24])
     struct.pack_into("<I", head, 16, snaplen)
-    out, pos = bytearray(head), 24
-    while pos + 16 <= len(data):
+    out = bytearray(head)
+    for pos in C.pcap_offsets(data):
         ts, us, incl, orig = struct.unpack_from("<IIII", data, pos)
         keep = min(incl, snaplen)
         out += struct.pack("<IIII", ts, us, keep, orig) + data[pos + 16:pos + 16 + keep]
-        pos += 16 + incl
     dst.write_bytes(bytes(out))
 
 
