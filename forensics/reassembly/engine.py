@@ -223,8 +223,9 @@ class Reassembler:
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)
-        self.stats.payload_cut += int(np.count_nonzero(t["caplen_pay"] < t["plen"]))
         t, starts = _group_by_flow(t)
+        cut = np.flatnonzero(t["caplen_pay"] < t["plen"])  # payload the snapshot length cut off
+        self.stats.payload_cut += len(cut)
         n, G = len(t), len(starts)
         bounds = np.append(starts, n)
         sizes = np.diff(bounds)
@@ -256,7 +257,7 @@ class Reassembler:
             chi[g], clo[g], cpt[g] = st.c_key
         fast = np.array([s is not None for s in states], bool)
         if fast.any():
-            self._absorb_fast(input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt)
+            self._absorb_fast(input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt, cut)
         closing = self.closing
         for key in keys:
             st = flows.get(key)
@@ -273,7 +274,7 @@ class Reassembler:
             self.stats.evicted += 1
             self.emit(finish_tcp(old))
 
-    def _absorb_fast(self, input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt) -> None:
+    def _absorb_fast(self, input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt, cut) -> None:
         """Absorb whole groups at once: counters and first rows by reduceat, rows by one gather."""
         n = len(t)
         is_c = (t["src_hi"] == chi[rowgroup]) & (t["src_lo"] == clo[rowgroup]) & (t["sport"] == cpt[rowgroup])
@@ -312,8 +313,7 @@ class Reassembler:
             if st.base_seq[S2C] is None and base_s[g] >= 0:
                 st.base_seq[S2C] = base_s[g]
             st._keep(raw[b[g]:b[g + 1]], sizes[g])
-        cut = np.flatnonzero(t["caplen_pay"] < t["plen"])  # payload the snapshot length cut off
-        for g, d in zip(rowgroup[cut].tolist(), dirs[cut].tolist()):
+        for g, d in zip(rowgroup[cut].tolist(), dirs[cut].tolist()):  # rows whose payload was cut
             st = states[g]
             if st is not None:
                 st.cut |= 1 << d
