@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time `forensics analyze` against scapy and tshark on one capture, and check its verdicts.
 
-    python benchmarks/run.py benchmarks/data/1m.pcap [--scapy-prefix 20000] [--jobs N[,M]]
+    python benchmarks/run.py benchmarks/data/1m.pcap [--scapy-prefix 20000] [--jobs N[,M]] [--pure]
                              [--repeat N] [--skip-tshark] [--skip-scapy] [--json-out summary.json]
 
 In one run, on the same input (a pcap, or a folder of rotated pcaps):
@@ -102,11 +102,11 @@ def side_files(path: str) -> tuple[str | None, str | None]:
 
 
 # --------------------------------------------------------------------------- timing
-def run_child(argv: list[str], stdout=None, stderr=None) -> dict:
+def run_child(argv: list[str], stdout=None, stderr=None, env=None) -> dict:
     """Run argv, wait for it with wait4: wall seconds, its own peak RSS, exit code."""
     t0 = time.perf_counter()
     try:
-        p = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
+        p = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env)
     except FileNotFoundError as e:
         return {"ok": False, "rc": None, "seconds": 0.0, "rss_mb": 0.0, "error": str(e)}
     _, status, ru = os.wait4(p.pid, 0)
@@ -125,7 +125,7 @@ def tail(path: str, n: int = 6) -> str:
 
 
 def time_forensics(path: str, out_json: str, jobs: int | None, workdir: str,
-                   command: str | None = None) -> dict:
+                   command: str | None = None, pure: bool = False) -> dict:
     if command:
         base = shlex.split(command)
     else:
@@ -136,7 +136,9 @@ def time_forensics(path: str, out_json: str, jobs: int | None, workdir: str,
         argv += ["-j", str(jobs)]
     err = os.path.join(workdir, "forensics.stderr")
     with open(err, "wb") as e, open(os.path.join(workdir, "forensics.stdout"), "wb") as o:
-        r = run_child(argv, stdout=o, stderr=e)
+        # pure: the analysis modules run from their .py files even where the install compiled them
+        env = {**os.environ, "FORENSICS_PURE": "1"} if pure else None
+        r = run_child(argv, stdout=o, stderr=e, env=env)
     r["argv"] = argv
     r["stderr_tail"] = tail(err)
     # exit 0/1 = analysis done (1: something deliberate found); anything else failed
@@ -408,6 +410,9 @@ def main(argv=None) -> int:
                     help="packets scapy dissects before extrapolating (default 20000)")
     ap.add_argument("--jobs", "-j", type=_jobs_list, default=[None], metavar="N[,M...]",
                     help="pass -j N to forensics analyze; N,M,...: time each (the first is the reference)")
+    ap.add_argument("--pure", action="store_true",
+                    help="also time forensics with FORENSICS_PURE=1 (its analysis modules run from source, "
+                         "not compiled), in the same rounds")
     ap.add_argument("--skip-tshark", action="store_true")
     ap.add_argument("--skip-tshark-lean", action="store_true",
                     help="only time tshark with its defaults")
@@ -454,8 +459,8 @@ def _jobs_list(text: str) -> list[int]:
     return jobs
 
 
-def _run_forensics(a, jobs: int | None, out_json: str, workdir: str) -> dict:
-    r = time_forensics(a.input, out_json, jobs, workdir, a.forensics)
+def _run_forensics(a, jobs: int | None, out_json: str, workdir: str, pure: bool = False) -> dict:
+    r = time_forensics(a.input, out_json, jobs, workdir, a.forensics, pure)
     if not r["ok"]:
         print(f"  FAILED (exit {r.get('rc')}): {r.get('note') or ''}\n  "
               + (r.get("stderr_tail") or r.get("error") or "").replace("\n", "\n  "))
@@ -527,6 +532,9 @@ def _measure(a, files: list[str], truth: str | None, meta: dict, nbytes: int, pa
         for jobs in a.jobs:
             label = "forensics analyze" + (f" -j {jobs}" if jobs else "")
             tools.append((label, lambda jobs=jobs: _run_forensics(a, jobs, out_json, workdir)))
+            if a.pure:
+                tools.append((label + " (FORENSICS_PURE=1)",
+                              lambda jobs=jobs: _run_forensics(a, jobs, out_json, workdir, pure=True)))
     if not a.skip_scapy:
         label = f"scapy (extrapolated from {min(a.scapy_prefix, packets):,} packets)"
         tools.append((label, lambda: _run_scapy(a, files, packets, workdir)))

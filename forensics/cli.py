@@ -44,12 +44,15 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
                    "each -j part decodes every packet; rebuild with pip install -e .)")
     else:
         click.echo("record walk: compiled, with the -j router")
+    from . import compiled
+
+    click.echo(compiled.describe())
     ctx.exit()
 
 
 @click.group(cls=_Group)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
-              help="Show the version, and whether the record walk is compiled, and exit.")
+              help="Show the version, and which parts run compiled, and exit.")
 def cli() -> None:
     """Packet-level forensics: deliberate filtering, middlebox faults or the endpoints?"""
 

@@ -1,0 +1,119 @@
+"""Which analysis modules run compiled, and the guard that keeps a compiled module from hiding its source.
+
+``setup.py`` compiles some of the package's ``.py`` files, as they are, into
+extension modules beside them, and writes ``_compiled.json``: the SHA-256 of each
+source it compiled. Python imports an extension module in preference to the
+``.py`` of the same name, so after an edit (an editable install keeps the build
+of its last ``pip install``) the old build would run instead of the code on
+disk. ``install()``, called by ``forensics/__init__.py`` before any other module
+of the package is imported, sends every import of such a module to its source
+when the source differs from the one compiled, when the manifest does not know
+the module (a build left from an older list), or when ``FORENSICS_PURE=1`` asks
+for the source everywhere. The compiled record walk (``sources/_walk``, which
+has no ``.py`` of its own name) is not this guard's business: see
+``FORENSICS_PURE_WALK`` in ``sources.pcapio``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+MANIFEST = "_compiled.json"
+PURE_ENV = "FORENSICS_PURE"
+
+
+@dataclass
+class State:
+    """What the guard found: module name -> path, by what runs."""
+
+    compiled: dict[str, str] = field(default_factory=dict)  # the extension module runs
+    source: dict[str, str] = field(default_factory=dict)  # a build exists, the .py runs
+    why: dict[str, str] = field(default_factory=dict)  # of each in ``source``: "stale", "unknown" or "pure"
+
+
+def scan(package_dir: str, package: str, pure: bool) -> State:
+    """Every module under ``package_dir`` with both a ``.py`` and an extension build, sorted by what should run."""
+    try:
+        with open(os.path.join(package_dir, MANIFEST), encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        if not isinstance(manifest, dict):
+            manifest = {}
+    except (OSError, ValueError):
+        manifest = {}
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    st = State()
+    for root, dirs, files in os.walk(package_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        names = set(files)
+        for f in sorted(files):
+            if not f.endswith(suffixes):
+                continue
+            stem = f.split(".", 1)[0]
+            if stem + ".py" not in names:
+                continue
+            rel = os.path.relpath(os.path.join(root, stem), package_dir)
+            name = ".".join([package, *rel.split(os.sep)])
+            py = os.path.join(root, stem + ".py")
+            if pure:
+                why = "pure"
+            elif name not in manifest:
+                why = "unknown"
+            else:
+                why = "" if _sha256(py) == manifest[name] else "stale"
+            if why:
+                st.source[name], st.why[name] = py, why
+            else:
+                st.compiled[name] = os.path.join(root, f)
+    return st
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+class _SourceFinder:
+    """A meta path finder that answers only for the modules whose source must run."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.paths = paths
+
+    def find_spec(self, name, path=None, target=None):
+        py = self.paths.get(name)
+        return importlib.util.spec_from_file_location(name, py) if py is not None else None
+
+
+STATE = State()
+
+
+def install() -> State:
+    """Scan this package once and put the finder first on ``sys.meta_path`` if any source must run."""
+    global STATE
+    pkg_dir = os.path.dirname(os.path.abspath(__file__))
+    pure = os.environ.get(PURE_ENV, "") not in ("", "0")
+    STATE = scan(pkg_dir, __name__.rpartition(".")[0], pure)
+    if STATE.source and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFinder(STATE.source))
+    return STATE
+
+
+def describe(st: State | None = None) -> str:
+    """One line for ``forensics --version``."""
+    st = st or STATE
+    n, m = len(st.compiled), len(st.source)
+    if not n and not m:
+        return "analysis: Python (no module compiled in this install)"
+    if not n and all(w == "pure" for w in st.why.values()):
+        return f"analysis: Python ({PURE_ENV} is set; {m} modules are compiled)"
+    out = f"analysis: {n} modules compiled"
+    if m:
+        stale = sorted(k.rpartition(".")[2] for k, w in st.why.items() if w != "pure")
+        out += (f", {m} run from source (edited since the build, or not in it: {', '.join(stale)}; "
+                f"rebuild with pip install -e .)")
+    return out
