@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import forensics
 import forensics.sources.pcapio as pcapio
-from forensics.sources import CLOCK_SLACK, END_SLACK, Clock
+from forensics.sources import CLOCK_SLACK, CLOCK_WINDOW, END_SLACK, Clock
 
 import captures as C
 from conftest import CORPUS, ROOT, need_corpus
@@ -61,6 +61,21 @@ def test_one_or_two_wild_timestamps_do_not_move_the_clock(gaps, data):
     assert end <= ts.max() + END_SLACK
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 0.4), min_size=8, max_size=300), st.data())
+def test_wild_first_timestamps_do_not_move_the_clock(gaps, data):
+    """The input's first one or two records stamped ahead: nothing before them to judge them
+    by, so the input's first CLOCK_WINDOW records do (the first batch holds them all)."""
+    ts = 1.7e9 + np.cumsum(gaps)
+    width = data.draw(st.integers(1, 2))
+    wild = ts.copy()
+    wild[:width] += data.draw(st.sampled_from([TEN_YEARS, 2 ** 31, 7200.0, 5.0]))
+    cuts = data.draw(st.lists(st.integers(CLOCK_WINDOW, len(ts)), max_size=4))
+    clocks, end = _clocks(wild, cuts)
+    assert max(c for c in clocks if c is not None) <= ts.max() + CLOCK_SLACK
+    assert end <= ts.max() + END_SLACK
+
+
 def test_a_real_pause_is_followed_after_two_records():
     clock = Clock()
     assert clock.advance(np.array([0.0, 0.1, 0.2, 0.3])) == 0.3
@@ -86,13 +101,13 @@ def _key(d: dict) -> tuple:
     return (d["kind"], d["client"]["ip"], d["client"]["port"], d["server"]["ip"], d["server"]["port"], d["start"])
 
 
-def _with_one_wild_record(src, tmp_path, monkeypatch):
-    """The report of ``src`` and of a copy whose middle record is stamped ten years ahead,
-    read in 50-record batches (the wild record mid-capture, flows still open), and that
-    record's frame number."""
+def _with_one_wild_record(src, tmp_path, monkeypatch, first: bool = False):
+    """The report of ``src`` and of a copy whose middle record (``first``: its first) is
+    stamped ten years ahead, read in 50-record batches (the wild record mid-capture, flows
+    still open), and that record's frame number."""
     data = bytearray(src.read_bytes())
     offs = C.pcap_offsets(bytes(data))
-    frame = len(offs) // 2 + 1
+    frame = 1 if first else len(offs) // 2 + 1
     pos = offs[frame - 1]
     struct.pack_into("<I", data, pos, struct.unpack_from("<I", data, pos)[0] + TEN_YEARS)
     wild = tmp_path / "wild.pcap"
@@ -116,11 +131,12 @@ def _ahead(warnings: list[str]) -> int:
     return sum(found)
 
 
+@pytest.mark.parametrize("first", [False, True], ids=["mid-capture", "first-record"])
 @pytest.mark.parametrize("sample", ["host-drop", "mixed-path", "office-filter/client2.pcap", "rst-injector-v6"])
-def test_lab_capture_with_a_wild_timestamp_keeps_its_verdicts(sample, tmp_path, monkeypatch):
+def test_lab_capture_with_a_wild_timestamp_keeps_its_verdicts(sample, first, tmp_path, monkeypatch):
     path = ROOT / "pcaps" / sample
     src = path if path.suffix == ".pcap" else path / "client.pcap"
-    orig, wild, frame = _with_one_wild_record(src, tmp_path, monkeypatch)
+    orig, wild, frame = _with_one_wild_record(src, tmp_path, monkeypatch, first)
     assert len(wild.attempt_dicts()) == len(orig.attempt_dicts()), "no connection was split"
     assert _changed(orig, wild, frame) == []
     assert _ahead(orig.warnings) == 0 and _ahead(wild.warnings) == 1

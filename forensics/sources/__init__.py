@@ -121,8 +121,9 @@ class Clock:
     median. ``end``, the input's end so far, follows the same rule with ``END_SLACK``.
     In a capture whose time runs forward without pauses longer than the slack, the clock
     of a batch is its latest record's time, and ``end`` the last record's, as before. The
-    first records of an input have fewer before them: their median is the lower median of
-    what there is (a wild first record is not caught).
+    first records of an input have none or fewer before them: they are judged by the
+    median of the input's first ``CLOCK_WINDOW`` records (so a wild first record is caught
+    too, unless the input's first batch holds a single record).
     """
 
     __slots__ = ("_tail", "end", "ahead")
@@ -136,7 +137,8 @@ class Clock:
         """The clock after the records of one batch (``ts``, in capture order); None: no records yet."""
         if not len(ts):
             return None
-        t = np.concatenate((self._tail, ts)) if len(self._tail) else np.asarray(ts, np.float64)
+        first = not len(self._tail)  # the input's first records: none before them
+        t = np.asarray(ts, np.float64) if first else np.concatenate((self._tail, ts))
         new = len(ts)
         self._tail = t[-(CLOCK_WINDOW - 1):].copy()
         # the usual case, decided in two passes: time never runs back and any three
@@ -147,8 +149,15 @@ class Clock:
             now = end = float(t[-1])
         else:
             med = np.empty(len(t))
-            for i in range(min(CLOCK_WINDOW - 1, len(t))):  # the input's first records: the lower
-                med[i] = np.sort(t[:i + 1])[i // 2]  # median of what there is (two wild of four: no mean)
+            if first:
+                # the lower median of the input's first CLOCK_WINDOW records (those after them)
+                # judges them, so that a wild first record does not set the clock (two wild of
+                # four: no mean)
+                k = min(CLOCK_WINDOW, len(t))
+                med[:min(CLOCK_WINDOW - 1, len(t))] = np.sort(t[:k])[(k - 1) // 2]
+            else:
+                for i in range(min(CLOCK_WINDOW - 1, len(t))):  # an input of fewer records so far
+                    med[i] = np.sort(t[:i + 1])[i // 2]  # than the window: the lower median of them
             if len(t) >= CLOCK_WINDOW:
                 win = np.lib.stride_tricks.sliding_window_view(t, CLOCK_WINDOW)
                 med[CLOCK_WINDOW - 1:] = np.partition(win, CLOCK_WINDOW // 2, axis=1)[:, CLOCK_WINDOW // 2]
