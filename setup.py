@@ -22,11 +22,12 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 #: The modules an attempt passes through, compiled as they are. Not here: the
-#: readers (their work is numpy's and the walk's), the CLI, the lab, and
-#: ``pipeline.py``, whose nested functions Cython keeps in one closure object
-#: with themselves (a reference cycle per run, which the analysis must not make:
-#: tests/test_gc.py).
+#: readers (their work is numpy's and the walk's), the CLI and the lab. A module
+#: listed must not make closures that Cython would turn into reference cycles
+#: (it keeps all the variables a function's nested functions use in one object,
+#: so a nested function that another one calls holds itself): tests/test_gc.py.
 ANALYSIS = [
+    "forensics/pipeline.py",
     "forensics/model.py",
     "forensics/report.py",
     "forensics/reassembly/engine.py",

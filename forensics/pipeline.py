@@ -61,6 +61,21 @@ JUDGE_TICK = 4096
 GC_EVERY = 16
 
 
+class _Ticker:
+    """Counts batches; collects generations 0 and 1 every ``GC_EVERY`` of them. (An object, not a
+    closure: compiled by Cython, a closure is kept in one object with its own scope, a cycle.)"""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> None:
+        self.n += 1
+        if self.n % GC_EVERY == 0:
+            gc.collect(1)
+
+
 @contextmanager
 def collector_by_hand() -> Iterator[Callable[[], None]]:
     """Pause Python's automatic cyclic garbage collector; yield ``tick``, to call after each batch.
@@ -77,14 +92,7 @@ def collector_by_hand() -> Iterator[Callable[[], None]]:
     """
     was_on = gc.isenabled()
     gc.disable()
-    n = 0
-
-    def tick() -> None:
-        nonlocal n
-        n += 1
-        if n % GC_EVERY == 0:
-            gc.collect(1)
-
+    tick = _Ticker()
     try:
         yield tick
     finally:
@@ -163,6 +171,40 @@ class _Spill:
         self._fh.close()
 
 
+class _Recorder:
+    """What ``run_part`` does with each finished connection or DNS transaction: judge its attempts
+    locally, spill their facts and JSON pieces, and index them. (An object rather than nested
+    functions: compiled by Cython, those share one closure that holds them, a cycle per run.)"""
+
+    def __init__(self, judge: Judge, spill: _Spill, index_fh, keep: bool) -> None:
+        self.judge, self.spill, self.index_fh = judge, spill, index_fh
+        self.rows: list[tuple] = []
+        self.kept: list[Attempt] | None = [] if keep else None
+
+    def emit(self, item: object) -> None:
+        if isinstance(item, TcpConn):
+            self.record(attempts_mod.from_tcp(item))
+        elif isinstance(item, DnsTransaction):
+            self.record([attempts_mod.from_dns(item)])
+
+    def record(self, found: list[Attempt]) -> None:
+        local, add, dumps, rows, kept = self.judge.local, self.spill.add, pickle.dumps, self.rows, self.kept
+        for k, a in enumerate(found):
+            facts = local(a)
+            off, ln = add(dumps((_facts_record(facts), attempt_fragments(a)), 5))
+            sin, sfr = a.tcp.stream if a.tcp is not None else (-1, -1)
+            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, k, sin, sfr, off, ln))
+            if kept is not None:
+                kept.append(a)
+        if len(rows) >= _BLOCK:
+            self.write_rows()
+
+    def write_rows(self) -> None:
+        if self.rows:
+            np.array(self.rows, INDEX_DTYPE).tofile(self.index_fh)
+            self.rows.clear()
+
+
 def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flows: int | None = None,
              keep: bool = False, progress: ProgressFn | None = None, reachable: tuple[str, ...] = (),
              stage: StageFn | None = None) -> PartResult:
@@ -173,29 +215,8 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
     # for a 2M-flow SYN flood), and comes back once they are gone
     index_path = os.path.join(workdir, f"part{part}.index")
     index_fh = open(index_path, "wb")
-    rows: list[tuple] = []
-    kept: list[Attempt] | None = [] if keep else None
-    dumps = pickle.dumps
-
-    def record(found: list[Attempt]) -> None:
-        for k, a in enumerate(found):
-            facts = judge.local(a)
-            off, ln = spill.add(dumps((_facts_record(facts), attempt_fragments(a)), 5))
-            sin, sfr = a.tcp.stream if a.tcp is not None else (-1, -1)
-            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, k, sin, sfr, off, ln))
-            if kept is not None:
-                kept.append(a)
-        if len(rows) >= _BLOCK:
-            np.array(rows, INDEX_DTYPE).tofile(index_fh)
-            rows.clear()
-
-    def emit(item: object) -> None:
-        if isinstance(item, TcpConn):
-            record(attempts_mod.from_tcp(item))
-        elif isinstance(item, DnsTransaction):
-            record([attempts_mod.from_dns(item)])
-
-    engine = Reassembler(emit, max_flows=max_flows or MAX_LIVE_FLOWS, part=part, nparts=nparts)
+    rec = _Recorder(judge, spill, index_fh, keep)
+    engine = Reassembler(rec.emit, max_flows=max_flows or MAX_LIVE_FLOWS, part=part, nparts=nparts)
     infos: list[InputInfo] = []
     errors: list[str] = []
     readable = 0
@@ -216,15 +237,14 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
         stats = engine.stats
         del engine  # the live flows go before the index comes back
         _give_back_memory()
-        if rows:
-            np.array(rows, INDEX_DTYPE).tofile(index_fh)
+        rec.write_rows()
     finally:
         spill.close()
         index_fh.close()
     index = np.fromfile(index_path, INDEX_DTYPE)
     os.unlink(index_path)
     return PartResult(part, infos, errors, readable, stats, judge.controls, judge.warnings,
-                      index, spill.path, kept=kept)
+                      index, spill.path, kept=rec.kept)
 
 
 def _merge_warnings(dst: list[str], src: list[str]) -> None:
