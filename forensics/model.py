@@ -292,8 +292,8 @@ class DnsResponse:
     additional: int
     qname_matches: bool
     #: why the capture holds only part of the message ("" : it holds it whole): ``CUT_SNAPLEN``
-    #: (the snapshot length cut it) or ``CUT_FRAGMENTS`` (its datagram came in IP fragments,
-    #: which are not reassembled: only the first was read); answers past the cut are missing
+    #: (the snapshot length cut it) or ``CUT_FRAGMENTS`` (its datagram came in IP fragments
+    #: not all captured: only the first was read); answers past the cut are missing
     cut: str = ""
 
     @property

@@ -400,7 +400,7 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Num
                         f"is not in the capture, and attempts that need it cannot be judged on it")
     fragmented = sum(r.stats.dns_fragmented for r in results)
     if fragmented:
-        warnings.append(f"{fragmented} DNS messages came in IP fragments, which are not reassembled: only the "
+        warnings.append(f"{fragmented} DNS messages came in IP fragments that were not all captured: only the "
                         f"first fragment of each was read, and answers in the others are missing")
     for r in results:
         _merge_warnings(warnings, r.warnings)

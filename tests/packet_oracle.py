@@ -53,11 +53,13 @@ EXPLAINED = {
                       "quote's IP and transport headers are compared separately (icmp-quote fields).",
     "http-over-udp": "tshark shows http.host for HTTP over UDP (SSDP M-SEARCH/NOTIFY to port 1900); the "
                      "contract's http attempts are TCP connections, so the tool does not dissect these.",
-    "ip-fragment": "Wireshark reassembles IP fragments and dissects UDP/TCP and DNS at the last fragment, "
-                   "showing none on the first; the tool does not reassemble: it reads the transport header "
-                   "and the DNS head from the first fragment. Our first-fragment values are compared with "
-                   "tshark's values at the frame that reassembles them; the DNS records that lie past the "
-                   "first fragment are missing on our side (a prefix of tshark's list).",
+    "ip-fragment": "both reassemble IP fragments and dissect the datagram at the fragment that completed "
+                   "it (compared there as any packet); a datagram the tool gave up (a fragment missing, or "
+                   "past its 5 s wait) is read from its first fragment, whose values are compared with "
+                   "tshark's at the frame that reassembles it, the DNS records past the first fragment "
+                   "missing on our side (a prefix of tshark's list).",
+    "answers-capped": "the tool reads the first 64 answer records of a DNS message (dnswire.MAX_ANSWERS) and "
+                      "counts the rest; tshark lists them all. The 64 are compared with tshark's first 64.",
     "tunnel": "tshark dissects TCP, UDP, DNS, TLS and HTTP carried inside a tunnel (GRE, IP-in-IP, 6in4, "
               "Teredo); the tool reads the outer packet only (compared above as such), so what the tunnel "
               "carries is neither traffic nor an attempt for it. (No capture of the corpus has one today.)",
@@ -300,9 +302,13 @@ def _dns_fields(res: Result, f: int, msg, t: dict, kind: str | None) -> None:
     types = [int(x) for x in t["dns.resp.type"][:n]]
     ttls = [int(x) for x in t["dns.resp.ttl"][:n]]
     mine = msg.answers
+    from forensics.reassembly.dnswire import MAX_ANSWERS, qtype_text
+
     if kind == "ip-fragment":  # only the records inside the first fragment are ours
         names, types, ttls = names[:len(mine)], types[:len(mine)], ttls[:len(mine)]
-    from forensics.reassembly.dnswire import qtype_text
+    elif n > MAX_ANSWERS and len(mine) == MAX_ANSWERS:  # the tool reads the first MAX_ANSWERS
+        res.note(f, "dns.count.answers", len(mine), n, "answers-capped")
+        names, types, ttls = names[:MAX_ANSWERS], types[:MAX_ANSWERS], ttls[:MAX_ANSWERS]
 
     res.check(f, "dns.resp.name", [a[0] for a in mine], names, kind)
     res.check(f, "dns.resp.type", [a[1] for a in mine], [qtype_text(x) for x in types], kind)

@@ -90,9 +90,10 @@ def test_a_tls_exchange_cut_short_says_so(tmp_path):
 
 
 def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
-    """Fragments are not reassembled: a response whose datagram came in fragments is read
-    from its first fragment only, marked so, and two of them racing are not called ok.
-    (A unit test: the lab does not record fragmented DNS; built with scapy.)"""
+    """Two responses whose datagrams came in fragments, the last fragment of each not
+    captured: neither can be reassembled, each is read from its first fragment, marked so,
+    and the two racing are not called ok. (Built with scapy: the lab's fragmented answers,
+    pcaps/dns-fragmented, arrive whole; tests/test_defrag.py reads those.)"""
     from scapy.layers.dns import DNS, DNSQR, DNSRR
     from scapy.layers.inet import IP, UDP, fragment
     from scapy.layers.l2 import Ether
@@ -109,7 +110,7 @@ def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
     pkts = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / q]
     for ttl, ipid, text in ((61, 777, "x"), (55, 5000, "y")):
         pkts += [Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / f
-                 for f in fragment(answer(ttl, ipid, text), fragsize=400)]
+                 for f in fragment(answer(ttl, ipid, text), fragsize=400)[:-1]]  # the last one lost
     for i, p in enumerate(pkts):
         p.time = 1_700_000_000.0 + i * 0.004
     path = tmp_path / "frag.pcap"
@@ -118,6 +119,8 @@ def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
     dns = [a for a in report["attempts"] if a["kind"] == "dns"]
     assert len(dns) == 1 and dns[0]["verdict"] == "inconclusive"
     assert [r["cut"] for r in dns[0]["dns"]["responses"]] == ["IP fragments", "IP fragments"]
-    assert "sent in IP fragments, which are not reassembled" in dns[0]["summary"]
-    assert any(w.startswith("2 DNS messages came in IP fragments") for w in report["warnings"])
+    assert "sent in IP fragments not all captured" in dns[0]["summary"]
+    assert any(w.startswith("2 DNS messages came in IP fragments that were not all captured")
+               for w in report["warnings"])
+    assert any("2 IP datagrams came in fragments that were not all captured" in w for w in report["warnings"])
     assert not any(SNAP_WARNING in w for w in report["warnings"])

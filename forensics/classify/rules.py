@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.22-3"
+RULES_VERSION = "2026.11.22-4"
 
 
 @dataclass(frozen=True, slots=True)

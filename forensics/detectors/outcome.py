@@ -41,7 +41,7 @@ SIGNALS = {
                        'to mean anything',
     'dns-disagreeing-answers': 'two or more responses to one query with different answers or sources',
     'dns-answers-cut': "two or more responses to one query of which the capture holds only part (cut by its "
-                       "snapshot length, or sent in IP fragments it does not reassemble): whether their answers "
+                       "snapshot length, or sent in IP fragments not all captured): whether their answers "
                        "disagree cannot be told",
     'server-side-after-reset': "packets from the server's side kept coming after a reset from that side",
     'conflicting-server-data': 'server bytes contradict bytes already received at the same sequence numbers',
@@ -63,7 +63,7 @@ class OutcomeDetector:
 
 
 #: How each reason a response is not whole reads in a summary.
-_CUT_WHY = {CUT_SNAPLEN: "cut by its snapshot length", CUT_FRAGMENTS: "sent in IP fragments, which are not reassembled"}
+_CUT_WHY = {CUT_SNAPLEN: "cut by its snapshot length", CUT_FRAGMENTS: "sent in IP fragments not all captured"}
 
 
 def _dns(a: Attempt) -> list[Finding]:

@@ -341,10 +341,20 @@ def benign_closed_server() -> Scenario:
                http("c1", "news.example")])
 
 
+def dns_fragmented() -> Scenario:
+    return Scenario(
+        "dns-fragmented",
+        "A resolver answers a name with a pool of 100 addresses, over IPv4 and IPv6: each answer is larger than "
+        "the link's 1,500 bytes, so the resolver's kernel sends it in IP fragments and the client's kernel "
+        "reassembles them; then a page from the pool's network, both ways; no device on the path.",
+        steps=[lookup("c1", "pool.example"), lookup("c1", "pool.example", "AAAA", v6=True),
+               *_browse("c1", "news.example"), *_browse("c1", "news.example", v6=True)])
+
+
 def all_scenarios() -> dict[str, Scenario]:
     found = [office_filter(), transit_injector(), rst_injector_sni(), rst_injector_keyword(), rst_injector_v6(),
              dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(), front_box(),
              sni_drop(), host_drop(), ip_block("drop"),
              ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), mixed_path(), benign_browsing(), benign_failures(),
-             benign_closed_server()]
+             benign_closed_server(), dns_fragmented()]
     return {s.name: s for s in found}

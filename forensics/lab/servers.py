@@ -13,8 +13,10 @@ web, on every address of the host (one per site), IPv4 and IPv6:
 - 8082: accepts, reads, never answers: a server timeout.
 - anything else is closed, so the kernel refuses it.
 
-dns, on 53 UDP and TCP: A/AAAA for the lab's names (``topology.SITES``), SERVFAIL
-for ``topology.SERVFAIL_NAMES``, NXDOMAIN for everything else.
+dns, on 53 UDP and TCP: A/AAAA for the lab's names (``topology.SITES``), a pool of
+addresses for ``topology.POOL_NAMES`` (over UDP whatever its size, as a resolver
+answering a large EDNS buffer does: the kernel fragments it), SERVFAIL for
+``topology.SERVFAIL_NAMES``, NXDOMAIN for everything else.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import threading
 import time
 
 from . import packets as P
-from .topology import SERVFAIL_NAMES, site_addr
+from .topology import POOL_NAMES, SERVFAIL_NAMES, pool_addrs, site_addr
 
 BIG = 16 * 1024
 IDLE_S = 15
@@ -132,6 +134,8 @@ def dns_response(query: bytes) -> bytes | None:
     _txid, qname, qtype, qend = q
     if qname in SERVFAIL_NAMES:
         return P.dns_answer(query, qend, qtype, [], 0, rcode=2)
+    if qname in POOL_NAMES and qtype in (1, 28):
+        return P.dns_answer(query, qend, qtype, pool_addrs(qname, v6=(qtype == 28)), 300)
     try:
         addrs = [site_addr(qname, v6=(qtype == 28))] if qtype in (1, 28) else []
     except KeyError:

@@ -53,6 +53,15 @@ SITES = {
     "search.example": 41,
 }
 SERVFAIL_NAMES = ["broken.example"]
+#: Names answered with a pool of addresses (a CDN's), as many as given: 100 make an answer of
+#: 1,629 bytes over IPv4 and 2,829 over IPv6, more than a 1,500-byte link carries in one
+#: packet, so the resolver's kernel sends it in IP fragments.
+POOL_NAMES = {"pool.example": 100}
+
+
+def pool_addrs(name: str, v6: bool = False) -> list[str]:
+    """The addresses of a pool name: 203.0.113.100 on (2001:db8:5::100 on), in the lab's server space."""
+    return [f"2001:db8:5::{0x100 + i:x}" if v6 else f"203.0.113.{100 + i}" for i in range(POOL_NAMES[name])]
 
 
 def site_addr(name: str, v6: bool = False) -> str:

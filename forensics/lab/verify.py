@@ -54,7 +54,8 @@ def check_wire(d: Path) -> None:
     for pcap in sorted(d.glob("*.pcap")):
         for p in Capture(pcap).pkts:
             need(len(p.f.raw) <= 1514, f"{pcap.name} #{p.n}: {len(p.f.raw)}-byte frame (offload giant)")
-            if p.f.proto in (P.TCP, P.UDP) and p.f.ip_len <= len(p.f.raw) - 14:
+            # (a fragment's transport checksum covers the whole datagram: dns_fragmented checks those)
+            if p.f.proto in (P.TCP, P.UDP) and p.f.ip_len <= len(p.f.raw) - 14 and _ip_fragments(p.f.raw) is None:
                 need(_l4_checksum_ok(p.f), f"{pcap.name} #{p.n}: bad {p.f.proto} checksum")
 
 
@@ -482,6 +483,61 @@ def benign_closed_server(d: Path) -> None:
     assert_completed(_one(c, A("news.example"), 80, "news.example", 1))
 
 
+def _ip_fragments(raw: bytes) -> tuple | None:
+    """(source, identification, offset, more) of an Ethernet frame carrying an IP fragment, else None."""
+    import ipaddress
+    import struct
+
+    if len(raw) < 14 + 40:
+        return None
+    et, ip = struct.unpack("!H", raw[12:14])[0], raw[14:]
+    if et == 0x0800:
+        fo = struct.unpack("!H", ip[6:8])[0]
+        if fo & 0x3FFF:
+            return str(ipaddress.IPv4Address(ip[12:16])), struct.unpack("!H", ip[4:6])[0], (fo & 0x1FFF) * 8, bool(fo & 0x2000)
+    elif et == 0x86DD and ip[6] == 44:
+        fo, ident = struct.unpack("!HI", ip[42:48])
+        return str(ipaddress.IPv6Address(ip[8:24])), ident, fo & 0xFFF8, bool(fo & 1)
+    return None
+
+
+def _by_ident(pkts: list) -> list[list]:
+    """IPv6 fragments grouped by datagram (scapy's defragment6 takes one datagram's)."""
+    out: dict[tuple, list] = {}
+    for p in pkts:
+        out.setdefault((p["IPv6"].src, p["IPv6ExtHdrFragment"].id), []).append(p)
+    return list(out.values())
+
+
+def dns_fragmented(d: Path) -> None:
+    from scapy.layers.dns import DNS
+    from scapy.layers.inet import defragment
+    from scapy.layers.inet6 import defragment6
+    from scapy.utils import rdpcap
+
+    c = _cap(d)
+    frags: dict[tuple, list] = {}
+    for p in c.pkts:
+        got = _ip_fragments(p.f.raw)
+        if got:
+            frags.setdefault(got[:2], []).append(got[2:])
+    resolvers = {T.RESOLVER, T.RESOLVER_6}
+    need(sorted(src for src, _ in frags) == sorted(resolvers),
+         f"want one fragmented answer from each resolver address, got {sorted(frags)}")
+    for key, pieces in frags.items():
+        need(len(pieces) >= 2 and (0, True) in pieces and any(o and not m for o, m in pieces),
+             f"{key}: not a whole train of fragments ({pieces})")
+    # scapy's own reassembly, independent of the analyser: each answer holds the whole pool
+    pkts = rdpcap(str(d / "client.pcap"))
+    v4 = list(defragment([p for p in pkts if p.haslayer("IP")]))
+    v6 = [defragment6(list(g)) for g in _by_ident([p for p in pkts if p.haslayer("IPv6ExtHdrFragment")])]
+    whole = [q for q in v4 + v6 if q.haslayer(DNS) and q[DNS].qr]
+    pool = T.POOL_NAMES["pool.example"]
+    counts = sorted(q[DNS].ancount for q in whole if q[DNS].qd and q[DNS].qd[0].qname == b"pool.example.")
+    need(counts == [pool, pool], f"pool.example answers reassembled by scapy hold {counts} records, want {pool} each")
+    _clean_dns(c, "news.example")
+
+
 def mixed_path(d: Path) -> None:
     c = _cap(d)
     for i in (0, 1):
@@ -509,7 +565,7 @@ CHECKS = {
     "host-drop": host_drop, "ip-block-drop": ip_block_drop, "ip-block-prohibited": ip_block_prohibited,
     "pmtu-blackhole": pmtu_blackhole, "ecn-blackhole": ecn_blackhole, "idle-timeout-reset": idle_timeout_reset,
     "tls-intolerance": tls_intolerance, "benign-browsing": benign_browsing, "benign-failures": benign_failures,
-    "benign-closed-server": benign_closed_server,
+    "benign-closed-server": benign_closed_server, "dns-fragmented": dns_fragmented,
 }
 
 

@@ -109,7 +109,7 @@ class EngineStats:
     other: int = 0
     #: TCP and DNS packets whose payload the capture cut short (its snapshot length)
     payload_cut: int = 0
-    #: DNS messages whose datagram came in IP fragments (only the first is read)
+    #: DNS messages of datagrams whose IP fragments were not all captured (only the first is read)
     dns_fragmented: int = 0
 
 
@@ -356,7 +356,7 @@ class Reassembler:
     def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray) -> None:
         self.stats.dns_packets += len(d)
         snapped = d["caplen_pay"] < d["plen"]
-        first_fragment = d["frag"] == 1  # the rest of the datagram is in fragments not reassembled
+        first_fragment = d["frag"] == 1  # a datagram given up by IP reassembly: a fragment is missing
         self.stats.payload_cut += int(np.count_nonzero(snapped))
         self.stats.dns_fragmented += int(np.count_nonzero(first_fragment))
         why = np.where(first_fragment, 2, np.where(snapped, 1, 0))

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import InputInfo
 from . import tshark_src
+from . import defrag
 from .decode import NATIVE_LINKTYPES, ST_BAD_IP, ST_BAD_L4, ST_FRAG, ST_LINK, ST_NOT_IP, ST_OK, decode
 from .pcapio import (GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, STDIN, RawBatch, ReadStats, compiled_walk,
                      file_size, linktype_name, read_batches)
@@ -171,10 +172,27 @@ class Clock:
         return now
 
 
+def _defrag_report(info: InputInfo, st: defrag.DefragStats) -> None:
+    """The input's IP reassembly, in its ``decoded`` counts and warnings."""
+    info.decoded["reassembled"] = st.reassembled
+    if st.given_up:
+        info.warnings.append(f"{st.given_up} IP datagrams came in fragments that were not all captured "
+                             f"({st.given_up_fragments} fragments of them were): each first fragment that "
+                             f"was there was read as a packet cut short, the others were left out")
+    if st.conflicts:
+        info.warnings.append(f"{st.conflicts} IP datagrams came in fragments that overlap with different bytes "
+                             f"(a forged fragment racing the real one, or a broken stack): the bytes captured "
+                             f"first were kept")
+    if st.bad:
+        info.warnings.append(f"{st.bad} IP fragments claim an offset or length no datagram can have; "
+                             f"they were skipped")
+
+
 def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], route=None,
              part: int = 0, nparts: int = 1):
     stats = ReadStats()
     clock = Clock()
+    frags = defrag.Reassembler()
     counts = np.zeros(6, np.int64)
     skipped_links: dict[int, int] = {}
     via_tshark = 0
@@ -211,7 +229,12 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
             if progress is not None:
                 done[0] = start + (stats.bytes_read or int(whole.off[-1]))
                 progress(min(done[0], total) if total else done[0], total, pk_start + stats.records)
-            yield rows, buf, clock.advance(whole.ts)
+            now = clock.advance(whole.ts)
+            rows, buf = frags.feed(rows, buf, now)
+            yield rows, buf, now
+        last = frags.close()  # the datagrams still missing a piece: their first fragments, cut short
+        if last is not None:
+            yield last[0], last[1], None
     finally:
         info.end_ts = clock.end
         if clock.ahead:
@@ -225,6 +248,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
                         "not_ip": int(counts[ST_NOT_IP]), "bad_ip": int(counts[ST_BAD_IP]),
                         "bad_transport": int(counts[ST_BAD_L4]), "fragments": int(counts[ST_FRAG]),
                         "link_not_decoded": int(counts[ST_LINK]), "via_tshark": via_tshark}
+        _defrag_report(info, frags.stats)
         info.warnings.extend(stats.warnings())
         if counts[ST_BAD_IP]:
             info.warnings.append(f"{int(counts[ST_BAD_IP])} packets have an IP header that is cut short "
