@@ -176,7 +176,9 @@ def test_ipv6_extension_headers(tmp_path, baseline6, chain, lt):
     assert rep.inputs[0].decoded["fragments"] == 0
 
 
-def test_ipv6_non_first_fragment_counted_not_decoded(tmp_path, conv6):
+def test_ipv6_fragments_counted_and_a_datagram_with_a_gap_given_up(tmp_path, conv6):
+    """Both fragments are counted; bytes 20-23 of the datagram never came, so it is given up
+    (its first fragment read as cut short) and a warning says so."""
     from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 
     first = bytes(IPv6(src=C.CLIENT6, dst=C.SERVER6) / IPv6ExtHdrFragment(offset=0, m=1, id=9, nh=6)
@@ -186,8 +188,9 @@ def test_ipv6_non_first_fragment_counted_not_decoded(tmp_path, conv6):
     recs = list(conv6) + [(conv6[-1][0] + 1000, first), (conv6[-1][0] + 2000, later)]
     path = C.write_pcap(tmp_path / "frag.pcap", recs, linktype=C.DLT_RAW)
     rep = forensics.analyze(str(path))
-    assert rep.inputs[0].decoded["fragments"] == 1
+    assert rep.inputs[0].decoded["fragments"] == 2 and rep.inputs[0].decoded["reassembled"] == 0
     assert rep.inputs[0].decoded["ip"] == len(recs)
+    assert any("1 IP datagrams came in fragments that were not all captured" in w for w in rep.inputs[0].warnings)
 
 
 # ------------------------------------------------------------------- containers

@@ -214,6 +214,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
                     via_tshark += n_done
                     if err and err not in tshark_errors:
                         tshark_errors.append(err)
+            fragments = defrag.mark(rows)  # before counting: a fragment is counted as one, whatever it holds
             counts += np.bincount(rows["status"], minlength=6)[:6]
             counts[ST_OK] += away  # the router gives a part only whole TCP/UDP packets
             if len(whole):
@@ -230,7 +231,7 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
                 done[0] = start + (stats.bytes_read or int(whole.off[-1]))
                 progress(min(done[0], total) if total else done[0], total, pk_start + stats.records)
             now = clock.advance(whole.ts)
-            rows, buf = frags.feed(rows, buf, now)
+            rows, buf = frags.feed(rows, buf, now, fragments)
             yield rows, buf, now
         last = frags.close()  # the datagrams still missing a piece: their first fragments, cut short
         if last is not None:

@@ -10,7 +10,8 @@ destination, protocol, IP-ID; IPv6: source, destination, fragment
 identification), and as soon as a datagram is whole, adds it to the batch as one
 packet of the frame whose fragment completed it (Wireshark shows the
 reassembled datagram there too), decoded like any other. The fragments' own rows
-are marked ``ST_FRAG``: the analysis reads the datagram once, whole.
+are marked ``ST_FRAG`` (``mark``), a first fragment too short for its transport
+header included: the analysis reads the datagram once, whole.
 
 A datagram still missing a piece ``FRAG_TIMEOUT`` of capture time after its first
 fragment came (lost, or not captured), or still open when its input ends, is given
@@ -20,11 +21,12 @@ that overlap with different bytes (a forged fragment racing the real one, or a
 broken stack) are counted in a warning too; the bytes captured first are kept
 (Linux drops such a datagram; kept, it can be shown).
 
-A fragment of a datagram made whole less than ``FRAG_TIMEOUT`` before is a late
-copy: ignored when its bytes are the datagram's, counted as a disagreement
-otherwise (a forged fragment that lost the race). A new datagram that reused the
-same identification that soon would be taken for such a copy; a sender's IP-IDs
-do not come round in seconds.
+Fragments with the key of a datagram made whole less than ``FRAG_TIMEOUT`` before
+start a new datagram (identifications are reused: Wireshark does the same); if
+they never make one, they were copies of the last one, left out, or, with other
+bytes, forged fragments that lost the race, counted as a disagreement (not as
+fragments missing). A new datagram of that key that loses a fragment is taken for
+the latter.
 
 Memory is bounded: at most ``MAX_DATAGRAMS`` open at once (the oldest is given
 up first) and as many remembered whole, and a datagram is at most 65,535 bytes
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .decode import PKT_DTYPE, ST_FRAG, ST_OK, decode
+from .decode import PKT_DTYPE, ST_BAD_L4, ST_FRAG, ST_OK, decode
 
 #: Capture seconds a datagram may wait for its missing fragments. A sender emits a
 #: datagram's fragments back to back and they take one path, so they arrive within
@@ -68,6 +70,7 @@ class _Datagram:
     pieces: dict[int, bytes] = field(default_factory=dict)  # offset -> bytes
     conflict: bool = False
     cut: bool = False  # a fragment the capture cut short: the datagram cannot be made whole
+    prev: bytes | None = None  # the payload of a datagram of the same key made whole just before
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class DefragStats:
     given_up: int = 0  # datagrams given up (a fragment missing or cut short)
     given_up_fragments: int = 0
     conflicts: int = 0  # datagrams whose fragments overlapped with different bytes
+    duplicates: int = 0  # fragments that came again after their datagram was whole, the same bytes
     bad: int = 0  # fragments whose claims do not fit (offset past 64 KB, a last fragment contradicting another)
 
 
@@ -85,22 +89,24 @@ class Reassembler:
 
     def __init__(self) -> None:
         self.open: dict[tuple, _Datagram] = {}
-        # datagrams made whole in the last FRAG_TIMEOUT: key -> [time, payload, whether a late fragment
-        # disagreed]; a fragment of one arriving late is a duplicate, or (other bytes) a forgery
-        self.done: dict[tuple, list] = {}
+        # datagrams made whole in the last FRAG_TIMEOUT: key -> (time, payload), to tell what fragments
+        # of the same key that never make a datagram were: copies, or (other bytes) a forgery
+        self.done: dict[tuple, tuple[float, bytes]] = {}
         self.stats = DefragStats()
 
     # ------------------------------------------------------------------ batches
-    def feed(self, rows: np.ndarray, buf: np.ndarray, now: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """``rows`` (decoded from ``buf``) with every fragment marked ``ST_FRAG``, and the datagrams made
-        whole (or given up) by this batch added, in frame order; the buffer they are read from."""
-        idx = np.flatnonzero((rows["frag"] != 0) & ((rows["status"] == ST_OK) | (rows["status"] == ST_FRAG)))
+    def feed(self, rows: np.ndarray, buf: np.ndarray, now: float | None,
+             idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` (decoded from ``buf``) with the datagrams made whole (or given up) by this batch
+        added, in frame order, and the buffer they are read from. ``idx``: the rows' fragments, as
+        ``mark`` found them (found and marked here when not given)."""
+        if idx is None:
+            idx = mark(rows)
         if not len(idx) and not self.open:
             return rows, buf
         out: list[tuple[bytes, np.ndarray]] = []  # (packet bytes, the row of the frame it is shown at)
         for i in idx.tolist():
             self._add(rows[i], buf, out)
-        rows["status"][idx] = ST_FRAG  # the datagram is read once, whole (or its first fragment, given up)
         if now is not None and self.open:
             for key in [k for k, d in self.open.items() if now - d.first_ts > FRAG_TIMEOUT]:
                 self._give_up(key, out)
@@ -145,16 +151,13 @@ class Reassembler:
             self.stats.bad += 1
             return
         d = self.open.get(key)
-        if d is None and key in self.done:  # a fragment of a datagram already whole
-            late = self.done[key]
-            if not late[2] and late[1][offset:offset + len(data)] != data:
-                late[2] = True
-                self.stats.conflicts += 1
-            return
         if d is None:
             if len(self.open) >= MAX_DATAGRAMS:
                 self._give_up(next(iter(self.open)), out)  # the oldest
             d = self.open[key] = _Datagram(float(row["ts"]))
+            late = self.done.get(key)
+            if late is not None:  # the key's last datagram was made whole just before
+                d.prev = late[1]
         d.cut |= cut
         if offset == 0 and d.first is None:  # (a second one is a piece like any other)
             d.header = header
@@ -177,7 +180,7 @@ class Reassembler:
                 del self.open[key]
                 if len(self.done) >= MAX_DATAGRAMS:
                     del self.done[next(iter(self.done))]
-                self.done[key] = [float(row["ts"]), payload, conflict or d.conflict]
+                self.done[key] = (float(row["ts"]), payload)
                 self.stats.reassembled += 1
                 self.stats.fragments += len(d.pieces)
                 self.stats.conflicts += conflict or d.conflict
@@ -185,11 +188,28 @@ class Reassembler:
 
     def _give_up(self, key: tuple, out: list) -> None:
         d = self.open.pop(key)
+        if d.prev is not None:  # fragments of a datagram already whole, come again: copies or forgeries
+            if any(d.prev[o:o + len(p)] != p for o, p in d.pieces.items()):
+                self.stats.conflicts += 1
+            else:
+                self.stats.duplicates += 1
+            return
         self.stats.given_up += 1
         self.stats.given_up_fragments += len(d.pieces)
         self.stats.conflicts += d.conflict
         if d.first is not None:
             out.append((d.first, d.first_row))
+
+
+def mark(rows: np.ndarray) -> np.ndarray:
+    """The rows that are IP fragments, marked ``ST_FRAG`` (the datagram is read once, whole, or from
+    its first fragment if given up). A first fragment too short for its transport header (the
+    decoder's ``ST_BAD_L4``) is one too: splitting the TCP header across fragments is an old way to
+    slip past filters that read only the first (RFC 1858), and its datagram is read whole."""
+    st = rows["status"]
+    idx = np.flatnonzero((rows["frag"] != 0) & ((st == ST_OK) | (st == ST_FRAG) | (st == ST_BAD_L4)))
+    st[idx] = ST_FRAG
+    return idx
 
 
 def _join(d: _Datagram) -> tuple[bytes, bool] | None:
