@@ -9,7 +9,6 @@ out of order, missing, overlapping with other bytes, a TCP segment, and bounds.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,9 +18,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import CORPUS, ROOT, need_corpus  # noqa: E402
+from conftest import CORPUS, ROOT, analyze_json, need_corpus  # noqa: E402
 
-import forensics  # noqa: E402
 from forensics.lab import topology as T  # noqa: E402
 from forensics.reassembly.dnswire import MAX_ANSWERS  # noqa: E402
 from forensics.sources import defrag  # noqa: E402
@@ -31,23 +29,15 @@ SAMPLE = ROOT / "pcaps" / "dns-fragmented" / "client.pcap"
 EDNS = CORPUS / "zeek__zeek" / "testing" / "btest" / "Traces" / "dns-edns-ecs.pcap"
 
 
-def _cli(path: Path, tmp_path: Path, *extra: str, jobs: int = 1) -> dict:
-    out = tmp_path / f"{path.stem}-j{jobs}.json"
-    proc = subprocess.run([sys.executable, "-m", "forensics", "analyze", str(path), *extra, "-j", str(jobs),
-                           "--format", "json", "-o", str(out)], capture_output=True, text=True)
-    assert proc.returncode in (0, 1), proc.stderr
-    return json.loads(out.read_text())
-
-
 def _responses(rep: dict, name: str) -> list[dict]:
     return [r for a in rep["attempts"] if a["kind"] == "dns" and a["name"] == name for r in a["dns"]["responses"]]
 
 
 # ------------------------------------------------------------------ real fragments
-def test_lab_answers_in_fragments_are_read_whole(tmp_path):
+def test_lab_answers_in_fragments_are_read_whole():
     """The resolver's kernel sent each pool.example answer in 2 fragments: both answers read
     whole (not marked cut), at the frame of their last fragment, as Wireshark shows them."""
-    rep = _cli(SAMPLE, tmp_path)
+    rep = analyze_json(SAMPLE)
     (inp,) = rep["inputs"]
     assert inp["decoded"]["reassembled"] == 2 and inp["decoded"]["fragments"] == 4
     assert not rep["warnings"]
@@ -61,9 +51,9 @@ def test_lab_answers_in_fragments_are_read_whole(tmp_path):
     assert {a["verdict"] for a in rep["attempts"]} == {"ok"}
 
 
-def test_lab_sample_same_report_with_two_parts(tmp_path):
+def test_lab_sample_same_report_with_two_parts():
     """Fragments go to every part (they carry no ports); each part keeps the datagrams of its flows."""
-    assert _cli(SAMPLE, tmp_path, jobs=1) == _cli(SAMPLE, tmp_path, jobs=2)
+    assert analyze_json(SAMPLE, jobs=1) == analyze_json(SAMPLE, jobs=2)
 
 
 def _tshark_reassembled_dns(path: Path) -> dict[int, int]:
@@ -75,12 +65,12 @@ def _tshark_reassembled_dns(path: Path) -> dict[int, int]:
 
 
 @pytest.mark.corpus
-def test_corpus_dnssec_answers_in_fragments_are_read_whole(tmp_path):
+def test_corpus_dnssec_answers_in_fragments_are_read_whole():
     """zeek's dns-edns-ecs.pcap holds 4 DNS answers (DNSKEY, RRSIG) that came in IP
     fragments: each is reassembled, and those of the capture's queries are read whole, at
     the frame tshark reassembles them in, with as many answer records as tshark counts."""
     need_corpus()
-    rep = _cli(EDNS, tmp_path)
+    rep = analyze_json(EDNS)
     assert rep["inputs"][0]["decoded"]["reassembled"] == 4
     assert not any("fragment" in w for w in rep["warnings"])
     by_frame = {r["frame"]: r for a in rep["attempts"] if a["kind"] == "dns" for r in a["dns"]["responses"]}
@@ -151,8 +141,7 @@ def test_fragments_in_any_order_make_the_datagram(tmp_path, v6, reverse):
         pkts = pkts[:1] + pkts[1:][::-1]
         for k, p in enumerate(pkts[1:]):
             p.time = 1.7e9 + 0.03 + k * 1e-4
-    rep = _cli(_write(pkts, tmp_path / "f.pcap"), tmp_path, "--reachable", "203.0.113.0/24",
-               "--reachable", "2001:db8:5::/64")
+    rep = analyze_json(_write(pkts, tmp_path / "f.pcap"), reachable=("203.0.113.0/24", "2001:db8:5::/64"))
     assert n >= 3
     (r,) = _responses(rep, "pool.example")
     assert len(r["answers"]) == 40 and "cut" not in r
@@ -163,7 +152,7 @@ def test_fragments_in_any_order_make_the_datagram(tmp_path, v6, reverse):
 @pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
 def test_a_lost_fragment_leaves_the_first_read_as_cut(tmp_path, v6):
     pkts, n = _dns_pair(v6, 1.7e9, drop=(1,))
-    rep = _cli(_write(pkts, tmp_path / "f.pcap"), tmp_path)
+    rep = analyze_json(_write(pkts, tmp_path / "f.pcap"))
     (r,) = _responses(rep, "pool.example")
     assert r["cut"] == "IP fragments" and 0 < len(r["answers"]) < 40
     assert rep["inputs"][0]["decoded"]["reassembled"] == 0
@@ -178,7 +167,7 @@ def test_fragments_that_disagree_are_counted(tmp_path, forged_first):
     if forged_first:
         pkts.insert(1, pkts.pop())
         pkts[1].time = pkts[0].time + 0.0299
-    rep = _cli(_write(pkts, tmp_path / "f.pcap"), tmp_path)
+    rep = analyze_json(_write(pkts, tmp_path / "f.pcap"))
     (r,) = _responses(rep, "pool.example")
     if not forged_first:
         assert len(r["answers"]) == 40  # the bytes first captured are kept
@@ -206,7 +195,7 @@ def test_an_http_request_in_fragments_shows_its_host(tmp_path, size):
     pkts = [_eth(syn, t, False), _eth(synack, t + 0.02, True), _eth(ack, t + 0.021, False)]
     pkts += [_eth(f, t + 0.022 + k * 1e-4, False) for k, f in enumerate(frags)]
     pkts.append(_eth(answer, t + 0.05, True))
-    rep = _cli(_write(pkts, tmp_path / "h.pcap"), tmp_path)
+    rep = analyze_json(_write(pkts, tmp_path / "h.pcap"))
     (a,) = rep["attempts"]
     assert len(frags) >= 3 and a["kind"] == "http" and a["name"] == "frag.example"
     assert a["tcp"]["payload_bytes"] == {"client": len(req), "server": len(resp)}

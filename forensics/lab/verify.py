@@ -11,7 +11,9 @@ The tests run these on the committed samples (``pcaps/``) and on live recordings
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -485,9 +487,6 @@ def benign_closed_server(d: Path) -> None:
 
 def _ip_fragments(raw: bytes) -> tuple | None:
     """(source, identification, offset, more) of an Ethernet frame carrying an IP fragment, else None."""
-    import ipaddress
-    import struct
-
     if len(raw) < 14 + 40:
         return None
     et, ip = struct.unpack("!H", raw[12:14])[0], raw[14:]
