@@ -56,43 +56,53 @@ ProgressFn = Callable[[int, int, int], None]
 StageFn = Callable[[str, int, int], None]
 #: Attempts judged between two progress reports.
 JUDGE_TICK = 4096
-#: Batches read (8 MB of capture each) between two collections of cyclic garbage while
-#: flows are read: the bound on how long a reference cycle could last (see ``collector_by_hand``).
-GC_EVERY = 16
+#: Net growth in objects the cyclic collector tracks (made minus freed: CPython's generation-0
+#: count, which counts on while the automatic collector is off) at which a collection by hand
+#: runs: the bound on the cyclic garbage that could pile up (half a million objects of 50 to
+#: 200 bytes: tens of MB) while ``collector_by_hand`` has the automatic collector off.
+GC_GROWTH = 500_000
 
 
 class _Ticker:
-    """Counts batches; collects generations 0 and 1 every ``GC_EVERY`` of them. (An object, not a
-    closure: compiled by Cython, a closure is kept in one object with its own scope, a cycle.)"""
+    """Called after each batch; collects generations 0 and 1 once the tracked objects have grown
+    by ``GC_GROWTH`` since the last collection. (An object, not a closure: compiled by Cython, a
+    closure is kept in one object with its own scope, a cycle.)"""
 
-    __slots__ = ("n",)
+    __slots__ = ("growth", "collections")
 
-    def __init__(self) -> None:
-        self.n = 0
+    def __init__(self, growth: int = GC_GROWTH) -> None:
+        self.growth = growth
+        self.collections = 0
 
     def __call__(self) -> None:
-        self.n += 1
-        if self.n % GC_EVERY == 0:
+        if gc.get_count()[0] >= self.growth:
             gc.collect(1)
+            self.collections += 1
 
 
 @contextmanager
-def collector_by_hand() -> Iterator[Callable[[], None]]:
+def collector_by_hand(growth: int = GC_GROWTH) -> Iterator[Callable[[], None]]:
     """Pause Python's automatic cyclic garbage collector; yield ``tick``, to call after each batch.
 
     The analysis makes no reference cycles (``tests/test_gc.py`` checks it): an
     attempt's objects go by their reference counts when it is done. The automatic
     collector still walks the live objects, and the live flows are hundreds of
     thousands of them: at 1M packets of the benchmark its walks took 4.0 s, a tenth
-    of the run, for nothing. Collecting by hand every ``GC_EVERY`` batches
-    (generations 0 and 1: what was made since the last collection and still lives is
-    walked once and moves on; the oldest waits until the collector is back on) took
-    0.77 s there (0.95 s with the automatic collections while judging), and still
-    frees, within ``GC_EVERY`` batches, a cycle that slips in.
+    of the run, for nothing. A collection every 16 batches by hand (session 15)
+    still cost 0.42 and 0.51 s at 1M packets (5 % of the run): each walks every object
+    made since the one before that is still alive, which is most of the live flows
+    (closed connections linger 15 s, DNS queries 30 s).
+
+    So ``tick`` collects only when the objects the collector tracks have grown, net,
+    by ``growth`` since the last collection. While flows come and go, made and freed
+    balance and no collection runs; a cycle that slips in is never freed by its
+    reference counts, so cycles (or live flows) piling up make the count grow and
+    bring a collection, which frees the cycles (and moves the survivors to the old
+    generation, which waits until the collector is back on).
     """
     was_on = gc.isenabled()
     gc.disable()
-    tick = _Ticker()
+    tick = _Ticker(growth)
     try:
         yield tick
     finally:
@@ -266,8 +276,9 @@ def merge_controls(results: list[PartResult]) -> ControlSet:
     results = sorted(results, key=lambda r: r.part)
     first = results[0].controls
     merged = ControlSet(first.cases, first.reachable)
-    for r in results:
-        merged.merge(r.controls)
+    with collector_by_hand():  # what it makes lives on: walking it would find nothing to free
+        for r in results:
+            merged.merge(r.controls)
     return merged
 
 
@@ -340,9 +351,10 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: n
     pread, loads, code = os.pread, pickle.loads, _CODE
     fd = os.open(res.spill, os.O_RDONLY)
     try:
-        with open(path, "w", encoding="utf-8", buffering=1 << 20) as out:
+        with open(path, "w", encoding="utf-8", buffering=1 << 20) as out, collector_by_hand() as gc_tick:
             write = out.write
             for b in range(0, len(order), JUDGE_TICK):  # Python ints for a block at a time
+                gc_tick()
                 if stage is not None:
                     stage("judging", b, len(order))
                 sel = res.index[order[b:b + JUDGE_TICK]]

@@ -1,8 +1,9 @@
 """The analysis leaves no reference cycles, so pausing the cyclic collector costs no memory.
 
 ``pipeline.collector_by_hand`` turns Python's automatic cyclic garbage collector
-off while flows are read (its walks over the live flows were a tenth of a 1M
-packet run) and collects by hand every ``GC_EVERY`` batches. That is only sound
+off while flows are read and attempts judged (its walks over the live flows were a
+tenth of a 1M packet run) and collects by hand once the objects it tracks have grown
+by ``GC_GROWTH``. That is only sound
 while the analysis frees its objects by reference counts alone: the first tests
 run it on the samples and the corpus with the collector off and count what a
 collection finds afterwards (nothing); the others check the pause itself.
@@ -73,18 +74,47 @@ class _Node:
         self.me = self
 
 
-def test_by_hand_frees_a_cycle_every_gc_every_batches():
+def test_by_hand_frees_a_cycle_once_the_tracked_objects_have_grown():
     assert gc.isenabled()
     with pipeline.collector_by_hand() as tick:
         assert not gc.isenabled()
         gc.collect()  # what the test runner left
         ref = weakref.ref(_Node())
-        for _ in range(pipeline.GC_EVERY - 1):
+        kept = []
+        for _ in range(8):  # growth short of GC_GROWTH: no collection yet
+            kept.extend([] for _ in range(pipeline.GC_GROWTH // 10))
             tick()
-        assert ref() is not None, "collected before GC_EVERY batches: the pause is not one"
+        assert ref() is not None, "collected before GC_GROWTH objects piled up: the pause is not one"
+        kept.extend([] for _ in range(pipeline.GC_GROWTH // 5))
         tick()
-        assert ref() is None, "a cycle outlived GC_EVERY batches"
+        assert ref() is None, "a cycle outlived GC_GROWTH objects piling up"
+        assert tick.collections == 1
     assert gc.isenabled()
+
+
+def test_by_hand_does_not_collect_while_objects_come_and_go():
+    """The point of the pause: flows made and freed by their reference counts bring no walk."""
+    with pipeline.collector_by_hand() as tick:
+        gc.collect()
+        live: collections.deque = collections.deque(maxlen=50_000)  # a live set that turns over
+        for _ in range(60):
+            live.extend([k] for k in range(50_000))
+            tick()
+        assert tick.collections == 0
+
+
+def test_by_hand_keeps_cyclic_garbage_bounded():
+    """Cycles that slip in, batch after batch, are freed as they pile up."""
+    with pipeline.collector_by_hand(growth=20_000) as tick:
+        gc.collect()
+        refs = []
+        for _ in range(30):
+            for _ in range(2_000):  # 2,000 cycles of 2 tracked objects (the node, its dict or not)
+                refs.append(weakref.ref(_Node()))
+            tick()
+        alive = sum(r() is not None for r in refs)
+        assert tick.collections >= 2
+        assert alive <= 20_000, f"{alive} cycles still alive: the bound did not hold"
 
 
 def test_the_collector_comes_back_after_an_error_and_stays_off_if_it_was(tmp_path):
