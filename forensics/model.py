@@ -8,6 +8,7 @@ or pyshark object.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import struct
 from dataclasses import dataclass, field
@@ -523,3 +524,43 @@ class InputInfo:
                 "last_ts": iso_time(self.last_ts) if self.last_ts is not None else None,
                 "warnings": list(self.warnings), "format": self.format, "bytes": self.bytes,
                 "decoded": dict(self.decoded)}
+
+
+def slot_filler(cls):
+    """A constructor of the frozen slots dataclass ``cls`` taking every field, in order,
+    positionally: the same object as ``cls(...)``, made about twice (4 fields) to four
+    times (28 fields) faster.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
+    (its own ``__setattr__`` refuses): 3.2 us for the 28 fields of a ``TcpConn``, and
+    these constructors were a tenth of a 1M-packet run. This fills the slots of a plain
+    class with the same ``__slots__`` (a store to a slot is one of the interpreter's
+    fastest) and then gives the object its class, which Python allows between classes
+    of one layout: 0.8 us there. The object is frozen from then on, as any other. Only
+    for classes whose ``__init__`` does nothing else (checked)."""
+    fields = dataclasses.fields(cls)
+    assert cls.__dataclass_params__.frozen and "__slots__" in cls.__dict__
+    assert all(f.init for f in fields) and not hasattr(cls, "__post_init__")
+    assert cls.__bases__ == (object,), "a base class's slots would not be in the plain class"
+    names = [f.name for f in fields]
+    plain = type(f"_{cls.__name__}Slots", (), {"__slots__": cls.__dict__["__slots__"]})
+    env = {"_new": object.__new__, "_plain": plain, "_cls": cls}
+    body = "".join(f"    o.{n} = {n}\n" for n in names)
+    exec(f"def make({', '.join(names)}):\n    o = _new(_plain)\n{body}    o.__class__ = _cls\n    return o\n", env)
+    make = env["make"]
+    make.__qualname__ = make.__name__ = f"new_{cls.__name__}"
+    return make
+
+
+#: The constructors of the records made once or more per attempt, every field positionally.
+new_endpoint = slot_filler(Endpoint)
+new_tcp_options = slot_filler(TcpOptions)
+new_marker = slot_filler(Marker)
+new_tcp_conn = slot_filler(TcpConn)
+new_dns_answer = slot_filler(DnsAnswer)
+new_dns_response = slot_filler(DnsResponse)
+new_dns_transaction = slot_filler(DnsTransaction)
+new_attempt = slot_filler(Attempt)
+new_evidence = slot_filler(Evidence)
+new_finding = slot_filler(Finding)
+new_verdict = slot_filler(Verdict)

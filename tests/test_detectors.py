@@ -666,8 +666,7 @@ def test_slot_filler_builds_the_same_objects_as_the_constructor():
 
     import pytest
 
-    from forensics.detectors.base import slot_filler
-    from forensics.model import Evidence, Finding, Hop, Verdict
+    from forensics.model import Evidence, Finding, Hop, Verdict, slot_filler
 
     e = Evidence(0, 7, "rst", "RST TTL 54")
     f = Finding("rst", "rst-forged", 0.9, "detail", (e,), (("trigger", "sni"),))
@@ -689,3 +688,54 @@ def test_slot_filler_builds_the_same_objects_as_the_constructor():
 
     with pytest.raises(AssertionError):
         slot_filler(Checked)
+
+
+def test_the_record_constructors_build_what_the_classes_build():
+    """``model.new_*`` (``slot_filler``) make the records of every attempt: on the records of
+    real lab captures, each one equals, field for field, what its class's own constructor makes
+    of the same fields, and is as frozen and as picklable."""
+    import dataclasses
+    import pickle
+    from pathlib import Path
+
+    from forensics import api, model
+
+    factories = {f"new_{cls.__name__}": cls for cls in vars(model).values()
+                 if isinstance(cls, type) and dataclasses.is_dataclass(cls)}
+    made = {name: getattr(model, name) for name in dir(model) if name.startswith("new_")}
+    by_class = {}
+    for name, make in made.items():
+        assert make.__name__ in factories, f"{name} builds no record class of the model"
+        by_class[factories[make.__name__]] = make
+    assert {c.__name__ for c in by_class} >= {"Attempt", "TcpConn", "Marker", "TcpOptions", "Endpoint",
+                                              "DnsTransaction", "DnsResponse", "DnsAnswer"}
+    seen: dict[type, int] = {}
+
+    def walk(obj):
+        if isinstance(obj, (list, tuple)):
+            for x in obj:
+                walk(x)
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            cls = type(obj)
+            values = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+            if cls in by_class:
+                seen[cls] = seen.get(cls, 0) + 1
+                mine, theirs = by_class[cls](*values), cls(*values)
+                assert type(mine) is cls
+                for f in dataclasses.fields(cls):
+                    assert getattr(mine, f.name) is getattr(theirs, f.name)
+                assert repr(mine) == repr(theirs)
+                with pytest.raises(dataclasses.FrozenInstanceError):
+                    setattr(mine, dataclasses.fields(cls)[0].name, None)
+                back = pickle.loads(pickle.dumps(mine))
+                assert type(back) is cls and repr(back) == repr(theirs)
+            for v in values:
+                walk(v)
+
+    root = Path(__file__).resolve().parent.parent / "pcaps"
+    for sample in ("rst-injector", "dns-injector", "blockpage-injector", "benign-closed-server"):
+        report = api.analyze([str(root / sample)], keep_attempts=True)
+        walk(report.attempts)
+    for cls in (model.Attempt, model.TcpConn, model.Marker, model.TcpOptions, model.Endpoint,
+                model.DnsTransaction, model.DnsResponse, model.DnsAnswer):
+        assert seen.get(cls), f"no {cls.__name__} in the samples: the test checks nothing of it"

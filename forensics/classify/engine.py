@@ -16,10 +16,10 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from ..detectors import BUILTIN, CROSS
-from ..detectors.base import Facts, slot_filler
+from ..detectors.base import Facts
 from ..detectors.controls import ControlSet
 from ..detectors.features import features
-from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Hop, Verdict
+from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Hop, Verdict, new_verdict
 from .rules import RULES, RULES_VERSION, Rule
 
 __all__ = ["judge", "Judge", "RULES_VERSION", "apply_rules"]
@@ -74,7 +74,7 @@ def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ..
 #: Each rule's signals as sets, for one subset test per rule.
 _COMPILED = [(rule, frozenset(rule.all_of), frozenset(rule.none_of)) for rule in RULES]
 _SIGNAL = attrgetter("signal")
-_new_verdict = slot_filler(Verdict)  # Verdict(...), every field positionally
+_new_verdict = new_verdict  # Verdict(...), every field positionally
 
 
 class _Plan(NamedTuple):

@@ -15,10 +15,10 @@ attempt's ``Facts`` plus the ``Controls``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import model
 from ..model import Attempt, Evidence, Finding
 
 if TYPE_CHECKING:
@@ -68,28 +68,9 @@ class Facts:
         return None
 
 
-def slot_filler(cls):
-    """A constructor of the frozen slots dataclass ``cls`` taking every field, in order,
-    positionally, that fills the slots directly: the same object as ``cls(...)``.
-
-    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
-    (its own ``__setattr__`` refuses), about 1.6k instructions a field; a verdict, its
-    findings and their evidence are built twice an attempt (detectors, then from the
-    spill), so this halves a few percent of the judging side. Only for classes whose
-    ``__init__`` does nothing else (checked)."""
-    fields = dataclasses.fields(cls)
-    assert cls.__dataclass_params__.frozen and "__slots__" in cls.__dict__
-    assert all(f.init for f in fields) and not hasattr(cls, "__post_init__")
-    names = [f.name for f in fields]
-    env = {"_new": object.__new__, "_cls": cls, **{f"_set_{n}": cls.__dict__[n].__set__ for n in names}}
-    body = "".join(f"    _set_{n}(o, {n})\n" for n in names)
-    exec(f"def make({', '.join(names)}):\n    o = _new(_cls)\n{body}    return o\n", env)
-    return env["make"]
-
-
 #: ``Evidence(...)``, ``Finding(...)``: every field, positionally.
-new_evidence = slot_filler(Evidence)
-new_finding = slot_filler(Finding)
+new_evidence = model.new_evidence
+new_finding = model.new_finding
 
 
 def ev(attempt_input: int, frame: int, signal: str, detail: str) -> Evidence:

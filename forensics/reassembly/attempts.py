@@ -9,7 +9,7 @@ that were never answered.
 from __future__ import annotations
 
 from ..model import (SEG_FRAME, SEG_PLEN, Attempt, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, HttpRequest,
-                     HttpResponse, TcpConn, TlsClientHello, TlsServerReply)
+                     HttpResponse, TcpConn, TlsClientHello, TlsServerReply, new_attempt)
 from . import dnswire, httpwire, tlswire
 
 #: Frames listed per attempt in the report (the full list stays in the model).
@@ -29,8 +29,8 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
                                    h.extensions, h.ciphers)
             reply = tlswire.parse_server_reply(conn.server_payload)
             tr = TlsServerReply(reply.server_hello, reply.version, reply.alerts) if reply else None
-            return [Attempt("", "tls", "tcp", client, server, h.sni, conn.first_ts, conn.last_ts, conn.input,
-                            frames, conn.history, conn, None, hello, tr)]
+            return [new_attempt("", "tls", "tcp", client, server, h.sni, conn.first_ts, conn.last_ts, conn.input,
+                                frames, conn.history, conn, None, hello, tr, None, None, None)]
     if httpwire.looks_like_request(data):
         req = httpwire.parse_request(data)
         if req is not None:
@@ -41,8 +41,8 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
                 rs = HttpResponse(resp.status, resp.reason, resp.title, resp.headers.get("location"),
                                   resp.body_bytes, resp.headers.get("server"),
                                   conn.server_payload_frames[0] if conn.server_payload_frames else 0)
-            return [Attempt("", "http", "tcp", client, server, req.host, conn.first_ts, conn.last_ts,
-                            conn.input, frames, conn.history, conn, None, None, None, rq, rs)]
+            return [new_attempt("", "http", "tcp", client, server, req.host, conn.first_ts, conn.last_ts,
+                                conn.input, frames, conn.history, conn, None, None, None, rq, rs, None)]
     if 53 in (server.port, client.port) and data:
         dns = _dns_over_tcp(conn)
         if dns:
@@ -107,8 +107,8 @@ def from_dns(txn: DnsTransaction) -> Attempt:
             end = r.ts
     history = "Q" * min(len(txn.query_frames), 9) + "".join(["r" if r.src == server else "x" for r in responses[:9]])
     # Attempt(id, kind, transport, client, server, name, start, end, input, frames, history)
-    return Attempt("", "dns", "udp", txn.client, server, txn.qname, txn.query_ts, end, txn.input,
-                   tuple(frames), history, dns=txn)
+    return new_attempt("", "dns", "udp", txn.client, server, txn.qname, txn.query_ts, end, txn.input,
+                       tuple(frames), history, None, txn, None, None, None, None, None)
 
 
 def endpoint_text(e: Endpoint) -> str:

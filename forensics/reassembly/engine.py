@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsAnswer, DnsResponse, DnsTransaction, Endpoint,
-                     IcmpError)
+from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsResponse, Endpoint, IcmpError,
+                     new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint)
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
 from . import dnswire
@@ -392,12 +392,12 @@ class Reassembler:
             if pend is None:
                 self.stats.dns_orphan_responses += 1
                 continue
-            answers = tuple([DnsAnswer(*a) for a in msg.answers]) if msg.answers else ()
+            answers = tuple([new_dns_answer(*a) for a in msg.answers]) if msg.answers else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
             # qname_matches, cut)
-            pend.responses.append(DnsResponse(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
-                                              msg.nscount, msg.arcount,
-                                              msg.qname == pend.qname or (cut and not msg.qname), cut))
+            pend.responses.append(new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
+                                                   msg.nscount, msg.arcount,
+                                                   msg.qname == pend.qname or (cut and not msg.qname), cut))
 
     def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
         """The one ``Endpoint`` of an address and port (resolvers recur in every
@@ -409,7 +409,7 @@ class Reassembler:
         if e is None:
             if len(self._endpoints) >= MAX_ENDPOINTS:
                 self._endpoints.clear()
-            e = self._endpoints[key] = Endpoint(ip_to_str(hi, lo), port)
+            e = self._endpoints[key] = new_endpoint(ip_to_str(hi, lo), port)
         return e
 
     def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, key: tuple, client: Endpoint,
@@ -438,9 +438,9 @@ class Reassembler:
                 watched = max(end - p.query_ts, 0.0)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
         # query_ttl, responses, icmp, watched)
-        self.emit(DnsTransaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
-                                 tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
-                                 tuple(p.icmp), watched))
+        self.emit(new_dns_transaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
+                                      tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
+                                      tuple(p.icmp), watched))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN,
-                     SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, Endpoint, IcmpError, Marker, TcpConn, TcpOptions, seg_rows,
-                     seg_rows_raw)
+                     SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, IcmpError, TcpConn, TcpOptions, new_endpoint,
+                     new_marker, new_tcp_conn, new_tcp_options, seg_rows, seg_rows_raw)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 
 MAX_DETAIL = 512
@@ -268,7 +268,7 @@ class TcpState:
         else:
             return
         mss, ws, sack, tsopt, kinds = parse_tcp_options(buf, l4, doff)
-        opts = TcpOptions(mss, ws, sack, tsopt, kinds, bool(f & TCP_ECE), bool(f & TCP_CWR), ttl, ipid, frame)
+        opts = new_tcp_options(mss, ws, sack, tsopt, kinds, bool(f & TCP_ECE), bool(f & TCP_CWR), ttl, ipid, frame)
         if d == C2S:
             self.syn = opts
         else:
@@ -486,17 +486,17 @@ def finish_tcp(s: TcpState) -> TcpConn:
         after = first_pay_ts is not None and ts >= first_pay_ts
         # Marker(kind, frame, input, ts, dir, flags, seq, ack, ttl, ipid, win, plen, after_payload,
         # since_payload_ms)
-        markers.append(Marker("rst" if f & TCP_RST else "fin", r[SEG_FRAME], r[SEG_INPUT], ts, r[SEG_DIR], f,
-                              r[SEG_SEQ], r[SEG_ACK], r[SEG_TTL], r[SEG_IPID], r[SEG_WIN], r[SEG_PLEN], after,
-                              round((ts - first_pay_ts) * 1000, 3) if after else None))
+        markers.append(new_marker("rst" if f & TCP_RST else "fin", r[SEG_FRAME], r[SEG_INPUT], ts, r[SEG_DIR], f,
+                                  r[SEG_SEQ], r[SEG_ACK], r[SEG_TTL], r[SEG_IPID], r[SEG_WIN], r[SEG_PLEN], after,
+                                  round((ts - first_pay_ts) * 1000, 3) if after else None))
     c, sv = s.c_key, s.s_key
-    client = Endpoint(_IP_TEXT.get((c[0], c[1])) or _ip_text(c[0], c[1]), c[2])
-    server = Endpoint(_IP_TEXT.get((sv[0], sv[1])) or _ip_text(sv[0], sv[1]), sv[2])
+    client = new_endpoint(_IP_TEXT.get((c[0], c[1])) or _ip_text(c[0], c[1]), c[2])
+    server = new_endpoint(_IP_TEXT.get((sv[0], sv[1])) or _ip_text(sv[0], sv[1]), sv[2])
     # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
     # syn_count, client_payload, client_payload_frames, client_payload_sends, server_payload,
     # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
     # client_payload_ts, detail_capped, rows, payload_cut)
-    return TcpConn(
+    return new_tcp_conn(
         s.input, s.stream, client, server,
         s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
         s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
