@@ -296,6 +296,9 @@ class DnsResponse:
     #: (the snapshot length cut it) or ``CUT_FRAGMENTS`` (its datagram came in IP fragments
     #: not all captured: only the first was read); answers past the cut are missing
     cut: str = ""
+    #: the frames of the IP fragments it came in, when IP reassembly made it whole (``frame`` is
+    #: the last of them, where it is read); () when it came in one packet
+    fragments: tuple[int, ...] = ()
 
     @property
     def aa(self) -> bool:
@@ -311,6 +314,8 @@ class DnsResponse:
              "answers": [a.to_dict() for a in self.answers]}
         if self.cut:
             d["cut"] = self.cut
+        if self.fragments:
+            d["fragments"] = list(self.fragments)
         return d
 
 

@@ -236,8 +236,8 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
             for idx, (info, batches) in enumerate(iter_inputs(files, progress, part, nparts)):
                 infos.append(info)
                 try:
-                    for b_rows, buf, now in batches:
-                        engine.feed(idx, b_rows, buf, now)
+                    for b_rows, buf, now, made in batches:
+                        engine.feed(idx, b_rows, buf, now, made)
                         gc_tick()
                     readable += 1
                 except InputError as exc:

@@ -117,7 +117,7 @@ def our_packets(path: str) -> Ours:
     dns: dict[int, object] = {}
     icmp: dict[int, object] = {}
     for _info, batches in iter_inputs([path]):
-        for rows, buf, _now in batches:
+        for rows, buf, _now, _made in batches:
             parts.append(rows.copy())
             ok = rows["status"] == ST_OK
             udp = ok & (rows["proto"] == 17)

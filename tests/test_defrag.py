@@ -49,6 +49,13 @@ def test_lab_answers_in_fragments_are_read_whole():
     # without reassembly, the IPv6 first fragment (1,448 bytes of UDP) held 50 of the answers
     assert len(v6["answers"]) == want > 50
     assert {a["verdict"] for a in rep["attempts"]} == {"ok"}
+    # each answer's fragments are its packets: in the response, and among the attempt's frames
+    for r in (v4, v6):
+        assert len(r["fragments"]) == 2 and r["fragments"][-1] == r["frame"]
+        (a,) = [a for a in rep["attempts"] if a["kind"] == "dns" and r in a["dns"]["responses"]]
+        assert set(r["fragments"]) <= set(a["frames"]) and a["frames_total"] == 3
+    if shutil.which("tshark"):
+        assert {r["frame"]: r["fragments"] for r in (v4, v6)} == _tshark_fragment_frames(SAMPLE)
 
 
 def test_lab_sample_same_report_with_two_parts():
@@ -62,6 +69,19 @@ def _tshark_reassembled_dns(path: Path) -> dict[int, int]:
                           "-T", "fields", "-e", "frame.number", "-e", "dns.count.answers"],
                          capture_output=True, text=True, timeout=120).stdout
     return {int(f): int(n) for f, n in (line.split("\t") for line in out.splitlines() if line)}
+
+
+def _tshark_fragment_frames(path: Path) -> dict[int, list[int]]:
+    """The frame of each DNS response tshark reassembles -> the frames of its fragments."""
+    out = subprocess.run(["tshark", "-r", str(path), "-Y", "dns.flags.response==1 && "
+                          "(ip.reassembled.length || ipv6.reassembled.length)", "-T", "fields",
+                          "-e", "frame.number", "-e", "ip.fragment", "-e", "ipv6.fragment"],
+                         capture_output=True, text=True, timeout=120).stdout
+    got = {}
+    for line in out.splitlines():
+        frame, v4, v6 = line.split("\t")
+        got[int(frame)] = sorted(int(x) for x in (v4 or v6).split(","))
+    return got
 
 
 @pytest.mark.corpus
@@ -82,6 +102,10 @@ def test_corpus_dnssec_answers_in_fragments_are_read_whole():
     for frame in (59, 85):
         assert "cut" not in by_frame[frame]
         assert len(by_frame[frame]["answers"]) == min(whole[frame], MAX_ANSWERS)
+        assert len(by_frame[frame]["fragments"]) >= 2 and by_frame[frame]["fragments"][-1] == frame
+    if shutil.which("tshark"):
+        theirs = _tshark_fragment_frames(EDNS)
+        assert {f: by_frame[f]["fragments"] for f in (59, 85)} == {f: theirs[f] for f in (59, 85)}
 
 
 # ------------------------------------------------------------------ built fragments
@@ -146,6 +170,9 @@ def test_fragments_in_any_order_make_the_datagram(tmp_path, v6, reverse):
     (r,) = _responses(rep, "pool.example")
     assert len(r["answers"]) == 40 and "cut" not in r
     assert r["frame"] == 1 + n  # the last fragment to arrive completes it
+    assert r["fragments"] == list(range(2, 2 + n))  # every fragment, whatever order they came in
+    (a,) = rep["attempts"]
+    assert a["frames"] == list(range(1, 2 + n))
     assert rep["inputs"][0]["decoded"]["reassembled"] == 1 and not rep["warnings"]
 
 
@@ -155,6 +182,7 @@ def test_a_lost_fragment_leaves_the_first_read_as_cut(tmp_path, v6):
     rep = analyze_json(_write(pkts, tmp_path / "f.pcap"))
     (r,) = _responses(rep, "pool.example")
     assert r["cut"] == "IP fragments" and 0 < len(r["answers"]) < 40
+    assert "fragments" not in r  # not made whole: read from its first fragment alone
     assert rep["inputs"][0]["decoded"]["reassembled"] == 0
     assert any(f"({n - 1} fragments of them were)" in w for w in rep["warnings"]), rep["warnings"]
 

@@ -724,6 +724,6 @@ def test_icmpv6_quote_of_a_v4_mapped_address_reads_as_the_flows_do(tmp_path):
     path = tmp_path / "mapped.pcap"
     path.write_bytes(C.pcap_bytes([(C.T0_NS, err)], C.DLT_RAW))
     (info, batches), = list(iter_inputs([str(path)]))
-    (rows, buf, _now), = list(batches)
+    (rows, buf, _now, _made), = list(batches)
     got = parse_icmp_quote(0, rows[0], buf)
     assert (got.q_src, got.q_dst, got.q_sport, got.q_dport, got.q_ttl) == ("192.0.2.10", "2001:db8::53", 5000, 53, 3)

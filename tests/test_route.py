@@ -196,7 +196,7 @@ def test_no_router_means_every_record_decoded(monkeypatch):
     def rows_and_info(walk, nparts):
         monkeypatch.setattr(sources, "compiled_walk", walk)
         (info, batches), = list(sources.iter_inputs([str(path)], None, 1, nparts))
-        n = sum(len(rows) for rows, _buf, _now in batches)
+        n = sum(len(rows) for rows, _buf, _now, _made in batches)
         return n, info.decoded, (info.first_ts, info.last_ts)
 
     whole = rows_and_info(None, 1)

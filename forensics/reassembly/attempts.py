@@ -100,6 +100,9 @@ def from_dns(txn: DnsTransaction) -> Attempt:
     responses = txn.responses
     server = txn.server
     frames = [*txn.query_frames, *[r.frame for r in responses], *[e.frame for e in txn.icmp]]
+    for r in responses:
+        if r.fragments:  # a response made whole from IP fragments: the others are its packets too
+            frames.extend([f for f in r.fragments if f != r.frame])
     frames.sort()
     end = txn.query_ts
     for r in responses:

@@ -139,11 +139,13 @@ class Reassembler:
         self._input_end: dict[int, float] = {}
 
     # ------------------------------------------------------------------ batches
-    def feed(self, input_idx: int, rows: np.ndarray, buf: np.ndarray, now: float | None = None) -> None:
+    def feed(self, input_idx: int, rows: np.ndarray, buf: np.ndarray, now: float | None = None,
+             made: dict[int, tuple[int, ...]] | None = None) -> None:
         """Take one decoded batch. ``now`` is the time the capture has reached by its end
         (``sources.Clock``, over every record of the batch; the latest row's when not given):
         when the rows are one part's share, the flows of this part still expire when they
-        would have in one process."""
+        would have in one process. ``made``: the frames of the batch's datagrams that IP
+        reassembly made whole -> the frames of their fragments."""
         ok = rows["status"] == ST_OK
         proto = rows["proto"]
         tcp = np.flatnonzero(ok & (proto == 6))
@@ -164,7 +166,7 @@ class Reassembler:
             if group.any():
                 self.stats.dns_multicast += int(group.sum())
                 d = d[~group]
-            self._feed_dns(input_idx, d, buf)
+            self._feed_dns(input_idx, d, buf, made)
         icmp = np.flatnonzero(ok & (((proto == 1) & np.isin(rows["itype"], ICMP4_ERRORS) & (rows["ipver"] == 4))
                                     | ((proto == 58) & np.isin(rows["itype"], ICMP6_ERRORS) & (rows["ipver"] == 6))))
         for i in icmp:
@@ -353,7 +355,8 @@ class Reassembler:
         state.absorb(input_idx, grp[start:], buf)
 
     # ---------------------------------------------------------------------- DNS
-    def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray) -> None:
+    def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray,
+                  made: dict[int, tuple[int, ...]] | None = None) -> None:
         self.stats.dns_packets += len(d)
         snapped = d["caplen_pay"] < d["plen"]
         first_fragment = d["frag"] == 1  # a datagram given up by IP reassembly: a fragment is missing
@@ -394,10 +397,11 @@ class Reassembler:
                 continue
             answers = tuple([new_dns_answer(*a) for a in msg.answers]) if msg.answers else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
-            # qname_matches, cut)
+            # qname_matches, cut, fragments)
             pend.responses.append(new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
                                                    msg.nscount, msg.arcount,
-                                                   msg.qname == pend.qname or (cut and not msg.qname), cut))
+                                                   msg.qname == pend.qname or (cut and not msg.qname), cut,
+                                                   made.get(frame, ()) if made is not None else ()))
 
     def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
         """The one ``Endpoint`` of an address and port (resolvers recur in every

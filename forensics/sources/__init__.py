@@ -1,8 +1,10 @@
 """Capture sources: the only place capture formats live.
 
 ``iter_inputs`` yields, per input file, its ``InputInfo`` and an iterator of
-decoded batches ``(rows, buf, now)`` (``now``: the time the capture has reached by the
-end of the batch, by ``Clock``); the info fills in as the batches are read.
+decoded batches ``(rows, buf, now, made)`` (``now``: the time the capture has reached by the
+end of the batch, by ``Clock``; ``made``: the IP datagrams the batch made whole from
+fragments, the frame each is read at -> its fragments' frames, or None); the info fills
+in as the batches are read.
 """
 
 from __future__ import annotations
@@ -232,10 +234,10 @@ def _batches(path: str, info: InputInfo, progress, total: int, done: list[int], 
                 progress(min(done[0], total) if total else done[0], total, pk_start + stats.records)
             now = clock.advance(whole.ts)
             rows, buf = frags.feed(rows, buf, now, fragments)
-            yield rows, buf, now
+            yield rows, buf, now, frags.take_made()
         last = frags.close()  # the datagrams still missing a piece: their first fragments, cut short
         if last is not None:
-            yield last[0], last[1], None
+            yield last[0], last[1], None, None
     finally:
         info.end_ts = clock.end
         if clock.ahead:

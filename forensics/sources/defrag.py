@@ -71,6 +71,7 @@ class _Datagram:
     conflict: bool = False
     cut: bool = False  # a fragment the capture cut short: the datagram cannot be made whole
     prev: bytes | None = None  # the payload of a datagram of the same key made whole just before
+    frames: list[int] = field(default_factory=list)  # the frames of its fragments, as they came
 
 
 @dataclass(slots=True)
@@ -91,6 +92,17 @@ class Reassembler:
         # of the same key that never make a datagram were: copies, or (other bytes) a forgery
         self.done: dict[tuple, tuple[float, bytes]] = {}
         self.stats = DefragStats()
+        #: the datagrams made whole since ``take_made`` was last called: the frame each is read at
+        #: -> the frames of all its fragments (the evidence lists them, as Wireshark's
+        #: "[2 IPv4 Fragments: #6, #7]" does)
+        self.made: dict[int, tuple[int, ...]] = {}
+
+    def take_made(self) -> dict[int, tuple[int, ...]] | None:
+        """``made``, emptied (None when empty)."""
+        if not self.made:
+            return None
+        made, self.made = self.made, {}
+        return made
 
     # ------------------------------------------------------------------ batches
     def feed(self, rows: np.ndarray, buf: np.ndarray, now: float | None,
@@ -156,6 +168,7 @@ class Reassembler:
             if late is not None:  # the key's last datagram was made whole just before
                 d.prev = late[1]
         d.cut |= cut
+        d.frames.append(int(row["frame"]))
         if offset == 0 and d.first is None:  # (a second one is a piece like any other)
             d.header = header
             d.first = bytes(buf[l3:end])  # as raw IP: its link header is not needed
@@ -181,6 +194,7 @@ class Reassembler:
                 self.stats.reassembled += 1
                 self.stats.conflicts += conflict or d.conflict
                 out.append((_packet(key[0], d.header, payload), row))
+                self.made[int(row["frame"])] = tuple(sorted(set(d.frames)))
 
     def _give_up(self, key: tuple, out: list) -> None:
         d = self.open.pop(key)
