@@ -24,7 +24,6 @@ import copyreg
 import dataclasses
 import functools
 import gc
-import mmap
 import os
 import pickle
 import shutil
@@ -349,26 +348,20 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: n
     kept = [res.kept[i] for i in order.tolist()] if res.kept is not None else None
     verdicts: list[Verdict] | None = [] if kept is not None else None
     path = os.path.join(workdir, f"part{res.part}.lines")
-    loads, code = pickle.loads, _CODE
+    pread, loads, code = os.pread, pickle.loads, _CODE
     fd = os.open(res.spill, os.O_RDONLY)
-    # the records are read in the report's order, not the order they were spilled in: mapped,
-    # each is a slice of memory (one system call a record, with pread, was 2.7 % of a 1M run);
-    # the pages read are let go after each block, so that the spill is not counted in memory
-    spill = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if os.fstat(fd).st_size else None
     try:
         with open(path, "w", encoding="utf-8", buffering=1 << 20) as out, collector_by_hand() as gc_tick:
             write = out.write
             for b in range(0, len(order), JUDGE_TICK):  # Python ints for a block at a time
                 gc_tick()
-                if spill is not None and b:
-                    spill.madvise(mmap.MADV_DONTNEED)
                 if stage is not None:
                     stage("judging", b, len(order))
                 sel = res.index[order[b:b + JUDGE_TICK]]
                 for k, (off, ln, inp, pos, rank) in enumerate(zip(
                         sel["off"].tolist(), sel["len"].tolist(), sel["input"].tolist(),
                         positions[b:b + JUDGE_TICK].tolist(), ranks[b:b + JUDGE_TICK].tolist()), b):
-                    rec, frags = loads(spill[off:off + ln])
+                    rec, frags = loads(pread(fd, ln, off))
                     v = judge.verdict(_facts_from_record(rec))
                     write(attempt_line(frags, v, inp, pos, rank))
                     write("\n")
@@ -378,8 +371,6 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: n
         if stage is not None:
             stage("judging", len(order), len(order))
     finally:
-        if spill is not None:
-            spill.close()
         os.close(fd)
         try:
             os.unlink(res.spill)
