@@ -124,3 +124,53 @@ def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
                for w in report["warnings"])
     assert any("2 IP datagrams came in fragments that were not all captured" in w for w in report["warnings"])
     assert not any(SNAP_WARNING in w for w in report["warnings"])
+
+
+def _same_name_two_resolvers(path) -> None:
+    """One long name asked of two resolvers: one answers an address, the other NXDOMAIN."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    name, client, pkts = "a-rather-long-name-the-snapshot-cuts.example", "192.0.2.10", []
+    for k, (resolver, rcode) in enumerate([("198.51.100.53", 0), ("198.51.100.54", 3)]):
+        t = 1.7e9 + k
+        q = DNS(id=100 + k, rd=1, qd=DNSQR(qname=name, qtype="A"))
+        r = DNS(id=100 + k, qr=1, rd=1, ra=1, rcode=rcode, qd=DNSQR(qname=name, qtype="A"),
+                an=DNSRR(rrname=name, type="A", ttl=300, rdata="203.0.113.5") if rcode == 0 else [])
+        for pkt, when, to_client in ((IP(src=client, dst=resolver, ttl=64) / UDP(sport=40001 + k, dport=53) / q, t,
+                                      False),
+                                     (IP(src=resolver, dst=client, ttl=57) / UDP(sport=53, dport=40001 + k) / r,
+                                      t + 0.02, True)):
+            e = (Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") if to_client
+                 else Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")) / pkt
+            e.time = when
+            pkts.append(e)
+    wrpcap(str(path), pkts)
+
+
+def test_names_and_answers_cut_off_are_not_compared_across_resolvers(tmp_path):
+    """Two resolvers disagreeing on one name is evidence (dnsforge's cross-resolver check). Cut off by
+    the snapshot length: the names unknown, nothing is compared (every unknown name would match every
+    other); the answers unknown, only what the headers say is (NXDOMAIN or not), in those words."""
+    full = tmp_path / "full.pcap"
+    _same_name_two_resolvers(full)
+
+    def claims(report) -> list[str]:
+        return [a["summary"] for a in report["attempts"] if "for the same name" in a["summary"]]
+
+    whole = analyze_json(full, reachable=("203.0.113.0/24",))
+    assert claims(whole), "the disagreement the capture holds is reported"
+    for snaplen in (74, 110):
+        cut = tmp_path / f"cut{snaplen}.pcap"
+        snapped(full, cut, snaplen)
+        rep = analyze_json(cut, reachable=("203.0.113.0/24",))
+        assert len(rep["attempts"]) == 2 and any(SNAP_WARNING in w for w in rep["warnings"])
+        if snaplen == 74:  # the questions are not in the capture: no name, no type, nothing compared
+            assert {(a["name"], a["dns"]["qtype"]) for a in rep["attempts"]} == {("", "")}
+            assert not claims(rep)
+        else:  # the names are, the answers are not: NXDOMAIN against NOERROR still shows, and the
+            # NOERROR whose address was cut off is not called NODATA
+            said = claims(rep)
+            assert said and all("NODATA" not in s and "NOERROR (answers not captured)" in s for s in said), said

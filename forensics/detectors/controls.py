@@ -188,7 +188,7 @@ class Controls:
             if lone:
                 r.undisputed_ttls[ttl] += 1
                 r.min_rtt = _min0f(r.min_rtt, delay)
-        if lone:
+        if lone and f.name:  # (a name the capture cut off is unknown: unknown names are not one name)
             by = self.names.setdefault((f.name, f.features.get("qtype", "")), {})
             if _room_for(by, f.server_ip):
                 by.setdefault(f.server_ip, set()).add(resp[0][2])

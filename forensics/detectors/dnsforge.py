@@ -119,7 +119,10 @@ class DnsForgeryDetector:
                                        [_query(f), ev(r[6], r[5], "bogon-answer", ", ".join(a for a, _ in bad))],
                                        never=never, trigger="dns-qname", hop=_hop([r], base_ttl) if base_ttl else None))
                     break
-        # -- another resolver disagrees in a way CDN variety cannot explain
+        # -- another resolver disagrees in a way CDN variety cannot explain (not for a query whose name
+        # the capture cut off: every unknown name would be "the same name")
+        if not f.name:
+            return out
         others = controls.names.get((f.name, f.features.get("qtype", "")), {})
         mine = resp[0][2]
         for ip, outs in others.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import C2S, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL, Attempt
+from ..model import C2S, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL, Attempt, rcode_text
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
 
 _ECN = TCP_ECE | TCP_CWR
@@ -33,7 +33,8 @@ def features(a: Attempt) -> dict:
         for r in t.responses[:MAX_RESPONSES]:
             addrs = tuple(sorted(r.addresses()))
             # (src, ip ttl, outcome, delay s, ip id, frame, input, flags, qname matches, addresses)
-            responses.append((r.src.ip, r.ttl, _outcome(addrs, r.rcode), round(r.ts - qts, 6), r.ipid, r.frame,
+            outcome = _outcome(addrs, r.rcode) if addrs or not r.cut else _cut_outcome(r.rcode)
+            responses.append((r.src.ip, r.ttl, outcome, round(r.ts - qts, 6), r.ipid, r.frame,
                               r.input, r.flags, r.qname_matches, addrs))
         return {"qtype": t.qtype, "query_frame": t.query_frames[0], "query_ttl": t.query_ttl,
                 "queries": len(t.query_frames), "responses": tuple(responses)}
@@ -113,6 +114,12 @@ def dns_outcome(r) -> str:
 
 
 _NO_ADDRESS = {0: "NODATA", 3: "NXDOMAIN"}
+
+
+def _cut_outcome(rcode: int) -> str:
+    """The outcome of a response the capture cut before any address: its header's rcode is all there
+    is (NXDOMAIN says it all; a NOERROR may have held addresses, so it is not called NODATA)."""
+    return "NXDOMAIN" if rcode == 3 else f"{rcode_text(rcode)} (answers not captured)"
 
 
 def _outcome(addrs, rcode: int) -> str:

@@ -389,7 +389,8 @@ class Reassembler:
                 qtype = msg.qtype
                 self._dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, msg.txid), src,
                                 endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), msg.txid, msg.qname,
-                                qtypes.get(qtype) or dnswire.qtype_text(qtype))
+                                # no question (cut off by the capture, or none asked): no type either
+                                (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if msg.qname else "")
                 continue
             pend = pending.get((dh, dl, dp, msg.txid))
             if pend is None:
