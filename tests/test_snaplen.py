@@ -169,6 +169,8 @@ def test_names_and_answers_cut_off_are_not_compared_across_resolvers(tmp_path):
         assert len(rep["attempts"]) == 2 and any(SNAP_WARNING in w for w in rep["warnings"])
         if snaplen == 74:  # the questions are not in the capture: no name, no type, nothing compared
             assert {(a["name"], a["dns"]["qtype"]) for a in rep["attempts"]} == {("", "")}
+            assert {e["detail"] for a in rep["attempts"] for e in a["evidence"] if e["signal"] == "query"} \
+                == {"(question not captured)"}
             assert not claims(rep)
         else:  # the names are, the answers are not: NXDOMAIN against NOERROR still shows, and the
             # NOERROR whose address was cut off is not called NODATA

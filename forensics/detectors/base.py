@@ -73,6 +73,11 @@ new_evidence = model.new_evidence
 new_finding = model.new_finding
 
 
+def query_text(qtype: str, qname: str) -> str:
+    """A DNS query as its evidence line says it: "A example.org", or that its question is not in the capture."""
+    return f"{qtype} {qname}" if qname else "(question not captured)"
+
+
 def ev(attempt_input: int, frame: int, signal: str, detail: str) -> Evidence:
     return new_evidence(int(attempt_input), int(frame), signal, detail)
 

@@ -26,7 +26,7 @@ from operator import itemgetter
 
 from ..model import Evidence, Finding
 from .addrspace import in_any, public_name, special
-from .base import Facts, doc_parts, ev, finding
+from .base import Facts, doc_parts, ev, finding, query_text
 from .controls import Controls, prefix_of
 from .ttl import TTL_GAP_STRONG, place, too_early
 
@@ -147,7 +147,7 @@ def _base_ttl(res) -> int | None:
 
 def _query(f: Facts) -> Evidence:
     """The evidence line of the query itself (built only for a finding: most answers raise none)."""
-    return ev(f.input, f.features.get("query_frame", 0), "query", f"{f.features.get('qtype', '')} {f.name}")
+    return ev(f.input, f.features.get("query_frame", 0), "query", query_text(f.features.get("qtype", ""), f.name))
 
 
 def _show(r) -> str:

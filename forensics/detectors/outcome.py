@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_PLEN, SEG_TS,
                      SEG_TTL, Attempt, Finding, rcode_text)
 from ..sources.decode import TCP_RST
-from .base import doc_parts, ev, finding
+from .base import doc_parts, ev, finding, query_text
 from .features import asks_ecn, client_syns
 
 NAME = "outcome"
@@ -68,7 +68,7 @@ _CUT_WHY = {CUT_SNAPLEN: "cut by its snapshot length", CUT_FRAGMENTS: "sent in I
 
 def _dns(a: Attempt) -> list[Finding]:
     txn = a.dns
-    query = ev(a.input, txn.query_frames[0], "query", f"{txn.qtype} {txn.qname}")
+    query = ev(a.input, txn.query_frames[0], "query", query_text(txn.qtype, txn.qname))
     if not txn.responses and txn.icmp:
         e = txn.icmp[0]
         return [finding(NAME, "dns-icmp-error", 1.0, f"the query was answered by ICMP \"{e.describe()}\" from {e.router}",
