@@ -261,6 +261,9 @@ class TcpConn:
     rows: list[tuple] = field(repr=False, compare=False)
     #: Payload the capture cut short (its snapshot length): bit 0 the client's, bit 1 the server's.
     payload_cut: int = 0
+    #: The frames of the IP fragments some of its segments were made whole from (the segments are
+    #: read at the frame of their last fragment; these are its packets too): the first 64.
+    fragment_frames: tuple[int, ...] = ()
 
     @property
     def handshake(self) -> bool:

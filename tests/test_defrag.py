@@ -228,6 +228,28 @@ def test_an_http_request_in_fragments_shows_its_host(tmp_path, size):
     assert len(frags) >= 3 and a["kind"] == "http" and a["name"] == "frag.example"
     assert a["tcp"]["payload_bytes"] == {"client": len(req), "server": len(resp)}
     assert a["tcp"]["retransmissions"] == {"client": 0, "server": 0}
+    # the request's fragments are the connection's packets too: every frame of the capture
+    assert a["tcp"]["ip_fragments"] == list(range(4, 4 + len(frags)))
+    assert a["frames"] == list(range(1, len(pkts) + 1))
+
+
+def test_a_segment_in_many_fragments_lists_the_first_64(tmp_path):
+    """A 600-byte request in 8-byte fragments (78 of them): the connection lists the first 64 (the
+    report lists 64 frames of an attempt anyway), and frames_total counts what it lists."""
+    from scapy.layers.inet import IP, TCP, fragment
+
+    c, s, t = "192.0.2.10", "203.0.113.20", 1.7e9
+    req = b"GET / HTTP/1.1\r\nHost: frag.example\r\nX-Pad: " + b"p" * 540 + b"\r\n\r\n"
+    pkts = [_eth(IP(src=c, dst=s) / TCP(sport=41000, dport=80, flags="S", seq=1000), t, False),
+            _eth(IP(src=s, dst=c) / TCP(sport=80, dport=41000, flags="SA", seq=5000, ack=1001), t + 0.02, True),
+            _eth(IP(src=c, dst=s) / TCP(sport=41000, dport=80, flags="A", seq=1001, ack=5001), t + 0.021, False)]
+    frags = fragment(IP(src=c, dst=s, id=7, flags=0) / TCP(sport=41000, dport=80, flags="PA", seq=1001, ack=5001)
+                     / req, fragsize=8)
+    pkts += [_eth(f, t + 0.022 + k * 1e-5, False) for k, f in enumerate(frags)]
+    (a,) = analyze_json(_write(pkts, tmp_path / "m.pcap"))["attempts"]
+    assert len(frags) > 64 and a["name"] == "frag.example"
+    assert a["tcp"]["ip_fragments"] == list(range(4, 4 + 64))
+    assert a["frames_total"] == 3 + 64 + 1  # the handshake, the fragments listed, the one that completed it
 
 
 def _rows(pkts) -> tuple[np.ndarray, np.ndarray]:

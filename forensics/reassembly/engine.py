@@ -36,6 +36,7 @@ from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsRespons
                      new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint)
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
+from ..sources.defrag import MAX_LISTED_FRAGMENTS
 from . import dnswire
 from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, row_fields
 
@@ -153,6 +154,8 @@ class Reassembler:
             tcp = tcp[self._mine(_canonical_keys(rows[tcp]))]
         if len(tcp):
             self._feed_tcp(input_idx, rows[tcp], buf)
+            if made is not None:
+                self._tcp_fragments(rows[tcp], made)
         udp = ok & (proto == 17)
         dnsmask = udp & (np.isin(rows["sport"], DNS_PORTS) | np.isin(rows["dport"], DNS_PORTS))
         if self.nparts > 1:
@@ -222,6 +225,16 @@ class Reassembler:
                 x, y = y, x
             h = _mix_int(x[0], x[1], y[0], y[1], (x[2] << 16) | y[2])
         return h % self.nparts == self.part
+
+    def _tcp_fragments(self, t: np.ndarray, made: dict[int, tuple[int, ...]]) -> None:
+        """Give the connections of segments made whole from IP fragments the frames of those fragments."""
+        for i in np.flatnonzero(np.isin(t["frame"], np.fromiter(made, np.int64, len(made)))).tolist():
+            st = self.flows.get(_key_bytes(_canonical_keys(t[i:i + 1]))[0])
+            if st is not None:
+                if st.fragments is None:
+                    st.fragments = []
+                if len(st.fragments) < MAX_LISTED_FRAGMENTS:  # (the report lists 64 frames an attempt)
+                    st.fragments.extend(made[int(t["frame"][i])][:MAX_LISTED_FRAGMENTS - len(st.fragments)])
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)

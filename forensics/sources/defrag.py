@@ -53,6 +53,9 @@ MAX_DATAGRAMS = 4096
 #: The largest datagram IP can carry (its total length field; IPv6 jumbograms are
 #: never fragmented).
 MAX_DATAGRAM = 65535
+#: Fragment frames handed on per datagram made whole (``Reassembler.made``): a 64 KB datagram may
+#: come in 8,192 fragments of 8 bytes; the report lists 64 frames of an attempt anyway.
+MAX_LISTED_FRAGMENTS = 64
 #: Raw IP: the link type the reassembled datagrams are decoded with.
 LINKTYPE_RAW = 101
 #: IPv6 extension headers that may come before the fragment header (the
@@ -194,7 +197,7 @@ class Reassembler:
                 self.stats.reassembled += 1
                 self.stats.conflicts += conflict or d.conflict
                 out.append((_packet(key[0], d.header, payload), row))
-                self.made[int(row["frame"])] = tuple(sorted(set(d.frames)))
+                self.made[int(row["frame"])] = tuple(sorted(set(d.frames)))[:MAX_LISTED_FRAGMENTS]
 
     def _give_up(self, key: tuple, out: list) -> None:
         d = self.open.pop(key)
