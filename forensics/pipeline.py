@@ -36,10 +36,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .classify.engine import RULES_VERSION, Judge
-from .detectors.base import Facts, new_evidence, new_finding
+from .detectors.base import Facts
 from .detectors.controls import ControlSet, cases_of
 from .errors import InputError
-from .model import VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict
+from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict, new_evidence,
+                    new_finding)
 from .reassembly import attempts as attempts_mod
 from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
 from .report import AttemptStore, Report, attempt_fragments, attempt_line

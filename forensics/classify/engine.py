@@ -74,7 +74,6 @@ def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ..
 #: Each rule's signals as sets, for one subset test per rule.
 _COMPILED = [(rule, frozenset(rule.all_of), frozenset(rule.none_of)) for rule in RULES]
 _SIGNAL = attrgetter("signal")
-_new_verdict = new_verdict  # Verdict(...), every field positionally
 
 
 class _Plan(NamedTuple):
@@ -165,7 +164,7 @@ def _verdict(plan: _Plan, facts: Facts, findings: list[Finding]) -> Verdict:
             if h is not None:
                 hop = Hop(*h)
                 break
-    return _new_verdict(rule.verdict, plan.cls, trigger, confidence, _sentence(summary), rule.id, hop, tuple(evidence))
+    return new_verdict(rule.verdict, plan.cls, trigger, confidence, _sentence(summary), rule.id, hop, tuple(evidence))
 
 
 def _sentence(s: str) -> str:

@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import model
-from ..model import Attempt, Evidence, Finding
+from ..model import Attempt, Evidence, Finding, new_evidence, new_finding
 
 if TYPE_CHECKING:
     from .controls import Controls
@@ -66,11 +65,6 @@ class Facts:
             if f.signal == signal:
                 return f
         return None
-
-
-#: ``Evidence(...)``, ``Finding(...)``: every field, positionally.
-new_evidence = model.new_evidence
-new_finding = model.new_finding
 
 
 def query_text(qtype: str, qname: str) -> str:

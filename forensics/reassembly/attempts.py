@@ -17,10 +17,9 @@ MAX_FRAMES_LISTED = 64
 
 
 def from_tcp(conn: TcpConn) -> list[Attempt]:
-    frames = [r[SEG_FRAME] for r in conn.rows]
+    frames = tuple([r[SEG_FRAME] for r in conn.rows])
     if conn.fragment_frames:  # segments made whole from IP fragments: the fragments are its packets too
-        frames = sorted(set(frames).union(conn.fragment_frames))
-    frames = tuple(frames)
+        frames = tuple(sorted(set(frames).union(conn.fragment_frames)))
     client, server = conn.client, conn.server
     # Attempt(id, kind, transport, client, server, name, start, end, input, frames, history, tcp, dns, hello,
     # tls_reply, request, response), positionally: no keyword dict built per attempt

@@ -230,11 +230,8 @@ class Reassembler:
         """Give the connections of segments made whole from IP fragments the frames of those fragments."""
         for i in np.flatnonzero(np.isin(t["frame"], np.fromiter(made, np.int64, len(made)))).tolist():
             st = self.flows.get(_key_bytes(_canonical_keys(t[i:i + 1]))[0])
-            if st is not None:
-                if st.fragments is None:
-                    st.fragments = []
-                if len(st.fragments) < MAX_LISTED_FRAGMENTS:  # (the report lists 64 frames an attempt)
-                    st.fragments.extend(made[int(t["frame"][i])][:MAX_LISTED_FRAGMENTS - len(st.fragments)])
+            if st is not None:  # (the report lists 64 frames of an attempt)
+                st.fragments = (*st.fragments, *made[int(t["frame"][i])])[:MAX_LISTED_FRAGMENTS]
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)

@@ -146,7 +146,7 @@ class TcpState:
         # DNS over TCP: every message matters, not only the first payload
         self.want_all = 53 in (src[2], dst[2])
         self.fins = 0  # close_bits seen so far
-        self.fragments: list[int] | None = None  # frames of IP fragments its segments were made whole from
+        self.fragments: tuple[int, ...] = ()  # frames of IP fragments its segments were made whole from
         return self
 
     @property
@@ -502,4 +502,4 @@ def finish_tcp(s: TcpState) -> TcpConn:
         s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
         s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
         tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
-        s.last_ts, first_pay_ts, s.capped, rows, s.cut, tuple(sorted(set(s.fragments))) if s.fragments else ())
+        s.last_ts, first_pay_ts, s.capped, rows, s.cut, tuple(sorted(set(s.fragments))))
