@@ -438,34 +438,11 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Num
             for pos, a, v in zip(numbering.positions[k].tolist(), j.kept, j.verdicts):
                 attempts[pos] = a
                 verdicts[pos] = v
-    out_path = os.path.join(workdir, "attempts.jsonl")
     if len(judged) == 1:
-        os.replace(judged[0].lines, out_path)  # one part: its lines are the report's
-    else:
-        _interleave([j.lines for j in judged], part_seq, out_path)
-    store = AttemptStore(out_path, summary, cleanup)
+        store = AttemptStore(judged[0].lines, summary, cleanup)
+    else:  # the parts' lines are read in step as the report is written: no merged copy
+        store = AttemptStore([j.lines for j in judged], summary, cleanup, part_seq)
     return Report(infos, attempts, verdicts, RULES_VERSION, warnings, evicted, store=store)
-
-
-def _interleave(paths: list[str], part_seq: np.ndarray, out_path: str) -> None:
-    """Write the lines of the files ``paths`` to ``out_path``, taking the next line of
-    file ``part_seq[i]`` for the ``i``-th; the files are removed."""
-    sources = [open(p, "rb") for p in paths]
-    try:
-        readers = [f.readline for f in sources]
-        with open(out_path, "wb", buffering=1 << 20) as out:
-            write = out.write
-            for b in range(0, len(part_seq), _BLOCK):
-                for p in part_seq[b:b + _BLOCK].tolist():
-                    write(readers[p]())
-    finally:
-        for f in sources:
-            f.close()
-        for p in paths:
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
 
 
 def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None = None,

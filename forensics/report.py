@@ -19,6 +19,9 @@ SCHEMA = "forensics.report/1"
 #: Characters of the attempts' store read at a time by the renderers (a few hundred
 #: attempts: large enough that copying costs no Python step per attempt).
 STORE_BLOCK = 1 << 20
+#: Lines read at a time from the parts' files in step: about ``STORE_BLOCK`` of text (an attempt's
+#: line is 1 to 2 KB).
+IN_STEP_LINES = 1024
 
 CSV_COLUMNS = ["id", "kind", "transport", "client_ip", "client_port", "server_ip", "server_port", "name",
                "start", "duration_ms", "verdict", "class", "trigger", "confidence", "summary",
@@ -148,23 +151,56 @@ class NotHeldError(UsageError):
 
 
 class AttemptStore:
-    """The finished attempts' JSON lines, in order, in a file that lives as long as its owner."""
+    """The finished attempts' JSON lines, in order, in files that live as long as their owner.
 
-    def __init__(self, path: str, summary: dict, cleanup: str | None = None) -> None:
-        self.path = path
+    One file holds them in order; or several (the parts of ``-j N``, each in its own
+    order) are read in step, the ``i``-th line coming from file ``order[i]``: the
+    report is then written straight from the parts' files, without a merged copy
+    written and read back first."""
+
+    def __init__(self, paths: str | list[str], summary: dict, cleanup: str | None = None,
+                 order=None) -> None:
+        self.paths = [paths] if isinstance(paths, str) else list(paths)
+        if len(self.paths) > 1 and order is None:
+            raise ValueError("several files of lines need the order to read them in")
+        self.order = order  # a sequence of file numbers, one per line (a numpy array)
         self.summary = summary
         self._finalizer = weakref.finalize(self, shutil.rmtree, cleanup, True) if cleanup else None
 
     def lines(self) -> Iterator[str]:
-        with open(self.path, "r", encoding="utf-8") as fh:
-            for line in fh:
+        if len(self.paths) == 1:
+            with open(self.paths[0], "r", encoding="utf-8") as fh:
+                for line in fh:
+                    yield line.rstrip("\n")
+            return
+        for group in self._in_step(False):
+            for line in group:
                 yield line.rstrip("\n")
 
+    def _in_step(self, binary: bool) -> Iterator[list]:
+        """The lines of several files, in ``order``, a list of lines (each ending in a newline) at a time."""
+        files = [open(p, "rb") if binary else open(p, "r", encoding="utf-8") for p in self.paths]
+        try:
+            readers = [f.readline for f in files]
+            order = self.order
+            for b in range(0, len(order), IN_STEP_LINES):
+                group = [readers[p]() for p in order[b:b + IN_STEP_LINES].tolist()]
+                if not all(group):
+                    raise ValueError(f"the attempts' files {self.paths} hold fewer lines than the report has")
+                yield group
+        finally:
+            for f in files:
+                f.close()
+
     def blocks(self, binary: bool = False) -> Iterator:
-        """The file's text (bytes if ``binary``) in blocks of about ``STORE_BLOCK``
+        """The lines' text (bytes if ``binary``) in blocks of about ``STORE_BLOCK``
         characters, each cut after a newline."""
         nl = b"\n" if binary else "\n"
-        with open(self.path, "rb") if binary else open(self.path, "r", encoding="utf-8") as fh:
+        if len(self.paths) > 1:
+            for group in self._in_step(binary):
+                yield nl[:0].join(group)
+            return
+        with open(self.paths[0], "rb") if binary else open(self.paths[0], "r", encoding="utf-8") as fh:
             rest = nl[:0]
             while True:
                 chunk = fh.read(STORE_BLOCK)

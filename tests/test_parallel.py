@@ -154,3 +154,31 @@ def test_dask_local_cluster_gives_the_same_report():
         on_dask = _reports(inputs, scheduler=cluster.scheduler_address)
     assert one["json"] == on_dask["json"]
     assert one["csv"] == on_dask["csv"]
+
+
+def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch):
+    """-j N's report is written straight from the parts' files, each line from the part
+    the numbering says, across the blocks it reads them in; a part short of lines is an error."""
+    import numpy as np
+
+    from forensics import report
+
+    monkeypatch.setattr(report, "IN_STEP_LINES", 3)
+    order = np.array([1, 0, 0, 2, 1, 1, 0, 2], np.int16)
+    want, paths = [], []
+    for part in range(3):
+        p = tmp_path / f"part{part}.lines"
+        p.write_text("".join(f'{{"part":{part},"k":{k}}}\n' for k in range(int((order == part).sum()))))
+        paths.append(str(p))
+    seen = [0, 0, 0]
+    for part in order.tolist():
+        want.append(f'{{"part":{part},"k":{seen[part]}}}')
+        seen[part] += 1
+    store = report.AttemptStore(paths, {}, None, order)
+    assert list(store.lines()) == want
+    assert "".join(store.blocks()) == "".join(w + "\n" for w in want)
+    assert b"".join(store.blocks(binary=True)) == "".join(w + "\n" for w in want).encode()
+    assert list(store.lines()) == want  # read again: nothing consumed
+    short = report.AttemptStore(paths, {}, None, np.append(order, 2))
+    with pytest.raises(ValueError, match="fewer lines"):
+        list(short.lines())
