@@ -345,6 +345,9 @@ class DnsTransaction:
     #: than ``DNS_LINGER`` after it (the capture stopped while the query was pending);
     #: None when the engine watched the query for its whole linger.
     watched: float | None = None
+    #: The frames of the IP fragments the query came in, when IP reassembly made it whole
+    #: (its first copy's; ``query_frames[0]`` is the frame that completed it).
+    query_fragments: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

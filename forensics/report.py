@@ -363,4 +363,6 @@ def _tail_into(d: dict, a: Attempt) -> dict:
         d["dns"] = {"id": t.txid, "qname": t.qname, "qtype": t.qtype, "query_frames": list(t.query_frames),
                     "query_ttl": t.query_ttl, "responses": list(map(_to_dict, t.responses)),
                     "icmp": list(map(_to_dict, t.icmp))}
+        if t.query_fragments:
+            d["dns"]["query_fragments"] = list(t.query_fragments)
     return d

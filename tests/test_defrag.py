@@ -177,6 +177,45 @@ def test_fragments_in_any_order_make_the_datagram(tmp_path, v6, reverse):
 
 
 @pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_a_query_in_fragments_lists_them(tmp_path, v6):
+    """A query that came in IP fragments (a long name in small fragments) lists them in
+    ``dns.query_fragments`` and its attempt's frames, as tshark's ``ip.fragment`` and
+    ``ipv6.fragment`` do; its retransmission count is still one."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, UDP, fragment
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+
+    name = ".".join(["label%02d" % i for i in range(12)]) + ".example"
+    qtype = "AAAA" if v6 else "A"
+    c, s = ("2001:db8:1:1::10", "2001:db8:53::53") if v6 else ("192.0.2.10", "203.0.113.53")
+    q = DNS(id=9, rd=1, qd=DNSQR(qname=name, qtype=qtype))
+    r = DNS(id=9, qr=1, rd=1, ra=1, qd=DNSQR(qname=name, qtype=qtype),
+            an=DNSRR(rrname=name, type=qtype, ttl=60, rdata="2001:db8:5::1" if v6 else "203.0.113.80"))
+    if v6:
+        frags = fragment6(IPv6(src=c, dst=s) / IPv6ExtHdrFragment(id=0x1234) / UDP(sport=40001, dport=53) / q, 96)
+        reply = IPv6(src=s, dst=c, hlim=60) / UDP(sport=53, dport=40001) / r
+    else:
+        frags = fragment(IP(src=c, dst=s, ttl=64, id=777) / UDP(sport=40001, dport=53) / q, fragsize=40)
+        reply = IP(src=s, dst=c, ttl=60) / UDP(sport=53, dport=40001) / r
+    n = len(frags)
+    assert n >= 3
+    pkts = [_eth(f, 1.7e9 + k * 1e-4, False) for k, f in enumerate(frags)] + [_eth(reply, 1.7e9 + 0.03, True)]
+    path = _write(pkts, tmp_path / "q.pcap")
+    rep = analyze_json(path, reachable=("203.0.113.0/24", "2001:db8:5::/64"))
+    (a,) = rep["attempts"]
+    assert a["verdict"] == "ok" and a["name"] == name
+    assert a["dns"]["query_frames"] == [n]  # the frame that completed it, sent once
+    assert a["dns"]["query_fragments"] == list(range(1, n + 1))
+    assert a["frames"] == list(range(1, n + 2))
+    assert "fragments" not in a["dns"]["responses"][0]
+    if shutil.which("tshark"):
+        out = subprocess.run(["tshark", "-r", str(path), "-Y", "dns.flags.response==0", "-T", "fields",
+                              "-e", "frame.number", "-e", "ip.fragment", "-e", "ipv6.fragment"],
+                             capture_output=True, text=True, timeout=120).stdout.split()
+        assert int(out[0]) == n and [int(x) for x in out[1].split(",")] == a["dns"]["query_fragments"]
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
 def test_a_lost_fragment_leaves_the_first_read_as_cut(tmp_path, v6):
     pkts, n = _dns_pair(v6, 1.7e9, drop=(1,))
     rep = analyze_json(_write(pkts, tmp_path / "f.pcap"))

@@ -102,6 +102,8 @@ def from_dns(txn: DnsTransaction) -> Attempt:
     responses = txn.responses
     server = txn.server
     frames = [*txn.query_frames, *[r.frame for r in responses], *[e.frame for e in txn.icmp]]
+    if txn.query_fragments:  # a query made whole from IP fragments
+        frames.extend([f for f in txn.query_fragments if f != txn.query_frames[0]])
     for r in responses:
         if r.fragments:  # a response made whole from IP fragments: the others are its packets too
             frames.extend([f for f in r.fragments if f != r.frame])

@@ -94,6 +94,7 @@ class _DnsPending:
     query_ttl: int
     responses: list[DnsResponse] = field(default_factory=list)
     icmp: list[IcmpError] = field(default_factory=list)
+    fragments: tuple[int, ...] = ()  # the IP fragments of the query's first copy, when it came in them
 
 
 @dataclass(slots=True)
@@ -400,7 +401,8 @@ class Reassembler:
                 self._dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, msg.txid), src,
                                 endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), msg.txid, msg.qname,
                                 # no question (cut off by the capture, or none asked): no type either
-                                (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if msg.qname else "")
+                                (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if msg.qname else "",
+                                made.get(frame, ()) if made is not None else ())
                 continue
             pend = pending.get((dh, dl, dp, msg.txid))
             if pend is None:
@@ -428,14 +430,14 @@ class Reassembler:
         return e
 
     def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, key: tuple, client: Endpoint,
-                   server: Endpoint, txid: int, qname: str, qtype: str) -> None:
+                   server: Endpoint, txid: int, qname: str, qtype: str, fragments: tuple[int, ...] = ()) -> None:
         pend = self.dns.get(key)
         if pend is not None and pend.qname == qname and pend.qtype == qtype and pend.server == server:
             pend.query_frames.append(frame)  # the client asked again
             return
         if pend is not None:
             self._finish_dns(key)
-        self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [])
+        self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [], fragments)
         self.dns_by_client[(client.ip, client.port)] = key
 
     def _finish_dns(self, key: tuple, at_end: bool = False) -> None:
@@ -452,10 +454,10 @@ class Reassembler:
                 # when they come after a pause: the query was watched no time at all then
                 watched = max(end - p.query_ts, 0.0)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
-        # query_ttl, responses, icmp, watched)
+        # query_ttl, responses, icmp, watched, query_fragments)
         self.emit(new_dns_transaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
                                       tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
-                                      tuple(p.icmp), watched))
+                                      tuple(p.icmp), watched, p.fragments))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
