@@ -302,6 +302,10 @@ class DnsResponse:
     #: the frames of the IP fragments it came in, when IP reassembly made it whole (``frame`` is
     #: the last of them, where it is read); () when it came in one packet
     fragments: tuple[int, ...] = ()
+    #: the TTL (IPv6: hop limit) of each of those fragments: one sender's fragments take one path
+    fragment_ttls: tuple[int, ...] = ()
+    #: some of those fragments overlapped with different bytes (the bytes captured first were read)
+    fragments_disagree: bool = False
 
     @property
     def aa(self) -> bool:
@@ -319,6 +323,9 @@ class DnsResponse:
             d["cut"] = self.cut
         if self.fragments:
             d["fragments"] = list(self.fragments)
+            d["fragment_ttls"] = list(self.fragment_ttls)
+            if self.fragments_disagree:
+                d["fragments_disagree"] = True
         return d
 
 

@@ -171,6 +171,7 @@ def test_fragments_in_any_order_make_the_datagram(tmp_path, v6, reverse):
     assert len(r["answers"]) == 40 and "cut" not in r
     assert r["frame"] == 1 + n  # the last fragment to arrive completes it
     assert r["fragments"] == list(range(2, 2 + n))  # every fragment, whatever order they came in
+    assert r["fragment_ttls"] == [60] * n and "fragments_disagree" not in r
     (a,) = rep["attempts"]
     assert a["frames"] == list(range(1, 2 + n))
     assert rep["inputs"][0]["decoded"]["reassembled"] == 1 and not rep["warnings"]
@@ -231,13 +232,22 @@ def test_fragments_that_disagree_are_counted(tmp_path, forged_first):
     """A second copy of a fragment with other bytes (a forged fragment racing the real one):
     counted whether it came before the real one or after the datagram was whole."""
     pkts, _ = _dns_pair(False, 1.7e9, overlap=b"\xff" * 8)
-    if forged_first:
+    if forged_first:  # planted ahead of the real one, by a sender 3 hops nearer
+        from scapy.layers.inet import IP
+
         pkts.insert(1, pkts.pop())
         pkts[1].time = pkts[0].time + 0.0299
+        pkts[1][IP].ttl = 63
+        del pkts[1][IP].chksum
     rep = analyze_json(_write(pkts, tmp_path / "f.pcap"))
     (r,) = _responses(rep, "pool.example")
-    if not forged_first:
+    if forged_first:  # the response read holds the forged bytes: its fragments say so, and their TTLs
+        assert r["fragments_disagree"] is True
+        assert r["fragments"][0] == 2 and r["fragment_ttls"] == [63] + [60] * (len(r["fragments"]) - 1)
+    else:
         assert len(r["answers"]) == 40  # the bytes first captured are kept
+        assert "fragments_disagree" not in r  # (the forgery came after the datagram was whole)
+        assert r["fragment_ttls"] == [60] * len(r["fragments"])
     assert rep["inputs"][0]["decoded"]["reassembled"] == 1
     assert [w for w in rep["warnings"] if "IP datagrams" in w] == [
         next(w for w in rep["warnings"] if "1 IP datagrams came in fragments that overlap with different bytes" in w)]

@@ -36,7 +36,7 @@ from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsRespons
                      new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint)
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
-from ..sources.defrag import MAX_LISTED_FRAGMENTS
+from ..sources.defrag import MAX_LISTED_FRAGMENTS, Fragments
 from . import dnswire
 from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, row_fields
 
@@ -76,6 +76,9 @@ def _group_destination(rows: np.ndarray) -> np.ndarray:
     a4 = lo & _LOW32
     return np.where(v4, ((a4 >> np.uint64(28)) == 0xE) | (a4 == 0xFFFFFFFF), (hi >> np.uint64(56)) == 0xFF)
 
+
+#: A DNS response's fragment fields when it came in one packet.
+_NO_FRAGMENTS = ((), (), False)
 
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
@@ -142,12 +145,12 @@ class Reassembler:
 
     # ------------------------------------------------------------------ batches
     def feed(self, input_idx: int, rows: np.ndarray, buf: np.ndarray, now: float | None = None,
-             made: dict[int, tuple[int, ...]] | None = None) -> None:
+             made: dict[int, Fragments] | None = None) -> None:
         """Take one decoded batch. ``now`` is the time the capture has reached by its end
         (``sources.Clock``, over every record of the batch; the latest row's when not given):
         when the rows are one part's share, the flows of this part still expire when they
         would have in one process. ``made``: the frames of the batch's datagrams that IP
-        reassembly made whole -> the frames of their fragments."""
+        reassembly made whole -> their fragments."""
         ok = rows["status"] == ST_OK
         proto = rows["proto"]
         tcp = np.flatnonzero(ok & (proto == 6))
@@ -227,12 +230,12 @@ class Reassembler:
             h = _mix_int(x[0], x[1], y[0], y[1], (x[2] << 16) | y[2])
         return h % self.nparts == self.part
 
-    def _tcp_fragments(self, t: np.ndarray, made: dict[int, tuple[int, ...]]) -> None:
+    def _tcp_fragments(self, t: np.ndarray, made: dict[int, Fragments]) -> None:
         """Give the connections of segments made whole from IP fragments the frames of those fragments."""
         for i in np.flatnonzero(np.isin(t["frame"], np.fromiter(made, np.int64, len(made)))).tolist():
             st = self.flows.get(_key_bytes(_canonical_keys(t[i:i + 1]))[0])
             if st is not None:  # (the report lists 64 frames of an attempt)
-                st.fragments = (*st.fragments, *made[int(t["frame"][i])])[:MAX_LISTED_FRAGMENTS]
+                st.fragments = (*st.fragments, *made[int(t["frame"][i])].frames)[:MAX_LISTED_FRAGMENTS]
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)
@@ -367,7 +370,7 @@ class Reassembler:
 
     # ---------------------------------------------------------------------- DNS
     def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray,
-                  made: dict[int, tuple[int, ...]] | None = None) -> None:
+                  made: dict[int, Fragments] | None = None) -> None:
         self.stats.dns_packets += len(d)
         snapped = d["caplen_pay"] < d["plen"]
         first_fragment = d["frag"] == 1  # a datagram given up by IP reassembly: a fragment is missing
@@ -384,6 +387,7 @@ class Reassembler:
                    d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist(),
                    why.tolist())
         cuts = ("", CUT_SNAPLEN, CUT_FRAGMENTS)
+        whole = made or {}
         for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid, w in cols:
             cut = cuts[w]
             msg = parse(buf[p:p + cap].tobytes())
@@ -402,7 +406,7 @@ class Reassembler:
                                 endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), msg.txid, msg.qname,
                                 # no question (cut off by the capture, or none asked): no type either
                                 (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if msg.qname else "",
-                                made.get(frame, ()) if made is not None else ())
+                                whole[frame].frames if frame in whole else ())
                 continue
             pend = pending.get((dh, dl, dp, msg.txid))
             if pend is None:
@@ -410,11 +414,13 @@ class Reassembler:
                 continue
             answers = tuple([new_dns_answer(*a) for a in msg.answers]) if msg.answers else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
-            # qname_matches, cut, fragments)
+            # qname_matches, cut, fragments, fragment_ttls, fragments_disagree)
+            frags = whole.get(frame)
             pend.responses.append(new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
                                                    msg.nscount, msg.arcount,
                                                    msg.qname == pend.qname or (cut and not msg.qname), cut,
-                                                   made.get(frame, ()) if made is not None else ()))
+                                                   *((frags.frames, frags.ttls, frags.disagree) if frags is not None
+                                                     else _NO_FRAGMENTS)))
 
     def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
         """The one ``Endpoint`` of an address and port (resolvers recur in every

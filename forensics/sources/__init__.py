@@ -3,7 +3,7 @@
 ``iter_inputs`` yields, per input file, its ``InputInfo`` and an iterator of
 decoded batches ``(rows, buf, now, made)`` (``now``: the time the capture has reached by the
 end of the batch, by ``Clock``; ``made``: the IP datagrams the batch made whole from
-fragments, the frame each is read at -> its fragments' frames, or None); the info fills
+fragments, the frame each is read at -> its ``defrag.Fragments``, or None); the info fills
 in as the batches are read.
 """
 

@@ -75,6 +75,21 @@ class _Datagram:
     cut: bool = False  # a fragment the capture cut short: the datagram cannot be made whole
     prev: bytes | None = None  # the payload of a datagram of the same key made whole just before
     frames: list[int] = field(default_factory=list)  # the frames of its fragments, as they came
+    ttls: list[int] = field(default_factory=list)  # their TTLs (IPv6: hop limits), in the same order
+
+
+@dataclass(frozen=True, slots=True)
+class Fragments:
+    """The fragments a datagram was made whole from: what the evidence shows of them.
+
+    One sender's fragments leave it together and take one path: they arrive with one TTL.
+    Fragments that differ in TTL, or that overlap with other bytes, did not all come from
+    that sender by that path (an attacker's fragment planted ahead of the real one, as in
+    DNS cache poisoning by fragmentation), or a broken stack sent them."""
+
+    frames: tuple[int, ...]  # in frame order, the first ``MAX_LISTED_FRAGMENTS``
+    ttls: tuple[int, ...]  # the TTL of each of those frames
+    disagree: bool  # some overlapped with different bytes (the bytes captured first were kept)
 
 
 @dataclass(slots=True)
@@ -97,10 +112,10 @@ class Reassembler:
         self.stats = DefragStats()
         #: the datagrams made whole since ``take_made`` was last called: the frame each is read at
         #: -> the frames of all its fragments (the evidence lists them, as Wireshark's
-        #: "[2 IPv4 Fragments: #6, #7]" does)
-        self.made: dict[int, tuple[int, ...]] = {}
+        #: "[2 IPv4 Fragments: #6, #7]" does), with their TTLs and whether they disagreed
+        self.made: dict[int, Fragments] = {}
 
-    def take_made(self) -> dict[int, tuple[int, ...]] | None:
+    def take_made(self) -> dict[int, Fragments] | None:
         """``made``, emptied (None when empty)."""
         if not self.made:
             return None
@@ -172,6 +187,7 @@ class Reassembler:
                 d.prev = late[1]
         d.cut |= cut
         d.frames.append(int(row["frame"]))
+        d.ttls.append(int(row["ttl"]))
         if offset == 0 and d.first is None:  # (a second one is a piece like any other)
             d.header = header
             d.first = bytes(buf[l3:end])  # as raw IP: its link header is not needed
@@ -197,7 +213,10 @@ class Reassembler:
                 self.stats.reassembled += 1
                 self.stats.conflicts += conflict or d.conflict
                 out.append((_packet(key[0], d.header, payload), row))
-                self.made[int(row["frame"])] = tuple(sorted(set(d.frames)))[:MAX_LISTED_FRAGMENTS]
+                ttl_of = dict(zip(d.frames, d.ttls))  # (a frame is one fragment: its TTL is its own)
+                frames = tuple(sorted(ttl_of))[:MAX_LISTED_FRAGMENTS]
+                self.made[int(row["frame"])] = Fragments(frames, tuple([ttl_of[f] for f in frames]),
+                                                         bool(conflict or d.conflict))
 
     def _give_up(self, key: tuple, out: list) -> None:
         d = self.open.pop(key)
