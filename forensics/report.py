@@ -168,14 +168,8 @@ class AttemptStore:
         self._finalizer = weakref.finalize(self, shutil.rmtree, cleanup, True) if cleanup else None
 
     def lines(self) -> Iterator[str]:
-        if len(self.paths) == 1:
-            with open(self.paths[0], "r", encoding="utf-8") as fh:
-                for line in fh:
-                    yield line.rstrip("\n")
-            return
-        for group in self._in_step(False):
-            for line in group:
-                yield line.rstrip("\n")
+        for block in self.blocks():
+            yield from block[:-1].split("\n")
 
     def _in_step(self, binary: bool) -> Iterator[list]:
         """The lines of several files, in ``order``, a list of lines (each ending in a newline) at a time."""

@@ -36,7 +36,7 @@ from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsRespons
                      new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint)
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
-from ..sources.defrag import MAX_LISTED_FRAGMENTS, Fragments
+from ..sources.defrag import MAX_LISTED_FRAGMENTS, NO_FRAGMENTS, Fragments
 from . import dnswire
 from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, row_fields
 
@@ -76,9 +76,6 @@ def _group_destination(rows: np.ndarray) -> np.ndarray:
     a4 = lo & _LOW32
     return np.where(v4, ((a4 >> np.uint64(28)) == 0xE) | (a4 == 0xFFFFFFFF), (hi >> np.uint64(56)) == 0xFF)
 
-
-#: A DNS response's fragment fields when it came in one packet.
-_NO_FRAGMENTS = ((), (), False)
 
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
@@ -406,7 +403,7 @@ class Reassembler:
                                 endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), msg.txid, msg.qname,
                                 # no question (cut off by the capture, or none asked): no type either
                                 (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if msg.qname else "",
-                                whole[frame].frames if frame in whole else ())
+                                whole.get(frame, NO_FRAGMENTS).frames)
                 continue
             pend = pending.get((dh, dl, dp, msg.txid))
             if pend is None:
@@ -415,12 +412,11 @@ class Reassembler:
             answers = tuple([new_dns_answer(*a) for a in msg.answers]) if msg.answers else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
             # qname_matches, cut, fragments, fragment_ttls, fragments_disagree)
-            frags = whole.get(frame)
+            frags = whole.get(frame, NO_FRAGMENTS)
             pend.responses.append(new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
                                                    msg.nscount, msg.arcount,
                                                    msg.qname == pend.qname or (cut and not msg.qname), cut,
-                                                   *((frags.frames, frags.ttls, frags.disagree) if frags is not None
-                                                     else _NO_FRAGMENTS)))
+                                                   frags.frames, frags.ttls, frags.disagree))
 
     def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
         """The one ``Endpoint`` of an address and port (resolvers recur in every

@@ -74,8 +74,7 @@ class _Datagram:
     conflict: bool = False
     cut: bool = False  # a fragment the capture cut short: the datagram cannot be made whole
     prev: bytes | None = None  # the payload of a datagram of the same key made whole just before
-    frames: list[int] = field(default_factory=list)  # the frames of its fragments, as they came
-    ttls: list[int] = field(default_factory=list)  # their TTLs (IPv6: hop limits), in the same order
+    ttls: dict[int, int] = field(default_factory=dict)  # the frame of each of its fragments -> its TTL (IPv6: hop limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +89,10 @@ class Fragments:
     frames: tuple[int, ...]  # in frame order, the first ``MAX_LISTED_FRAGMENTS``
     ttls: tuple[int, ...]  # the TTL of each of those frames
     disagree: bool  # some overlapped with different bytes (the bytes captured first were kept)
+
+
+#: What a packet that came whole (no fragments) has of ``Fragments``.
+NO_FRAGMENTS = Fragments((), (), False)
 
 
 @dataclass(slots=True)
@@ -186,8 +189,7 @@ class Reassembler:
             if late is not None:  # the key's last datagram was made whole just before
                 d.prev = late[1]
         d.cut |= cut
-        d.frames.append(int(row["frame"]))
-        d.ttls.append(int(row["ttl"]))
+        d.ttls[int(row["frame"])] = int(row["ttl"])
         if offset == 0 and d.first is None:  # (a second one is a piece like any other)
             d.header = header
             d.first = bytes(buf[l3:end])  # as raw IP: its link header is not needed
@@ -213,9 +215,8 @@ class Reassembler:
                 self.stats.reassembled += 1
                 self.stats.conflicts += conflict or d.conflict
                 out.append((_packet(key[0], d.header, payload), row))
-                ttl_of = dict(zip(d.frames, d.ttls))  # (a frame is one fragment: its TTL is its own)
-                frames = tuple(sorted(ttl_of))[:MAX_LISTED_FRAGMENTS]
-                self.made[int(row["frame"])] = Fragments(frames, tuple([ttl_of[f] for f in frames]),
+                frames = tuple(sorted(d.ttls))[:MAX_LISTED_FRAGMENTS]
+                self.made[int(row["frame"])] = Fragments(frames, tuple([d.ttls[f] for f in frames]),
                                                          bool(conflict or d.conflict))
 
     def _give_up(self, key: tuple, out: list) -> None:
