@@ -144,6 +144,8 @@ def detectors() -> None:
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 #: Inputs smaller than this are analysed in one process (starting workers costs more).
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+#: Seconds between two drawings of the progress bar (rich's own refresh rate, 10 a second).
+REFRESH_S = 0.1
 
 
 class _Progress:
@@ -159,12 +161,20 @@ class _Progress:
 
         self._clock = time.monotonic
         self._t0 = self._clock()
+        # drawn from the callbacks, not by rich's refresh thread: with no thread running, ``-j N``
+        # can fork its workers (``parallel._start_method``)
         self._p = Progress(TextColumn("{task.description:9}"), BarColumn(), TextColumn("{task.fields[rate]}"),
-                           TimeRemainingColumn(), transient=True)
+                           TimeRemainingColumn(), transient=True, auto_refresh=False)
         self._task = self._p.add_task("reading", total=total, rate="")
         self._stage: str | None = None
         self._stage_t0 = 0.0
+        self._drawn = -REFRESH_S
         self._p.start()
+
+    def _draw(self, now: float, last: bool = False) -> None:
+        if last or now - self._drawn >= REFRESH_S:
+            self._drawn = now
+            self._p.refresh()
 
     def update(self, done: int, total: int, packets: int = 0) -> None:
         if self._stage is not None:
@@ -172,6 +182,7 @@ class _Progress:
         dt = self._clock() - self._t0
         rate = f"{packets / dt:,.0f} packets/s, {done / dt / 1e6:,.1f} MB/s" if dt > 0.5 and packets else ""
         self._p.update(self._task, completed=done, rate=rate)
+        self._draw(dt + self._t0)
 
     def stage(self, name: str, done: int, total: int) -> None:
         now = self._clock()
@@ -182,6 +193,7 @@ class _Progress:
         dt = now - self._stage_t0
         rate = f"{done / dt:,.0f} {self._WHAT.get(name, 'items')}/s" if dt > 0.5 and done else ""
         self._p.update(self._task, completed=done, total=max(total, 1), rate=rate)
+        self._draw(now, done >= total)
 
     def close(self) -> None:
         self._p.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,42 @@ def test_cli_jobs_two(tmp_path):
     r1 = _cli("analyze", str(SAMPLES), "-j", "1", "--format", "json", "-o", str(a))
     r2 = _cli("analyze", str(SAMPLES), "-j", "2", "--format", "json", "-o", str(b))
     assert r1.returncode == r2.returncode and r1.returncode in (0, 1), r1.stderr + r2.stderr
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_forked_and_spawned_workers_give_the_same_report(monkeypatch):
+    """-j N forks its workers when no other thread runs, spawns them otherwise: the same report."""
+    from forensics import parallel
+
+    assert parallel._start_method() == ("fork" if threading.active_count() == 1 else "spawn")
+    got = {}
+    for method in ("fork", "spawn"):
+        monkeypatch.setattr(parallel, "_start_method", lambda method=method: method)
+        got[method] = _reports(_sample_inputs(), jobs=2)
+    assert got["fork"] == got["spawn"]
+
+
+def test_progress_bar_runs_no_thread():
+    """The bar is drawn from the analysis' callbacks: with it on, no thread runs, so -j N can fork."""
+    from forensics.cli import _Progress
+
+    before = threading.active_count()
+    bar = _Progress(1000)
+    try:
+        assert threading.active_count() == before
+        bar.update(500, 1000, 10)
+        bar.stage("judging", 5, 10)
+        bar.stage("judging", 10, 10)
+    finally:
+        bar.close()
+
+
+def test_cli_progress_with_jobs_two(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    r1 = _cli("analyze", str(SAMPLES), "-j", "1", "--format", "json", "-o", str(a))
+    r2 = _cli("analyze", str(SAMPLES), "-j", "2", "--progress", "--format", "json", "-o", str(b))
+    assert r1.returncode == r2.returncode and r1.returncode in (0, 1), r1.stderr + r2.stderr
+    assert "Traceback" not in r2.stderr
     assert a.read_bytes() == b.read_bytes()
 
 
