@@ -49,6 +49,10 @@ def seg_rows_raw(raw: bytes | bytearray) -> list[tuple]:
 
 C2S, S2C = 0, 1
 
+#: Frames listed per attempt in the report (the full list stays in the model); also the
+#: fragments of a datagram made whole that are handed on (``sources.defrag``).
+MAX_FRAMES_LISTED = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:

@@ -12,8 +12,7 @@ import orjson
 
 from . import __version__
 from .errors import UsageError
-from .model import Attempt, InputInfo, Verdict, iso_time
-from .reassembly.attempts import MAX_FRAMES_LISTED
+from .model import MAX_FRAMES_LISTED, Attempt, InputInfo, Verdict, iso_time
 
 SCHEMA = "forensics.report/1"
 #: Characters of the attempts' store read at a time by the renderers (a few hundred

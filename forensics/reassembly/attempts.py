@@ -12,9 +12,6 @@ from ..model import (SEG_FRAME, SEG_PLEN, Attempt, DnsAnswer, DnsResponse, DnsTr
                      HttpResponse, TcpConn, TlsClientHello, TlsServerReply, new_attempt)
 from . import dnswire, httpwire, tlswire
 
-#: Frames listed per attempt in the report (the full list stays in the model).
-MAX_FRAMES_LISTED = 64
-
 
 def from_tcp(conn: TcpConn) -> list[Attempt]:
     frames = tuple([r[SEG_FRAME] for r in conn.rows])

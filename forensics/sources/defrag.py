@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..model import MAX_FRAMES_LISTED
 from .decode import PKT_DTYPE, ST_BAD_L4, ST_FRAG, ST_OK, decode
 
 #: Capture seconds a datagram may wait for its missing fragments. A sender emits a
@@ -54,8 +55,8 @@ MAX_DATAGRAMS = 4096
 #: never fragmented).
 MAX_DATAGRAM = 65535
 #: Fragment frames handed on per datagram made whole (``Reassembler.made``): a 64 KB datagram may
-#: come in 8,192 fragments of 8 bytes; the report lists 64 frames of an attempt anyway.
-MAX_LISTED_FRAGMENTS = 64
+#: come in 8,192 fragments of 8 bytes; the report lists no more frames of an attempt anyway.
+MAX_LISTED_FRAGMENTS = MAX_FRAMES_LISTED
 #: Raw IP: the link type the reassembled datagrams are decoded with.
 LINKTYPE_RAW = 101
 #: IPv6 extension headers that may come before the fragment header (the
