@@ -268,6 +268,10 @@ class TcpConn:
     #: The frames of the IP fragments some of its segments were made whole from (the segments are
     #: read at the frame of their last fragment; these are its packets too): the first 64.
     fragment_frames: tuple[int, ...] = ()
+    #: the TTL (IPv6: hop limit) of each of those fragments (aligned with ``fragment_frames``)
+    fragment_ttls: tuple[int, ...] = ()
+    #: some of those fragments overlapped with different bytes (the bytes captured first were read)
+    fragments_disagree: bool = False
 
     @property
     def handshake(self) -> bool:

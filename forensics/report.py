@@ -345,6 +345,9 @@ def _tail_into(d: dict, a: Attempt) -> dict:
             d["tcp"]["payload_cut"] = {"client": bool(c.payload_cut & 1), "server": bool(c.payload_cut & 2)}
         if c.fragment_frames:
             d["tcp"]["ip_fragments"] = list(c.fragment_frames)
+            d["tcp"]["ip_fragment_ttls"] = list(c.fragment_ttls)
+            if c.fragments_disagree:
+                d["tcp"]["ip_fragments_disagree"] = True
     if a.hello is not None:
         d["tls"] = {"client_hello": a.hello.to_dict(),
                     "server": a.tls_reply.to_dict() if a.tls_reply else None}

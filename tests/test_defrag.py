@@ -279,7 +279,34 @@ def test_an_http_request_in_fragments_shows_its_host(tmp_path, size):
     assert a["tcp"]["retransmissions"] == {"client": 0, "server": 0}
     # the request's fragments are the connection's packets too: every frame of the capture
     assert a["tcp"]["ip_fragments"] == list(range(4, 4 + len(frags)))
+    assert a["tcp"]["ip_fragment_ttls"] == [64] * len(frags) and "ip_fragments_disagree" not in a["tcp"]
     assert a["frames"] == list(range(1, len(pkts) + 1))
+
+
+def test_a_forged_fragment_of_a_request_shows_its_ttl(tmp_path):
+    """A fragment planted ahead of the client's own, 3 hops nearer and with other bytes where the
+    Host is: the connection's fragments show its TTL apart from the client's and that they disagreed."""
+    from scapy.layers.inet import IP, TCP, fragment
+
+    c, s, t = "192.0.2.10", "203.0.113.20", 1.7e9
+    req = b"GET / HTTP/1.1\r\nHost: frag.example\r\nUser-Agent: curl/8\r\n\r\n"
+    syn = IP(src=c, dst=s, ttl=64) / TCP(sport=41000, dport=80, flags="S", seq=1000)
+    synack = IP(src=s, dst=c, ttl=60) / TCP(sport=80, dport=41000, flags="SA", seq=5000, ack=1001)
+    data = IP(src=c, dst=s, ttl=64, id=99, flags=0) / TCP(sport=41000, dport=80, flags="PA", seq=1001, ack=5001) / req
+    frags = fragment(data, fragsize=24)
+    forged = frags[1].copy()
+    forged[IP].ttl = 61
+    forged[IP].remove_payload()
+    forged = forged / bytes(b ^ 0x20 for b in bytes(frags[1][IP].payload))  # the same length, other bytes
+    forged[IP].proto = 6  # (scapy would write its payload's protocol: none)
+    del forged[IP].chksum, forged[IP].len
+    pkts = [_eth(syn, t, False), _eth(synack, t + 0.02, True), _eth(forged, t + 0.021, False)]
+    pkts += [_eth(f, t + 0.022 + k * 1e-4, False) for k, f in enumerate(frags)]
+    (a,) = analyze_json(_write(pkts, tmp_path / "x.pcap"))["attempts"]
+    frames = a["tcp"]["ip_fragments"]
+    assert frames[0] == 3 and len(frames) == len(frags) + 1
+    assert a["tcp"]["ip_fragment_ttls"] == [61] + [64] * len(frags)
+    assert a["tcp"]["ip_fragments_disagree"] is True
 
 
 def test_a_segment_in_many_fragments_lists_the_first_64(tmp_path):
@@ -298,6 +325,7 @@ def test_a_segment_in_many_fragments_lists_the_first_64(tmp_path):
     (a,) = analyze_json(_write(pkts, tmp_path / "m.pcap"))["attempts"]
     assert len(frags) > 64 and a["name"] == "frag.example"
     assert a["tcp"]["ip_fragments"] == list(range(4, 4 + 64))
+    assert len(a["tcp"]["ip_fragment_ttls"]) == 64
     assert a["frames_total"] == 3 + 64 + 1  # the handshake, the fragments listed, the one that completed it
 
 

@@ -231,8 +231,15 @@ class Reassembler:
         """Give the connections of segments made whole from IP fragments the frames of those fragments."""
         for i in np.flatnonzero(np.isin(t["frame"], np.fromiter(made, np.int64, len(made)))).tolist():
             st = self.flows.get(_key_bytes(_canonical_keys(t[i:i + 1]))[0])
-            if st is not None:  # (the report lists 64 frames of an attempt)
-                st.fragments = (*st.fragments, *made[int(t["frame"][i])].frames)[:MAX_LISTED_FRAGMENTS]
+            if st is None:
+                continue
+            got = made[int(t["frame"][i])]
+            room = MAX_LISTED_FRAGMENTS - len(st.fragments)  # (the report lists 64 frames of an attempt)
+            if room > 0:
+                st.fragments = (*st.fragments, *got.frames[:room])
+                st.fragment_ttls = (*st.fragment_ttls, *got.ttls[:room])
+            if got.disagree:
+                st.fragments_disagree = True
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)

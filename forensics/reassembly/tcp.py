@@ -105,7 +105,7 @@ class TcpState:
     __slots__ = ("input", "stream", "c_key", "s_key", "ipver", "direction_from", "base_seq",
                  "chunks", "n_detail", "n_marks", "capped", "packets", "pbytes", "syn", "synack",
                  "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all", "fins",
-                 "cut", "fragments")
+                 "cut", "fragments", "fragment_ttls", "fragments_disagree")
 
     @classmethod
     def start(cls, input_idx: int, first: tuple) -> "TcpState":
@@ -147,6 +147,8 @@ class TcpState:
         self.want_all = 53 in (src[2], dst[2])
         self.fins = 0  # close_bits seen so far
         self.fragments: tuple[int, ...] = ()  # frames of IP fragments its segments were made whole from
+        self.fragment_ttls: tuple[int, ...] = ()  # their TTLs, aligned
+        self.fragments_disagree = False  # some of them overlapped with other bytes
         return self
 
     @property
@@ -496,10 +498,19 @@ def finish_tcp(s: TcpState) -> TcpConn:
     # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
     # syn_count, client_payload, client_payload_frames, client_payload_sends, server_payload,
     # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
-    # client_payload_ts, detail_capped, rows, payload_cut, fragment_frames)
+    # client_payload_ts, detail_capped, rows, payload_cut, fragment_frames, fragment_ttls, fragments_disagree)
     return new_tcp_conn(
         s.input, s.stream, client, server,
         s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
         s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
         tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
-        s.last_ts, first_pay_ts, s.capped, rows, s.cut, tuple(sorted(set(s.fragments))))
+        s.last_ts, first_pay_ts, s.capped, rows, s.cut, *_fragment_evidence(s))
+
+
+def _fragment_evidence(s: TcpState) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    """The frames of the connection's IP fragments in frame order, their TTLs, and whether they disagreed."""
+    if not s.fragments:
+        return (), (), False
+    ttl = dict(zip(s.fragments, s.fragment_ttls))  # (a frame noted twice has one TTL)
+    frames = tuple(sorted(ttl))
+    return frames, tuple([ttl[f] for f in frames]), s.fragments_disagree
