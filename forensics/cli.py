@@ -179,10 +179,11 @@ class _Progress:
     def update(self, done: int, total: int, packets: int = 0) -> None:
         if self._stage is not None:
             return
-        dt = self._clock() - self._t0
+        now = self._clock()
+        dt = now - self._t0
         rate = f"{packets / dt:,.0f} packets/s, {done / dt / 1e6:,.1f} MB/s" if dt > 0.5 and packets else ""
         self._p.update(self._task, completed=done, rate=rate)
-        self._draw(dt + self._t0)
+        self._draw(now)
 
     def stage(self, name: str, done: int, total: int) -> None:
         now = self._clock()

@@ -76,8 +76,7 @@ def _start_method() -> str:
 
 class _Workers:
     def __init__(self, files, jobs, workdir, max_flows, keep, reachable) -> None:
-        self.method = _start_method()
-        ctx = mp.get_context(self.method)
+        ctx = mp.get_context(_start_method())
         self.jobs = jobs
         self.shared = ctx.Array("q", _SLOTS * jobs, lock=False)
         self.procs, self.conns = [], []

@@ -234,12 +234,11 @@ class Reassembler:
             if st is None:
                 continue
             got = made[int(t["frame"][i])]
+            if st.fragments is None:
+                st.fragments = {}
             room = MAX_LISTED_FRAGMENTS - len(st.fragments)  # (the report lists 64 frames of an attempt)
-            if room > 0:
-                st.fragments = (*st.fragments, *got.frames[:room])
-                st.fragment_ttls = (*st.fragment_ttls, *got.ttls[:room])
-            if got.disagree:
-                st.fragments_disagree = True
+            st.fragments.update(list(zip(got.frames, got.ttls))[:room])
+            st.fragments_disagree |= got.disagree
 
     def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
         self.stats.tcp_packets += len(t)

@@ -105,7 +105,7 @@ class TcpState:
     __slots__ = ("input", "stream", "c_key", "s_key", "ipver", "direction_from", "base_seq",
                  "chunks", "n_detail", "n_marks", "capped", "packets", "pbytes", "syn", "synack",
                  "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all", "fins",
-                 "cut", "fragments", "fragment_ttls", "fragments_disagree")
+                 "cut", "fragments", "fragments_disagree")
 
     @classmethod
     def start(cls, input_idx: int, first: tuple) -> "TcpState":
@@ -146,8 +146,8 @@ class TcpState:
         # DNS over TCP: every message matters, not only the first payload
         self.want_all = 53 in (src[2], dst[2])
         self.fins = 0  # close_bits seen so far
-        self.fragments: tuple[int, ...] = ()  # frames of IP fragments its segments were made whole from
-        self.fragment_ttls: tuple[int, ...] = ()  # their TTLs, aligned
+        # the IP fragments its segments were made whole from: frame -> TTL (made on first use: few have any)
+        self.fragments: dict[int, int] | None = None
         self.fragments_disagree = False  # some of them overlapped with other bytes
         return self
 
@@ -509,8 +509,8 @@ def finish_tcp(s: TcpState) -> TcpConn:
 
 def _fragment_evidence(s: TcpState) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
     """The frames of the connection's IP fragments in frame order, their TTLs, and whether they disagreed."""
-    if not s.fragments:
+    ttl = s.fragments
+    if not ttl:
         return (), (), False
-    ttl = dict(zip(s.fragments, s.fragment_ttls))  # (a frame noted twice has one TTL)
     frames = tuple(sorted(ttl))
     return frames, tuple([ttl[f] for f in frames]), s.fragments_disagree
