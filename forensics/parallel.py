@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import threading
 import traceback
 
 from .errors import ForensicsError, UsageError
-from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_controls,
+from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_control_sets,
                        new_workdir, number, remove_workdir, run_part)
 
 
@@ -46,12 +47,16 @@ def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, share
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, progress=progress,
                        reachable=reachable, stage=stage)
         kept, res.kept = res.kept, None  # the attempts travel once, with their verdicts
-        conn.send(("part", res))
+        mine, res.controls = res.controls, None  # the controls go as bytes the parent passes on
+        conn.send(("part", (res, pickle.dumps(mine, pickle.HIGHEST_PROTOCOL))))
         msg = conn.recv()
         if msg[0] != "controls":
             return
         res.kept = kept
-        _, controls, positions, ranks = msg
+        _, blobs, positions, ranks = msg
+        # every part's controls merged here, in part order: what the parent would send, without it
+        # pickling the merged set once per worker, one after the other, while the workers wait
+        controls = merge_control_sets([mine if k == part else pickle.loads(b) for k, b in enumerate(blobs)])
         conn.send(("judged", judge_part(res, controls, workdir, positions, ranks, stage)))
     except ForensicsError as exc:
         conn.send(("error", exc))
@@ -147,12 +152,13 @@ def run_processes(files: list[str], jobs: int, workdir: str, *, max_flows: int |
     workers = _Workers(files, jobs, workdir, max_flows, keep, reachable)
     failed = True
     try:
-        results = workers.gather("part", progress, stage)
+        sent = workers.gather("part", progress, stage)
+        results = [res for res, _ in sent]
         check_readable(results)
-        controls = merge_controls(results)
         numbering = number(results)
-        workers.send_each([("controls", controls, numbering.positions[k], numbering.ranks[k])
-                           for k in range(jobs)])
+        blobs = [blob for _, blob in sent]
+        workers.send_each([("controls", [None if j == k else b for j, b in enumerate(blobs)],
+                            numbering.positions[k], numbering.ranks[k]) for k in range(jobs)])
         judged = workers.gather("judged", progress, stage)
         failed = False
         return results, judged, numbering

@@ -274,12 +274,16 @@ def check_readable(results: list[PartResult]) -> None:
 
 def merge_controls(results: list[PartResult]) -> ControlSet:
     """Every part's controls in one, in part order (the same however many parts)."""
-    results = sorted(results, key=lambda r: r.part)
-    first = results[0].controls
-    merged = ControlSet(first.cases, first.reachable)
+    return merge_control_sets([r.controls for r in sorted(results, key=lambda r: r.part)])
+
+
+def merge_control_sets(sets: list[ControlSet]) -> ControlSet:
+    """``sets`` (every part's controls, in part order) merged into a new one; ``sets`` are left as
+    they were (a merge copies what it takes)."""
+    merged = ControlSet(sets[0].cases, sets[0].reachable)
     with collector_by_hand():  # what it makes lives on: walking it would find nothing to free
-        for r in results:
-            merged.merge(r.controls)
+        for c in sets:
+            merged.merge(c)
     return merged
 
 
