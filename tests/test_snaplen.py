@@ -62,11 +62,46 @@ def test_racing_dns_answers_cut_off_are_not_called_ok(scenario, tmp_path):
             assert "holds only part of them (cut by its snapshot length)" in a["summary"]
             assert any(r.get("cut") == "snapshot length" for r in a["dns"]["responses"])
     assert unreadable, "96 bytes cut at least one race's answers"
-    for k, a in before.items():  # a single answer, cut or not, still says the resolver answered
-        if a["verdict"] == "ok" and len(a["dns"]["responses"]) == 1:
-            assert after[k]["verdict"] == "ok"
+    _lone_answers(before, after)
     uncut = [r for a in full["attempts"] if a["kind"] == "dns" for r in a["dns"]["responses"]]
     assert uncut and not any("cut" in r for r in uncut), "whole responses carry no cut mark"
+
+
+def _lone_answers(before: dict, after: dict) -> int:
+    """Every query with a single answer, judged ok on the whole capture, is still ok once cut
+    (the resolver answered); one whose NOERROR response was cut is less sure and says why.
+    Returns how many were cut."""
+    lone_cut = 0
+    for k, a in before.items():
+        if a["verdict"] == "ok" and len(a["dns"]["responses"]) == 1:
+            b = after[k]
+            assert b["verdict"] == "ok"
+            assert (a["rule"], a["confidence"]) == ("ok.dns", 0.95)
+            if b["dns"]["responses"][0].get("cut") and b["dns"]["responses"][0]["rcode"] == "NOERROR":
+                # ... but one whose answers were cut off is not as sure, and says what would settle it
+                lone_cut += 1
+                assert (b["rule"], b["confidence"]) == ("ok.dns-unread", 0.6), b
+                assert "its answers cannot be checked; a capture of whole packets (tcpdump -s 0)" in b["summary"]
+                assert [e["signal"] for e in b["evidence"]][-1] == "response-cut"
+            else:
+                assert (b["rule"], b["confidence"]) == ("ok.dns", 0.95), b
+    return lone_cut
+
+
+def test_a_lone_dns_answer_cut_off_is_ok_with_less_confidence(tmp_path):
+    """70 bytes keep the DNS header (NOERROR) but not the answer: still ok, the resolver
+    answered, at confidence 0.6 under ok.dns-unread, with the cut response as evidence and
+    the summary saying that a capture of whole packets would settle it."""
+    src = LAB / "dns-injector" / "client.pcap"
+    cut_path = tmp_path / "cut.pcap"
+    snapped(src, cut_path, 70)
+
+    def dns(report):
+        return {(a["client"]["port"], a["dns"]["id"]): a for a in report["attempts"] if a["kind"] == "dns"}
+
+    before, after = dns(analyze_json(src)), dns(analyze_json(cut_path))
+    assert before.keys() == after.keys()
+    assert _lone_answers(before, after) > 0
 
 
 def test_a_tls_exchange_cut_short_says_so(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.22-4"
+RULES_VERSION = "2026.11.22-5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +136,12 @@ RULES: tuple[Rule, ...] = (
     # ---- ok
     _R("ok.exchange", "ok", ("exchange-complete",), TROUBLE, "none", 0.95, ("exchange-complete",),
        "The exchange completed: a ServerHello, an HTTP response, or data both ways."),
+    _R("ok.dns-unread", "ok", ("dns-answered", "dns-response-cut"), TROUBLE, "none", 0.6,
+       ("dns-answered", "dns-response-cut"),
+       "The resolver answered and nothing raced it, but the capture holds only part of the response: its "
+       "answers, where a lone forged answer would show (special-purpose space, other resolvers disagreeing), "
+       "were not captured. Its header and its IP TTL were: a lower confidence, and the summary says what would "
+       "settle it."),
     _R("ok.dns", "ok", ("dns-answered",), TROUBLE, "none", 0.95, ("dns-answered",),
        "The resolver answered (an address, or NXDOMAIN) and nothing else raced it."),
     # ---- failed, and the packets do not say why

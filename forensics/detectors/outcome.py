@@ -43,6 +43,9 @@ SIGNALS = {
     'dns-answers-cut': "two or more responses to one query of which the capture holds only part (cut by its "
                        "snapshot length, or sent in IP fragments not all captured): whether their answers "
                        "disagree cannot be told",
+    'dns-response-cut': "the query's only response, NOERROR, is in the capture in part (cut by its snapshot length, or sent "
+                        "in IP fragments not all captured): the resolver answered, but its answers, where a forged "
+                        "one would show, cannot be read",
     'server-side-after-reset': "packets from the server's side kept coming after a reset from that side",
     'conflicting-server-data': 'server bytes contradict bytes already received at the same sequence numbers',
     'ecn-syn-unanswered': "SYNs asking for ECN went unanswered, the same connection's plain SYN was answered",
@@ -64,6 +67,9 @@ class OutcomeDetector:
 
 #: How each reason a response is not whole reads in a summary.
 _CUT_WHY = {CUT_SNAPLEN: "cut by its snapshot length", CUT_FRAGMENTS: "sent in IP fragments not all captured"}
+#: What capture would hold what each of those reasons hides.
+_CUT_FIX = {CUT_SNAPLEN: "a capture of whole packets (tcpdump -s 0)",
+            CUT_FRAGMENTS: "a capture that keeps every IP fragment (a filter on UDP port 53 keeps only the first)"}
 
 
 def _dns(a: Attempt) -> list[Finding]:
@@ -111,6 +117,11 @@ def _dns(a: Attempt) -> list[Finding]:
         rcodes = "/".join([rcode_text(x) for x in sorted({r.rcode for r in responses})])
     else:
         rcodes = rcode_text(first.rcode)
+        if first.cut and first.rcode == 0:  # NXDOMAIN is all in the header, which a cut keeps
+            out.append(finding(NAME, "dns-response-cut", 1.0,
+                               f"the capture holds only part of the response ({_CUT_WHY[first.cut]}): its answers "
+                               f"cannot be checked; {_CUT_FIX[first.cut]} would show them",
+                               [ev(first.input, first.frame, "response-cut", f"IP TTL {first.ttl}")]))
     out.append(finding(NAME, "dns-answered", 1.0,
                        f"{len(responses)} response(s), first after {(first.ts - txn.query_ts) * 1000:.1f} ms ({rcodes})",
                        [query, ev(first.input, first.frame, "response",
