@@ -124,11 +124,9 @@ def test_a_tls_exchange_cut_short_says_so(tmp_path):
     assert whole and all("payload_cut" not in a["tcp"] and a["verdict"] == "ok" for a in whole)
 
 
-def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
-    """Two responses whose datagrams came in fragments, the last fragment of each not
-    captured: neither can be reassembled, each is read from its first fragment, marked so,
-    and the two racing are not called ok. (Built with scapy: the lab's fragmented answers,
-    pcaps/dns-fragmented, arrive whole; tests/test_defrag.py reads those.)"""
+def _fragmented_answers(path, answers) -> None:
+    """A TXT query and, for each (TTL, IP-ID, text) of ``answers``, a response in 400-byte IP
+    fragments whose last fragment was not captured."""
     from scapy.layers.dns import DNS, DNSQR, DNSRR
     from scapy.layers.inet import IP, UDP, fragment
     from scapy.layers.l2 import Ether
@@ -143,13 +141,33 @@ def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
             an=[DNSRR(rrname="big.example", type="TXT", rdata=text * 200) for _ in range(4)])
 
     pkts = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / q]
-    for ttl, ipid, text in ((61, 777, "x"), (55, 5000, "y")):
+    for ttl, ipid, text in answers:
         pkts += [Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / f
                  for f in fragment(answer(ttl, ipid, text), fragsize=400)[:-1]]  # the last one lost
     for i, p in enumerate(pkts):
         p.time = 1_700_000_000.0 + i * 0.004
-    path = tmp_path / "frag.pcap"
     wrpcap(str(path), pkts)
+
+
+def test_a_lone_answer_in_ip_fragments_not_all_captured_is_less_sure(tmp_path):
+    """One response, its last fragment lost: ok (the resolver answered NOERROR), at 0.6, and
+    the summary names the capture that would hold its answers."""
+    path = tmp_path / "frag1.pcap"
+    _fragmented_answers(path, [(61, 777, "x")])
+    dns = [a for a in analyze_json(path)["attempts"] if a["kind"] == "dns"]
+    assert len(dns) == 1 and dns[0]["dns"]["responses"][0]["cut"] == "IP fragments"
+    assert (dns[0]["verdict"], dns[0]["rule"], dns[0]["confidence"]) == ("ok", "ok.dns-unread", 0.6)
+    assert "sent in IP fragments not all captured" in dns[0]["summary"]
+    assert "a capture that keeps every IP fragment" in dns[0]["summary"]
+
+
+def test_racing_answers_in_ip_fragments_are_not_called_ok(tmp_path):
+    """Two responses whose datagrams came in fragments, the last fragment of each not
+    captured: neither can be reassembled, each is read from its first fragment, marked so,
+    and the two racing are not called ok. (Built with scapy: the lab's fragmented answers,
+    pcaps/dns-fragmented, arrive whole; tests/test_defrag.py reads those.)"""
+    path = tmp_path / "frag.pcap"
+    _fragmented_answers(path, [(61, 777, "x"), (55, 5000, "y")])
     report = analyze_json(path)
     dns = [a for a in report["attempts"] if a["kind"] == "dns"]
     assert len(dns) == 1 and dns[0]["verdict"] == "inconclusive"
