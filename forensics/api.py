@@ -63,18 +63,18 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, m
         if scheduler:
             from .parallel import run_dask
 
-            results = run_dask(scheduler, files, workdir, jobs=jobs if jobs > 1 else None,
-                               max_flows=max_flows, keep=keep_attempts, reachable=reachable)
-        elif jobs > 1:
+            results, judged, numbering = run_dask(scheduler, files, workdir, jobs=jobs if jobs > 1 else None,
+                                                  max_flows=max_flows, keep=keep_attempts, reachable=reachable)
+            return assemble(results, judged, numbering, workdir, max_flows=max_flows, cleanup=workdir)
+        if jobs > 1:
             from .parallel import run_processes
 
             results, judged, numbering = run_processes(files, jobs, workdir, max_flows=max_flows,
                                                        keep=keep_attempts, progress=report_progress,
                                                        reachable=reachable, stage=stage)
             return assemble(results, judged, numbering, workdir, max_flows=max_flows, cleanup=workdir)
-        else:
-            results = [run_part(files, 0, 1, workdir, max_flows=max_flows, keep=keep_attempts,
-                                progress=report_progress, reachable=reachable, stage=stage)]
+        results = [run_part(files, 0, 1, workdir, max_flows=max_flows, keep=keep_attempts,
+                            progress=report_progress, reachable=reachable, stage=stage)]
         return finalize(results, workdir, max_flows=max_flows, cleanup=workdir, stage=stage)
     except BaseException:
         remove_workdir(workdir)

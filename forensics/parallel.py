@@ -167,21 +167,50 @@ def run_processes(files: list[str], jobs: int, workdir: str, *, max_flows: int |
 
 
 # ----------------------------------------------------------------------- Dask
-def _dask_part(files, part, nparts, max_flows, keep, reachable) -> PartResult:
-    """A part on a Dask worker: its spill travels back with the result."""
+def _dask_part(files, part, nparts, max_flows, keep, reachable):
+    """Stage 1 of a part on a Dask worker. Its spill stays in a folder on that worker, for
+    stage 2 (``_dask_judge``), which is sent to the same worker. Hands back the part without
+    its controls, its controls pickled (passed on to every part's stage 2 unread), and the
+    worker's address."""
+    from distributed import get_worker
+
     workdir = new_workdir()
     try:
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, reachable=reachable)
-        with open(res.spill, "rb") as fh:
-            res.spill_bytes = fh.read()
-        return res
+    except BaseException:
+        remove_workdir(workdir)
+        raise
+    controls, res.controls = res.controls, None
+    return res, pickle.dumps(controls, pickle.HIGHEST_PROTOCOL), get_worker().address
+
+
+def _dask_judge(res, blobs, positions, ranks):
+    """Stage 2 of a part, on the worker that holds its spill: the verdicts against every
+    part's controls, and the part's lines of the report, handed back as bytes."""
+    workdir = os.path.dirname(res.spill)
+    try:
+        controls = merge_control_sets([pickle.loads(b) for b in blobs])
+        judged = judge_part(res, controls, workdir, positions, ranks)
+        with open(judged.lines, "rb") as fh:
+            data = fh.read()
+        judged.lines = ""
+        return judged, data
     finally:
         remove_workdir(workdir)
 
 
+def _dask_drop(spill: str) -> None:
+    """A part's folder on its worker, removed when its stage 2 will not run."""
+    remove_workdir(os.path.dirname(spill))
+
+
 def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None = None,
-             max_flows: int | None = None, keep: bool = False, reachable: tuple[str, ...] = ()) -> list[PartResult]:
-    """Run the parts as tasks on the Dask cluster whose scheduler is at ``address``."""
+             max_flows: int | None = None, keep: bool = False,
+             reachable: tuple[str, ...] = ()) -> tuple[list[PartResult], list[JudgedPart], Numbering]:
+    """Run the parts as tasks on the Dask cluster whose scheduler is at ``address``, both
+    stages: each part's stage 2 on the worker that ran its stage 1 and holds its spill, as
+    ``-j N`` does in its processes. Only the parts' indexes, controls and final lines come
+    to this machine; the lines one part at a time, written to ``workdir`` as they come."""
     try:
         from distributed import Client
     except ImportError:
@@ -190,19 +219,42 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
         client = Client(address, timeout=10, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    sent: list = []
+    judging = False
     try:
         nparts = jobs or max(1, sum(client.nthreads().values()))
         absfiles = [os.path.abspath(f) for f in files]
         futures = [client.submit(_dask_part, absfiles, k, nparts, max_flows, keep, reachable, pure=False)
                    for k in range(nparts)]
-        results: list[PartResult] = client.gather(futures)
+        sent = client.gather(futures)
+        del futures
+        results = [res for res, _, _ in sent]
+        for r in results:
+            for info, f in zip(r.infos, files):  # the paths as the caller gave them
+                info.path = f
+        check_readable(results)
+        numbering = number(results)
+        # every part's controls, sent once to the workers that need them, not once per task
+        blobs = client.scatter([blob for _, blob, _ in sent], broadcast=False)
+        judging = True
+        tasks = [client.submit(_dask_judge, res, blobs, numbering.positions[k], numbering.ranks[k],
+                               workers=[where], allow_other_workers=False, pure=False)
+                 for k, (res, _, where) in enumerate(sent)]
+        judged: list[JudgedPart] = []
+        for k, task in enumerate(tasks):  # one part's lines in memory at a time
+            j, data = task.result()
+            tasks[k] = None
+            j.lines = os.path.join(workdir, f"part{j.part}.lines")
+            with open(j.lines, "wb") as fh:
+                fh.write(data)
+            del data
+            judged.append(j)
+        return results, judged, numbering
     finally:
+        if sent and not judging:  # stage 2 will not run: its spills are removed where they are
+            try:
+                client.gather([client.submit(_dask_drop, res.spill, workers=[where], allow_other_workers=False,
+                                             pure=False) for res, _, where in sent])
+            except Exception:  # noqa: BLE001 - best effort: the worker may be gone
+                pass
         client.close()
-    for r in results:
-        for info, f in zip(r.infos, files):  # the paths as the caller gave them
-            info.path = f
-        path = os.path.join(workdir, f"part{r.part}.spill")
-        with open(path, "wb") as fh:
-            fh.write(r.spill_bytes or b"")
-        r.spill, r.spill_bytes = path, None
-    return results

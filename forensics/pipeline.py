@@ -148,7 +148,7 @@ def _facts_from_record(rec: tuple) -> Facts:
 
 @dataclass
 class PartResult:
-    """What one part hands back: small, picklable (the spill stays on disk unless shipped)."""
+    """What one part hands back: small, picklable (the spill stays on disk, where the part ran)."""
 
     part: int
     infos: list[InputInfo]
@@ -159,7 +159,6 @@ class PartResult:
     warnings: list[str]
     index: np.ndarray
     spill: str
-    spill_bytes: bytes | None = None  # the spill's content, when it travels (Dask)
     kept: list[Attempt] | None = None
     stats_extra: dict = field(default_factory=dict)
 

@@ -182,15 +182,25 @@ def test_cli_progress_with_jobs_two(tmp_path):
     assert a.read_bytes() == b.read_bytes()
 
 
-def test_dask_local_cluster_gives_the_same_report():
+def test_dask_local_cluster_gives_the_same_report(tmp_path, monkeypatch):
+    """Both stages run on the workers (each part's verdicts where its spill is), and the
+    workers' folders are removed after."""
     distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
     inputs = _sample_inputs()
     one = _reports(inputs, jobs=1)
+    import tempfile
+
+    workers, here = tmp_path / "workers", tmp_path / "here"
+    workers.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("TMPDIR", str(workers))  # where the workers (new processes) make their folders
+    monkeypatch.setattr(tempfile, "tempdir", str(here))  # and this process its own
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         on_dask = _reports(inputs, scheduler=cluster.scheduler_address)
     assert one["json"] == on_dask["json"]
     assert one["csv"] == on_dask["csv"]
+    assert not list(workers.iterdir()), "a worker's folder was left behind"
 
 
 def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch):
