@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 
 import click
@@ -25,9 +26,26 @@ class _Group(click.Group):
         except ForensicsError as exc:
             click.echo(f"forensics: error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("forensics: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            click.echo("forensics: interrupted" if signum == signal.SIGINT
+                       else f"forensics: stopped by {signal.Signals(signum).name}", err=True)
+            sys.exit(128 + signum)
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, as Ctrl-C is: the analysis' ``finally``
+    blocks run, so its working folder (spills and report lines: hundreds of MB for a large
+    capture) is removed and ``-j N`` workers are ended, where the signal's default action
+    left them all behind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame) -> None:
+    raise _Stopped(signum)
 
 
 def _show_version(ctx: click.Context, _param, value: bool) -> None:
@@ -207,5 +225,8 @@ def _register_subcommands() -> None:
 
 
 def main() -> None:
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _stop)
     _register_subcommands()
     cli(prog_name="forensics")

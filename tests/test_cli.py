@@ -135,3 +135,56 @@ def test_text_and_byte_rendering_agree(tmp_path):
                 render(rep, fmt, fh)
             assert out.read_text(encoding="utf-8") == render_to_string(rep, fmt), (path.name, fmt)
     assert json.loads(render_to_string(forensics.analyze(str(empty)), "json"))["attempts"] == []
+
+
+def _stopped_by_sigterm(args, tmp_path, stdin=None, feed: bytes = b"") -> tuple[int, str, list]:
+    """Run ``forensics analyze`` with its working folder under ``tmp_path``, send it SIGTERM once
+    that folder exists, and return its exit code, its stderr and what is left of the folder."""
+    import os
+    import signal
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp))
+    p = subprocess.Popen([sys.executable, "-m", "forensics", "analyze", *args], stdin=stdin,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        if feed:
+            p.stdin.write(feed)
+            p.stdin.flush()  # and kept open: the analysis waits for more
+        deadline = time.monotonic() + 30
+        while not any(tmp.glob("forensics-*")) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert p.poll() is None, "the analysis ended before it could be stopped"
+        assert any(tmp.glob("forensics-*")), "no working folder appeared"
+        time.sleep(0.3)  # into the analysis
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, err.decode(), sorted(tmp.rglob("*"))
+
+
+def test_sigterm_removes_the_working_folder(tmp_path):
+    """A run stopped by SIGTERM (``timeout``, a service stopping) ends as Ctrl-C does: one line,
+    exit 143, and its working folder removed. Here it waits on a pipe that stays open."""
+    data = (ROOT / "pcaps" / "dns-injector" / "client.pcap").read_bytes()
+    rc, err, left = _stopped_by_sigterm(["-", "--format", "json"], tmp_path, stdin=subprocess.PIPE, feed=data)
+    assert rc == 128 + 15, err
+    assert err.strip().splitlines() == ["forensics: stopped by SIGTERM"], err
+    assert left == []
+
+
+def test_sigterm_ends_the_workers_and_removes_their_files(tmp_path):
+    """The same with ``-j 2`` on a generated capture: the workers' spills go with the folder."""
+    cap = tmp_path / "gen.pcap"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gen_capture.py"), "--packets", "300000",
+                    "--out", str(cap)], check=True, capture_output=True)
+    rc, err, left = _stopped_by_sigterm([str(cap), "-j", "2", "--format", "jsonl", "-o", str(tmp_path / "o")],
+                                        tmp_path)
+    assert rc == 128 + 15, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "forensics: stopped by SIGTERM", err
+    assert left == []
