@@ -16,9 +16,24 @@ import pickle
 import threading
 import traceback
 
+from .detectors.controls import ControlSet
 from .errors import ForensicsError, UsageError
 from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_control_sets,
                        new_workdir, number, remove_workdir, run_part)
+
+
+def _controls_out(res: PartResult) -> bytes:
+    """The part's controls taken off it, pickled: they travel as bytes that whoever gathers the
+    parts passes on unread to every part's stage 2 (``_controls_in``)."""
+    controls, res.controls = res.controls, None
+    return pickle.dumps(controls, pickle.HIGHEST_PROTOCOL)
+
+
+def _controls_in(blobs: list, own=None) -> ControlSet:
+    """Every part's controls merged, in part order, from their bytes (None where ``own``, this
+    part's own, is at hand): what the parent would send, without it pickling the merged set
+    once per worker, one after the other, while the workers wait."""
+    return merge_control_sets([own if b is None else pickle.loads(b) for b in blobs])
 
 
 # ------------------------------------------------------------------ processes
@@ -47,16 +62,14 @@ def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, share
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, progress=progress,
                        reachable=reachable, stage=stage)
         kept, res.kept = res.kept, None  # the attempts travel once, with their verdicts
-        mine, res.controls = res.controls, None  # the controls go as bytes the parent passes on
-        conn.send(("part", (res, pickle.dumps(mine, pickle.HIGHEST_PROTOCOL))))
+        mine = res.controls
+        conn.send(("part", (res, _controls_out(res))))
         msg = conn.recv()
         if msg[0] != "controls":
             return
         res.kept = kept
         _, blobs, positions, ranks = msg
-        # every part's controls merged here, in part order: what the parent would send, without it
-        # pickling the merged set once per worker, one after the other, while the workers wait
-        controls = merge_control_sets([mine if k == part else pickle.loads(b) for k, b in enumerate(blobs)])
+        controls = _controls_in(blobs, mine)
         conn.send(("judged", judge_part(res, controls, workdir, positions, ranks, stage)))
     except ForensicsError as exc:
         conn.send(("error", exc))
@@ -180,8 +193,7 @@ def _dask_part(files, part, nparts, max_flows, keep, reachable):
     except BaseException:
         remove_workdir(workdir)
         raise
-    controls, res.controls = res.controls, None
-    return res, pickle.dumps(controls, pickle.HIGHEST_PROTOCOL), get_worker().address
+    return res, _controls_out(res), get_worker().address
 
 
 def _dask_judge(res, blobs, positions, ranks):
@@ -189,11 +201,11 @@ def _dask_judge(res, blobs, positions, ranks):
     part's controls, and the part's lines of the report, handed back as bytes."""
     workdir = os.path.dirname(res.spill)
     try:
-        controls = merge_control_sets([pickle.loads(b) for b in blobs])
+        controls = _controls_in(blobs)
         judged = judge_part(res, controls, workdir, positions, ranks)
         with open(judged.lines, "rb") as fh:
             data = fh.read()
-        judged.lines = ""
+        judged.lines = ""  # a path on this worker: the client writes the lines to its own
         return judged, data
     finally:
         remove_workdir(workdir)

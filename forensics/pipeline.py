@@ -450,7 +450,7 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Num
 
 def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None = None,
              cleanup: str | None = None, stage: StageFn | None = None) -> Report:
-    """Stage 2 for parts whose spills are here (one process, or Dask), then the report."""
+    """Stage 2 for parts whose spills are here (one process), then the report."""
     check_readable(results)
     results = sorted(results, key=lambda r: r.part)
     controls = merge_controls(results)

@@ -13,6 +13,7 @@ from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME
                      SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, IcmpError, TcpConn, TcpOptions, new_endpoint,
                      new_marker, new_tcp_conn, new_tcp_options, seg_rows, seg_rows_raw)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
+from ..sources.defrag import NO_FRAGMENTS, Fragments
 
 MAX_DETAIL = 512
 MAX_MARKS = 64
@@ -492,6 +493,7 @@ def finish_tcp(s: TcpState) -> TcpConn:
         markers.append(new_marker("rst" if f & TCP_RST else "fin", r[SEG_FRAME], r[SEG_INPUT], ts, r[SEG_DIR], f,
                                   r[SEG_SEQ], r[SEG_ACK], r[SEG_TTL], r[SEG_IPID], r[SEG_WIN], r[SEG_PLEN], after,
                                   round((ts - first_pay_ts) * 1000, 3) if after else None))
+    frags = Fragments.of(s.fragments, s.fragments_disagree) if s.fragments else NO_FRAGMENTS
     c, sv = s.c_key, s.s_key
     client = new_endpoint(_IP_TEXT.get((c[0], c[1])) or _ip_text(c[0], c[1]), c[2])
     server = new_endpoint(_IP_TEXT.get((sv[0], sv[1])) or _ip_text(sv[0], sv[1]), sv[2])
@@ -504,13 +506,4 @@ def finish_tcp(s: TcpState) -> TcpConn:
         s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
         s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
         tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
-        s.last_ts, first_pay_ts, s.capped, rows, s.cut, *_fragment_evidence(s))
-
-
-def _fragment_evidence(s: TcpState) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
-    """The frames of the connection's IP fragments in frame order, their TTLs, and whether they disagreed."""
-    ttl = s.fragments
-    if not ttl:
-        return (), (), False
-    frames = tuple(sorted(ttl))
-    return frames, tuple([ttl[f] for f in frames]), s.fragments_disagree
+        s.last_ts, first_pay_ts, s.capped, rows, s.cut, frags.frames, frags.ttls, frags.disagree)

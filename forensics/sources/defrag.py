@@ -91,6 +91,14 @@ class Fragments:
     ttls: tuple[int, ...]  # the TTL of each of those frames
     disagree: bool  # some overlapped with different bytes (the bytes captured first were kept)
 
+    @staticmethod
+    def of(ttls: dict[int, int], disagree: bool) -> "Fragments":
+        """From fragments' frame -> TTL: the first ``MAX_LISTED_FRAGMENTS`` frames in frame order."""
+        if not ttls:
+            return NO_FRAGMENTS
+        frames = tuple(sorted(ttls))[:MAX_LISTED_FRAGMENTS]
+        return Fragments(frames, tuple([ttls[f] for f in frames]), bool(disagree))
+
 
 #: What a packet that came whole (no fragments) has of ``Fragments``.
 NO_FRAGMENTS = Fragments((), (), False)
@@ -216,9 +224,7 @@ class Reassembler:
                 self.stats.reassembled += 1
                 self.stats.conflicts += conflict or d.conflict
                 out.append((_packet(key[0], d.header, payload), row))
-                frames = tuple(sorted(d.ttls))[:MAX_LISTED_FRAGMENTS]
-                self.made[int(row["frame"])] = Fragments(frames, tuple([d.ttls[f] for f in frames]),
-                                                         bool(conflict or d.conflict))
+                self.made[int(row["frame"])] = Fragments.of(d.ttls, conflict or d.conflict)
 
     def _give_up(self, key: tuple, out: list) -> None:
         d = self.open.pop(key)
