@@ -34,6 +34,11 @@ def snapped(src, dst, snaplen: int) -> None:
     dst.write_bytes(bytes(out))
 
 
+def _dns_by_query(report) -> dict:
+    """A report's DNS attempts by (client port, transaction id)."""
+    return {(a["client"]["port"], a["dns"]["id"]): a for a in report["attempts"] if a["kind"] == "dns"}
+
+
 @pytest.mark.parametrize("scenario", ["dns-injector", "dns-injector-v6", "dns-injector-double"])
 def test_racing_dns_answers_cut_off_are_not_called_ok(scenario, tmp_path):
     src = LAB / scenario / "client.pcap"
@@ -46,10 +51,7 @@ def test_racing_dns_answers_cut_off_are_not_called_ok(scenario, tmp_path):
     assert len(said) == 1 and int(said[0].split()[0]) > 0
     assert analyze_json(cut_path, jobs=2)["warnings"] == cut["warnings"], "counted once whatever the parts"
 
-    def dns(report):
-        return {(a["client"]["port"], a["dns"]["id"]): a for a in report["attempts"] if a["kind"] == "dns"}
-
-    before, after = dns(full), dns(cut)
+    before, after = _dns_by_query(full), _dns_by_query(cut)
     assert before.keys() == after.keys(), "every query still has its attempt"
     forged = [k for k, a in before.items() if a["verdict"] == "forged-dns"]
     assert forged
@@ -96,10 +98,7 @@ def test_a_lone_dns_answer_cut_off_is_ok_with_less_confidence(tmp_path):
     cut_path = tmp_path / "cut.pcap"
     snapped(src, cut_path, 70)
 
-    def dns(report):
-        return {(a["client"]["port"], a["dns"]["id"]): a for a in report["attempts"] if a["kind"] == "dns"}
-
-    before, after = dns(analyze_json(src)), dns(analyze_json(cut_path))
+    before, after = _dns_by_query(analyze_json(src)), _dns_by_query(analyze_json(cut_path))
     assert before.keys() == after.keys()
     assert _lone_answers(before, after) > 0
 
