@@ -44,6 +44,7 @@ ANALYSIS = [
     "forensics/detectors/dnsforge.py",
     "forensics/detectors/rst.py",
     "forensics/detectors/silence.py",
+    "forensics/detectors/options.py",
     "forensics/detectors/blockpage.py",
     "forensics/detectors/crosscheck.py",
 ]

@@ -66,6 +66,10 @@ EXPLAINED = {
     "http-body": "Wireshark reassembles a whole HTTP request, body included (Content-Length), and shows "
                  "http.host at the frame that completes the body; the tool reads the head and places the "
                  "request at the frame that completes the head. The Host is the same.",
+    "http-body-unfinished": "Wireshark shows an HTTP request only once its body (Content-Length) is complete; "
+                            "a request whose body the capture never completes (an upload that stalled or was cut "
+                            "off) has no http.host in tshark at all, where the tool reads the head. The "
+                            "connection's client bytes are checked to fall short of head plus Content-Length.",
     "later-message": "an HTTP request (or ClientHello) after the first one in the same TCP connection "
                      "(keep-alive): an attempt is one connection, judged by its first client payload, "
                      "so the tool parses only that one; the first agrees (compared above).",
@@ -414,11 +418,25 @@ def _app(res: Result, ours: Ours, theirs: dict) -> None:
         for stream in sorted(set(firsts[what]) | set(ends[what]), key=lambda s: (s is None, s or 0)):
             tf, tname, body = firsts[what].get(stream, (None, None, 0))
             of, oname = ends[what].get(stream, (None, None))
+            if what == "http.host" and tf is None and of is not None and _body_unfinished(ours, stream):
+                res.note(of, what, oname, None, "http-body-unfinished")
+                continue
             res.check(of or tf, what, oname, tname)
             if tf != of:
                 # Wireshark shows an HTTP request where its body (Content-Length) ends; we, where its head ends
                 kind = "http-body" if what == "http.host" and body and None not in (tf, of) and tf > of else None
                 res.note(of or tf, f"{what} frame", of, tf, kind)
+
+
+def _body_unfinished(ours: Ours, stream: int | None) -> bool:
+    """The connection's client bytes fall short of its first request's head plus Content-Length."""
+    conn = next((c for s, c in ours.conns if s == stream), None)
+    if conn is None or b"\r\n\r\n" not in conn.client_payload:
+        return False
+    head = conn.client_payload.split(b"\r\n\r\n", 1)[0]
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                   if line.lower().startswith(b"content-length:") and line.split(b":", 1)[1].strip().isdigit()), 0)
+    return conn.payload_bytes[0] < len(head) + 4 + length
 
 
 def _stream_of(ours: Ours, frame: int) -> int | None:

@@ -191,7 +191,9 @@ def test_no_router_means_every_record_decoded(monkeypatch):
 
     import forensics.sources as sources
 
-    path = max(SAMPLE_FILES, key=lambda p: p.stat().st_size)
+    path = ROOT / "pcaps" / "benign-browsing" / "client.pcap"  # many short connections, shared among parts
+    if not path.exists():
+        pytest.skip("pcaps/benign-browsing is not in this checkout")
 
     def rows_and_info(walk, nparts):
         monkeypatch.setattr(sources, "compiled_walk", walk)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES_VERSION = "2026.11.22-5"
+RULES_VERSION = "2026.11.23-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,12 @@ RULES: tuple[Rule, ...] = (
     _R("fault.pmtu", "pmtu-blackhole", ("big-segments-lost",), (), "size", 0.85, ("big-segments-lost",),
        "Full-size segments vanish while smaller ones of the same flow arrive, and no ICMP "
        "\"fragmentation needed\" comes back."),
+    _R("fault.option-stripping", "option-stripping", ("wscale-stripped",), ("exchange-complete",), "none", 0.85,
+       ("wscale-stripped", "payload-acked-unanswered"),
+       "The SYN-ACK reached the client without the window scale the client offered, yet the server's windows "
+       "only make sense scaled (read unscaled, its window's right edge moves back by half its offer or more): "
+       "the option was removed on the path, the client sends into windows 2^k times too small, and the "
+       "exchange did not complete. The box changes no TTL: the capture cannot place it."),
     _R("fault.tls-size", "tls-intolerance", ("hello-dropped", "control-smaller-hello-ok"), ("control-other-name-ok",),
        "size", 0.8, ("hello-dropped", "control-smaller-hello-ok", "control-same-name-ok"),
        "A big ClientHello vanished where smaller ones to the same server passed, and no other name passed "
@@ -134,8 +140,9 @@ RULES: tuple[Rule, ...] = (
        ("dns-unanswered", "resolver-silent"),
        "The query went unanswered and the resolver answered nothing else in the capture either."),
     # ---- ok
-    _R("ok.exchange", "ok", ("exchange-complete",), TROUBLE, "none", 0.95, ("exchange-complete",),
-       "The exchange completed: a ServerHello, an HTTP response, or data both ways."),
+    _R("ok.exchange", "ok", ("exchange-complete",), TROUBLE, "none", 0.95, ("exchange-complete", "wscale-stripped"),
+       "The exchange completed: a ServerHello, an HTTP response, or data both ways. A window scale removed "
+       "on the path is named in the summary: this exchange fitted in the windows, bigger ones will not."),
     _R("ok.dns-unread", "ok", ("dns-answered", "dns-response-cut"), TROUBLE, "none", 0.6,
        ("dns-answered", "dns-response-cut"),
        "The resolver answered and nothing raced it, but the capture holds only part of the response: its "

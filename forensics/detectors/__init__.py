@@ -8,10 +8,10 @@ is recorded in the report's warnings and the others still run.
 
 from __future__ import annotations
 
-from . import blockpage, crosscheck, dnsforge, outcome, rst, silence
+from . import blockpage, crosscheck, dnsforge, options, outcome, rst, silence
 
 BUILTIN = (outcome.OutcomeDetector(), rst.ResetDetector(), blockpage.BlockpageDetector(),
-           silence.SilenceDetector())
+           silence.SilenceDetector(), options.OptionsDetector())
 #: Detectors that compare an attempt with the capture's other attempts (stage 2).
 CROSS: tuple = (dnsforge.DnsForgeryDetector(), crosscheck.CrossCheckDetector())
 

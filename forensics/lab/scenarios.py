@@ -351,10 +351,27 @@ def dns_fragmented() -> Scenario:
                *_browse("c1", "news.example"), *_browse("c1", "news.example", v6=True)])
 
 
+def option_stripping() -> Scenario:
+    strip = {"strip": ["wscale"], "toward": "client"}
+    return Scenario(
+        "option-stripping",
+        "A normalising firewall at hop 2 overwrites the window scale option of the servers' SYN-ACKs with NOPs "
+        "(as Linux's TCPOPTSTRIP does): c1 does not scale, the servers do, and announce windows of ~70 bytes as "
+        "c1 reads them. Requests, a 16 KB download and a 6 KB upload still fit in the first flight; a 100 KB "
+        "upload crawls and times out. c2, through another ISP, uploads the same 100 KB at once.",
+        wire=[(HOP[2], "option-stripper", strip)],
+        captures=["client", "client2"],
+        steps=[lookup("c1", "news.example"), http("c1", "news.example"), http("c1", "news.example", "/big"),
+               py("c1", "post", "news.example", ["6000"]),
+               py("c1", "post", "news.example", ["100000"], expect=Expect("option-stripping"), timeout=8),
+               https("c1", "shop.example"),
+               py("c2", "post", "news.example", ["100000"])])
+
+
 def all_scenarios() -> dict[str, Scenario]:
     found = [office_filter(), transit_injector(), rst_injector_sni(), rst_injector_keyword(), rst_injector_v6(),
              dns_injector(), dns_injector(v6=True), dns_injector_double(), blockpage(), blockpage_redirect(), front_box(),
              sni_drop(), host_drop(), ip_block("drop"),
              ip_block("prohibited"), pmtu(), ecn(), idle(), tls_intolerance(), mixed_path(), benign_browsing(), benign_failures(),
-             benign_closed_server(), dns_fragmented()]
+             benign_closed_server(), dns_fragmented(), option_stripping()]
     return {s.name: s for s in found}

@@ -381,6 +381,51 @@ def _sack_blocks(p) -> list[str]:
     return ends
 
 
+
+def _tcp_window_and_kinds(p) -> tuple[int, list[int]]:
+    """The raw window field and the option kinds, NOPs included, of a TCP packet."""
+    raw = p.f.raw
+    ip_off = 14 + (40 if p.f.version == 6 else (raw[14] & 0x0F) * 4)
+    off = (raw[ip_off + 12] >> 4) * 4
+    window = int.from_bytes(raw[ip_off + 14 : ip_off + 16], "big")
+    opts, i, kinds = raw[ip_off + 20 : ip_off + off], 0, []
+    while i < len(opts):
+        kinds.append(opts[i])
+        if opts[i] in (0, 1):
+            i += 1
+            continue
+        i += max(opts[i + 1] if i + 1 < len(opts) else 0, 2)
+    return window, kinds
+
+
+def option_stripping(d: Path) -> None:
+    c, c2 = _cap(d), _cap(d, "client2")
+    WSCALE = 3
+    for conn in c.conns_to(A("news.example")) + c.conns_to(A("shop.example")):
+        syn, sa = conn.up()[0], conn.synack()
+        need(sa is not None, f"{conn.server}:{conn.sport}: no SYN-ACK")
+        need(WSCALE in _tcp_window_and_kinds(syn)[1], "c1's SYN offers no window scale")
+        kinds = _tcp_window_and_kinds(sa)[1]
+        need(WSCALE not in kinds, "a SYN-ACK reached c1 with its window scale")
+        need(b"\x01\x01\x01\x01" in bytes(kinds), "no run of NOPs where the window scale was")
+    posts = [x for x in c.conns_to(A("news.example"), 80) if x.first_payload().startswith(b"POST")]
+    need(len(posts) == 2, "want two POSTs from c1")
+    small, big = sorted(posts, key=lambda x: sum(len(p.f.payload) for p in x.up()))
+    offer = _tcp_window_and_kinds(big.synack())[0]
+    later = [_tcp_window_and_kinds(p)[0] for p in big.down() if not p.f.flags & P.SYN]
+    need(later and max(later) * 16 <= offer, f"the server's windows {later[:5]} are not far below its offer {offer}")
+    crawl = [p for p in big.up() if 0 < len(p.f.payload) <= max(later)]
+    need(len(crawl) >= 5, "the client did not send into the tiny windows")
+    need(not big.server_data(), "the big upload got an answer")
+    assert_completed(small)
+    for conn in c.conns_to(A("news.example"), 80) + c.conns_to(A("shop.example"), 443):
+        if conn is not big:
+            assert_completed(conn)
+    (ctrl,) = c2.conns_to(A("news.example"), 80)
+    need(WSCALE in _tcp_window_and_kinds(ctrl.synack())[1], "c2's SYN-ACK lost its window scale too")
+    need(sum(len(p.f.payload) for p in ctrl.up()) > 100000, "c2 did not upload it all")
+    assert_completed(ctrl)
+
 def ecn_blackhole(d: Path) -> None:
     c = _cap(d)
     news, shop = c.conns_to(A("news.example"), 80), c.conns_to(A("shop.example"), 80)
@@ -565,6 +610,7 @@ CHECKS = {
     "pmtu-blackhole": pmtu_blackhole, "ecn-blackhole": ecn_blackhole, "idle-timeout-reset": idle_timeout_reset,
     "tls-intolerance": tls_intolerance, "benign-browsing": benign_browsing, "benign-failures": benign_failures,
     "benign-closed-server": benign_closed_server, "dns-fragmented": dns_fragmented,
+    "option-stripping": option_stripping,
 }
 
 

@@ -20,7 +20,7 @@ from forensics.lab.scenarios import all_scenarios
 from forensics.lab.verify import verify
 
 LIVE = ["transit-injector", "dns-injector-v6", "sni-drop", "pmtu-blackhole", "benign-failures", "front-box",
-        "benign-closed-server"]
+        "benign-closed-server", "option-stripping"]
 
 pytestmark = pytest.mark.lab
 

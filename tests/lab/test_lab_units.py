@@ -51,6 +51,27 @@ def test_forged_segments_have_valid_checksums():
         assert Ether(bytes(pkt))[TCP].chksum == claimed
 
 
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_option_stripper_leaves_nops_and_a_valid_checksum(version):
+    src, dst = ("203.0.113.20", "192.0.2.10") if version == 4 else ("2001:db8:5::14", "2001:db8:1:1::10")
+    ip = IP(src=src, dst=dst) if version == 4 else IPv6(src=src, dst=dst)
+    opts = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 2)), ("NOP", None), ("WScale", 10)]
+    synack = frame(ip / TCP(sport=80, dport=40000, flags="SA", seq=5, ack=9, window=65160, options=opts))
+    dev = WIRE_DEVICES["option-stripper"]({"strip": ["wscale"]})
+    out, inject = dev.on_frame(synack, "b", 0.0)
+    assert inject == [] and isinstance(out, bytes) and len(out) == len(synack.raw)
+    pkt = Ether(out)
+    kinds = [o[0] for o in pkt[TCP].options]
+    assert "WScale" not in kinds and kinds[-4:] == ["NOP"] * 4 and "Timestamp" in kinds and "MSS" in kinds
+    claimed = pkt[TCP].chksum
+    del pkt[TCP].chksum
+    assert Ether(bytes(pkt))[TCP].chksum == claimed
+    # towards the servers, or past the handshake, frames go on untouched
+    assert dev.on_frame(synack, "a", 0.0) == (True, [])
+    data = frame(ip / TCP(sport=80, dport=40000, flags="A", seq=6, ack=9, options=[("NOP", None), ("WScale", 3)]))
+    assert dev.on_frame(data, "b", 0.0) == (True, [])
+
 def test_client_hello_and_host_peeks():
     assert P.tls_client_hello(client_hello("a.blogs.example"))[:2] == (True, "a.blogs.example")
     assert P.http_host(b"GET / HTTP/1.1\r\nHost: news.example:8081\r\n\r\n") == "news.example"
