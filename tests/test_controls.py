@@ -242,3 +242,30 @@ def test_paths_past_the_cap_keep_the_smallest_keys_through_add():
     c.settle()
     assert len(c.paths) == mod.MAX_PATH_KEYS
     assert min(c.paths) == (SERVER, 80, "h000001.example")
+
+
+def test_controls_read_between_adds_follow_the_adds():
+    """What the checks read once per server (the names done, sorted and split by vantage
+    point; how many servers answered) follows adds that come after a first read."""
+    c = Controls()
+    c.add(_facts("tls", 443, "b.example", "exchange-complete"))
+    c.add(_facts("tls", 443, "d.example", "exchange-complete", input_idx=1, client="192.0.2.99"))
+    mine = c.vantage(0)
+    assert c.names_done(SERVER, 443, mine) == (("b.example",), ("d.example",))
+    assert c.answering_servers() == 1
+    c.add(_facts("tls", 443, "a.example", "exchange-complete"))
+    other = Facts("tls", "tcp", 0, "192.0.2.10", "203.0.113.8", 443, "x.example", 0.0, 1.0,
+                  (finding("test", "exchange-complete", 1.0, ""),), {"syn": True, "synack": True})
+    c.add(other)
+    assert c.names_done(SERVER, 443, mine) == (("a.example", "b.example"), ("d.example",))
+    assert c.answering_servers() == 2
+    assert c.names_done("203.0.113.9", 443, mine) == ((), ())  # a server never seen
+
+
+def test_other_names_listed_are_the_first_three_in_name_order_without_the_name_itself():
+    c = Controls()
+    for n in ("c.example", "a.example", "e.example", "b.example", "d.example"):
+        c.add(_facts("tls", 443, n, "exchange-complete"))
+    f = _facts("tls", 443, "b.example", "rst-forged")
+    (other,) = [x for x in CrossCheckDetector().run(f, c) if x.signal == "control-other-name-ok"]
+    assert dict(other.data)["names"] == ("a.example", "c.example", "d.example")

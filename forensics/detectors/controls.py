@@ -8,6 +8,8 @@ while attempts stream past and merged across parallel workers.
 
 from __future__ import annotations
 
+import heapq
+
 import ipaddress
 import os
 from collections import Counter
@@ -22,6 +24,8 @@ MAX_NAMES = 32
 #: complete here?", so it must hold every name a busy server serves (a CDN address
 #: serves hundreds); past the cap the smallest are kept and the answer may be "no".
 MAX_NAMES_PER_PORT = 2048
+#: Names a control finding lists (three) plus the attempt's own, which is left out.
+NAMES_SHOWN = 4
 #: Resolvers remembered per name for the cross-resolver comparison.
 MAX_RESOLVERS = 16
 #: Prefixes remembered as reached, and names met by forged packets: membership sets
@@ -114,6 +118,9 @@ class Controls:
     _vantage: dict = field(default_factory=dict, repr=False, compare=False)
     # whether an add or merge came since the last ``settle``
     _loose: bool = field(default=False, repr=False, compare=False)
+    # what ``names_done`` (by server ip, port, vantage) and ``answering_servers`` ("answering")
+    # found, made on demand after ``settle`` and forgotten at the next
+    _names_done: dict = field(default_factory=dict, repr=False, compare=False)
 
     def server(self, ip: str) -> ServerStats:
         s = self.servers.get(ip)
@@ -237,7 +244,29 @@ class Controls:
             for names in st.failed_names.values():
                 _settle(names, MAX_NAMES_PER_PORT)
         self._vantage = _vantage_points(self.clients)
+        self._names_done = {}
         self._loose = False
+
+    def names_done(self, server_ip: str, port: int, mine: frozenset | None) -> tuple[tuple, tuple]:
+        """The first ``NAMES_SHOWN`` names, in name order, that completed an exchange at
+        ``server_ip``:``port`` from the vantage point of clients ``mine``, and the first
+        ones from elsewhere.
+
+        Found once per server, port and vantage point rather than once per attempt that
+        asks: a busy server holds up to MAX_NAMES_PER_PORT names, and every failed
+        attempt at it asks (sorting 2048 names each time made the check grow with the
+        capture until the cap was reached)."""
+        self.settle()
+        key = (server_ip, port, mine)
+        got = self._names_done.get(key)
+        if got is None:
+            st = self.servers.get(server_ip)
+            done = st.ok_names.get(port, {}) if st is not None else {}
+            here = [n for n, who in done.items() if _from_here(who, mine)]
+            far = [n for n, who in done.items() if not _from_here(who, mine)]
+            got = self._names_done[key] = (tuple(heapq.nsmallest(NAMES_SHOWN, here)),
+                                           tuple(heapq.nsmallest(NAMES_SHOWN, far)))
+        return got
 
     def vantage(self, input_idx: int) -> frozenset | None:
         """The client addresses of the vantage point ``input_idx`` was captured at: its
@@ -249,8 +278,19 @@ class Controls:
         return self._vantage.get(input_idx)
 
     def answering_servers(self) -> int:
-        """How many server addresses answered at least one SYN."""
-        return sum(1 for s in self.servers.values() if s.synack)
+        """How many server addresses answered at least one SYN (counted once after ``settle``:
+        every unanswered SYN asks, and a border capture has servers by the hundred thousand)."""
+        self.settle()
+        n = self._names_done.get("answering")
+        if n is None:
+            n = self._names_done["answering"] = sum(1 for s in self.servers.values() if s.synack)
+        return n
+
+
+def _from_here(who: frozenset | None, mine: frozenset | None) -> bool:
+    """Whether a completion by the clients ``who`` (None: many) counts as from the vantage
+    point of clients ``mine`` (None: cannot be told): unless both are known and share none."""
+    return who is None or mine is None or not who.isdisjoint(mine)
 
 
 def cases_of(files: list[str]) -> tuple[int, ...]:

@@ -30,7 +30,7 @@ import re
 
 from ..model import Finding
 from .base import Facts, doc_parts, finding
-from .controls import Controls
+from .controls import Controls, _from_here
 
 NAME = "controls"
 
@@ -54,12 +54,6 @@ _DROPS = ("hello-dropped", "request-dropped", "payload-dropped")
 _TOKEN = re.compile(r"[A-Za-z0-9]{3,}")
 
 
-def _from_here(who: frozenset | None, mine: frozenset | None) -> bool:
-    """Whether a completion by the clients ``who`` (None: many) counts as from the vantage
-    point of clients ``mine`` (None: cannot be told): unless both are known and share none."""
-    return who is None or mine is None or not who.isdisjoint(mine)
-
-
 class CrossCheckDetector:
     name = NAME
     detects, false_positives = doc_parts(__doc__)
@@ -78,10 +72,10 @@ class CrossCheckDetector:
         if named and f.name:
             done_here = st.ok_names.get(f.server_port, {})
             mine = controls.vantage(f.input)
-            others, others_far = [], []
-            for n in sorted(done_here):
-                if n != f.name:
-                    (others if _from_here(done_here[n], mine) else others_far).append(n)
+            here, far = controls.names_done(f.server_ip, f.server_port, mine)
+            # the first three others in name order (the name itself is at most one of the first four)
+            others = [n for n in here[:4] if n != f.name][:3]
+            others_far = [n for n in far[:4] if n != f.name][:3]
             same = elsewhere = False
             if f.name in done_here:
                 same = _from_here(done_here[f.name], mine)
