@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import sys
+import tempfile
 
 import click
 
@@ -80,7 +82,8 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default=None,
               help="Output format (default: table on a terminal, json otherwise).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the report to this file instead of standard output.")
+              help="Write the report to this file instead of standard output (whole or not at all: a run "
+                   "stopped while writing leaves the file as it was).")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr (default: for inputs over a few MB on a terminal).")
 @click.option("--reachable", "reachable", multiple=True, metavar="CIDR",
@@ -109,6 +112,8 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
     from .sources.pcapio import file_size
 
     files = expand_paths(list(paths))
+    if output and not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise UsageError(f"{output}: its folder does not exist")  # said now, not after the analysis
     for f in files:
         for o in ([output] if output else []):
             if f != STDIN and os.path.exists(o) and os.path.samefile(f, o):
@@ -133,12 +138,58 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
     for w in report.warnings:
         click.echo(f"forensics: warning: {w}", err=True)
     if output:
-        with open(output, "w", encoding="utf-8", newline="") as fh:
-            render(report, fmt, fh)
+        try:
+            _write_file(output, lambda fh: render(report, fmt, fh))
+        except OSError as exc:  # a full disk, a folder gone meanwhile: one line, not a traceback
+            raise ForensicsError(f"{output}: the report could not be written: {exc.strerror or exc}") from None
     else:
         render(report, fmt, sys.stdout, color=sys.stdout.isatty(),
                width=shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200)
     sys.exit(report.exit_code)
+
+
+def _write_file(output: str, write) -> None:
+    """``write(fh)`` into ``output`` whole or not at all: a regular file (or a new one) is
+    written beside itself under a temporary name and renamed over it once complete, so a
+    run stopped or failing while it writes (Ctrl-C, SIGTERM, a full disk) leaves the file
+    as it was, never a report cut in the middle. A FIFO, a device or a directory that
+    takes no new file is written in place."""
+    target = os.path.realpath(output)  # through a symlink: the link stays, its file is replaced
+    try:
+        old = os.stat(target) if os.path.exists(target) else None
+        regular = old is None or stat.S_ISREG(old.st_mode)
+        fd, tmp = (tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part",
+                                    dir=os.path.dirname(target)) if regular else (-1, None))
+    except OSError:
+        fd, tmp = -1, None
+    if tmp is None:
+        with open(output, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+        if old is None:
+            os.chmod(tmp, 0o666 & ~_umask())  # what open() would have given a new file
+        else:  # the file's own mode and, where allowed, owner
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+            try:
+                os.chown(tmp, old.st_uid, old.st_gid)
+            except OSError:
+                pass
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @cli.command()

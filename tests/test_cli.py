@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
@@ -188,3 +189,57 @@ def test_sigterm_ends_the_workers_and_removes_their_files(tmp_path):
     assert rc == 128 + 15, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "forensics: stopped by SIGTERM", err
     assert left == []
+
+
+def test_the_report_file_is_written_whole_or_not_at_all(tmp_path):
+    """A run stopped while it writes its report (Ctrl-C, SIGTERM, a full disk) leaves the
+    output file as it was, and no temporary file beside it."""
+    import os
+
+    from forensics.cli import _write_file
+
+    out = tmp_path / "report.json"
+    out.write_text("the previous report\n")
+    os.chmod(out, 0o640)
+
+    def stopped(fh):
+        fh.write("{\"attempts\": [" * 1000)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _write_file(str(out), stopped)
+    assert out.read_text() == "the previous report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    _write_file(str(out), lambda fh: fh.write("new\n"))
+    assert out.read_text() == "new\n" and (out.stat().st_mode & 0o777) == 0o640
+    # through a symlink, the link stays and its file is replaced
+    link = tmp_path / "link.json"
+    link.symlink_to(out)
+    _write_file(str(link), lambda fh: fh.write("via link\n"))
+    assert link.is_symlink() and out.read_text() == "via link\n"
+
+
+def test_a_report_to_a_device_is_written_in_place(tmp_path):
+    import os
+    import stat
+
+    r = subprocess.run([sys.executable, "-m", "forensics", "analyze", str(ROOT / "pcaps" / "sni-drop"),
+                        "--format", "json", "-o", os.devnull], capture_output=True, text=True, timeout=120)
+    assert r.returncode in (0, 1), r.stderr
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(tmp_path):
+    """A missing folder is said before the analysis runs; a write that fails (here the
+    device that is always full) after it, both as one line, never a traceback."""
+    import os
+
+    sample = str(ROOT / "pcaps" / "sni-drop")
+    for out, words in ((tmp_path / "gone" / "r.json", "its folder does not exist"),
+                       ("/dev/full", "could not be written")):
+        if str(out) == "/dev/full" and not os.path.exists(out):
+            continue
+        r = subprocess.run([sys.executable, "-m", "forensics", "analyze", sample, "--format", "json", "-o", str(out)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
