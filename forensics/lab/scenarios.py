@@ -358,13 +358,14 @@ def option_stripping() -> Scenario:
         "A normalising firewall at hop 2 overwrites the window scale option of the servers' SYN-ACKs with NOPs "
         "(as Linux's TCPOPTSTRIP does): c1 does not scale, the servers do, and announce windows of ~70 bytes as "
         "c1 reads them. Requests, a 16 KB download and a 6 KB upload still fit in the first flight; a 100 KB "
-        "upload crawls and times out. c2, through another ISP, uploads the same 100 KB at once.",
+        "upload crawls and times out, over IPv4 and IPv6. c2, through another ISP, uploads the same 100 KB at once.",
         wire=[(HOP[2], "option-stripper", strip)],
         captures=["client", "client2"],
         steps=[lookup("c1", "news.example"), http("c1", "news.example"), http("c1", "news.example", "/big"),
                py("c1", "post", "news.example", ["6000"]),
                py("c1", "post", "news.example", ["100000"], expect=Expect("option-stripping"), timeout=8),
                https("c1", "shop.example"),
+               py("c1", "post", "shop.example", ["100000"], v6=True, expect=Expect("option-stripping"), timeout=8),
                py("c2", "post", "news.example", ["100000"])])
 
 

@@ -401,7 +401,9 @@ def _tcp_window_and_kinds(p) -> tuple[int, list[int]]:
 def option_stripping(d: Path) -> None:
     c, c2 = _cap(d), _cap(d, "client2")
     WSCALE = 3
-    for conn in c.conns_to(A("news.example")) + c.conns_to(A("shop.example")):
+    six = c.conns_to(A("shop.example", True), 80)
+    need(len(six) == 1, "want one IPv6 upload")
+    for conn in c.conns_to(A("news.example")) + c.conns_to(A("shop.example")) + six:
         syn, sa = conn.up()[0], conn.synack()
         need(sa is not None, f"{conn.server}:{conn.sport}: no SYN-ACK")
         need(WSCALE in _tcp_window_and_kinds(syn)[1], "c1's SYN offers no window scale")
@@ -417,6 +419,7 @@ def option_stripping(d: Path) -> None:
     crawl = [p for p in big.up() if 0 < len(p.f.payload) <= max(later)]
     need(len(crawl) >= 5, "the client did not send into the tiny windows")
     need(not big.server_data(), "the big upload got an answer")
+    need(not six[0].server_data(), "the big IPv6 upload got an answer")
     assert_completed(small)
     for conn in c.conns_to(A("news.example"), 80) + c.conns_to(A("shop.example"), 443):
         if conn is not big:
