@@ -216,6 +216,55 @@ def _dask_drop(spill: str) -> None:
     remove_workdir(os.path.dirname(spill))
 
 
+#: How often the client looks whether the worker holding a part's spill is still there, while
+#: it waits for that part's stage 2 (a task pinned to a worker that is gone would wait forever).
+DASK_POLL_S = 2.0
+#: Times a part's two stages are run again elsewhere when the worker holding its spill is lost.
+DASK_RERUNS = 2
+
+
+def _alive(client) -> set:
+    return set(client.scheduler_info().get("workers", {}))
+
+
+def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering: Numbering, part_args: tuple):
+    """Part ``k``'s stage 2 result. Its task is pinned to the worker that holds the part's spill;
+    should that worker be lost (before or during stage 2), the spill is lost with it, so the
+    part's stage 1 runs again on any worker (a part's result depends only on the inputs, so
+    its attempts and controls are the ones already merged and numbered) and stage 2 after it,
+    there; at most DASK_RERUNS times."""
+    from distributed import KilledWorker
+
+    res, where = pinned[k]
+    for tries in range(DASK_RERUNS + 1):
+        task = tasks[k]
+        while True:
+            try:
+                return task.result(timeout=DASK_POLL_S)
+            except TimeoutError:  # (distributed's TimeoutError is the built-in one)
+                if where in _alive(client):
+                    continue  # still at work
+            except KilledWorker:
+                pass
+            break
+        task.cancel()
+        if tries == DASK_RERUNS:
+            break
+        try:  # best effort: its folder is likely gone with the worker (it stays, on a machine that lives on)
+            client.submit(_dask_drop, res.spill, pure=False).result(timeout=30)
+        except Exception:  # noqa: BLE001
+            pass
+        again, _blob, where = client.submit(_dask_part, *part_args, pure=False).result()
+        if len(again.index) != len(res.index):
+            raise ForensicsError(f"part {k} found {len(again.index)} attempts when run again, {len(res.index)} "
+                                 f"the first time: the inputs changed during the analysis")
+        again.infos, res = res.infos, again  # the paths as the caller gave them
+        pinned[k] = (res, where)
+        tasks[k] = client.submit(_dask_judge, res, blobs, numbering.positions[k], numbering.ranks[k],
+                                 workers=[where], allow_other_workers=False, pure=False)
+    raise ForensicsError(f"part {k}: the Dask workers holding it were lost {DASK_RERUNS + 1} times")
+
+
 def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None = None,
              max_flows: int | None = None, keep: bool = False,
              reachable: tuple[str, ...] = ()) -> tuple[list[PartResult], list[JudgedPart], Numbering]:
@@ -246,15 +295,18 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
                 info.path = f
         check_readable(results)
         numbering = number(results)
-        # every part's controls, sent once to the workers that need them, not once per task
-        blobs = client.scatter([blob for _, blob, _ in sent], broadcast=False)
+        # every part's controls, on every worker: each part's stage 2 merges them all, and a
+        # copy on every worker survives the loss of any one of them
+        blobs = client.scatter([blob for _, blob, _ in sent], broadcast=True)
         judging = True
+        pinned = [(res, where) for res, _, where in sent]
         tasks = [client.submit(_dask_judge, res, blobs, numbering.positions[k], numbering.ranks[k],
                                workers=[where], allow_other_workers=False, pure=False)
-                 for k, (res, _, where) in enumerate(sent)]
+                 for k, (res, where) in enumerate(pinned)]
         judged: list[JudgedPart] = []
-        for k, task in enumerate(tasks):  # one part's lines in memory at a time
-            j, data = task.result()
+        for k in range(len(tasks)):  # one part's lines in memory at a time
+            j, data = _judged_or_rerun(client, tasks, k, pinned, blobs, numbering,
+                                       (absfiles, k, nparts, max_flows, keep, reachable))
             tasks[k] = None
             j.lines = os.path.join(workdir, f"part{j.part}.lines")
             with open(j.lines, "wb") as fh:

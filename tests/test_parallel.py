@@ -203,6 +203,50 @@ def test_dask_local_cluster_gives_the_same_report(tmp_path, monkeypatch):
     assert not list(workers.iterdir()), "a worker's folder was left behind"
 
 
+def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch):
+    """The worker that holds a part's spill dies after stage 1: the part's stage 1 runs again
+    on a live worker and its stage 2 there; the report is still the one-process report, and
+    the dead worker's folder is removed. (Before, stage 2 waited for that worker forever.)"""
+    import os
+    import tempfile
+    import time
+
+    distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
+    from forensics import parallel
+
+    inputs = [SAMPLES]
+    one = _reports(inputs, jobs=1)
+    workers, here = tmp_path / "workers", tmp_path / "here"
+    workers.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("TMPDIR", str(workers))
+    monkeypatch.setattr(tempfile, "tempdir", str(here))
+    real, lost = parallel._judged_or_rerun, []
+
+    def kill_first(client, tasks, k, pinned, *rest):
+        if not lost:  # the worker holding part 0's spill: ended outright, as a machine that fails
+            where = pinned[k][1]
+            lost.append(where)
+            try:
+                client.run(os._exit, 1, workers=[where])
+            except Exception:  # noqa: BLE001 - the worker does not answer: it is gone
+                pass
+            deadline = time.monotonic() + 60
+            while where in parallel._alive(client) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert where not in parallel._alive(client), "the worker did not go"
+        return real(client, tasks, k, pinned, *rest)
+
+    monkeypatch.setattr(parallel, "_judged_or_rerun", kill_first)
+    monkeypatch.setattr(parallel, "DASK_POLL_S", 0.5)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = _reports(inputs, scheduler=cluster.scheduler_address)
+    assert lost
+    assert one["json"] == on_dask["json"]
+    assert one["csv"] == on_dask["csv"]
+    assert not list(workers.iterdir()), "a worker's folder was left behind"
+
 def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch):
     """-j N's report is written straight from the parts' files, each line from the part
     the numbering says, across the blocks it reads them in; a part short of lines is an error."""
