@@ -223,6 +223,13 @@ DASK_POLL_S = 2.0
 DASK_RERUNS = 2
 
 
+def _judge_task(client, res: PartResult, where: str, blobs, numbering: Numbering):
+    """Part ``res``'s stage 2, pinned to the worker ``where`` that holds its spill."""
+    k = res.part
+    return client.submit(_dask_judge, res, blobs, numbering.positions[k], numbering.ranks[k],
+                         workers=[where], allow_other_workers=False, pure=False)
+
+
 def _alive(client) -> set:
     return set(client.scheduler_info().get("workers", {}))
 
@@ -260,8 +267,7 @@ def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering
                                  f"the first time: the inputs changed during the analysis")
         again.infos, res = res.infos, again  # the paths as the caller gave them
         pinned[k] = (res, where)
-        tasks[k] = client.submit(_dask_judge, res, blobs, numbering.positions[k], numbering.ranks[k],
-                                 workers=[where], allow_other_workers=False, pure=False)
+        tasks[k] = _judge_task(client, res, where, blobs, numbering)
     raise ForensicsError(f"part {k}: the Dask workers holding it were lost {DASK_RERUNS + 1} times")
 
 
@@ -300,9 +306,7 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
         blobs = client.scatter([blob for _, blob, _ in sent], broadcast=True)
         judging = True
         pinned = [(res, where) for res, _, where in sent]
-        tasks = [client.submit(_dask_judge, res, blobs, numbering.positions[k], numbering.ranks[k],
-                               workers=[where], allow_other_workers=False, pure=False)
-                 for k, (res, where) in enumerate(pinned)]
+        tasks = [_judge_task(client, res, where, blobs, numbering) for res, where in pinned]
         judged: list[JudgedPart] = []
         for k in range(len(tasks)):  # one part's lines in memory at a time
             j, data = _judged_or_rerun(client, tasks, k, pinned, blobs, numbering,

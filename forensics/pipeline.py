@@ -320,19 +320,18 @@ def number(results: list[PartResult]) -> Numbering:
     n = len(idx)
     itype = np.int32 if n < 2 ** 31 else np.int64
     order = _sort_order(idx)  # stable: within one part, the part's own order
-    rank_seq = np.full(n, -1, itype)
+    rank = np.full(n, -1, itype)
     tcp = idx["sin"] >= 0
     if tcp.any():
         skey = idx["sin"][tcp].astype(np.int64) << np.int64(40)
         skey |= idx["sfr"][tcp]
         _, inv = np.unique(skey, return_inverse=True)
         del skey
-        rank = np.full(n, -1, itype)
         rank[tcp] = inv
         del inv
-        rank_seq = rank[order]
-        del rank
     del tcp
+    rank_seq = rank[order]
+    del rank
     if len(results) == 1:  # every position is the part's own, in order
         return Numbering(np.zeros(n, np.int16), [np.arange(n, dtype=itype)], [rank_seq])
     part_seq = np.repeat(np.arange(len(results), dtype=np.int16), sizes)[order]

@@ -9,7 +9,6 @@ while attempts stream past and merged across parallel workers.
 from __future__ import annotations
 
 import heapq
-
 import ipaddress
 import os
 from collections import Counter
@@ -118,9 +117,10 @@ class Controls:
     _vantage: dict = field(default_factory=dict, repr=False, compare=False)
     # whether an add or merge came since the last ``settle``
     _loose: bool = field(default=False, repr=False, compare=False)
-    # what ``names_done`` (by server ip, port, vantage) and ``answering_servers`` ("answering")
+    # what ``names_done`` (by server ip, port, vantage) and ``answering_servers`` (-1: not yet)
     # found, made on demand after ``settle`` and forgotten at the next
     _names_done: dict = field(default_factory=dict, repr=False, compare=False)
+    _answering: int = field(default=-1, repr=False, compare=False)
 
     def server(self, ip: str) -> ServerStats:
         s = self.servers.get(ip)
@@ -245,6 +245,7 @@ class Controls:
                 _settle(names, MAX_NAMES_PER_PORT)
         self._vantage = _vantage_points(self.clients)
         self._names_done = {}
+        self._answering = -1
         self._loose = False
 
     def names_done(self, server_ip: str, port: int, mine: frozenset | None) -> tuple[tuple, tuple]:
@@ -262,8 +263,9 @@ class Controls:
         if got is None:
             st = self.servers.get(server_ip)
             done = st.ok_names.get(port, {}) if st is not None else {}
-            here = [n for n, who in done.items() if _from_here(who, mine)]
-            far = [n for n, who in done.items() if not _from_here(who, mine)]
+            here, far = [], []
+            for n, who in done.items():
+                (here if from_here(who, mine) else far).append(n)
             got = self._names_done[key] = (tuple(heapq.nsmallest(NAMES_SHOWN, here)),
                                            tuple(heapq.nsmallest(NAMES_SHOWN, far)))
         return got
@@ -281,13 +283,12 @@ class Controls:
         """How many server addresses answered at least one SYN (counted once after ``settle``:
         every unanswered SYN asks, and a border capture has servers by the hundred thousand)."""
         self.settle()
-        n = self._names_done.get("answering")
-        if n is None:
-            n = self._names_done["answering"] = sum(1 for s in self.servers.values() if s.synack)
-        return n
+        if self._answering < 0:
+            self._answering = sum(1 for s in self.servers.values() if s.synack)
+        return self._answering
 
 
-def _from_here(who: frozenset | None, mine: frozenset | None) -> bool:
+def from_here(who: frozenset | None, mine: frozenset | None) -> bool:
     """Whether a completion by the clients ``who`` (None: many) counts as from the vantage
     point of clients ``mine`` (None: cannot be told): unless both are known and share none."""
     return who is None or mine is None or not who.isdisjoint(mine)

@@ -30,7 +30,7 @@ import re
 
 from ..model import Finding
 from .base import Facts, doc_parts, finding
-from .controls import Controls, _from_here
+from .controls import Controls, from_here
 
 NAME = "controls"
 
@@ -78,7 +78,7 @@ class CrossCheckDetector:
             others_far = [n for n in far[:4] if n != f.name][:3]
             same = elsewhere = False
             if f.name in done_here:
-                same = _from_here(done_here[f.name], mine)
+                same = from_here(done_here[f.name], mine)
                 elsewhere = not same
             if same:
                 out.append(finding(NAME, "control-same-name-ok", 1.0,
