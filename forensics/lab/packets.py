@@ -101,16 +101,22 @@ def checksum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
+def l4_checksum(src: bytes, dst: bytes, proto: int, l4: bytes) -> int:
+    """The TCP/UDP checksum of ``l4`` (its checksum field zero) between the packed
+    addresses ``src`` and ``dst`` (4 bytes: IPv4's pseudo-header, 16: IPv6's)."""
+    if len(src) == 4:
+        pseudo = src + dst + struct.pack("!BBH", 0, proto, len(l4))
+    else:
+        pseudo = src + dst + struct.pack("!IxxxB", len(l4), proto)
+    return checksum(pseudo + l4)
+
+
 def _ip_and_l4(version, src, dst, proto, l4, ttl, ipid) -> bytes:
     """Wrap an L4 segment (checksum field zero) in IP; fills in both checksums."""
-    if version == 4:
-        s, d = socket.inet_pton(socket.AF_INET, src), socket.inet_pton(socket.AF_INET, dst)
-        pseudo = s + d + struct.pack("!BBH", 0, proto, len(l4))
-    else:
-        s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
-        pseudo = s + d + struct.pack("!IxxxB", len(l4), proto)
+    fam = socket.AF_INET if version == 4 else socket.AF_INET6
+    s, d = socket.inet_pton(fam, src), socket.inet_pton(fam, dst)
     off = 16 if proto == TCP else 6
-    c = checksum(pseudo + l4)
+    c = l4_checksum(s, d, proto, l4)
     if proto == UDP and c == 0:
         c = 0xFFFF
     l4 = l4[:off] + struct.pack("!H", c) + l4[off + 2 :]

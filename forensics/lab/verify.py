@@ -363,39 +363,35 @@ def _sack_covers(p, edge: int) -> bool:
     return p.f.ack >= edge or str(edge) in _sack_blocks(p)
 
 
-def _sack_blocks(p) -> list[str]:
+def _tcp_header(p) -> tuple[int, list[tuple[int, bytes]]]:
+    """A TCP packet's raw window field and its options in order, NOPs included: (kind, data)."""
     raw = p.f.raw
     ip_off = 14 + (40 if p.f.version == 6 else (raw[14] & 0x0F) * 4)
     off = (raw[ip_off + 12] >> 4) * 4
-    opts, i, ends = raw[ip_off + 20 : ip_off + off], 0, []
+    window = int.from_bytes(raw[ip_off + 14 : ip_off + 16], "big")
+    opts, i, out = raw[ip_off + 20 : ip_off + off], 0, []
     while i < len(opts):
         kind = opts[i]
         if kind in (0, 1):
+            out.append((kind, b""))
             i += 1
             continue
         ln = opts[i + 1] if i + 1 < len(opts) else 0
-        if kind == 5:
-            for j in range(i + 2, i + ln, 8):
-                ends.append(str(int.from_bytes(opts[j + 4 : j + 8], "big")))
+        out.append((kind, opts[i + 2 : i + ln]))
         i += max(ln, 2)
-    return ends
+    return window, out
+
+
+def _sack_blocks(p) -> list[str]:
+    return [str(int.from_bytes(data[j + 4 : j + 8], "big"))
+            for kind, data in _tcp_header(p)[1] if kind == 5 for j in range(0, len(data), 8)]
 
 
 
 def _tcp_window_and_kinds(p) -> tuple[int, list[int]]:
     """The raw window field and the option kinds, NOPs included, of a TCP packet."""
-    raw = p.f.raw
-    ip_off = 14 + (40 if p.f.version == 6 else (raw[14] & 0x0F) * 4)
-    off = (raw[ip_off + 12] >> 4) * 4
-    window = int.from_bytes(raw[ip_off + 14 : ip_off + 16], "big")
-    opts, i, kinds = raw[ip_off + 20 : ip_off + off], 0, []
-    while i < len(opts):
-        kinds.append(opts[i])
-        if opts[i] in (0, 1):
-            i += 1
-            continue
-        i += max(opts[i + 1] if i + 1 < len(opts) else 0, 2)
-    return window, kinds
+    window, opts = _tcp_header(p)
+    return window, [kind for kind, _ in opts]
 
 
 def option_stripping(d: Path) -> None:

@@ -11,7 +11,6 @@ SYN-ACKs, as a box that rewrites the handshake does.
 
 from __future__ import annotations
 
-import socket
 import struct
 
 from .. import packets as P
@@ -29,10 +28,10 @@ def strip_options(raw: bytes, kinds: frozenset[int]) -> bytes | None:
         tcp = 14 + ihl
         total = struct.unpack("!H", raw[16:18])[0]
         end = 14 + total
-        fam, src, dst = socket.AF_INET, raw[26:30], raw[30:34]
+        src, dst = raw[26:30], raw[30:34]
     else:
         tcp, end = 54, 54 + struct.unpack("!H", raw[18:20])[0]
-        fam, src, dst = socket.AF_INET6, raw[22:38], raw[38:54]
+        src, dst = raw[22:38], raw[38:54]
     out = bytearray(raw)
     opt_end = tcp + (raw[tcp + 12] >> 4) * 4
     i, changed = tcp + 20, False
@@ -52,13 +51,8 @@ def strip_options(raw: bytes, kinds: frozenset[int]) -> bytes | None:
         i += length
     if not changed:
         return None
-    seg = bytes(out[tcp:end])
-    seg = seg[:16] + b"\0\0" + seg[18:]
-    if fam == socket.AF_INET:
-        pseudo = src + dst + struct.pack("!BBH", 0, P.TCP, len(seg))
-    else:
-        pseudo = src + dst + struct.pack("!IxxxB", len(seg), P.TCP)
-    out[tcp + 16:tcp + 18] = struct.pack("!H", P.checksum(pseudo + seg))
+    out[tcp + 16:tcp + 18] = b"\0\0"
+    out[tcp + 16:tcp + 18] = struct.pack("!H", P.l4_checksum(src, dst, P.TCP, bytes(out[tcp:end])))
     return bytes(out)
 
 
