@@ -16,6 +16,8 @@ import pickle
 import threading
 import traceback
 
+import numpy as np
+
 from .detectors.controls import ControlSet
 from .errors import ForensicsError, UsageError
 from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_control_sets,
@@ -168,7 +170,7 @@ def run_processes(files: list[str], jobs: int, workdir: str, *, max_flows: int |
         sent = workers.gather("part", progress, stage)
         results = [res for res, _ in sent]
         check_readable(results)
-        numbering = number(results)
+        numbering = number(results, workdir)
         blobs = [blob for _, blob in sent]
         workers.send_each([("controls", [None if j == k else b for j, b in enumerate(blobs)],
                             numbering.positions[k], numbering.ranks[k]) for k in range(jobs)])
@@ -190,6 +192,7 @@ def _dask_part(files, part, nparts, max_flows, keep, reachable):
     workdir = new_workdir()
     try:
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, reachable=reachable)
+        res.index = np.asarray(res.index)  # it goes to the client, maybe on another machine
     except BaseException:
         remove_workdir(workdir)
         raise
@@ -226,7 +229,8 @@ DASK_RERUNS = 2
 def _judge_task(client, res: PartResult, where: str, blobs, numbering: Numbering):
     """Part ``res``'s stage 2, pinned to the worker ``where`` that holds its spill."""
     k = res.part
-    return client.submit(_dask_judge, res, blobs, numbering.positions[k], numbering.ranks[k],
+    # the numbering's files are on this machine: the worker gets their contents
+    return client.submit(_dask_judge, res, blobs, np.asarray(numbering.positions[k]), np.asarray(numbering.ranks[k]),
                          workers=[where], allow_other_workers=False, pure=False)
 
 
@@ -300,7 +304,7 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
             for info, f in zip(r.infos, files):  # the paths as the caller gave them
                 info.path = f
         check_readable(results)
-        numbering = number(results)
+        numbering = number(results, workdir)
         # every part's controls, on every worker: each part's stage 2 merges them all, and a
         # copy on every worker survives the loss of any one of them
         blobs = client.scatter([blob for _, blob, _ in sent], broadcast=True)

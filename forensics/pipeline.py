@@ -6,13 +6,15 @@ A *part* (``run_part``) reads every input, keeps the flows of its partition
 records of its partition and those every part needs: ``sources._walk.route``),
 and for each finished attempt runs
 ``Judge.local``, encodes the attempt's JSON pieces and appends them with its
-``Facts`` to a spill file. It keeps only a small index row per attempt, so its
-memory follows the live flows, not the attempts. Parts are independent: one
+``Facts`` to a spill file. It writes a small index row per attempt to disk,
+and sorts the rows there (``ordering``), so its memory follows the live flows,
+not the attempts. Parts are independent: one
 process runs one part; ``-j N`` runs N; a Dask cluster runs them as tasks.
 
 ``finalize`` merges the parts' controls, numbers the attempts from every
 part's index (``number``: ids ``a1..`` by start, input, first frame; ``stream``
-ranked like Wireshark's ``tcp.stream``), has each part write its attempts'
+ranked like Wireshark's ``tcp.stream``; merged and ranked on disk, a block at a
+time), has each part write its attempts'
 final JSON lines with their verdicts (``judge_part``), and puts the parts'
 lines in order in the report's store (``assemble``). Whatever the number of
 parts, the lines are the same, byte for byte.
@@ -39,6 +41,7 @@ from .classify.engine import RULES_VERSION, Judge
 from .detectors.base import Facts
 from .detectors.controls import ControlSet, cases_of
 from .errors import InputError
+from .ordering import Appender, DiskArray, merged, sort_file
 from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict, new_evidence,
                     new_finding)
 from .reassembly import attempts as attempts_mod
@@ -46,9 +49,18 @@ from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
 from .report import AttemptStore, Report, attempt_fragments, attempt_line
 from .sources import iter_inputs
 
-#: One row per attempt: its sort key, its tcp.stream key, where its record is.
+#: One row per attempt: its sort key, its tcp.stream key, where its record is, and the order
+#: in which the part found it (``seq``: where its ``Attempt`` is in a part's kept list).
 INDEX_DTYPE = np.dtype([("start", np.float64), ("input", np.int32), ("frame", np.int64), ("sub", np.int32),
-                        ("sin", np.int32), ("sfr", np.int64), ("off", np.int64), ("len", np.int64)])
+                        ("sin", np.int32), ("sfr", np.int64), ("off", np.int64), ("len", np.int64),
+                        ("seq", np.int64)])
+#: The contract's order of the attempts: start, input, first frame, then the order within a connection.
+SORT_KEYS = ("start", "input", "frame", "sub")
+#: A TCP attempt's stream key (input << 40 | the connection's first frame) and its place in the report.
+_STREAM_DTYPE = np.dtype([("key", np.int64), ("pos", np.int64)])
+_RANKED_DTYPE = np.dtype([("pos", np.int64), ("rank", np.int64)])
+#: Rows numbered at a time in ``number`` (a few MB of arrays).
+NUMBER_BLOCK = 1 << 18
 _BLOCK = 65536
 
 ProgressFn = Callable[[int, int, int], None]
@@ -157,7 +169,7 @@ class PartResult:
     stats: EngineStats
     controls: ControlSet
     warnings: list[str]
-    index: np.ndarray
+    index: DiskArray | np.ndarray  # sorted in the contract's order (an array once it has left its machine)
     spill: str
     kept: list[Attempt] | None = None
     stats_extra: dict = field(default_factory=dict)
@@ -189,6 +201,7 @@ class _Recorder:
     def __init__(self, judge: Judge, spill: _Spill, index_fh, keep: bool) -> None:
         self.judge, self.spill, self.index_fh = judge, spill, index_fh
         self.rows: list[tuple] = []
+        self.count = 0
         self.kept: list[Attempt] | None = [] if keep else None
 
     def emit(self, item: object) -> None:
@@ -199,13 +212,15 @@ class _Recorder:
 
     def record(self, found: list[Attempt]) -> None:
         local, add, dumps, rows, kept = self.judge.local, self.spill.add, pickle.dumps, self.rows, self.kept
+        seq = self.count
         for k, a in enumerate(found):
             facts = local(a)
             off, ln = add(dumps((_facts_record(facts), attempt_fragments(a)), 5))
             sin, sfr = a.tcp.stream if a.tcp is not None else (-1, -1)
-            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, k, sin, sfr, off, ln))
+            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, k, sin, sfr, off, ln, seq + k))
             if kept is not None:
                 kept.append(a)
+        self.count = seq + len(found)
         if len(rows) >= _BLOCK:
             self.write_rows()
 
@@ -221,8 +236,8 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
     """Analyse partition ``part`` of ``nparts`` of the flows in ``files``, up to the local verdict stage."""
     judge = Judge([], reachable, cases_of(files))
     spill = _Spill(os.path.join(workdir, f"part{part}.spill"))
-    # the index too goes to disk while the flows are live (56 bytes an attempt: 112 MB
-    # for a 2M-flow SYN flood), and comes back once they are gone
+    # the index goes to disk as the attempts are found (64 bytes an attempt: 128 MB for a
+    # 2M-flow SYN flood), and is sorted there once the flows are gone
     index_path = os.path.join(workdir, f"part{part}.index")
     index_fh = open(index_path, "wb")
     rec = _Recorder(judge, spill, index_fh, keep)
@@ -251,7 +266,8 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
     finally:
         spill.close()
         index_fh.close()
-    index = np.fromfile(index_path, INDEX_DTYPE)
+    found = DiskArray(index_path, INDEX_DTYPE)
+    index = sort_file(found, os.path.join(workdir, f"part{part}.sorted"), SORT_KEYS)
     os.unlink(index_path)
     return PartResult(part, infos, errors, readable, stats, judge.controls, judge.warnings,
                       index, spill.path, kept=rec.kept)
@@ -286,11 +302,6 @@ def merge_control_sets(sets: list[ControlSet]) -> ControlSet:
     return merged
 
 
-def _sort_order(index: np.ndarray) -> np.ndarray:
-    """The contract's order: start, input, first frame (then the order within a connection)."""
-    return np.lexsort((index["sub"], index["frame"], index["input"], index["start"]))
-
-
 #: Verdicts as small codes, so that parts send back an array, not objects.
 VERDICTS = tuple(VERDICT_CLASS)
 _CODE = {v: i for i, v in enumerate(VERDICTS)}
@@ -298,46 +309,105 @@ _CODE = {v: i for i, v in enumerate(VERDICTS)}
 
 @dataclass
 class Numbering:
-    """Where the attempts of each part go in the report, from every part's index."""
+    """Where the attempts of each part go in the report, from every part's index: files, read a
+    block at a time, so that memory does not grow with the number of attempts."""
 
-    part_seq: np.ndarray  # the part of the attempt at each position of the report
-    positions: list[np.ndarray]  # per part, in the part's own order: each attempt's position (0-based)
-    ranks: list[np.ndarray]  # the same, the attempt's ``stream`` (-1: not TCP)
+    part_seq: DiskArray  # the part of the attempt at each position of the report (int16)
+    positions: list[DiskArray]  # per part, in the part's own order: each attempt's position (0-based)
+    ranks: list[DiskArray]  # the same, the attempt's ``stream`` (-1: not TCP)
 
 
-def number(results: list[PartResult]) -> Numbering:
-    """Sort every part's index into the contract's order and rank the TCP streams.
+def number(results: list[PartResult], workdir: str) -> Numbering:
+    """Merge every part's sorted index into the contract's order and rank the TCP streams.
 
-    Within one part, the attempts keep the part's own order (``_sort_order`` of
-    its index): the order is stable, so a part can write its lines one after the
-    other and they fall in place. Positions and ranks are 32-bit where the run has
-    fewer than 2**31 attempts, and the temporaries go as soon as they are used: at
-    10M packets (1.6M attempts) each 64-bit array is 13 MB, and they made the run's
-    peak memory."""
+    Within one part, the attempts keep the part's own order: the merge is stable, so a part
+    can write its lines one after the other and they fall in place. A stream's rank is the
+    number of distinct stream keys (input, the connection's first frame) below its own, as
+    Wireshark numbers ``tcp.stream``: the TCP attempts' keys are sorted on disk, ranked in one
+    pass, and sorted back into the report's order. Positions and ranks are 32-bit where the
+    run has fewer than 2**31 attempts."""
     results = sorted(results, key=lambda r: r.part)
-    sizes = [len(r.index) for r in results]
-    idx = results[0].index if len(results) == 1 else np.concatenate([r.index for r in results])  # one: no copy
-    n = len(idx)
+    n = sum(len(r.index) for r in results)
     itype = np.int32 if n < 2 ** 31 else np.int64
-    order = _sort_order(idx)  # stable: within one part, the part's own order
-    rank = np.full(n, -1, itype)
-    tcp = idx["sin"] >= 0
-    if tcp.any():
-        skey = idx["sin"][tcp].astype(np.int64) << np.int64(40)
-        skey |= idx["sfr"][tcp]
-        _, inv = np.unique(skey, return_inverse=True)
-        del skey
-        rank[tcp] = inv
-        del inv
-    del tcp
-    rank_seq = rank[order]
-    del rank
-    if len(results) == 1:  # every position is the part's own, in order
-        return Numbering(np.zeros(n, np.int16), [np.arange(n, dtype=itype)], [rank_seq])
-    part_seq = np.repeat(np.arange(len(results), dtype=np.int16), sizes)[order]
-    del order
-    positions = [np.flatnonzero(part_seq == k).astype(itype) for k in range(len(results))]
-    return Numbering(part_seq, positions, [rank_seq[p] for p in positions])
+    path = functools.partial(os.path.join, workdir)
+    seq_out = Appender(path("report.parts"), np.int16)
+    pos_out = [Appender(path(f"part{r.part}.positions"), itype) for r in results]
+    streams = Appender(path("streams"), _STREAM_DTYPE)
+    g = 0
+    for rows, src in merged([r.index for r in results], SORT_KEYS):
+        gpos = np.arange(g, g + len(rows), dtype=np.int64)
+        seq_out.add(src)
+        if len(results) == 1:
+            pos_out[0].add(gpos)
+        else:
+            for k, out in enumerate(pos_out):
+                out.add(gpos[src == k])
+        tcp = rows["sin"] >= 0
+        if tcp.any():
+            st = np.empty(int(tcp.sum()), _STREAM_DTYPE)
+            st["key"] = (rows["sin"][tcp].astype(np.int64) << np.int64(40)) | rows["sfr"][tcp]
+            st["pos"] = gpos[tcp]
+            streams.add(st)
+        g += len(rows)
+    part_seq, positions = seq_out.close(), [p.close() for p in pos_out]
+    ranked = _dense_ranks(streams.close(), path("streams"))
+    rank_out = [Appender(path(f"part{r.part}.ranks"), itype) for r in results]
+    pending = _rows_by_pos(ranked)
+    for g0 in range(0, n, NUMBER_BLOCK):
+        parts = part_seq[g0:g0 + NUMBER_BLOCK]
+        rank = np.full(len(parts), -1, itype)
+        for pos, rk in pending(g0 + len(parts)):
+            rank[pos - g0] = rk
+        for k, out in enumerate(rank_out):
+            out.add(rank if len(rank_out) == 1 else rank[parts == k])
+    os.unlink(ranked.path)
+    return Numbering(part_seq, positions, [r.close() for r in rank_out])
+
+
+def _dense_ranks(streams: DiskArray, path: str) -> DiskArray:
+    """``(pos, rank)`` of each TCP attempt, sorted by ``pos``: the rank of its stream key among
+    the distinct keys, from 0."""
+    by_key = sort_file(streams, path + ".by_key", ("key",))
+    os.unlink(streams.path)
+    out = Appender(path + ".ranked", _RANKED_DTYPE)
+    prev, nxt = None, 0
+    for b in by_key.blocks(NUMBER_BLOCK):
+        new = np.empty(len(b), bool)
+        new[0] = prev is None or b["key"][0] != prev
+        np.not_equal(b["key"][1:], b["key"][:-1], out=new[1:])
+        rows = np.empty(len(b), _RANKED_DTYPE)
+        rows["pos"] = b["pos"]
+        rows["rank"] = np.cumsum(new) + (nxt - 1)
+        out.add(rows)
+        prev, nxt = b["key"][-1], int(rows["rank"][-1]) + 1
+    os.unlink(by_key.path)
+    ranked = out.close()
+    by_pos = sort_file(ranked, path + ".by_pos", ("pos",))
+    os.unlink(ranked.path)
+    return by_pos
+
+
+def _rows_by_pos(ranked: DiskArray):
+    """A reader of ``ranked`` (sorted by ``pos``): ``take(end)`` gives ``(pos, rank)`` arrays of
+    the rows not yet taken whose ``pos`` is below ``end``."""
+    blocks = ranked.blocks(NUMBER_BLOCK)
+    held = [np.empty(0, _RANKED_DTYPE)]
+
+    def take(end: int):
+        while True:
+            cur = held[0]
+            cut = int(np.searchsorted(cur["pos"], end))
+            if cut:
+                yield cur["pos"][:cut], cur["rank"][:cut]
+            if cut < len(cur):
+                held[0] = cur[cut:]
+                return
+            nxt = next(blocks, None)
+            if nxt is None:
+                held[0] = cur[cut:]
+                return
+            held[0] = nxt
+    return take
 
 
 @dataclass
@@ -346,23 +416,38 @@ class JudgedPart:
 
     part: int
     lines: str  # one attempt's JSON a line, id and stream included
-    codes: np.ndarray  # the verdict of each line (index into VERDICTS)
+    counts: np.ndarray  # attempts of each verdict (index into VERDICTS)
+    first: np.ndarray  # the report position of each verdict's first attempt (-1: none)
     warnings: list[str]
     kept: list[Attempt] | None = None
     verdicts: list[Verdict] | None = None
 
 
-def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: np.ndarray, ranks: np.ndarray,
+def _unlink(a) -> None:
+    if isinstance(a, DiskArray):
+        try:
+            os.unlink(a.path)
+        except OSError:
+            pass
+
+
+def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, ranks,
                stage: StageFn | None = None) -> JudgedPart:
     """Stage 2 for one part: each attempt's verdict against every part's controls, and
-    its line of the report (``positions`` and ``ranks``: this part's share of ``number``)."""
+    its line of the report (``positions`` and ``ranks``: this part's share of ``number``,
+    files or arrays)."""
     judge = Judge([], controls.reachable)
     judge.controls = controls
-    order = _sort_order(res.index)
-    if len(positions) != len(order) or len(ranks) != len(order):
-        raise ValueError(f"part {res.part} has {len(order)} attempts, its numbering {len(positions)}")
-    codes = np.empty(len(order), np.int16)
-    kept = [res.kept[i] for i in order.tolist()] if res.kept is not None else None
+    index = res.index
+    n = len(index)
+    if len(positions) != n or len(ranks) != n:
+        raise ValueError(f"part {res.part} has {n} attempts, its numbering {len(positions)}")
+    nv = len(VERDICTS)
+    counts = np.zeros(nv, np.int64)
+    first = np.full(nv, -1, np.int64)
+    kept = None
+    if res.kept is not None:
+        kept = [res.kept[i] for i in np.asarray(index)["seq"].tolist()]
     verdicts: list[Verdict] | None = [] if kept is not None else None
     path = os.path.join(workdir, f"part{res.part}.lines")
     pread, loads, code = os.pread, pickle.loads, _CODE
@@ -370,14 +455,16 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: n
     try:
         with open(path, "w", encoding="utf-8", buffering=1 << 20) as out, collector_by_hand() as gc_tick:
             write = out.write
-            for b in range(0, len(order), JUDGE_TICK):  # Python ints for a block at a time
+            for b in range(0, n, JUDGE_TICK):  # Python ints for a block at a time
                 gc_tick()
                 if stage is not None:
-                    stage("judging", b, len(order))
-                sel = res.index[order[b:b + JUDGE_TICK]]
+                    stage("judging", b, n)
+                sel = index[b:b + JUDGE_TICK]
+                pos_block = positions[b:b + JUDGE_TICK]
+                codes = np.empty(len(sel), np.int16)
                 for k, (off, ln, inp, pos, rank) in enumerate(zip(
                         sel["off"].tolist(), sel["len"].tolist(), sel["input"].tolist(),
-                        positions[b:b + JUDGE_TICK].tolist(), ranks[b:b + JUDGE_TICK].tolist()), b):
+                        pos_block.tolist(), ranks[b:b + JUDGE_TICK].tolist())):
                     rec, frags = loads(pread(fd, ln, off))
                     v = judge.verdict(_facts_from_record(rec))
                     write(attempt_line(frags, v, inp, pos, rank))
@@ -385,8 +472,12 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: n
                     codes[k] = code[v.verdict]
                     if verdicts is not None:
                         verdicts.append(v)
+                counts += np.bincount(codes, minlength=nv)
+                seen, at = np.unique(codes, return_index=True)
+                new = first[seen] < 0
+                first[seen[new]] = pos_block[at[new]]
         if stage is not None:
-            stage("judging", len(order), len(order))
+            stage("judging", n, n)
     finally:
         os.close(fd)
         try:
@@ -394,19 +485,29 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions: n
         except OSError:
             pass
     if kept is not None:
-        for a, pos, rank in zip(kept, positions.tolist(), ranks.tolist()):
+        for a, pos, rank in zip(kept, np.asarray(positions).tolist(), np.asarray(ranks).tolist()):
             object.__setattr__(a, "id", f"a{pos + 1}")
             if a.tcp is not None:
                 object.__setattr__(a, "stream", rank)
-    return JudgedPart(res.part, path, codes, judge.warnings, kept, verdicts)
+    for a in (index, positions, ranks):
+        _unlink(a)
+    return JudgedPart(res.part, path, counts, first, judge.warnings, kept, verdicts)
 
 
-def _first_seen_counts(labels: list[str], seq: np.ndarray) -> dict[str, int]:
-    """Counts of each code in ``seq``, keyed by label, in order of first occurrence."""
-    if not len(seq):
-        return {}
-    uniq, first, counts = np.unique(seq, return_index=True, return_counts=True)
-    return {labels[int(uniq[i])]: int(counts[i]) for i in np.argsort(first, kind="stable")}
+def _summary(judged: list[JudgedPart]) -> dict:
+    """The counts of each class and verdict, in the order of their first attempt in the report."""
+    counts = sum(j.counts for j in judged)
+    first = np.full(len(VERDICTS), np.iinfo(np.int64).max, np.int64)
+    for j in judged:
+        np.minimum(first, np.where(j.first >= 0, j.first, first), out=first)
+    by_class: dict[str, list[int]] = {}
+    for c in np.argsort(first, kind="stable").tolist():
+        if counts[c]:
+            got = by_class.setdefault(VERDICT_CLASS[VERDICTS[c]], [0, int(first[c])])
+            got[0] += int(counts[c])
+    by_verdict = {VERDICTS[c]: int(counts[c]) for c in np.argsort(first, kind="stable").tolist() if counts[c]}
+    return {"by_class": {k: v[0] for k, v in sorted(by_class.items(), key=lambda kv: kv[1][1])},
+            "by_verdict": by_verdict}
 
 
 def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Numbering, workdir: str, *,
@@ -438,20 +539,15 @@ def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Num
 
     part_seq = numbering.part_seq
     n = len(part_seq)
-    codes = np.empty(n, np.int16)
-    for k, j in enumerate(judged):
-        codes[numbering.positions[k]] = j.codes
-    classes = sorted(set(VERDICT_CLASS.values()))
-    class_code = np.array([classes.index(VERDICT_CLASS[v]) for v in VERDICTS], np.int16)
-    summary = {"attempts": n, "by_class": _first_seen_counts(classes, class_code[codes]),
-               "by_verdict": _first_seen_counts(list(VERDICTS), codes)}
+    summary = {"attempts": n, **_summary(judged)}
 
     attempts: list[Attempt] | None = None
     verdicts: list[Verdict] | None = None
     if all(j.kept is not None for j in judged):
         attempts, verdicts = [None] * n, [None] * n
-        for k, j in enumerate(judged):
-            for pos, a, v in zip(numbering.positions[k].tolist(), j.kept, j.verdicts):
+        for j in judged:  # each kept attempt has its id ("a" and its position + 1) by now
+            for a, v in zip(j.kept, j.verdicts):
+                pos = int(a.id[1:]) - 1
                 attempts[pos] = a
                 verdicts[pos] = v
     if len(judged) == 1:
@@ -467,7 +563,7 @@ def finalize(results: list[PartResult], workdir: str, *, max_flows: int | None =
     check_readable(results)
     results = sorted(results, key=lambda r: r.part)
     controls = merge_controls(results)
-    numbering = number(results)
+    numbering = number(results, workdir)
     total = sum(len(r.index) for r in results)
     judged, base = [], 0
     for k, r in enumerate(results):
