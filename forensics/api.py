@@ -14,7 +14,7 @@ import os
 from typing import Callable, Iterable
 
 from .errors import UsageError
-from .pipeline import StageFn, assemble, finalize, new_workdir, remove_workdir, run_part
+from .pipeline import StageFn, assemble, finalize, new_workdir, remove_workdir, run_part, workdir_error
 from .sources import STDIN, expand_paths
 from .sources.pcapio import file_size
 
@@ -76,6 +76,12 @@ def analyze(paths: Iterable[str] | str, *, progress: ProgressFn | None = None, m
         results = [run_part(files, 0, 1, workdir, max_flows=max_flows, keep=keep_attempts,
                             progress=report_progress, reachable=reachable, stage=stage)]
         return finalize(results, workdir, max_flows=max_flows, cleanup=workdir, stage=stage)
+    except OSError as exc:
+        remove_workdir(workdir)
+        err = workdir_error(exc, workdir)
+        if err is None:
+            raise
+        raise err from None
     except BaseException:
         remove_workdir(workdir)
         raise

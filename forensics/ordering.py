@@ -74,7 +74,7 @@ class Appender:
 
     def add(self, rows: np.ndarray) -> None:
         if len(rows):
-            np.ascontiguousarray(rows, self.dtype).tofile(self._fh)
+            self._fh.write(np.ascontiguousarray(rows, self.dtype).data)  # (tofile's errors carry no errno)
             self.n += len(rows)
 
     def close(self) -> DiskArray:

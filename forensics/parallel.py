@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import threading
 import traceback
 
@@ -21,7 +22,7 @@ import numpy as np
 from .detectors.controls import ControlSet
 from .errors import ForensicsError, UsageError
 from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_control_sets,
-                       new_workdir, number, remove_workdir, run_part)
+                       new_workdir, number, remove_workdir, run_part, workdir_error)
 
 
 def _controls_out(res: PartResult) -> bytes:
@@ -48,6 +49,12 @@ _STAGE_SLOT = {"finishing": 3, "judging": 5}
 def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, shared) -> None:
     """One part in its own process: stage 1, then (given every part's controls and
     where its attempts go in the report) stage 2."""
+    # A worker is ended by its parent (SIGTERM) when another part failed or the run is
+    # stopped: it ends at once and quietly, whatever it was doing (forked, it would run the
+    # command line's handler, and print a traceback from the middle of sending its own error).
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
     base = _SLOTS * part
 
     def progress(done: int, total: int, packets: int) -> None:
@@ -77,6 +84,9 @@ def _child(conn, files, part, nparts, workdir, max_flows, keep, reachable, share
         conn.send(("error", exc))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass  # the parent is gone or stopping
+    except OSError as exc:  # a full temporary folder is one line; another OS error, a bug
+        err = workdir_error(exc, workdir)
+        conn.send(("error", err) if err is not None else ("crash", traceback.format_exc()))
     except BaseException:  # a bug: the parent shows it
         conn.send(("crash", traceback.format_exc()))
     finally:

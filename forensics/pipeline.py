@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copyreg
 import dataclasses
+import errno
 import functools
 import gc
 import os
@@ -40,7 +41,7 @@ import numpy as np
 from .classify.engine import RULES_VERSION, Judge
 from .detectors.base import Facts
 from .detectors.controls import ControlSet, cases_of
-from .errors import InputError
+from .errors import ForensicsError, InputError
 from .ordering import Appender, DiskArray, merged, sort_file
 from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict, new_evidence,
                     new_finding)
@@ -226,7 +227,7 @@ class _Recorder:
 
     def write_rows(self) -> None:
         if self.rows:
-            np.array(self.rows, INDEX_DTYPE).tofile(self.index_fh)
+            self.index_fh.write(np.array(self.rows, INDEX_DTYPE).data)  # (tofile's errors carry no errno)
             self.rows.clear()
 
 
@@ -595,8 +596,30 @@ def _give_back_memory() -> None:
         trim(0)
 
 
+#: Errors of a write that found no room: the disk or the user's quota full.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+#: What a run keeps in its temporary folder at its fullest, per attempt: the spill record
+#: (1.34 KB on the 1M benchmark) and the report line (1.31 KB) both exist while a part is
+#: judged, with the index rows beside them.
+WORKDIR_BYTES_PER_ATTEMPT = 2800
+
+
 def new_workdir() -> str:
-    return tempfile.mkdtemp(prefix="forensics-")
+    try:
+        return tempfile.mkdtemp(prefix="forensics-")
+    except OSError as exc:
+        raise ForensicsError(f"cannot make a temporary folder in {tempfile.gettempdir()}: "
+                             f"{exc.strerror or exc} (set TMPDIR to a folder that can hold one)") from None
+
+
+def workdir_error(exc: OSError, workdir: str) -> ForensicsError | None:
+    """The one-line error for a temporary folder that ran out of room (None for another error)."""
+    if exc.errno not in _NO_ROOM:
+        return None
+    where = os.path.dirname(workdir.rstrip(os.sep)) or workdir
+    return ForensicsError(f"{where}: {exc.strerror}: the analysis keeps its attempts in a temporary folder "
+                          f"there (about {WORKDIR_BYTES_PER_ATTEMPT / 1000:g} KB an attempt, {WORKDIR_BYTES_PER_ATTEMPT / 1000:g} GB for "
+                          f"a million); set TMPDIR to a folder with more room")
 
 
 def remove_workdir(path: str) -> None:

@@ -243,3 +243,30 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_full_temporary_folder_is_one_line_and_exit_2(tmp_path, jobs):
+    """The analysis keeps its attempts in a temporary folder (TMPDIR): one that fills up (a
+    tmpfs of 64 KB; the 30 samples need about 0.5 MB) ends the run with one line saying
+    where, and what to do; the folder is left empty."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                      capture_output=True).returncode:
+        pytest.skip("this machine cannot mount a tmpfs here")
+    try:
+        r = subprocess.run(CMD + ["analyze", "-j", jobs, str(ROOT / "pcaps"), "-o", str(tmp_path / "r.json")],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(small)})
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert str(small) in r.stderr and "No space left" in r.stderr and "TMPDIR" in r.stderr, r.stderr
+        assert os.listdir(small) == []
+        assert not (tmp_path / "r.json").exists()
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
