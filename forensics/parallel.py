@@ -234,6 +234,8 @@ def _dask_drop(spill: str) -> None:
 DASK_POLL_S = 2.0
 #: Times a part's two stages are run again elsewhere when the worker holding its spill is lost.
 DASK_RERUNS = 2
+#: How long a failed run waits for its parts' folders to be removed on the workers.
+DASK_DROP_S = 30.0
 
 
 def _judge_task(client, res: PartResult, where: str, blobs, numbering: Numbering):
@@ -301,14 +303,16 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     sent: list = []
-    judging = False
+    futures: list = []
+    pinned: list = []  # (part, worker holding its spill)
+    tasks: list = []  # each part's stage 2, None once its lines are here
     try:
         nparts = jobs or max(1, sum(client.nthreads().values()))
         absfiles = [os.path.abspath(f) for f in files]
         futures = [client.submit(_dask_part, absfiles, k, nparts, max_flows, keep, reachable, pure=False)
                    for k in range(nparts)]
         sent = client.gather(futures)
-        del futures
+        futures = []
         results = [res for res, _, _ in sent]
         for r in results:
             for info, f in zip(r.infos, files):  # the paths as the caller gave them
@@ -318,7 +322,6 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
         # every part's controls, on every worker: each part's stage 2 merges them all, and a
         # copy on every worker survives the loss of any one of them
         blobs = client.scatter([blob for _, blob, _ in sent], broadcast=True)
-        judging = True
         pinned = [(res, where) for res, _, where in sent]
         tasks = [_judge_task(client, res, where, blobs, numbering) for res, where in pinned]
         judged: list[JudgedPart] = []
@@ -333,10 +336,41 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
             judged.append(j)
         return results, judged, numbering
     finally:
-        if sent and not judging:  # stage 2 will not run: its spills are removed where they are
-            try:
-                client.gather([client.submit(_dask_drop, res.spill, workers=[where], allow_other_workers=False,
-                                             pure=False) for res, _, where in sent])
-            except Exception:  # noqa: BLE001 - best effort: the worker may be gone
-                pass
+        _drop_unjudged(client, futures, sent, pinned, tasks)
         client.close()
+
+
+def _drop_unjudged(client, futures: list, sent: list, pinned: list, tasks: list) -> None:
+    """The folders of the parts whose stage 2 will not run or did not finish, removed on their
+    workers, when the run stops early (a part failed, a stage-2 task never started): a part
+    that did its stage 1 and no stage 2 leaves its spill there otherwise. Best effort: a worker
+    may be gone, with its folders. (A stage-1 task still running when stage 1 failed elsewhere
+    leaves its folder: it cannot be told to stop.)"""
+    if futures:  # stage 1 failed: the parts that did finish it
+        left = []
+        for f in futures:
+            if f.status == "finished":
+                try:
+                    res, _, where = f.result(timeout=5)
+                    left.append((res, where))
+                except Exception:  # noqa: BLE001
+                    pass
+            else:
+                f.cancel()
+    elif tasks:  # stage 2 started: the parts whose lines did not come
+        left = [pinned[k] for k, t in enumerate(tasks) if t is not None]
+        for t in tasks:
+            if t is not None:
+                t.cancel()
+    else:  # stage 1 done, stage 2 never started
+        left = [(res, where) for res, _, where in sent]
+    if not left:
+        return
+    try:
+        alive = _alive(client)
+        drops = [client.submit(_dask_drop, res.spill, workers=[where], allow_other_workers=False, pure=False)
+                 for res, where in left if where in alive]  # (pinned to a worker that is gone, it would wait)
+        for f in drops:
+            f.result(timeout=DASK_DROP_S)
+    except Exception:  # noqa: BLE001 - best effort: the worker may be gone
+        pass

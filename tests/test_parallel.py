@@ -247,6 +247,45 @@ def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch)
     assert one["csv"] == on_dask["csv"]
     assert not list(workers.iterdir()), "a worker's folder was left behind"
 
+def _never():  # a stage-2 task that is never run
+    raise AssertionError("ran")
+
+
+def test_dask_failed_stage_2_leaves_no_folder_on_the_workers(tmp_path, monkeypatch):
+    """Part 0's stage 2 fails on its worker while part 1's has not started (here: it is pinned
+    to a worker that is not there, so it never starts): the run fails with part 0's error,
+    and part 1's folder, which its own stage 2 would have removed, is removed too."""
+    import tempfile
+
+    distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
+    from forensics import parallel
+    from forensics.errors import ForensicsError
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(here))  # the workers are threads of this process
+    real_judge, real_task = parallel.judge_part, parallel._judge_task
+
+    def judge(res, *args, **kw):
+        if res.part == 0:
+            raise ForensicsError("part 0 cannot be judged")
+        return real_judge(res, *args, **kw)
+
+    def task(client, res, where, blobs, numbering):
+        if res.part == 1:
+            return client.submit(_never, workers=["no-such-worker"], allow_other_workers=False, pure=False)
+        return real_task(client, res, where, blobs, numbering)
+
+    monkeypatch.setattr(parallel, "judge_part", judge)
+    monkeypatch.setattr(parallel, "_judge_task", task)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        with pytest.raises(ForensicsError, match="part 0 cannot be judged"):
+            forensics.analyze(str(SAMPLES), scheduler=cluster.scheduler_address, jobs=2)
+    left = [p.name for p in here.iterdir() if p.name.startswith("forensics-")]  # (not Dask's own)
+    assert not left, f"a part's folder was left behind: {left}"
+
+
 def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch):
     """-j N's report is written straight from the parts' files, each line from the part
     the numbering says, across the blocks it reads them in; a part short of lines is an error."""
