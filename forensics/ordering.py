@@ -23,9 +23,11 @@ import numpy as np
 #: Rows sorted in memory at once: at 64 bytes a row, the run, its order and its sorted
 #: copy take about 70 MB at most (the stage-1 flows are gone by then).
 RUN_ROWS = 1 << 19
-#: Rows read at a time from each source of a merge (a merge of 32 sources of 64-byte rows
-#: holds about 64 MB).
+#: Rows read at a time from each source of a merge, at most ...
 MERGE_BLOCK = 1 << 15
+#: ... and in all, over its sources: a merge of many sources (a Dask run's parts: one per
+#: worker thread) holds at most about 32 MB of 64-byte rows.
+MERGE_ROWS = 1 << 19
 #: Sources merged at once; past it, the runs are merged in passes (each pass divides
 #: their number by this), so that a merge never holds more than this many blocks.
 MAX_FANIN = 32
@@ -100,8 +102,8 @@ def merged(sources: Sequence, keys: Sequence[str], block: int | None = None) -> 
     """The rows of ``sources`` (each sorted on ``keys``; ``DiskArray`` or ndarray) merged in
     order, in blocks: ``(rows, source)``, ``source`` the number of each row's source. Equal
     keys come in the order of the sources, then of the rows within a source."""
-    block = block or MERGE_BLOCK
     n = len(sources)
+    block = block or max(1024, min(MERGE_BLOCK, MERGE_ROWS // max(n, 1)))
     pos = [0] * n
     bufs: list[np.ndarray | None] = [None] * n
     kbufs: list[np.ndarray | None] = [None] * n

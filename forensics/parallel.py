@@ -10,6 +10,7 @@ part needs (ICMP errors, damaged or unusual packets).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import pickle
@@ -21,6 +22,7 @@ import numpy as np
 
 from .detectors.controls import ControlSet
 from .errors import ForensicsError, UsageError
+from .ordering import Appender
 from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_control_sets,
                        new_workdir, number, remove_workdir, run_part, workdir_error)
 
@@ -202,7 +204,8 @@ def _dask_part(files, part, nparts, max_flows, keep, reachable):
     workdir = new_workdir()
     try:
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, reachable=reachable)
-        res.index = np.asarray(res.index)  # it goes to the client, maybe on another machine
+        res.worker_index = res.index  # stays here, for stage 2
+        res.index = np.asarray(res.index)  # goes to the client, maybe on another machine
     except BaseException:
         remove_workdir(workdir)
         raise
@@ -211,21 +214,28 @@ def _dask_part(files, part, nparts, max_flows, keep, reachable):
 
 def _dask_judge(res, blobs, positions, ranks):
     """Stage 2 of a part, on the worker that holds its spill: the verdicts against every
-    part's controls, and the part's lines of the report, handed back as bytes."""
+    part's controls, and the part's lines of the report. The lines stay in the part's folder
+    there, for the client to fetch a block at a time (``_dask_read``) and then remove the
+    folder (``_dask_drop``): handed back whole, a part's lines (1 GB at 10M packets) were held
+    in the client's memory two and three times over."""
     workdir = os.path.dirname(res.spill)
     try:
-        controls = _controls_in(blobs)
-        judged = judge_part(res, controls, workdir, positions, ranks)
-        with open(judged.lines, "rb") as fh:
-            data = fh.read()
-        judged.lines = ""  # a path on this worker: the client writes the lines to its own
-        return judged, data
-    finally:
+        judged = judge_part(res, _controls_in(blobs), workdir, positions, ranks)
+    except BaseException:
         remove_workdir(workdir)
+        raise
+    return judged, os.path.getsize(judged.lines)
+
+
+def _dask_read(path: str, offset: int, size: int) -> bytes:
+    """``size`` bytes of the file ``path`` from ``offset``, on the worker that has it."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(size)
 
 
 def _dask_drop(spill: str) -> None:
-    """A part's folder on its worker, removed when its stage 2 will not run."""
+    """A part's folder on its worker, removed once its lines are fetched or its stage 2 will not run."""
     remove_workdir(os.path.dirname(spill))
 
 
@@ -236,13 +246,23 @@ DASK_POLL_S = 2.0
 DASK_RERUNS = 2
 #: How long a failed run waits for its parts' folders to be removed on the workers.
 DASK_DROP_S = 30.0
+#: Bytes of a part's report lines fetched from its worker at a time.
+DASK_FETCH_BYTES = 32 << 20
+
+
+class _Lost(Exception):
+    """The worker a task was pinned to is gone."""
 
 
 def _judge_task(client, res: PartResult, where: str, blobs, numbering: Numbering):
     """Part ``res``'s stage 2, pinned to the worker ``where`` that holds its spill."""
     k = res.part
-    # the numbering's files are on this machine: the worker gets their contents
-    return client.submit(_dask_judge, res, blobs, np.asarray(numbering.positions[k]), np.asarray(numbering.ranks[k]),
+    # the part's index is on the worker; the numbering's files are on this machine: the worker
+    # gets their contents, sent ahead of the task (not inside it)
+    res = dataclasses.replace(res, index=res.worker_index)
+    positions, ranks = client.scatter([np.asarray(numbering.positions[k]), np.asarray(numbering.ranks[k])],
+                                      workers=[where])
+    return client.submit(_dask_judge, res, blobs, positions, ranks,
                          workers=[where], allow_other_workers=False, pure=False)
 
 
@@ -250,27 +270,60 @@ def _alive(client) -> set:
     return set(client.scheduler_info().get("workers", {}))
 
 
-def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering: Numbering, part_args: tuple):
-    """Part ``k``'s stage 2 result. Its task is pinned to the worker that holds the part's spill;
-    should that worker be lost (before or during stage 2), the spill is lost with it, so the
-    part's stage 1 runs again on any worker (a part's result depends only on the inputs, so
-    its attempts and controls are the ones already merged and numbered) and stage 2 after it,
-    there; at most DASK_RERUNS times."""
+def _pinned_result(client, future, where: str):
+    """The result of ``future``, a task pinned to the worker ``where``; ``_Lost`` if that worker
+    is gone before it comes (the task would wait for it forever)."""
     from distributed import KilledWorker
 
+    while True:
+        try:
+            return future.result(timeout=DASK_POLL_S)
+        except TimeoutError:  # (distributed's TimeoutError is the built-in one)
+            if where in _alive(client):
+                continue  # still at work
+        except KilledWorker:
+            pass
+        except Exception:  # noqa: BLE001 - a connection cut mid-transfer: lost if the worker is gone
+            if where in _alive(client):
+                raise
+        future.cancel()
+        raise _Lost(where)
+
+
+def _fetch_lines(client, path: str, size: int, where: str, dest: str) -> None:
+    """The ``size`` bytes of the lines file ``path`` on the worker ``where``, written to ``dest``
+    here, a block at a time."""
+    with open(dest, "wb") as fh:
+        for off in range(0, size, DASK_FETCH_BYTES):
+            block = client.submit(_dask_read, path, off, DASK_FETCH_BYTES, workers=[where],
+                                  allow_other_workers=False, pure=False)
+            fh.write(_pinned_result(client, block, where))
+            del block
+
+
+def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering: Numbering, part_args: tuple,
+                     dest: str) -> JudgedPart:
+    """Part ``k`` judged, its lines fetched to ``dest`` and its folder on the worker removed.
+    Its task is pinned to the worker that holds the part's spill; should that worker be lost
+    (before or during stage 2, or while its lines are fetched), the spill is lost with it, so
+    the part's stage 1 runs again on any worker (a part's result depends only on the inputs,
+    so its attempts and controls are the ones already merged and numbered) and stage 2 after
+    it, there; at most DASK_RERUNS times."""
     res, where = pinned[k]
     for tries in range(DASK_RERUNS + 1):
-        task = tasks[k]
-        while True:
+        try:
+            judged, size = _pinned_result(client, tasks[k], where)
+            _fetch_lines(client, judged.lines, size, where, dest)
             try:
-                return task.result(timeout=DASK_POLL_S)
-            except TimeoutError:  # (distributed's TimeoutError is the built-in one)
-                if where in _alive(client):
-                    continue  # still at work
-            except KilledWorker:
+                _pinned_result(client, client.submit(_dask_drop, res.spill, workers=[where],
+                                                     allow_other_workers=False, pure=False), where)
+            except _Lost:
                 pass
-            break
-        task.cancel()
+            judged.lines = dest
+            return judged
+        except _Lost:
+            pass
+        tasks[k].cancel()
         if tries == DASK_RERUNS:
             break
         try:  # best effort: its folder is likely gone with the worker (it stays, on a machine that lives on)
@@ -281,6 +334,7 @@ def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering
         if len(again.index) != len(res.index):
             raise ForensicsError(f"part {k} found {len(again.index)} attempts when run again, {len(res.index)} "
                                  f"the first time: the inputs changed during the analysis")
+        again.index = res.index  # (this machine's copy: the numbering is done; stage 2 reads the worker's)
         again.infos, res = res.infos, again  # the paths as the caller gave them
         pinned[k] = (res, where)
         tasks[k] = _judge_task(client, res, where, blobs, numbering)
@@ -293,7 +347,8 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
     """Run the parts as tasks on the Dask cluster whose scheduler is at ``address``, both
     stages: each part's stage 2 on the worker that ran its stage 1 and holds its spill, as
     ``-j N`` does in its processes. Only the parts' indexes, controls and final lines come
-    to this machine; the lines one part at a time, written to ``workdir`` as they come."""
+    to this machine: each index written to disk here as it comes, the lines one part at a time,
+    fetched in blocks of DASK_FETCH_BYTES."""
     try:
         from distributed import Client
     except ImportError:
@@ -311,7 +366,12 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
         absfiles = [os.path.abspath(f) for f in files]
         futures = [client.submit(_dask_part, absfiles, k, nparts, max_flows, keep, reachable, pure=False)
                    for k in range(nparts)]
-        sent = client.gather(futures)
+        for f in futures:  # one part's index in memory at a time: each goes to this machine's disk
+            res, blob, where = f.result()
+            index = Appender(os.path.join(workdir, f"part{res.part}.index"), res.index.dtype)
+            index.add(res.index)
+            res.index = index.close()
+            sent.append((res, blob, where))
         futures = []
         results = [res for res, _, _ in sent]
         for r in results:
@@ -325,15 +385,11 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
         pinned = [(res, where) for res, _, where in sent]
         tasks = [_judge_task(client, res, where, blobs, numbering) for res, where in pinned]
         judged: list[JudgedPart] = []
-        for k in range(len(tasks)):  # one part's lines in memory at a time
-            j, data = _judged_or_rerun(client, tasks, k, pinned, blobs, numbering,
-                                       (absfiles, k, nparts, max_flows, keep, reachable))
+        for k in range(len(tasks)):  # one part's lines at a time, fetched a block at a time
+            judged.append(_judged_or_rerun(client, tasks, k, pinned, blobs, numbering,
+                                           (absfiles, k, nparts, max_flows, keep, reachable),
+                                           os.path.join(workdir, f"part{pinned[k][0].part}.lines")))
             tasks[k] = None
-            j.lines = os.path.join(workdir, f"part{j.part}.lines")
-            with open(j.lines, "wb") as fh:
-                fh.write(data)
-            del data
-            judged.append(j)
         return results, judged, numbering
     finally:
         _drop_unjudged(client, futures, sent, pinned, tasks)

@@ -174,6 +174,9 @@ class PartResult:
     spill: str
     kept: list[Attempt] | None = None
     stats_extra: dict = field(default_factory=dict)
+    #: on a Dask worker: the sorted index where the part ran, for its stage 2 there (``index``
+    #: then travels to the client as an array, which writes it to its own disk)
+    worker_index: DiskArray | None = None
 
 
 class _Spill:

@@ -195,6 +195,9 @@ def test_dask_local_cluster_gives_the_same_report(tmp_path, monkeypatch):
     here.mkdir()
     monkeypatch.setenv("TMPDIR", str(workers))  # where the workers (new processes) make their folders
     monkeypatch.setattr(tempfile, "tempdir", str(here))  # and this process its own
+    from forensics import parallel
+
+    monkeypatch.setattr(parallel, "DASK_FETCH_BYTES", 4096)  # the lines fetched in many blocks, cut mid-line
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         on_dask = _reports(inputs, scheduler=cluster.scheduler_address)
