@@ -22,7 +22,7 @@ import numpy as np
 
 from .detectors.controls import ControlSet
 from .errors import ForensicsError, UsageError
-from .ordering import Appender
+from .ordering import DiskArray
 from .pipeline import (JudgedPart, Numbering, PartResult, check_readable, judge_part, merge_control_sets,
                        new_workdir, number, remove_workdir, run_part, workdir_error)
 
@@ -204,8 +204,7 @@ def _dask_part(files, part, nparts, max_flows, keep, reachable):
     workdir = new_workdir()
     try:
         res = run_part(files, part, nparts, workdir, max_flows=max_flows, keep=keep, reachable=reachable)
-        res.worker_index = res.index  # stays here, for stage 2
-        res.index = np.asarray(res.index)  # goes to the client, maybe on another machine
+        res.worker_index = res.index  # stays here, for stage 2; the client fetches a copy in blocks
     except BaseException:
         remove_workdir(workdir)
         raise
@@ -290,15 +289,26 @@ def _pinned_result(client, future, where: str):
         raise _Lost(where)
 
 
-def _fetch_lines(client, path: str, size: int, where: str, dest: str) -> None:
-    """The ``size`` bytes of the lines file ``path`` on the worker ``where``, written to ``dest``
-    here, a block at a time."""
+def _fetch_file(client, path: str, size: int, where: str, dest: str) -> None:
+    """The ``size`` bytes of the file ``path`` on the worker ``where`` (a part's index or its
+    report lines), written to ``dest`` here, a block at a time."""
     with open(dest, "wb") as fh:
         for off in range(0, size, DASK_FETCH_BYTES):
             block = client.submit(_dask_read, path, off, DASK_FETCH_BYTES, workers=[where],
                                   allow_other_workers=False, pure=False)
             fh.write(_pinned_result(client, block, where))
             del block
+
+
+def _fetch_index(client, res: PartResult, where: str, workdir: str) -> DiskArray:
+    """A copy here of the sorted index of part ``res``, which is on the worker ``where``."""
+    wi = res.worker_index
+    dest = os.path.join(workdir, f"part{res.part}.index")
+    _fetch_file(client, wi.path, len(wi) * wi.dtype.itemsize, where, dest)
+    got = DiskArray(dest, wi.dtype)
+    if len(got) != len(wi):
+        raise ForensicsError(f"part {res.part}: its index came short from {where}")
+    return got
 
 
 def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering: Numbering, part_args: tuple,
@@ -313,7 +323,7 @@ def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering
     for tries in range(DASK_RERUNS + 1):
         try:
             judged, size = _pinned_result(client, tasks[k], where)
-            _fetch_lines(client, judged.lines, size, where, dest)
+            _fetch_file(client, judged.lines, size, where, dest)
             try:
                 _pinned_result(client, client.submit(_dask_drop, res.spill, workers=[where],
                                                      allow_other_workers=False, pure=False), where)
@@ -366,11 +376,22 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
         absfiles = [os.path.abspath(f) for f in files]
         futures = [client.submit(_dask_part, absfiles, k, nparts, max_flows, keep, reachable, pure=False)
                    for k in range(nparts)]
-        for f in futures:  # one part's index in memory at a time: each goes to this machine's disk
-            res, blob, where = f.result()
-            index = Appender(os.path.join(workdir, f"part{res.part}.index"), res.index.dtype)
-            index.add(res.index)
-            res.index = index.close()
+        for k, f in enumerate(futures):  # each part's index fetched to this machine's disk, in blocks
+            for tries in range(DASK_RERUNS + 1):
+                res, blob, where = f.result()
+                try:
+                    res.index = _fetch_index(client, res, where, workdir)
+                    break
+                except _Lost:  # its worker went after stage 1: the result went with it, and Dask computes
+                    # it again elsewhere (this client holds the future); the old folder is removed
+                    # where it can be (it stays, on a machine that lives on)
+                    if tries == DASK_RERUNS:
+                        raise ForensicsError(f"part {k}: the Dask workers holding it were lost "
+                                             f"{DASK_RERUNS + 1} times") from None
+                    try:
+                        client.submit(_dask_drop, res.spill, pure=False).result(timeout=30)
+                    except Exception:  # noqa: BLE001 - best effort
+                        pass
             sent.append((res, blob, where))
         futures = []
         results = [res for res, _, _ in sent]

@@ -250,6 +250,47 @@ def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch)
     assert one["csv"] == on_dask["csv"]
     assert not list(workers.iterdir()), "a worker's folder was left behind"
 
+def test_dask_worker_lost_before_its_index_is_fetched(tmp_path, monkeypatch):
+    """The worker that ran part 0's stage 1 dies before the client has fetched the part's index:
+    the part runs again on a live worker, and the report is the one-process report."""
+    import os
+    import tempfile
+    import time
+
+    distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
+    from forensics import parallel
+
+    one = _reports([SAMPLES], jobs=1)
+    workers, here = tmp_path / "workers", tmp_path / "here"
+    workers.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("TMPDIR", str(workers))
+    monkeypatch.setattr(tempfile, "tempdir", str(here))
+    real, lost = parallel._fetch_index, []
+
+    def kill_first(client, res, where, workdir):
+        if not lost:
+            lost.append(where)
+            try:
+                client.run(os._exit, 1, workers=[where])
+            except Exception:  # noqa: BLE001 - the worker does not answer: it is gone
+                pass
+            deadline = time.monotonic() + 60
+            while where in parallel._alive(client) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert where not in parallel._alive(client), "the worker did not go"
+        return real(client, res, where, workdir)
+
+    monkeypatch.setattr(parallel, "_fetch_index", kill_first)
+    monkeypatch.setattr(parallel, "DASK_POLL_S", 0.5)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = _reports([SAMPLES], scheduler=cluster.scheduler_address)
+    assert lost
+    assert one["json"] == on_dask["json"]
+    assert not list(workers.iterdir()), "a worker's folder was left behind"
+
+
 def _never():  # a stage-2 task that is never run
     raise AssertionError("ran")
 
