@@ -20,13 +20,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-#: Rows sorted in memory at once: at 64 bytes a row, the run, its order and its sorted
-#: copy take about 70 MB at most (the stage-1 flows are gone by then).
+#: Rows sorted in memory at once: with the 60-byte index rows, the run, its order and its
+#: sorted copy take about 70 MB at most (the stage-1 flows are gone by then).
 RUN_ROWS = 1 << 19
 #: Rows read at a time from each source of a merge, at most ...
 MERGE_BLOCK = 1 << 15
 #: ... and in all, over its sources: a merge of many sources (a Dask run's parts: one per
-#: worker thread) holds at most about 32 MB of 64-byte rows.
+#: worker thread) holds at most about 32 MB of 60-byte index rows.
 MERGE_ROWS = 1 << 19
 #: Sources merged at once; past it, the runs are merged in passes (each pass divides
 #: their number by this), so that a merge never holds more than this many blocks.
@@ -107,7 +107,6 @@ def merged(sources: Sequence, keys: Sequence[str], block: int | None = None) -> 
     pos = [0] * n
     bufs: list[np.ndarray | None] = [None] * n
     kbufs: list[np.ndarray | None] = [None] * n
-    bound_key = None
     while True:
         for s in range(n):  # refill the emptied buffers
             if (bufs[s] is None or not len(bufs[s])) and pos[s] < len(sources[s]):
@@ -126,8 +125,7 @@ def merged(sources: Sequence, keys: Sequence[str], block: int | None = None) -> 
                 last = kbufs[s][-1].item()
                 if bound is None or last < bound:
                     bound, first = last, s
-        if bound is not None:
-            bound_key = np.array([bound], kbufs[first].dtype)[0]
+        bound_key = kbufs[first][-1] if bound is not None else None  # (kbufs[first] is cut below)
         take, srcs = [], []
         for s in live:
             if bound is None:

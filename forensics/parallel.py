@@ -253,6 +253,20 @@ class _Lost(Exception):
     """The worker a task was pinned to is gone."""
 
 
+def _pinned(client, where: str, fn, *args):
+    """``fn(*args)`` as a task on the worker ``where`` only (where the part's files are)."""
+    return client.submit(fn, *args, workers=[where], allow_other_workers=False, pure=False)
+
+
+def _drop_anywhere(client, spill: str) -> None:
+    """Best effort: a part's folder whose worker is gone, removed by any worker (it stays, on a
+    machine that lives on; it is gone with one that does not)."""
+    try:
+        client.submit(_dask_drop, spill, pure=False).result(timeout=DASK_DROP_S)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def _judge_task(client, res: PartResult, where: str, blobs, numbering: Numbering):
     """Part ``res``'s stage 2, pinned to the worker ``where`` that holds its spill."""
     k = res.part
@@ -261,8 +275,7 @@ def _judge_task(client, res: PartResult, where: str, blobs, numbering: Numbering
     res = dataclasses.replace(res, index=res.worker_index)
     positions, ranks = client.scatter([np.asarray(numbering.positions[k]), np.asarray(numbering.ranks[k])],
                                       workers=[where])
-    return client.submit(_dask_judge, res, blobs, positions, ranks,
-                         workers=[where], allow_other_workers=False, pure=False)
+    return _pinned(client, where, _dask_judge, res, blobs, positions, ranks)
 
 
 def _alive(client) -> set:
@@ -294,8 +307,7 @@ def _fetch_file(client, path: str, size: int, where: str, dest: str) -> None:
     report lines), written to ``dest`` here, a block at a time."""
     with open(dest, "wb") as fh:
         for off in range(0, size, DASK_FETCH_BYTES):
-            block = client.submit(_dask_read, path, off, DASK_FETCH_BYTES, workers=[where],
-                                  allow_other_workers=False, pure=False)
+            block = _pinned(client, where, _dask_read, path, off, DASK_FETCH_BYTES)
             fh.write(_pinned_result(client, block, where))
             del block
 
@@ -309,6 +321,20 @@ def _fetch_index(client, res: PartResult, where: str, workdir: str) -> DiskArray
     if len(got) != len(wi):
         raise ForensicsError(f"part {res.part}: its index came short from {where}")
     return got
+
+
+def _stage_1(client, future, k: int, workdir: str) -> tuple:
+    """Part ``k``'s stage-1 result, its index fetched to this machine's disk in blocks. Should its
+    worker go before that, the result goes with it and Dask computes it again elsewhere (this
+    client holds the future); the old folder is removed where it can be."""
+    for _ in range(DASK_RERUNS + 1):
+        res, blob, where = future.result()
+        try:
+            res.index = _fetch_index(client, res, where, workdir)
+            return res, blob, where
+        except _Lost:
+            _drop_anywhere(client, res.spill)
+    raise ForensicsError(f"part {k}: the Dask workers holding it were lost {DASK_RERUNS + 1} times")
 
 
 def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering: Numbering, part_args: tuple,
@@ -325,8 +351,7 @@ def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering
             judged, size = _pinned_result(client, tasks[k], where)
             _fetch_file(client, judged.lines, size, where, dest)
             try:
-                _pinned_result(client, client.submit(_dask_drop, res.spill, workers=[where],
-                                                     allow_other_workers=False, pure=False), where)
+                _pinned_result(client, _pinned(client, where, _dask_drop, res.spill), where)
             except _Lost:
                 pass
             judged.lines = dest
@@ -336,10 +361,7 @@ def _judged_or_rerun(client, tasks: list, k: int, pinned: list, blobs, numbering
         tasks[k].cancel()
         if tries == DASK_RERUNS:
             break
-        try:  # best effort: its folder is likely gone with the worker (it stays, on a machine that lives on)
-            client.submit(_dask_drop, res.spill, pure=False).result(timeout=30)
-        except Exception:  # noqa: BLE001
-            pass
+        _drop_anywhere(client, res.spill)
         again, _blob, where = client.submit(_dask_part, *part_args, pure=False).result()
         if len(again.index) != len(res.index):
             raise ForensicsError(f"part {k} found {len(again.index)} attempts when run again, {len(res.index)} "
@@ -376,23 +398,7 @@ def run_dask(address: str, files: list[str], workdir: str, *, jobs: int | None =
         absfiles = [os.path.abspath(f) for f in files]
         futures = [client.submit(_dask_part, absfiles, k, nparts, max_flows, keep, reachable, pure=False)
                    for k in range(nparts)]
-        for k, f in enumerate(futures):  # each part's index fetched to this machine's disk, in blocks
-            for tries in range(DASK_RERUNS + 1):
-                res, blob, where = f.result()
-                try:
-                    res.index = _fetch_index(client, res, where, workdir)
-                    break
-                except _Lost:  # its worker went after stage 1: the result went with it, and Dask computes
-                    # it again elsewhere (this client holds the future); the old folder is removed
-                    # where it can be (it stays, on a machine that lives on)
-                    if tries == DASK_RERUNS:
-                        raise ForensicsError(f"part {k}: the Dask workers holding it were lost "
-                                             f"{DASK_RERUNS + 1} times") from None
-                    try:
-                        client.submit(_dask_drop, res.spill, pure=False).result(timeout=30)
-                    except Exception:  # noqa: BLE001 - best effort
-                        pass
-            sent.append((res, blob, where))
+        sent = [_stage_1(client, f, k, workdir) for k, f in enumerate(futures)]  # one part at a time
         futures = []
         results = [res for res, _, _ in sent]
         for r in results:
@@ -445,7 +451,7 @@ def _drop_unjudged(client, futures: list, sent: list, pinned: list, tasks: list)
         return
     try:
         alive = _alive(client)
-        drops = [client.submit(_dask_drop, res.spill, workers=[where], allow_other_workers=False, pure=False)
+        drops = [_pinned(client, where, _dask_drop, res.spill)
                  for res, where in left if where in alive]  # (pinned to a worker that is gone, it would wait)
         for f in drops:
             f.result(timeout=DASK_DROP_S)

@@ -240,7 +240,7 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
     """Analyse partition ``part`` of ``nparts`` of the flows in ``files``, up to the local verdict stage."""
     judge = Judge([], reachable, cases_of(files))
     spill = _Spill(os.path.join(workdir, f"part{part}.spill"))
-    # the index goes to disk as the attempts are found (64 bytes an attempt: 128 MB for a
+    # the index goes to disk as the attempts are found (60 bytes an attempt: 120 MB for a
     # 2M-flow SYN flood), and is sorted there once the flows are gone
     index_path = os.path.join(workdir, f"part{part}.index")
     index_fh = open(index_path, "wb")
@@ -341,11 +341,8 @@ def number(results: list[PartResult], workdir: str) -> Numbering:
     for rows, src in merged([r.index for r in results], SORT_KEYS):
         gpos = np.arange(g, g + len(rows), dtype=np.int64)
         seq_out.add(src)
-        if len(results) == 1:
-            pos_out[0].add(gpos)
-        else:
-            for k, out in enumerate(pos_out):
-                out.add(gpos[src == k])
+        for k, out in enumerate(pos_out):
+            out.add(gpos[src == k])
         tcp = rows["sin"] >= 0
         if tcp.any():
             st = np.empty(int(tcp.sum()), _STREAM_DTYPE)
@@ -356,14 +353,14 @@ def number(results: list[PartResult], workdir: str) -> Numbering:
     part_seq, positions = seq_out.close(), [p.close() for p in pos_out]
     ranked = _dense_ranks(streams.close(), path("streams"))
     rank_out = [Appender(path(f"part{r.part}.ranks"), itype) for r in results]
-    pending = _rows_by_pos(ranked)
+    pending = _ByPos(ranked)
     for g0 in range(0, n, NUMBER_BLOCK):
         parts = part_seq[g0:g0 + NUMBER_BLOCK]
         rank = np.full(len(parts), -1, itype)
-        for pos, rk in pending(g0 + len(parts)):
+        for pos, rk in pending.take(g0 + len(parts)):
             rank[pos - g0] = rk
         for k, out in enumerate(rank_out):
-            out.add(rank if len(rank_out) == 1 else rank[parts == k])
+            out.add(rank[parts == k])
     os.unlink(ranked.path)
     return Numbering(part_seq, positions, [r.close() for r in rank_out])
 
@@ -391,27 +388,28 @@ def _dense_ranks(streams: DiskArray, path: str) -> DiskArray:
     return by_pos
 
 
-def _rows_by_pos(ranked: DiskArray):
-    """A reader of ``ranked`` (sorted by ``pos``): ``take(end)`` gives ``(pos, rank)`` arrays of
-    the rows not yet taken whose ``pos`` is below ``end``."""
-    blocks = ranked.blocks(NUMBER_BLOCK)
-    held = [np.empty(0, _RANKED_DTYPE)]
+class _ByPos:
+    """A reader of ``ranked`` (sorted by ``pos``), a block at a time. (An object, not a closure:
+    compiled by Cython, a closure is a cycle.)"""
 
-    def take(end: int):
+    def __init__(self, ranked: DiskArray) -> None:
+        self.blocks = ranked.blocks(NUMBER_BLOCK)
+        self.held = np.empty(0, _RANKED_DTYPE)
+
+    def take(self, end: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(pos, rank)`` arrays of the rows not yet taken whose ``pos`` is below ``end``."""
         while True:
-            cur = held[0]
+            cur = self.held
             cut = int(np.searchsorted(cur["pos"], end))
             if cut:
                 yield cur["pos"][:cut], cur["rank"][:cut]
-            if cut < len(cur):
-                held[0] = cur[cut:]
+            self.held = cur[cut:]
+            if len(self.held):
                 return
-            nxt = next(blocks, None)
+            nxt = next(self.blocks, None)
             if nxt is None:
-                held[0] = cur[cut:]
                 return
-            held[0] = nxt
-    return take
+            self.held = nxt
 
 
 @dataclass
@@ -427,12 +425,11 @@ class JudgedPart:
     verdicts: list[Verdict] | None = None
 
 
-def _unlink(a) -> None:
-    if isinstance(a, DiskArray):
-        try:
-            os.unlink(a.path)
-        except OSError:
-            pass
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, ranks,
@@ -484,17 +481,15 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
             stage("judging", n, n)
     finally:
         os.close(fd)
-        try:
-            os.unlink(res.spill)
-        except OSError:
-            pass
+        _unlink(res.spill)
     if kept is not None:
         for a, pos, rank in zip(kept, np.asarray(positions).tolist(), np.asarray(ranks).tolist()):
             object.__setattr__(a, "id", f"a{pos + 1}")
             if a.tcp is not None:
                 object.__setattr__(a, "stream", rank)
     for a in (index, positions, ranks):
-        _unlink(a)
+        if isinstance(a, DiskArray):
+            _unlink(a.path)
     return JudgedPart(res.part, path, counts, first, judge.warnings, kept, verdicts)
 
 
@@ -504,14 +499,14 @@ def _summary(judged: list[JudgedPart]) -> dict:
     first = np.full(len(VERDICTS), np.iinfo(np.int64).max, np.int64)
     for j in judged:
         np.minimum(first, np.where(j.first >= 0, j.first, first), out=first)
-    by_class: dict[str, list[int]] = {}
-    for c in np.argsort(first, kind="stable").tolist():
+    by_class: dict[str, int] = {}
+    by_verdict: dict[str, int] = {}
+    for c in np.argsort(first, kind="stable").tolist():  # a class first shows with its first verdict
         if counts[c]:
-            got = by_class.setdefault(VERDICT_CLASS[VERDICTS[c]], [0, int(first[c])])
-            got[0] += int(counts[c])
-    by_verdict = {VERDICTS[c]: int(counts[c]) for c in np.argsort(first, kind="stable").tolist() if counts[c]}
-    return {"by_class": {k: v[0] for k, v in sorted(by_class.items(), key=lambda kv: kv[1][1])},
-            "by_verdict": by_verdict}
+            v = VERDICTS[c]
+            by_verdict[v] = int(counts[c])
+            by_class[VERDICT_CLASS[v]] = by_class.get(VERDICT_CLASS[v], 0) + int(counts[c])
+    return {"by_class": by_class, "by_verdict": by_verdict}
 
 
 def assemble(results: list[PartResult], judged: list[JudgedPart], numbering: Numbering, workdir: str, *,

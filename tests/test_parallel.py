@@ -206,13 +206,28 @@ def test_dask_local_cluster_gives_the_same_report(tmp_path, monkeypatch):
     assert not list(workers.iterdir()), "a worker's folder was left behind"
 
 
+def _kill_worker(client, where: str) -> None:
+    """The Dask worker ``where`` ended outright, as a machine that fails, and seen gone."""
+    import os
+    import time
+
+    from forensics import parallel
+
+    try:
+        client.run(os._exit, 1, workers=[where])
+    except Exception:  # noqa: BLE001 - the worker does not answer: it is gone
+        pass
+    deadline = time.monotonic() + 60
+    while where in parallel._alive(client) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert where not in parallel._alive(client), "the worker did not go"
+
+
 def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch):
     """The worker that holds a part's spill dies after stage 1: the part's stage 1 runs again
     on a live worker and its stage 2 there; the report is still the one-process report, and
     the dead worker's folder is removed. (Before, stage 2 waited for that worker forever.)"""
-    import os
     import tempfile
-    import time
 
     distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
     from forensics import parallel
@@ -230,14 +245,7 @@ def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch)
         if not lost:  # the worker holding part 0's spill: ended outright, as a machine that fails
             where = pinned[k][1]
             lost.append(where)
-            try:
-                client.run(os._exit, 1, workers=[where])
-            except Exception:  # noqa: BLE001 - the worker does not answer: it is gone
-                pass
-            deadline = time.monotonic() + 60
-            while where in parallel._alive(client) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert where not in parallel._alive(client), "the worker did not go"
+            _kill_worker(client, where)
         return real(client, tasks, k, pinned, *rest)
 
     monkeypatch.setattr(parallel, "_judged_or_rerun", kill_first)
@@ -253,9 +261,7 @@ def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch)
 def test_dask_worker_lost_before_its_index_is_fetched(tmp_path, monkeypatch):
     """The worker that ran part 0's stage 1 dies before the client has fetched the part's index:
     the part runs again on a live worker, and the report is the one-process report."""
-    import os
     import tempfile
-    import time
 
     distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
     from forensics import parallel
@@ -271,14 +277,7 @@ def test_dask_worker_lost_before_its_index_is_fetched(tmp_path, monkeypatch):
     def kill_first(client, res, where, workdir):
         if not lost:
             lost.append(where)
-            try:
-                client.run(os._exit, 1, workers=[where])
-            except Exception:  # noqa: BLE001 - the worker does not answer: it is gone
-                pass
-            deadline = time.monotonic() + 60
-            while where in parallel._alive(client) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert where not in parallel._alive(client), "the worker did not go"
+            _kill_worker(client, where)
         return real(client, res, where, workdir)
 
     monkeypatch.setattr(parallel, "_fetch_index", kill_first)

@@ -30,7 +30,7 @@ import re
 
 from ..model import Finding
 from .base import Facts, doc_parts, finding
-from .controls import Controls, from_here
+from .controls import NAMES_SHOWN, Controls, from_here
 
 NAME = "controls"
 
@@ -73,9 +73,10 @@ class CrossCheckDetector:
             done_here = st.ok_names.get(f.server_port, {})
             mine = controls.vantage(f.input)
             here, far = controls.names_done(f.server_ip, f.server_port, mine)
-            # the first three others in name order (the name itself is at most one of the first four)
-            others = [n for n in here[:4] if n != f.name][:3]
-            others_far = [n for n in far[:4] if n != f.name][:3]
+            # the first others in name order (names_done gives one more than is shown: the
+            # attempt's own name may be among them)
+            others = [n for n in here if n != f.name][:NAMES_SHOWN - 1]
+            others_far = [n for n in far if n != f.name][:NAMES_SHOWN - 1]
             same = elsewhere = False
             if f.name in done_here:
                 same = from_here(done_here[f.name], mine)
@@ -93,13 +94,13 @@ class CrossCheckDetector:
                                    clients=tuple(far)))
             if others:
                 out.append(finding(NAME, "control-other-name-ok", 1.0,
-                                   f"other names completed at the same server ({', '.join(others[:3])} at {where})",
-                                   names=tuple(others[:3])))
+                                   f"other names completed at the same server ({', '.join(others)} at {where})",
+                                   names=tuple(others)))
             elif others_far:
                 out.append(finding(NAME, "control-other-name-ok-elsewhere", 1.0,
-                                   f"other names completed at the same server ({', '.join(others_far[:3])} at {where}), "
+                                   f"other names completed at the same server ({', '.join(others_far)} at {where}), "
                                    f"but only from another vantage point of this folder: the server is up, and whether "
-                                   f"this path delivers any name to it is not known", names=tuple(others_far[:3])))
+                                   f"this path delivers any name to it is not known", names=tuple(others_far)))
             bare = f.name.split(":")[0].lower()
             if not same and sig & set(_DROPS) and bare in controls.filtered_names:
                 out.append(finding(NAME, "control-name-filtered", 1.0,
