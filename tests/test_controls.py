@@ -269,3 +269,82 @@ def test_other_names_listed_are_the_first_three_in_name_order_without_the_name_i
     f = _facts("tls", 443, "b.example", "rst-forged")
     (other,) = [x for x in CrossCheckDetector().run(f, c) if x.signal == "control-other-name-ok"]
     assert dict(other.data)["names"] == ("a.example", "c.example", "d.example")
+
+
+# -- DNS names: each resolver's answers to a name, compared across resolvers
+
+def _dns(name: str, resolver: str, outcome: str, client: str = "192.0.2.10", input_idx: int = 0) -> Facts:
+    resp = ((resolver, 57, outcome, 0.02, -1, 2, input_idx, 0x8180, True, ()),)
+    return Facts("dns", "udp", input_idx, client, resolver, 53, name, 0.0, 0.02, (),
+                 {"qtype": "A", "query_frame": 1, "responses": resp})
+
+
+def _cross_resolver(c: Controls, f: Facts):
+    from forensics.detectors.dnsforge import DnsForgeryDetector
+
+    return [x for x in DnsForgeryDetector().run(f, c) if x.signal == "dns-cross-resolver"]
+
+
+def test_names_kept_per_resolver_are_the_same_whatever_the_order_and_the_split():
+    import random
+
+    from forensics.detectors.controls import MAX_RESOLVERS
+
+    rng = random.Random(7)
+    # more resolvers than the cap, each answering a few outcomes, NXDOMAIN among them
+    facts = [_dns("n.example.com", f"198.51.100.{r}", rng.choice(["NXDOMAIN", "203.0.113.5", "203.0.113.9",
+                                                                 "203.0.113.1,203.0.113.2"]))
+             for r in range(MAX_RESOLVERS + 9) for _ in range(4)]
+    want = None
+    for trial in range(6):
+        rng.shuffle(facts)
+        parts = [Controls() for _ in range(1 + trial % 3)]
+        for k, f in enumerate(facts):
+            parts[k % len(parts)].add(f)
+        merged = Controls()
+        for p in parts:
+            merged.merge(p)
+        got = merged.names[("n.example.com", "A")]
+        want = want or got
+        assert got == want
+    assert len(want) == MAX_RESOLVERS
+    assert [ip for ip, _, _ in want] == sorted(f"198.51.100.{r}" for r in range(MAX_RESOLVERS + 9))[:MAX_RESOLVERS]
+    # what is kept of each resolver: whether it said NXDOMAIN, and its smallest other outcome
+    for ip, nx, other in want:
+        said = {f.features["responses"][0][2] for f in facts if f.server_ip == ip}
+        assert nx == ("NXDOMAIN" in said)
+        assert other == min((o for o in said if o != "NXDOMAIN"), default=None)
+
+
+def test_another_resolver_disagreeing_is_named_by_address_then_outcome():
+    c = Controls()
+    asked = _dns("blocked.example.com", "198.51.100.53", "NXDOMAIN")
+    for f in (_dns("blocked.example.com", "198.51.100.9", "203.0.113.80"),
+              _dns("blocked.example.com", "198.51.100.9", "203.0.113.7"),
+              _dns("blocked.example.com", "198.51.100.200", "203.0.113.1"),
+              _dns("blocked.example.com", "198.51.100.60", "NXDOMAIN"), asked):
+        c.add(f)
+    found = _cross_resolver(c, asked)
+    # 198.51.100.200 sorts before .60 and .9: the first address in text order, its smallest outcome
+    assert len(found) == 1 and found[0].detail.startswith("resolver 198.51.100.200 answered 203.0.113.1 ")
+    # the reverse: an address here, NXDOMAIN from another resolver
+    ok = _dns("blocked.example.com", "198.51.100.9", "203.0.113.7")
+    found = _cross_resolver(c, ok)
+    assert len(found) == 1 and found[0].detail.startswith("resolver 198.51.100.53 answered NXDOMAIN ")
+    # only the resolver itself said otherwise: nothing to compare
+    c2 = Controls()
+    lone = _dns("x.example.com", "198.51.100.53", "NXDOMAIN")
+    for f in (_dns("x.example.com", "198.51.100.53", "203.0.113.7"), lone):
+        c2.add(f)
+    assert _cross_resolver(c2, lone) == []
+
+
+def test_names_completed_by_one_client_share_its_set():
+    c = Controls()
+    for k in range(5):
+        c.add(_facts("tls", 443, f"s{k}.example", "exchange-complete", 0, A))
+    sets = list(c.servers[SERVER].ok_names[443].values())
+    assert all(s == frozenset({A}) for s in sets) and len({id(s) for s in sets}) == 1
+    c.add(_facts("tls", 443, "s0.example", "exchange-complete", 0, B))  # a second client: a set of its own
+    assert c.servers[SERVER].ok_names[443]["s0.example"] == frozenset({A, B})
+    assert c.servers[SERVER].ok_names[443]["s1.example"] == frozenset({A})

@@ -48,41 +48,43 @@ INTERFERENCE = frozenset({"rst-forged", "blockpage-forged", "payload-dropped", "
 
 @dataclass(slots=True)
 class ServerStats:
+    """What the attempts at one server address showed. Only what a cross detector reads is
+    kept: a border capture meets servers by the hundred thousand, and each field is paid for
+    by every one of them."""
+
     attempts: int = 0
     synack: int = 0  # attempts whose SYN got a SYN-ACK
-    syn_unanswered: int = 0  # attempts whose SYNs all went unanswered
     plain_syn_answered: int = 0  # SYN-ACK to a SYN without ECN
-    ecn_syn_answered: int = 0  # SYN-ACK to a SYN asking for ECN
-    ecn_syn_unanswered: int = 0  # attempts with ECN SYNs that never got a SYN-ACK to them
     completed: int = 0
+    hello_ok_max: int = 0  # largest ClientHello that got a ServerHello
     # port -> {name whose exchange completed there: the clients that completed it (None:
     # more than MAX_NAME_CLIENTS)}, per port (a capped set of (port, name) pairs kept the
-    # smallest, so port 80's names crowded out every name of port 443)
-    ok_names: dict = field(default_factory=dict)
-    failed_names: dict = field(default_factory=dict)  # port -> names whose first payload went unanswered
-    ttls: Counter = field(default_factory=Counter)  # server TTLs of SYN-ACKs and data
-    hello_ok_max: int = 0  # largest ClientHello that got a ServerHello
-    hello_ok_min: int = 0  # smallest such ClientHello (0: none)
-    hello_fail_min: int = 0  # smallest ClientHello that went unanswered (0: none)
-    big_seg_acked: int = 0  # largest client segment the server acknowledged
-    idle_resets: int = 0
+    # smallest, so port 80's names crowded out every name of port 443); None until a name
+    # completes here (most servers of a scan or a flood never see one)
+    ok_names: dict | None = None
+
+    def names_at(self, port: int) -> dict:
+        """The names that completed at ``port``, with their clients (empty: none)."""
+        return self.ok_names.get(port, _NO_NAMES) if self.ok_names else _NO_NAMES
 
     def merge(self, o: "ServerStats") -> None:
-        for name in ("attempts", "synack", "syn_unanswered", "plain_syn_answered", "ecn_syn_answered",
-                     "ecn_syn_unanswered", "completed", "idle_resets"):
-            setattr(self, name, getattr(self, name) + getattr(o, name))
-        for port, names in o.ok_names.items():
-            mine = self.ok_names.setdefault(port, {})
-            for name, who in names.items():
-                if _room_for(mine, name, MAX_NAMES_PER_PORT):
-                    mine[name] = _union_capped(mine.get(name, _NOBODY), who, MAX_NAME_CLIENTS)
-        for port, names in o.failed_names.items():
-            _add_capped(self.failed_names.setdefault(port, set()), names, MAX_NAMES_PER_PORT)
-        self.ttls.update(o.ttls)
+        self.attempts += o.attempts
+        self.synack += o.synack
+        self.plain_syn_answered += o.plain_syn_answered
+        self.completed += o.completed
         self.hello_ok_max = max(self.hello_ok_max, o.hello_ok_max)
-        self.hello_ok_min = _min0(self.hello_ok_min, o.hello_ok_min)
-        self.hello_fail_min = _min0(self.hello_fail_min, o.hello_fail_min)
-        self.big_seg_acked = max(self.big_seg_acked, o.big_seg_acked)
+        if o.ok_names:
+            if self.ok_names is None:
+                self.ok_names = {}
+            for port, names in o.ok_names.items():
+                mine = self.ok_names.setdefault(port, {})
+                for name, who in names.items():
+                    if _room_for(mine, name, MAX_NAMES_PER_PORT):
+                        mine[name] = _union_capped(mine.get(name, _NOBODY), who, MAX_NAME_CLIENTS)
+
+
+#: ``ServerStats.names_at`` of a port where no name completed (never written to).
+_NO_NAMES: dict = {}
 
 
 @dataclass(slots=True)
@@ -101,7 +103,10 @@ class ResolverStats:
 class Controls:
     servers: dict = field(default_factory=dict)  # server ip -> ServerStats
     resolvers: dict = field(default_factory=dict)  # resolver ip -> ResolverStats
-    # qname -> resolver ip -> tuple of outcomes ("NXDOMAIN" or sorted address tuples) of lone responses
+    # (qname, qtype) -> the resolvers that gave it a lone response: (ip, whether one said
+    # NXDOMAIN, the smallest other outcome or None) sorted by ip, the MAX_RESOLVERS smallest
+    # (``_with_answer``). Only whether an outcome is NXDOMAIN is compared; the other
+    # outcome is what a finding quotes.
     names: dict = field(default_factory=dict)
     # network prefixes (/24, /48) of servers the clients completed an exchange with: reachable here
     reached: set = field(default_factory=set)
@@ -143,14 +148,8 @@ class Controls:
         s.attempts += 1
         if x.get("synack"):
             s.synack += 1
-            if x.get("ecn_answered"):
-                s.ecn_syn_answered += 1
-            else:
+            if not x.get("ecn_answered"):
                 s.plain_syn_answered += 1
-        if x.get("ecn_unanswered"):
-            s.ecn_syn_unanswered += 1
-        if x.get("syn") and not x.get("answered"):
-            s.syn_unanswered += 1
         sig = f.signals()
         if x.get("path") is not None:
             key = (f.server_ip, f.server_port, f.name)
@@ -166,23 +165,14 @@ class Controls:
             s.completed += 1
             _add_capped(self.reached, (prefix_of(f.server_ip),), MAX_PREFIXES)
             if f.name:
+                if s.ok_names is None:
+                    s.ok_names = {}
                 names = s.ok_names.setdefault(f.server_port, {})
                 if _room_for(names, f.name, MAX_NAMES_PER_PORT):
                     names[f.name] = _union_capped(names.get(f.name, _NOBODY), (f.client_ip,), MAX_NAME_CLIENTS)
             size = x.get("hello_size", 0)
             if size and f.kind == "tls":
                 s.hello_ok_max = max(s.hello_ok_max, size)
-                s.hello_ok_min = _min0(s.hello_ok_min, size)
-        if "payload-unanswered" in sig:
-            if f.name:
-                _add_capped(s.failed_names.setdefault(f.server_port, set()), (f.name,), MAX_NAMES_PER_PORT)
-            size = x.get("hello_size", 0)
-            if size and f.kind == "tls":
-                s.hello_fail_min = _min0(s.hello_fail_min, size)
-        ttl = x.get("server_ttl")
-        if ttl:
-            s.ttls[ttl] += 1
-        s.big_seg_acked = max(s.big_seg_acked, x.get("max_seg_acked", 0))
 
     def _add_dns(self, f: Facts) -> None:
         resp = f.features.get("responses", ())
@@ -196,9 +186,13 @@ class Controls:
                 r.undisputed_ttls[ttl] += 1
                 r.min_rtt = _min0f(r.min_rtt, delay)
         if lone and f.name:  # (a name the capture cut off is unknown: unknown names are not one name)
-            by = self.names.setdefault((f.name, f.features.get("qtype", "")), {})
-            if _room_for(by, f.server_ip):
-                by.setdefault(f.server_ip, set()).add(resp[0][2])
+            key = (f.name, f.features.get("qtype", ""))
+            by = self.names.get(key, ())
+            outcome = resp[0][2]
+            nx = outcome == "NXDOMAIN"
+            new = _with_answer(by, f.server_ip, nx, None if nx else outcome)
+            if new is not by:
+                self.names[key] = new
 
     def merge(self, o: "Controls") -> None:
         self._loose = True
@@ -218,11 +212,12 @@ class Controls:
                 mine_ok, mine_bad = self.paths.setdefault(key, (set(), set()))
                 _add_capped(mine_ok, ok)
                 _add_capped(mine_bad, bad)
+        names = self.names
         for key, by in o.names.items():
-            mine = self.names.setdefault(key, {})
-            for ip, outs in by.items():
-                if _room_for(mine, ip):
-                    mine.setdefault(ip, set()).update(outs)
+            mine = names.get(key, ())
+            for ip, nx, other in by:
+                mine = _with_answer(mine, ip, nx, other)
+            names[key] = mine
 
     def settle(self) -> None:
         """Make the controls ready to read, once after the last add or merge: every
@@ -236,13 +231,10 @@ class Controls:
             _settle(bad, MAX_NAMES)
         _settle(self.filtered_names, MAX_PREFIXES)
         _settle(self.reached, MAX_PREFIXES)
-        for by in self.names.values():
-            _settle(by, MAX_RESOLVERS)
         for st in self.servers.values():
-            for names in st.ok_names.values():
-                _settle(names, MAX_NAMES_PER_PORT)
-            for names in st.failed_names.values():
-                _settle(names, MAX_NAMES_PER_PORT)
+            if st.ok_names:
+                for names in st.ok_names.values():
+                    _settle(names, MAX_NAMES_PER_PORT)
         self._vantage = _vantage_points(self.clients)
         self._names_done = {}
         self._answering = -1
@@ -262,7 +254,7 @@ class Controls:
         got = self._names_done.get(key)
         if got is None:
             st = self.servers.get(server_ip)
-            done = st.ok_names.get(port, {}) if st is not None else {}
+            done = st.names_at(port) if st is not None else _NO_NAMES
             here, far = [], []
             for n, who in done.items():
                 (here if from_here(who, mine) else far).append(n)
@@ -352,13 +344,46 @@ def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:
 _NOBODY: frozenset = frozenset()
 
 
+#: The one-client sets made so far, shared: most names complete from one client, and a set
+#: of its own for each (216 bytes) was a third of what a server with one name cost. Cleared
+#: when full (sets already handed out stay valid; only the sharing restarts).
+_ONE_CLIENT: dict = {}
+MAX_SHARED_CLIENT_SETS = 65536
+
+
 def _union_capped(have: frozenset | None, more, cap: int) -> frozenset | None:
     """``have`` with ``more`` added, or None once past ``cap`` (or if either already is):
-    the same whatever order the clients come in."""
+    the same whatever order the clients come in. ``have`` itself where ``more`` adds none."""
     if have is None or more is None:
         return None
+    if have.issuperset(more):
+        return have
+    if not have and len(more) == 1:
+        (ip,) = more
+        one = _ONE_CLIENT.get(ip)
+        if one is None:
+            if len(_ONE_CLIENT) >= MAX_SHARED_CLIENT_SETS:
+                _ONE_CLIENT.clear()
+            one = _ONE_CLIENT[ip] = frozenset((ip,))
+        return one if cap >= 1 else None
     u = have.union(more)
     return u if len(u) <= cap else None
+
+
+def _with_answer(by: tuple, ip: str, nx: bool, other: str | None) -> tuple:
+    """``by`` (``Controls.names`` of one name) with resolver ``ip`` having answered NXDOMAIN
+    (``nx``) or ``other``; ``by`` itself if that adds nothing. The ``MAX_RESOLVERS`` smallest
+    addresses are kept, each with all it answered, whatever order the answers come in."""
+    for k, (rip, rnx, rother) in enumerate(by):
+        if rip == ip:
+            if other is not None and (rother is None or other < rother):
+                rother = other
+            elif rnx or not nx:
+                return by
+            return by[:k] + ((ip, rnx or nx, rother),) + by[k + 1:]
+        if rip > ip:
+            return (by[:k] + ((ip, nx, other),) + by[k:])[:MAX_RESOLVERS]
+    return by + ((ip, nx, other),) if len(by) < MAX_RESOLVERS else by
 
 
 def _vantage_points(clients: dict) -> dict:
@@ -425,15 +450,6 @@ def prefix_of(ip: str) -> str:
 
 
 def _min0f(a: float, b: float) -> float:
-    if not a:
-        return b
-    if not b:
-        return a
-    return min(a, b)
-
-
-def _min0(a: int, b: int) -> int:
-    """min ignoring 0 (= none seen)."""
     if not a:
         return b
     if not b:

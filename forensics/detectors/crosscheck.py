@@ -70,7 +70,7 @@ class CrossCheckDetector:
         where = f"{f.server_ip}:{f.server_port}" if ":" not in f.server_ip else f"[{f.server_ip}]:{f.server_port}"
         named = sig & {*_DROPS, "rst-forged", "blockpage-forged", "rst-suspect"}
         if named and f.name:
-            done_here = st.ok_names.get(f.server_port, {})
+            done_here = st.names_at(f.server_port)
             mine = controls.vantage(f.input)
             here, far = controls.names_done(f.server_ip, f.server_port, mine)
             # the first others in name order (names_done gives one more than is shown: the

@@ -123,18 +123,17 @@ class DnsForgeryDetector:
         # the capture cut off: every unknown name would be "the same name")
         if not f.name:
             return out
-        others = controls.names.get((f.name, f.features.get("qtype", "")), {})
         mine = resp[0][2]
-        for ip, outs in others.items():
-            if ip == f.server_ip:
-                continue
-            for o in outs:
-                if (o == "NXDOMAIN") != (mine == "NXDOMAIN"):
-                    out.append(finding(NAME, "dns-cross-resolver", 0.8,
-                                       f"resolver {ip} answered {o} for the same name where {f.server_ip}'s first "
-                                       f"answer was {mine}", [_query(f), ev(resp[0][6], resp[0][5], "answer", mine)],
-                                       trigger="dns-qname"))
-                    return out
+        mine_nx = mine == "NXDOMAIN"
+        # the resolvers in address order; of each, the smallest outcome that disagrees
+        for ip, nx, other in controls.names.get((f.name, f.features.get("qtype", "")), ()):
+            o = other if mine_nx else "NXDOMAIN" if nx else None
+            if o is not None and ip != f.server_ip:
+                out.append(finding(NAME, "dns-cross-resolver", 0.8,
+                                   f"resolver {ip} answered {o} for the same name where {f.server_ip}'s first "
+                                   f"answer was {mine}", [_query(f), ev(resp[0][6], resp[0][5], "answer", mine)],
+                                   trigger="dns-qname"))
+                return out
         return out
 
 

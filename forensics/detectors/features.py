@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..model import C2S, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_TTL, Attempt, rcode_text
-from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_RST, TCP_SYN
+from ..model import C2S, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_TS, Attempt, rcode_text
+from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_SYN
 
 _ECN = TCP_ECE | TCP_CWR
 #: Responses to one query kept for the controls (a flood of forged answers is summarised by the first ones).
@@ -46,22 +46,7 @@ def features(a: Attempt) -> dict:
                "syn": c.syn is not None, "synack": c.synack is not None, "answered": c.packets[1] > 0}
     if c.payload_cut:
         x["cut"] = c.payload_cut  # 1 the client's payload, 2 the server's, 3 both: cut by the snapshot length
-    # one pass over the rows (a dozen, typically): cheaper than a numpy mask per question
-    syns = []  # the client's SYNs (without ACK)
-    data = []  # the client's segments with payload
-    ttls: dict[int, int] = {}  # the server side's TTLs (resets aside), by count
-    max_ack = None  # the highest ack number from the server's side
-    for r in c.rows:
-        if r[SEG_DIR] == C2S:
-            if is_client_syn(r):
-                syns.append(r)
-            if r[SEG_PLEN] > 0:
-                data.append(r)
-        else:
-            if not r[SEG_FLAGS] & TCP_RST:
-                ttls[r[SEG_TTL]] = ttls.get(r[SEG_TTL], 0) + 1
-            if max_ack is None or r[SEG_ACK] > max_ack:
-                max_ack = r[SEG_ACK]
+    syns = client_syns(c.rows)
     if any(asks_ecn(r[SEG_FLAGS]) for r in syns):
         # the SYN-ACK answered an ECN SYN if no plain SYN was sent before it
         if c.synack is not None:
@@ -70,15 +55,6 @@ def features(a: Attempt) -> dict:
             x["ecn_unanswered"] = plain_before
         else:
             x["ecn_unanswered"] = True
-    if ttls:
-        # the most frequent, the lowest of equally frequent ones
-        x["server_ttl"] = max(sorted(ttls.items()), key=lambda kv: kv[1])[0]
-    # the largest client segment the server acknowledged (cumulative ack beyond its end)
-    if data and max_ack is not None:
-        acked = [r[SEG_PLEN] for r in data
-                 if ((max_ack - ((r[SEG_SEQ] + r[SEG_PLEN]) & 0xFFFFFFFF)) & 0xFFFFFFFF) < 0x80000000]
-        if acked:
-            x["max_seg_acked"] = max(acked)
     if a.request is not None:
         x["path"] = a.request.path
     if a.hello is not None:
