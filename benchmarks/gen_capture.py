@@ -63,7 +63,11 @@ SINKHOLE_V6 = ["2001:db8:2::dead", "2001:db8:2::beef"]
 RST_NAMES = [f"news{i}.blogs.example" for i in range(8)] + ["x.blogs.example"]
 DROP_NAMES = [f"forbidden{i}.example" for i in range(8)] + ["y.blogs.example"]
 DNS_NAMES = [f"tracker{i}.example" for i in range(8)] + ["z.blogs.example"]
+#: Site names served by the ordinary servers (``--sites``).
 N_SITES = 5000
+#: IPv6 servers (``--v6-servers``): 100 in 2001:db8:2::/64, more in 2001:db8:2:1::/64; the IPv4
+#: ones are 200 of 203.0.113.0/24.
+N_V6_SERVERS = 100
 
 # packet shapes: how the bytes after the Ethernet header are laid out
 T4, T4TS, T4SYN, T6, T6TS, T6SYN, U4, U6, RAW = range(9)
@@ -201,7 +205,9 @@ COLS = ("ts", "shape", "src", "dst", "fromc", "sport", "dport", "seq", "ack", "f
 
 # --------------------------------------------------------------------------- generator
 class Generator:
-    def __init__(self, writer, truth_file, seed: int, mix: Mix, flows_per_sec: float):
+    def __init__(self, writer, truth_file, seed: int, mix: Mix, flows_per_sec: float,
+                 sites: int = N_SITES, v6_servers: int = N_V6_SERVERS):
+        self.n_sites, self.n_v6 = sites, v6_servers
         self.w = writer
         self.truth_f = truth_file
         self.mix = mix
@@ -244,9 +250,11 @@ class Generator:
             init = 64 if py.random() < 0.7 else 128
             s4.append(add(f"203.0.113.{i}", init - py.randint(10, 14), True, py.random() < 0.3,
                           py.randint(20_000, 80_000)))
-        for i in range(1, 101):
+        for i in range(1, self.n_v6 + 1):
             init = 64 if py.random() < 0.7 else 128
-            s6.append(add(f"2001:db8:2::{i:x}", init - py.randint(10, 14), False, False,
+            # past the first 100, a /64 of their own (clear of the flood targets and the sinkholes)
+            ip = f"2001:db8:2::{i:x}" if i <= 100 else f"2001:db8:2:1::{i >> 16:x}:{i & 0xffff:x}"
+            s6.append(add(ip, init - py.randint(10, 14), False, False,
                           py.randint(20_000, 80_000)))
         self.s4, self.s6 = np.array(s4), np.array(s6)
         self.res4 = np.array([add(ip, t - 7, True, False, r) for ip, t, r in RESOLVERS[:2]])
@@ -303,9 +311,9 @@ class Generator:
     # ---------------------------------------------------------------- payloads
     def _payloads(self):
         py, P = self.py, self.P
-        self.names = [f"site{i}.example" for i in range(N_SITES)] + RST_NAMES + DROP_NAMES \
+        self.names = [f"site{i}.example" for i in range(self.n_sites)] + RST_NAMES + DROP_NAMES \
             + DNS_NAMES
-        self.i_rst = np.arange(N_SITES, N_SITES + len(RST_NAMES))
+        self.i_rst = np.arange(self.n_sites, self.n_sites + len(RST_NAMES))
         self.i_drop = self.i_rst[-1] + 1 + np.arange(len(DROP_NAMES))
         self.i_dnsblk = self.i_drop[-1] + 1 + np.arange(len(DNS_NAMES))
         nn = len(self.names)
@@ -347,7 +355,7 @@ class Generator:
                 addr = ipaddress.ip_address(self.h_ip[srv]).packed
                 self.q_pid[i, j] = P.add(q)
                 self.a_pid[i, j] = P.add(q + dns_answer_rr(qt, 300, addr))
-                if i >= N_SITES:
+                if i >= self.n_sites:
                     fake = ipaddress.ip_address(py.choice(SINKHOLE_V6 if qt == 28 else SINKHOLE_V4))
                     self.f_pid[i, j] = P.add(q + dns_answer_rr(qt, py.choice([60, 600]),
                                                                fake.packed))
@@ -490,7 +498,7 @@ class Generator:
               tsval=T(tq)[m], tsecr=S(t1)[m])
             # the control: another name to the same server, a little later, passes
             tc = t3 + U(50_000, 400_000, n)
-            other = self.rng.integers(0, N_SITES, n)
+            other = self.rng.integers(0, self.n_sites, n)
             o = np.argsort(tc)
             self.tcp_flows(tc[o], c[o], s[o], other[o], v6[o], True, "ok")
             return
@@ -676,7 +684,7 @@ class Generator:
         c = np.where(v6, self.c6[rng.integers(0, len(self.c6), n)],
                      self.c4[rng.integers(0, len(self.c4), n)])
         y = rng.random(n)
-        site = rng.integers(0, N_SITES, n)
+        site = rng.integers(0, self.n_sites, n)
         edges = np.cumsum([mx.tls, mx.http, mx.dns, mx.refused])
         kind = np.searchsorted(edges, x, side="right")  # 0 tls 1 http 2 dns 3 refused 4 icmp
         for k, tls in ((0, True), (1, False)):
@@ -1000,6 +1008,11 @@ def main(argv=None) -> int:
     ap.add_argument("--synflood", type=int, default=0, metavar="FLOWS",
                     help="add FLOWS spoofed SYNs from distinct (address, port) pairs")
     ap.add_argument("--flood-rate", type=float, default=100_000.0, help="SYNs per second")
+    ap.add_argument("--sites", type=int, default=N_SITES,
+                    help=f"distinct site names (default {N_SITES}): what the controls hold grows with them")
+    ap.add_argument("--v6-servers", type=int, default=N_V6_SERVERS,
+                    help=f"IPv6 servers the site names are spread over (default {N_V6_SERVERS}; "
+                         f"at most 2**32-1), as a border capture meets servers by the hundred thousand")
     for f in Mix.__dataclass_fields__:
         ap.add_argument("--" + f.replace("_", "-"), type=float, default=getattr(Mix, f),
                         help=f"fraction (default {getattr(Mix, f)})")
@@ -1008,6 +1021,8 @@ def main(argv=None) -> int:
         ap.error("--out-dir and --rotate-every go together")
     if not a.out and not a.out_dir:
         ap.error("--out (or --out-dir with --rotate-every) is required")
+    if a.sites < 1 or not 1 <= a.v6_servers < 2 ** 32:
+        ap.error("--sites must be at least 1 and --v6-servers between 1 and 2**32-1")
     packets = a.packets if a.packets is not None else (0 if a.synflood else 1_000_000)
     mix = Mix(**{f: getattr(a, f) for f in Mix.__dataclass_fields__})
     if abs(mix.tls + mix.http + mix.dns + mix.refused + mix.icmp - 1.0) > 1e-6:
@@ -1018,7 +1033,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     w = Writer(None if a.out_dir else a.out, a.out_dir, a.rotate_every)
     with open(truth_path, "w", buffering=8 << 20) as tf:
-        g = Generator(w, tf, a.seed, mix, a.flows_per_sec)
+        g = Generator(w, tf, a.seed, mix, a.flows_per_sec, a.sites, a.v6_servers)
         g.run(packets, a.synflood, a.flood_rate)
     w.close()
     dt = time.perf_counter() - t0
@@ -1026,7 +1041,8 @@ def main(argv=None) -> int:
             "packets": w.packets, "bytes": w.bytes, "files": w.files,
             "attempts": g.attempts, "attempts_by_kind": g.kinds,
             "attempts_by_verdict": g.verdicts, "synflood": a.synflood,
-            "mix": mix.__dict__, "flows_per_sec": a.flows_per_sec, "truth": truth_path,
+            "mix": mix.__dict__, "flows_per_sec": a.flows_per_sec, "sites": a.sites,
+            "v6_servers": a.v6_servers, "truth": truth_path,
             "generation_seconds": round(dt, 3),
             "checksums": "IPv4 header, TCP, UDP and ICMP checksums all correct"}
     with open(meta_path, "w") as f:
