@@ -319,3 +319,25 @@ def test_runner_repeat_takes_medians_and_paired_ratios():
             run._jobs_list(bad)
     one = run.combine_runs(fx[:1])
     assert one is fx[0] and run.paired_ratio(run.combine_runs(ts[:1]), one) == 3.0
+
+
+def test_a_borders_variety_of_servers_and_names_is_judged_right(tmp_path):
+    """--sites and --v6-servers spread the attempts over many names and servers (what the
+    controls grow with); the truth still holds for every attempt."""
+    from forensics import api
+
+    gen = _load_generator()
+    out = tmp_path / "border.pcap"
+    assert gen.main(["--packets", "6000", "--sites", "3000", "--v6-servers", "5000", "--ipv6", "0.9",
+                     "--out", str(out), "--seed", "5"]) == 0
+    report = tmp_path / "border.json"
+    rep = api.analyze(str(out))
+    from forensics.render import render
+    with open(report, "w", encoding="utf-8") as fh:
+        render(rep, "json", fh)
+    servers = {a["server"]["ip"] for a in rep.iter_attempt_dicts() if a["transport"] == "tcp"}
+    assert sum(s.startswith("2001:db8:2:1:") for s in servers) > 100  # past the first 100, their own /64
+    r = _bench_runner().check_verdicts(str(tmp_path / "border.truth.jsonl"), str(report))
+    assert r["truth"] > 500 and r["right"] == r["truth"] and r["not_in_truth"] == 0
+    meta = json.loads((tmp_path / "border.meta.json").read_text())
+    assert (meta["sites"], meta["v6_servers"]) == (3000, 5000)
