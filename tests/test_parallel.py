@@ -182,24 +182,35 @@ def test_cli_progress_with_jobs_two(tmp_path):
     assert a.read_bytes() == b.read_bytes()
 
 
+def _worker_folders(tmp_path, monkeypatch):
+    """The temporary folders of the Dask workers (new processes: ``TMPDIR``) in one folder and
+    this process's in another, so that what a worker leaves is seen; the workers' folder."""
+    import tempfile
+
+    workers, here = tmp_path / "workers", tmp_path / "here"
+    workers.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("TMPDIR", str(workers))
+    monkeypatch.setattr(tempfile, "tempdir", str(here))
+    return workers
+
+
+def _process_cluster(distributed):
+    """A LocalCluster of two worker processes of one thread each."""
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
 def test_dask_local_cluster_gives_the_same_report(tmp_path, monkeypatch):
     """Both stages run on the workers (each part's verdicts where its spill is), and the
     workers' folders are removed after."""
     distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
     inputs = _sample_inputs()
     one = _reports(inputs, jobs=1)
-    import tempfile
-
-    workers, here = tmp_path / "workers", tmp_path / "here"
-    workers.mkdir()
-    here.mkdir()
-    monkeypatch.setenv("TMPDIR", str(workers))  # where the workers (new processes) make their folders
-    monkeypatch.setattr(tempfile, "tempdir", str(here))  # and this process its own
+    workers = _worker_folders(tmp_path, monkeypatch)
     from forensics import parallel
 
     monkeypatch.setattr(parallel, "DASK_FETCH_BYTES", 4096)  # the lines fetched in many blocks, cut mid-line
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with _process_cluster(distributed) as cluster:
         on_dask = _reports(inputs, scheduler=cluster.scheduler_address)
     assert one["json"] == on_dask["json"]
     assert one["csv"] == on_dask["csv"]
@@ -227,18 +238,12 @@ def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch)
     """The worker that holds a part's spill dies after stage 1: the part's stage 1 runs again
     on a live worker and its stage 2 there; the report is still the one-process report, and
     the dead worker's folder is removed. (Before, stage 2 waited for that worker forever.)"""
-    import tempfile
-
     distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
     from forensics import parallel
 
     inputs = [SAMPLES]
     one = _reports(inputs, jobs=1)
-    workers, here = tmp_path / "workers", tmp_path / "here"
-    workers.mkdir()
-    here.mkdir()
-    monkeypatch.setenv("TMPDIR", str(workers))
-    monkeypatch.setattr(tempfile, "tempdir", str(here))
+    workers = _worker_folders(tmp_path, monkeypatch)
     real, lost = parallel._judged_or_rerun, []
 
     def kill_first(client, tasks, k, pinned, *rest):
@@ -250,8 +255,7 @@ def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch)
 
     monkeypatch.setattr(parallel, "_judged_or_rerun", kill_first)
     monkeypatch.setattr(parallel, "DASK_POLL_S", 0.5)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with _process_cluster(distributed) as cluster:
         on_dask = _reports(inputs, scheduler=cluster.scheduler_address)
     assert lost
     assert one["json"] == on_dask["json"]
@@ -261,17 +265,11 @@ def test_dask_worker_lost_between_the_stages_is_run_again(tmp_path, monkeypatch)
 def test_dask_worker_lost_before_its_index_is_fetched(tmp_path, monkeypatch):
     """The worker that ran part 0's stage 1 dies before the client has fetched the part's index:
     the part runs again on a live worker, and the report is the one-process report."""
-    import tempfile
-
     distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
     from forensics import parallel
 
     one = _reports([SAMPLES], jobs=1)
-    workers, here = tmp_path / "workers", tmp_path / "here"
-    workers.mkdir()
-    here.mkdir()
-    monkeypatch.setenv("TMPDIR", str(workers))
-    monkeypatch.setattr(tempfile, "tempdir", str(here))
+    workers = _worker_folders(tmp_path, monkeypatch)
     real, lost = parallel._fetch_index, []
 
     def kill_first(client, res, where, workdir):
@@ -282,8 +280,7 @@ def test_dask_worker_lost_before_its_index_is_fetched(tmp_path, monkeypatch):
 
     monkeypatch.setattr(parallel, "_fetch_index", kill_first)
     monkeypatch.setattr(parallel, "DASK_POLL_S", 0.5)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with _process_cluster(distributed) as cluster:
         on_dask = _reports([SAMPLES], scheduler=cluster.scheduler_address)
     assert lost
     assert one["json"] == on_dask["json"]
