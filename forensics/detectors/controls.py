@@ -67,6 +67,12 @@ class ServerStats:
         """The names that completed at ``port``, with their clients (empty: none)."""
         return self.ok_names.get(port, _NO_NAMES) if self.ok_names else _NO_NAMES
 
+    def names_to_fill(self, port: int) -> dict:
+        """The names completed at ``port``, to add to (made on first use)."""
+        if self.ok_names is None:
+            self.ok_names = {}
+        return self.ok_names.setdefault(port, {})
+
     def merge(self, o: "ServerStats") -> None:
         self.attempts += o.attempts
         self.synack += o.synack
@@ -74,10 +80,8 @@ class ServerStats:
         self.completed += o.completed
         self.hello_ok_max = max(self.hello_ok_max, o.hello_ok_max)
         if o.ok_names:
-            if self.ok_names is None:
-                self.ok_names = {}
             for port, names in o.ok_names.items():
-                mine = self.ok_names.setdefault(port, {})
+                mine = self.names_to_fill(port)
                 for name, who in names.items():
                     if _room_for(mine, name, MAX_NAMES_PER_PORT):
                         mine[name] = _union_capped(mine.get(name, _NOBODY), who, MAX_NAME_CLIENTS)
@@ -165,9 +169,7 @@ class Controls:
             s.completed += 1
             _add_capped(self.reached, (prefix_of(f.server_ip),), MAX_PREFIXES)
             if f.name:
-                if s.ok_names is None:
-                    s.ok_names = {}
-                names = s.ok_names.setdefault(f.server_port, {})
+                names = s.names_to_fill(f.server_port)
                 if _room_for(names, f.name, MAX_NAMES_PER_PORT):
                     names[f.name] = _union_capped(names.get(f.name, _NOBODY), (f.client_ip,), MAX_NAME_CLIENTS)
             size = x.get("hello_size", 0)
