@@ -20,6 +20,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .records import take
+
 #: Rows sorted in memory at once: with the 60-byte index rows, the run, its order and its
 #: sorted copy take about 70 MB at most (the stage-1 flows are gone by then).
 RUN_ROWS = 1 << 19
@@ -126,21 +128,21 @@ def merged(sources: Sequence, keys: Sequence[str], block: int | None = None) -> 
                 if bound is None or last < bound:
                     bound, first = last, s
         bound_key = kbufs[first][-1] if bound is not None else None  # (kbufs[first] is cut below)
-        take, srcs = [], []
+        parts, srcs = [], []
         for s in live:
             if bound is None:
                 cut = len(bufs[s])
             else:
                 cut = int(np.searchsorted(kbufs[s], bound_key, side="right" if s <= first else "left"))
             if cut:
-                take.append(bufs[s][:cut])
+                parts.append(bufs[s][:cut])
                 srcs.append(np.full(cut, s, np.int16))
                 bufs[s], kbufs[s] = bufs[s][cut:], kbufs[s][cut:]
-        rows = take[0] if len(take) == 1 else np.concatenate(take)
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
         src = srcs[0] if len(srcs) == 1 else np.concatenate(srcs)
-        if len(take) > 1:
+        if len(parts) > 1:
             o = _order(rows, keys)  # stable: ties stay in source order
-            rows, src = rows[o], src[o]
+            rows, src = take(rows, o), src[o]
         yield rows, src
 
 
@@ -151,7 +153,7 @@ def sort_file(src: DiskArray, dst: str, keys: Sequence[str], *, run_rows: int | 
     runs: list[DiskArray] = []
     for k, rows in enumerate(src.blocks(run_rows or RUN_ROWS)):
         out = Appender(f"{dst}.run{k}", src.dtype)
-        out.add(rows[_order(rows, keys)])
+        out.add(take(rows, _order(rows, keys)))
         runs.append(out.close())
     if not runs:
         return Appender(dst, src.dtype).close()

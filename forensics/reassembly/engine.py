@@ -32,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..records import take
 from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsResponse, Endpoint, IcmpError,
                      new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint)
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
@@ -152,11 +153,12 @@ class Reassembler:
         proto = rows["proto"]
         tcp = np.flatnonzero(ok & (proto == 6))
         if len(tcp) and self.nparts > 1:
-            tcp = tcp[self._mine(_canonical_keys(rows[tcp]))]
+            tcp = tcp[self._mine(_canonical_keys(take(rows, tcp)))]
         if len(tcp):
-            self._feed_tcp(input_idx, rows[tcp], buf)
+            t = take(rows, tcp)
+            self._feed_tcp(input_idx, t, buf)
             if made is not None:
-                self._tcp_fragments(rows[tcp], made)
+                self._tcp_fragments(t, made)
         udp = ok & (proto == 17)
         dnsmask = udp & (np.isin(rows["sport"], DNS_PORTS) | np.isin(rows["dport"], DNS_PORTS))
         if self.nparts > 1:
@@ -165,11 +167,11 @@ class Reassembler:
         self.stats.udp_packets += int(udp.sum())
         dns = np.flatnonzero(dnsmask)
         if len(dns):
-            d = rows[dns]
+            d = take(rows, dns)
             group = _group_destination(d)
             if group.any():
                 self.stats.dns_multicast += int(group.sum())
-                d = d[~group]
+                d = take(d, ~group)
             self._feed_dns(input_idx, d, buf, made)
         icmp = np.flatnonzero(ok & (((proto == 1) & np.isin(rows["itype"], ICMP4_ERRORS) & (rows["ipver"] == 4))
                                     | ((proto == 58) & np.isin(rows["itype"], ICMP6_ERRORS) & (rows["ipver"] == 6))))
@@ -255,7 +257,7 @@ class Reassembler:
         odd_syn = pure & ((t["seq"] != t["seq"][starts][rowgroup]) | ~pure[starts][rowgroup])
         any_pure = np.add.reduceat(pure.astype(np.int32), starts) > 0
         any_odd = np.add.reduceat(odd_syn.astype(np.int32), starts) > 0
-        keys = _key_bytes(_canonical_keys(t[starts]))
+        keys = _key_bytes(_canonical_keys(take(t, starts)))
         firsts = list(row_fields(t, starts, START_FIELDS))
         flows = self.flows
         states: list[TcpState | None] = [None] * G
@@ -611,14 +613,14 @@ def _group_by_flow(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(h, kind="stable")
     hs = h[order]
     starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
-    ks = keys[order]
+    ks = take(keys, order)
     gid = np.cumsum(np.concatenate(([False], hs[1:] != hs[:-1])))
-    if not np.array_equal(ks, ks[starts][gid]):
+    if not np.array_equal(ks, take(ks, starts[gid])):
         _, inv = np.unique(keys, return_inverse=True)
         order = np.argsort(inv, kind="stable")
         inv = inv[order]
         starts = np.flatnonzero(np.concatenate(([True], inv[1:] != inv[:-1])))
-    return t[order], starts
+    return take(t, order), starts
 
 
 @lru_cache(maxsize=1 << 12)
