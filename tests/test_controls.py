@@ -13,7 +13,7 @@ SERVER = "203.0.113.7"
 def _facts(kind: str, port: int, name: str, signal: str, input_idx: int = 0, client: str = "192.0.2.10") -> Facts:
     f = finding("test", signal, 1.0, signal)
     return Facts(kind, "tcp", input_idx, client, SERVER, port, name, 0.0, 1.0, (f,),
-                 {"syn": True, "synack": True, "answered": True})
+                 {"syn": True, "synack": True})
 
 
 def _signals(c: Controls, f: Facts) -> set[str]:

@@ -43,7 +43,7 @@ def features(a: Attempt) -> dict:
         return {}
     x: dict = {"packets_c": c.packets[0], "packets_s": c.packets[1],
                "payload_c": c.payload_bytes[0], "payload_s": c.payload_bytes[1],
-               "syn": c.syn is not None, "synack": c.synack is not None, "answered": c.packets[1] > 0}
+               "syn": c.syn is not None, "synack": c.synack is not None}
     if c.payload_cut:
         x["cut"] = c.payload_cut  # 1 the client's payload, 2 the server's, 3 both: cut by the snapshot length
     syns = client_syns(c.rows)

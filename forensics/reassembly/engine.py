@@ -32,9 +32,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..records import take
 from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsResponse, Endpoint, IcmpError,
                      new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint)
+from ..records import take
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
 from ..sources.defrag import MAX_LISTED_FRAGMENTS, NO_FRAGMENTS, Fragments
@@ -151,11 +151,10 @@ class Reassembler:
         reassembly made whole -> their fragments."""
         ok = rows["status"] == ST_OK
         proto = rows["proto"]
-        tcp = np.flatnonzero(ok & (proto == 6))
-        if len(tcp) and self.nparts > 1:
-            tcp = tcp[self._mine(_canonical_keys(take(rows, tcp)))]
-        if len(tcp):
-            t = take(rows, tcp)
+        t = take(rows, ok & (proto == 6))
+        if len(t) and self.nparts > 1:
+            t = take(t, self._mine(_canonical_keys(t)))
+        if len(t):
             self._feed_tcp(input_idx, t, buf)
             if made is not None:
                 self._tcp_fragments(t, made)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..model import MAX_FRAMES_LISTED
+from ..records import take
 from .decode import PKT_DTYPE, ST_BAD_L4, ST_FRAG, ST_OK, decode
 
 #: Capture seconds a datagram may wait for its missing fragments. A sender emits a
@@ -321,4 +322,4 @@ def _merge(rows: np.ndarray, buf: np.ndarray, out: list) -> tuple[np.ndarray, np
     new = decode(whole, frames, ts, offs, sizes.astype(np.int32), np.full(len(out), LINKTYPE_RAW, np.int32))
     merged = np.concatenate([rows, new])
     order = np.argsort(merged["frame"], kind="stable")
-    return merged[order], whole
+    return take(merged, order), whole
