@@ -454,7 +454,7 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
     pread, loads, code = os.pread, pickle.loads, _CODE
     fd = os.open(res.spill, os.O_RDONLY)
     try:
-        with open(path, "w", encoding="utf-8", buffering=1 << 20) as out, collector_by_hand() as gc_tick:
+        with open(path, "wb", buffering=1 << 20) as out, collector_by_hand() as gc_tick:
             write = out.write
             for b in range(0, n, JUDGE_TICK):  # Python ints for a block at a time
                 gc_tick()
@@ -469,7 +469,6 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
                     rec, frags = loads(pread(fd, ln, off))
                     v = judge.verdict(_facts_from_record(rec))
                     write(attempt_line(frags, v, inp, pos, rank))
-                    write("\n")
                     codes[k] = code[v.verdict]
                     if verdicts is not None:
                         verdicts.append(v)

@@ -254,52 +254,62 @@ def _encode(value) -> str:
     ASCII escapes (text outside ASCII, an integer beyond 64 bits) the standard
     encoder writes it. Floats are orjson's shortest round-trip form, which differs
     from Python's only in notation (``0.000099`` for ``9.9e-05``): the same value."""
+    return _encode_bytes(value).decode("ascii")
+
+
+def _encode_bytes(value) -> bytes:
+    """``_encode(value)`` as ASCII bytes, as orjson writes it: the attempts' pieces stay bytes
+    from the encoder to the report's file (no text decoded, pickled as text, decoded again and
+    encoded again on the way out)."""
     try:
-        s = orjson.dumps(value).decode()
+        b = orjson.dumps(value)
     except TypeError:
-        return _json_encode(value)
-    return s if s.isascii() else _json_encode(value)
+        return _json_encode(value).encode("ascii")
+    return b if b.isascii() else _json_encode(value).encode("ascii")
 
 
 # Keys that mark where one piece ends: JSON escapes the NUL, and a quote that
 # opens a key cannot follow a comma inside a string, so these cannot occur in data.
 _CUT1, _CUT2 = "\x00cut1", "\x00cut2"
-_SEP1, _SEP2 = "," + _encode(_CUT1) + ":0,", "," + _encode(_CUT2) + ":0"
+_SEP1, _SEP2 = b"," + _encode_bytes(_CUT1) + b":0,", b"," + _encode_bytes(_CUT2) + b":0"
 
 
-def _inner(d: dict) -> str:
+def _inner(d: dict) -> bytes:
     """A dict's compact JSON without its braces."""
-    return _encode(d)[1:-1]
+    return _encode_bytes(d)[1:-1]
 
 
-def attempt_fragments(a: Attempt) -> tuple[str, str, str]:
-    """The JSON pieces of an attempt that do not depend on the verdict, id or stream:
-    the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail``, encoded once."""
+def attempt_fragments(a: Attempt) -> tuple[bytes, bytes, bytes]:
+    """The JSON pieces (ASCII bytes) of an attempt that do not depend on the verdict, id or
+    stream: the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail``, encoded once."""
     d = attempt_head(a)
     d[_CUT1] = 0
     d.update(attempt_mid(a))
     d[_CUT2] = 0
     _tail_into(d, a)
-    text = _encode(d)[1:-1]
+    text = _encode_bytes(d)[1:-1]
     head, rest = text.split(_SEP1, 1)
     mid, tail = rest.split(_SEP2, 1)
     return head, mid, tail[1:]
 
 
-_rules_json: dict[str, str] = {}
+_rules_json: dict[str, bytes] = {}
 
 
-def attempt_line(frags: tuple[str, str, str], v: Verdict, input_idx: int, position: int, stream: int) -> str:
-    """An attempt's compact JSON, byte for byte ``_encode(attempt_dict(...))``, from its
-    fragments, its verdict and what needs every part's attempts: its position in the
-    report (0-based; the id is ``a`` and the position plus one) and its stream (-1: none)."""
+def attempt_line(frags: tuple[bytes, bytes, bytes], v: Verdict, input_idx: int, position: int,
+                 stream: int) -> bytes:
+    """An attempt's compact JSON line (ASCII bytes, with its newline), byte for byte
+    ``_encode(attempt_dict(...))``, from its fragments, its verdict and what needs every
+    part's attempts: its position in the report (0-based; the id is ``a`` and the position
+    plus one) and its stream (-1: none)."""
     head, mid, tail = frags
     rule = _rules_json.get(v.rule)
     if rule is None:
-        rule = _rules_json[v.rule] = _encode(v.rule)
-    stream_part = f',"stream":{stream}' if stream >= 0 else ""
-    return "".join(('{"id":"a', str(position + 1), '",', head, ",", _inner(verdict_fields(v)), ',"input":',
-                    str(input_idx), ',"rule":', rule, ",", mid, stream_part, ("," + tail + "}") if tail else "}"))
+        rule = _rules_json[v.rule] = _encode_bytes(v.rule)
+    return b"".join((b'{"id":"a', b"%d" % (position + 1), b'",', head, b",", _inner(verdict_fields(v)),
+                     b',"input":', b"%d" % input_idx, b',"rule":', rule, b",", mid,
+                     b',"stream":%d' % stream if stream >= 0 else b"",
+                     b"," + tail + b"}\n" if tail else b"}\n"))
 
 
 def flat_row(d: dict) -> dict:
