@@ -151,11 +151,14 @@ class Reassembler:
         reassembly made whole -> their fragments."""
         ok = rows["status"] == ST_OK
         proto = rows["proto"]
+        # the payloads are read as bytes out of a memoryview: a slice of it and its bytes cost
+        # a third of a numpy slice's (0.11 against 0.35 us, a TCP payload or DNS message each)
+        view = memoryview(buf)
         t = take(rows, ok & (proto == 6))
         if len(t) and self.nparts > 1:
             t = take(t, self._mine(_canonical_keys(t)))
         if len(t):
-            self._feed_tcp(input_idx, t, buf)
+            self._feed_tcp(input_idx, t, view)
             if made is not None:
                 self._tcp_fragments(t, made)
         udp = ok & (proto == 17)
@@ -171,7 +174,7 @@ class Reassembler:
             if group.any():
                 self.stats.dns_multicast += int(group.sum())
                 d = take(d, ~group)
-            self._feed_dns(input_idx, d, buf, made)
+            self._feed_dns(input_idx, d, view, made)
         icmp = np.flatnonzero(ok & (((proto == 1) & np.isin(rows["itype"], ICMP4_ERRORS) & (rows["ipver"] == 4))
                                     | ((proto == 58) & np.isin(rows["itype"], ICMP6_ERRORS) & (rows["ipver"] == 6))))
         for i in icmp:
@@ -241,7 +244,7 @@ class Reassembler:
             st.fragments.update(list(zip(got.frames, got.ttls))[:room])
             st.fragments_disagree |= got.disagree
 
-    def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: np.ndarray) -> None:
+    def _feed_tcp(self, input_idx: int, t: np.ndarray, buf: memoryview) -> None:
         self.stats.tcp_packets += len(t)
         t, starts = _group_by_flow(t)
         cut = np.flatnonzero(t["caplen_pay"] < t["plen"])  # payload the snapshot length cut off
@@ -356,7 +359,7 @@ class Reassembler:
         self.flows[key] = state
         return state
 
-    def _add_tcp(self, key: bytes, state: TcpState, input_idx: int, grp: np.ndarray, buf: np.ndarray) -> None:
+    def _add_tcp(self, key: bytes, state: TcpState, input_idx: int, grp: np.ndarray, buf: memoryview) -> None:
         flags = grp["flags"]
         pure_syn = np.flatnonzero((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN)
         start = 0
@@ -373,7 +376,7 @@ class Reassembler:
         state.absorb(input_idx, grp[start:], buf)
 
     # ---------------------------------------------------------------------- DNS
-    def _feed_dns(self, input_idx: int, d: np.ndarray, buf: np.ndarray,
+    def _feed_dns(self, input_idx: int, d: np.ndarray, buf: memoryview,
                   made: dict[int, Fragments] | None = None) -> None:
         self.stats.dns_packets += len(d)
         snapped = d["caplen_pay"] < d["plen"]

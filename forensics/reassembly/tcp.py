@@ -61,7 +61,7 @@ def row_fields(rows: np.ndarray, idx, names: tuple[str, ...]) -> zip:
     return zip(*(rows[name][idx].tolist() for name in names))
 
 
-def parse_tcp_options(buf: np.ndarray, l4: int, doff: int) -> tuple[int | None, int | None, bool, bool, tuple[int, ...]]:
+def parse_tcp_options(buf: np.ndarray | memoryview, l4: int, doff: int) -> tuple[int | None, int | None, bool, bool, tuple[int, ...]]:
     """MSS, window scale, SACK-permitted, timestamps and the option kinds, in order."""
     data = buf[l4 + 20:l4 + doff].tobytes()
     mss = wscale = None
@@ -174,7 +174,7 @@ class TcpState:
                 base = first_seq(int(first["seq"]), int(first["flags"]))
         return base is not None and int(syn["seq"]) != base
 
-    def absorb(self, input_idx: int, rows: np.ndarray, buf: np.ndarray) -> None:
+    def absorb(self, input_idx: int, rows: np.ndarray, buf: np.ndarray | memoryview) -> None:
         """Take rows of this connection one group at a time (the careful path)."""
         if len(rows) == 0:
             return
@@ -229,7 +229,7 @@ class TcpState:
         cap = PAYLOAD_CAP if d == C2S else SERVER_KEEP
         return self.piece_bytes[d] < cap and len(self.pieces[d]) < MAX_PIECES
 
-    def piece(self, r: np.void, d: int, buf: np.ndarray) -> None:
+    def piece(self, r: np.void, d: int, buf: np.ndarray | memoryview) -> None:
         p = int(r["pay"])
         self.add_piece(d, int(r["seq"]), int(r["frame"]), buf[p:p + int(r["caplen_pay"])].tobytes(), float(r["ts"]))
 
@@ -260,7 +260,8 @@ class TcpState:
                 self.chunks.append(marks.tobytes())
                 self.n_marks += len(marks)
 
-    def syn_row(self, d: int, f: int, l4: int, doff: int, ttl: int, ipid: int, frame: int, buf: np.ndarray) -> None:
+    def syn_row(self, d: int, f: int, l4: int, doff: int, ttl: int, ipid: int, frame: int,
+                buf: np.ndarray | memoryview) -> None:
         """A row with SYN set, in direction ``d``: keep the options of the first SYN and SYN-ACK."""
         if d == C2S and not f & TCP_ACK:
             self.syn_count += 1
