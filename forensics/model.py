@@ -453,16 +453,17 @@ _FLAG_LETTERS = ((0x02, "S"), (0x10, "A"), (0x08, "P"), (0x01, "F"), (0x04, "R")
                  (0x20, "U"), (0x40, "E"), (0x80, "C"), (0x100, "N"))
 
 
-#: The text of each TCP flags value met so far (the 9 flag bits: at most 512 values).
+#: The bits ``_FLAG_LETTERS`` name: the text depends on these alone.
+_FLAG_BITS = 0x1FF
+#: The text of each value of those bits met so far (at most 512).
 _FLAGS_TEXT: dict[int, str] = {}
 
 
 def flags_text(flags: int) -> str:
+    flags &= _FLAG_BITS
     text = _FLAGS_TEXT.get(flags)
     if text is None:
-        text = "".join([ch for bit, ch in _FLAG_LETTERS if flags & bit]) or "."
-        if len(_FLAGS_TEXT) < 4096:  # only the 9 bits are read; other bits would make new keys
-            _FLAGS_TEXT[flags] = text
+        text = _FLAGS_TEXT[flags] = "".join([ch for bit, ch in _FLAG_LETTERS if flags & bit]) or "."
     return text
 
 

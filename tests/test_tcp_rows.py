@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forensics.model import SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_SEQ, SEG_TS, seg_rows
+from forensics.model import SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_SEQ, SEG_TS, flags_text, seg_rows
 from forensics.reassembly.tcp import U32, _reassemble, _walk, first_seq, history
 
 S, A, F, R, P = 0x02, 0x10, 0x01, 0x04, 0x08
@@ -41,6 +41,18 @@ def test_reassemble_one_segment():
     # the general path, for contrast: a resend, a conflicting resend, and what follows
     pieces = [(U32, 5, b"ab", 0.0), (U32, 6, b"ab", 0.1), (U32, 7, b"xb", 0.2), (1, 8, b"cd", 0.3)]
     assert _reassemble(pieces, U32) == (b"abcd", (5, 8), 3, 1)
+
+
+def test_flags_text_names_the_nine_flag_bits():
+    """One letter per flag set, SYN and ACK first; bits past the ninth are not flags."""
+    assert flags_text(0x02) == "S"
+    assert flags_text(0x12) == "SA"
+    assert flags_text(0x18) == "AP"
+    assert flags_text(0x14) == "AR"
+    assert flags_text(0x1FF) == "SAPFRUECN"
+    assert flags_text(0) == "."
+    assert flags_text(0x200) == "."  # beyond the 9 bits: no flag, the same text as none
+    assert flags_text(0x212) == flags_text(0x12)
 
 
 def test_history_letters():
