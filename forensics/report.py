@@ -296,6 +296,24 @@ def attempt_fragments(a: Attempt) -> tuple[bytes, bytes, bytes]:
 _rules_json: dict[str, bytes] = {}
 
 
+def verdict_piece(v: Verdict, input_idx: int) -> bytes:
+    """The members of an attempt's line between its head and its mid: its verdict's, its
+    input and its rule."""
+    rule = _rules_json.get(v.rule)
+    if rule is None:
+        rule = _rules_json[v.rule] = _encode_bytes(v.rule)
+    return b"".join((_inner(verdict_fields(v)), b',"input":', b"%d" % input_idx, b',"rule":', rule))
+
+
+def line_of(head: bytes, vpiece: bytes, mid: bytes, tail: bytes, position: int, stream: int) -> bytes:
+    """An attempt's line from its fragments (``attempt_fragments``), its ``verdict_piece``,
+    and what needs every part's attempts: its position in the report (0-based; the id is
+    ``a`` and the position plus one) and its stream (-1: none)."""
+    return b"".join((b'{"id":"a', b"%d" % (position + 1), b'",', head, b",", vpiece, b",", mid,
+                     b',"stream":%d' % stream if stream >= 0 else b"",
+                     b"," + tail + b"}\n" if tail else b"}\n"))
+
+
 def attempt_line(frags: tuple[bytes, bytes, bytes], v: Verdict, input_idx: int, position: int,
                  stream: int) -> bytes:
     """An attempt's compact JSON line (ASCII bytes, with its newline), byte for byte
@@ -303,13 +321,7 @@ def attempt_line(frags: tuple[bytes, bytes, bytes], v: Verdict, input_idx: int, 
     part's attempts: its position in the report (0-based; the id is ``a`` and the position
     plus one) and its stream (-1: none)."""
     head, mid, tail = frags
-    rule = _rules_json.get(v.rule)
-    if rule is None:
-        rule = _rules_json[v.rule] = _encode_bytes(v.rule)
-    return b"".join((b'{"id":"a', b"%d" % (position + 1), b'",', head, b",", _inner(verdict_fields(v)),
-                     b',"input":', b"%d" % input_idx, b',"rule":', rule, b",", mid,
-                     b',"stream":%d' % stream if stream >= 0 else b"",
-                     b"," + tail + b"}\n" if tail else b"}\n"))
+    return line_of(head, verdict_piece(v, input_idx), mid, tail, position, stream)
 
 
 def flat_row(d: dict) -> dict:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import NamedTuple
 
-from ..detectors import BUILTIN, CROSS
+from ..detectors import BUILTIN, CROSS, crosscheck, dnsforge
 from ..detectors.base import Facts
 from ..detectors.controls import ControlSet
 from ..detectors.features import features
@@ -23,6 +23,10 @@ from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Hop, Verdict, new
 from .rules import RULES, RULES_VERSION, Rule
 
 __all__ = ["judge", "Judge", "RULES_VERSION", "apply_rules"]
+
+
+# ``Judge.early`` knows what each cross-attempt detector reads of the controls
+assert {d.name for d in CROSS} == {dnsforge.NAME, crosscheck.NAME}, "Judge.early must learn the new detector"
 
 
 class Judge:
@@ -63,6 +67,27 @@ class Judge:
             except Exception as exc:
                 self._disable(det, f"{facts.kind} attempt at {facts.server_ip}", exc)
         return apply_rules(facts, found)
+
+    def early(self, facts: Facts) -> tuple[Verdict, tuple | None] | None:
+        """The verdict of ``facts`` before the controls are complete, where they cannot
+        change it; with a key where they could still, through the checks of ``dnsforge.stands``
+        (``stands`` tells, once they are complete). None where
+        the cross-attempt detectors read the controls in any other way.
+
+        Most attempts are of this kind: a connection that neither failed nor met forged
+        packets, a DNS query with one answer, or answers that agree. Their verdict is ``verdict``'s,
+        found without the controls."""
+        if crosscheck.asks(facts):
+            return None
+        key = dnsforge.asks(facts)
+        if key is True:
+            return None
+        return apply_rules(facts, list(facts.findings)), key or None
+
+    def stands(self, input_idx: int, key: tuple | None) -> bool:
+        """Whether the verdict ``early`` gave with ``key`` is the one ``verdict`` gives against
+        the complete controls of ``input_idx``'s case."""
+        return key is None or dnsforge.stands(self.controls.of(input_idx), key)
 
 
 def judge(attempts: list[Attempt], warnings: list[str], reachable: tuple[str, ...] = ()) -> list[Verdict]:

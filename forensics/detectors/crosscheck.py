@@ -51,7 +51,18 @@ SIGNALS = {
 }
 
 _DROPS = ("hello-dropped", "request-dropped", "payload-dropped")
+#: The signals ``run`` looks into the controls for: an attempt with none of them gets no
+#: finding from this detector whatever the controls hold, so its verdict is known before the
+#: controls are complete (``pipeline`` judges it in its first stage). Every check in ``run``
+#: asks for one of these.
+ASKS = frozenset({*_DROPS, "rst-forged", "blockpage-forged", "rst-suspect", "syn-dropped", "syn-unanswered"})
 _TOKEN = re.compile(r"[A-Za-z0-9]{3,}")
+
+
+def asks(f: Facts) -> bool:
+    """Whether ``run`` reads the controls for ``f`` at all (False: it finds nothing, whatever
+    they hold)."""
+    return f.transport == "tcp" and f.kind != "dns" and not ASKS.isdisjoint([x.signal for x in f.findings])
 
 
 class CrossCheckDetector:
@@ -59,7 +70,7 @@ class CrossCheckDetector:
     detects, false_positives = doc_parts(__doc__)
 
     def run(self, f: Facts, controls: Controls) -> list[Finding]:
-        if f.transport != "tcp" or f.kind == "dns":
+        if not asks(f):
             return []
         controls.settle()  # the capped sets cut to their caps, once after the last add
         sig = f.signals()

@@ -105,11 +105,8 @@ class DnsForgeryDetector:
         # -- answers in space that cannot hold a public name's address
         if public_name(f.name):
             for r in resp:
-                addrs = r[9]
-                kinds = [(a, special(a)) for a in addrs]
-                bad = [(a, k) for a, k in kinds if k and not in_any(a, controls.reachable)
-                       and prefix_of(a) not in controls.reached]
-                if bad and len(bad) == len(addrs):
+                bad = _unreached(r[9], controls)
+                if bad:
                     never = any(k == "never" for _, k in bad)
                     base_ttl = _base_ttl(res)
                     out.append(finding(NAME, "dns-bogon-never" if never else "dns-bogon", 1.0 if never else 0.6,
@@ -124,17 +121,75 @@ class DnsForgeryDetector:
         if not f.name:
             return out
         mine = resp[0][2]
-        mine_nx = mine == "NXDOMAIN"
-        # the resolvers in address order; of each, the smallest outcome that disagrees
-        for ip, nx, other in controls.names.get((f.name, f.features.get("qtype", "")), ()):
-            o = other if mine_nx else "NXDOMAIN" if nx else None
-            if o is not None and ip != f.server_ip:
-                out.append(finding(NAME, "dns-cross-resolver", 0.8,
-                                   f"resolver {ip} answered {o} for the same name where {f.server_ip}'s first "
-                                   f"answer was {mine}", [_query(f), ev(resp[0][6], resp[0][5], "answer", mine)],
-                                   trigger="dns-qname"))
-                return out
+        other = other_resolver(controls, f.name, f.features.get("qtype", ""), f.server_ip, mine)
+        if other is not None:
+            ip, o = other
+            out.append(finding(NAME, "dns-cross-resolver", 0.8,
+                               f"resolver {ip} answered {o} for the same name where {f.server_ip}'s first "
+                               f"answer was {mine}", [_query(f), ev(resp[0][6], resp[0][5], "answer", mine)],
+                               trigger="dns-qname"))
         return out
+
+
+def other_resolver(controls: Controls, name: str, qtype: str, server_ip: str, mine: str) -> tuple[str, str] | None:
+    """The first resolver, in address order, other than ``server_ip`` that answered ``name``
+    and ``qtype`` in a way CDN variety cannot explain, where ``server_ip`` first answered
+    ``mine``: an address where it said NXDOMAIN, or the reverse. Its address and its
+    outcome; None without one."""
+    mine_nx = mine == "NXDOMAIN"
+    # the resolvers in address order; of each, the smallest outcome that disagrees
+    for ip, nx, other in controls.names.get((name, qtype), ()):
+        o = other if mine_nx else "NXDOMAIN" if nx else None
+        if o is not None and ip != server_ip:
+            return ip, o
+    return None
+
+
+def _unreached(addrs: tuple, controls: Controls) -> list[tuple[str, str]]:
+    """``addrs`` (an answer's addresses) with the kind of special-purpose space of each, where
+    every one is in such space and neither in the space given as reachable nor in a prefix a
+    client here reached; empty otherwise (also where ``addrs`` is)."""
+    bad = []
+    for a in addrs:
+        k = special(a)
+        if not k or in_any(a, controls.reachable) or prefix_of(a) in controls.reached:
+            return []
+        bad.append((a, k))
+    return bad
+
+
+def asks(f: Facts) -> bool | tuple:
+    """What ``run`` reads of the controls for ``f``: False when it finds nothing whatever
+    they hold; a key for ``stands`` when the one findings it can make are a resolver that
+    disagrees (``other_resolver``) and an answer only in special-purpose space that a client
+    may yet have reached (``_unreached``); True when its findings depend on the controls in
+    other ways (no response, responses that disagree). The pipeline judges the first two
+    kinds in its first stage, before the controls are complete, and asks ``stands`` once
+    they are. Every check in ``run`` has its case here."""
+    if f.kind != "dns" or f.transport != "udp":
+        return False
+    resp = f.features.get("responses", ())
+    if not resp:
+        return True  # resolver-silent, resolver-answered-others
+    if len(resp) >= 2 and len({r[2] for r in resp}) >= 2:
+        return True  # racing answers
+    bogons = ()
+    if public_name(f.name):  # the answers that are only special-purpose space
+        bogons = tuple([r[9] for r in resp if r[9] and all([special(a) for a in r[9]])])
+    other = (f.name, f.features.get("qtype", ""), f.server_ip, resp[0][2]) if f.name else None
+    return (other, bogons) if other is not None or bogons else False
+
+
+def stands(controls: Controls, key: tuple) -> bool:
+    """Whether ``run`` finds nothing, against ``controls``, for the attempt ``asks`` gave
+    ``key`` for."""
+    other, bogons = key
+    if bogons:
+        controls.settle()  # (``reached`` cut to its cap)
+        for addrs in bogons:
+            if _unreached(addrs, controls):
+                return False
+    return other is None or other_resolver(controls, *other) is None
 
 
 def _base_ttl(res) -> int | None:
