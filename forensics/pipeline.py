@@ -493,21 +493,18 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
                         sel["off"].tolist(), sel["len"].tolist(), sel["input"].tolist(),
                         pos_block.tolist(), ranks[b:b + JUDGE_TICK].tolist())):
                     rec = loads(pread(fd, ln, off))
-                    if len(rec) == 2:
-                        v = judge.verdict(_facts_from_record(rec[0]))
-                        write(attempt_line(rec[1], v, inp, pos, rank))
-                        codes[k] = code[v.verdict]
-                        if verdicts is not None:
-                            verdicts.append(v)
-                        continue
-                    c, head, piece, mid, tail, key, facts = rec
-                    if stands(inp, key):
-                        write(line_of(head, piece, mid, tail, pos, rank))
-                        codes[k] = c
-                    else:
-                        v = judge.verdict(_facts_from_record(loads(facts)))
-                        write(attempt_line((head, mid, tail), v, inp, pos, rank))
-                        codes[k] = code[v.verdict]
+                    if len(rec) != 2:  # a verdict given early (``_Recorder``)
+                        c, head, piece, mid, tail, key, facts = rec
+                        if stands(inp, key):
+                            write(line_of(head, piece, mid, tail, pos, rank))
+                            codes[k] = c
+                            continue
+                        rec = loads(facts), (head, mid, tail)
+                    v = judge.verdict(_facts_from_record(rec[0]))
+                    write(attempt_line(rec[1], v, inp, pos, rank))
+                    codes[k] = code[v.verdict]
+                    if verdicts is not None:
+                        verdicts.append(v)
                 counts += np.bincount(codes, minlength=nv)
                 seen, at = np.unique(codes, return_index=True)
                 new = first[seen] < 0

@@ -35,6 +35,19 @@ def need_compiled(without: str) -> None:
         pytest.skip(f"the compiled walk is not built (python setup.py build_ext --inplace); {without}")
 
 
+def load_bench_generator():
+    """``benchmarks/gen_capture.py`` as a module (``gen_capture``), loaded once."""
+    import importlib.util
+    import sys
+
+    if "gen_capture" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("gen_capture", ROOT / "benchmarks" / "gen_capture.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["gen_capture"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["gen_capture"]
+
+
 def captures_under(root: Path) -> list[Path]:
     """Every file below ``root`` that opens with a pcap or pcapng magic, sorted (none if absent)."""
     from forensics.sources import pcapio

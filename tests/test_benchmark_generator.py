@@ -8,7 +8,6 @@ import importlib.util
 import json
 import pathlib
 import struct
-import sys
 
 import pytest
 
@@ -17,22 +16,14 @@ from scapy.layers.dns import DNS  # noqa: E402
 from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: E402
 from scapy.layers.inet6 import IPv6  # noqa: E402
 
+from conftest import load_bench_generator  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load_generator():
-    path = ROOT / "benchmarks" / "gen_capture.py"
-    spec = importlib.util.spec_from_file_location("gen_capture", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gen_capture", mod)
-    spec.loader.exec_module(sys.modules["gen_capture"])
-    mod = sys.modules["gen_capture"]
-    return mod
 
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
-    gen = _load_generator()
+    gen = load_bench_generator()
     d = tmp_path_factory.mktemp("bench")
     out = d / "cap.pcap"
     # higher interference rates than the defaults so that 5k packets hold every kind
@@ -240,7 +231,7 @@ def test_sni_drop_retransmits_and_has_a_control(capture):
 
 
 def test_rotation_splits_the_same_stream(tmp_path):
-    gen = _load_generator()
+    gen = load_bench_generator()
     assert gen.main(["--packets", "3000", "--out", str(tmp_path / "one.pcap"), "--seed", "3"]) == 0
     assert gen.main(["--packets", "3000", "--rotate-every", "1000", "--out-dir",
                      str(tmp_path / "rot"), "--seed", "3"]) == 0
@@ -253,7 +244,7 @@ def test_rotation_splits_the_same_stream(tmp_path):
 
 
 def test_synflood_distinct_sources(tmp_path):
-    gen = _load_generator()
+    gen = load_bench_generator()
     out = tmp_path / "flood.pcap"
     assert gen.main(["--synflood", "3000", "--out", str(out)]) == 0
     pkts = scapy_all.rdpcap(str(out))
@@ -326,7 +317,7 @@ def test_a_borders_variety_of_servers_and_names_is_judged_right(tmp_path):
     controls grow with); the truth still holds for every attempt."""
     from forensics import api
 
-    gen = _load_generator()
+    gen = load_bench_generator()
     out = tmp_path / "border.pcap"
     assert gen.main(["--packets", "6000", "--sites", "3000", "--v6-servers", "5000", "--ipv6", "0.9",
                      "--out", str(out), "--seed", "5"]) == 0

@@ -11,19 +11,18 @@ interference), whose reports are the same byte for byte with early verdicts off.
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 
 import pytest
 
-from conftest import CORPUS, ROOT, captures_under
+from conftest import CORPUS, ROOT, captures_under, load_bench_generator
 
 import forensics
 from forensics import pipeline
 from forensics.classify.engine import Judge
 from forensics.detectors import crosscheck, dnsforge
 from forensics.detectors.base import Facts, finding
+from forensics.render import render_to_string
 
 NAMES = ("blog.example.com", "news.example.org", "printer.local", "")
 RESOLVERS = ("198.51.100.53", "198.51.100.9", "2001:db8:3::53")
@@ -121,20 +120,13 @@ def test_what_the_cross_checks_ask_for():
 
 
 def _generated(tmp_path) -> str:
-    path = ROOT / "benchmarks" / "gen_capture.py"
-    spec = importlib.util.spec_from_file_location("gen_capture_early", path)
-    gen = importlib.util.module_from_spec(spec)
-    sys.modules["gen_capture_early"] = gen
-    spec.loader.exec_module(gen)
     out = tmp_path / "gen.pcap"
-    assert gen.main(["--packets", "6000", "--out", str(out), "--seed", "11", "--rst", "0.08",
-                     "--forged-dns", "0.08", "--sni-drop", "0.08"]) == 0
+    assert load_bench_generator().main(["--packets", "6000", "--out", str(out), "--seed", "11", "--rst", "0.08",
+                                        "--forged-dns", "0.08", "--sni-drop", "0.08"]) == 0
     return str(out)
 
 
 def _json(paths, jobs: int = 1) -> str:
-    from forensics.render import render_to_string
-
     return render_to_string(forensics.analyze(paths, keep_attempts=False, jobs=jobs), "json")
 
 

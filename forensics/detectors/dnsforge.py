@@ -160,7 +160,7 @@ def _unreached(addrs: tuple, controls: Controls) -> list[tuple[str, str]]:
 
 def asks(f: Facts) -> bool | tuple:
     """What ``run`` reads of the controls for ``f``: False when it finds nothing whatever
-    they hold; a key for ``stands`` when the one findings it can make are a resolver that
+    they hold; a key for ``stands`` when the only findings it can make are a resolver that
     disagrees (``other_resolver``) and an answer only in special-purpose space that a client
     may yet have reached (``_unreached``); True when its findings depend on the controls in
     other ways (no response, responses that disagree). The pipeline judges the first two
