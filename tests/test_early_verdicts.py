@@ -144,3 +144,24 @@ def test_reports_are_the_same_with_early_verdicts_off(tmp_path, monkeypatch):
         if path == generated:  # the capture holds what the checks of stage 2 are for
             assert '"verdict":"forged-dns"' in with_early and '"verdict":"injected-rst"' in with_early
     assert _json([generated], jobs=2) == _json([generated])
+
+
+def test_reports_are_the_same_when_stage_two_turns_every_checked_verdict_down(tmp_path, monkeypatch):
+    """Where ``stands`` refuses an early verdict, stage 2 judges again from the facts and the
+    JSON pieces of the spill record: refusing every verdict that has a question left (the DNS
+    answers of the samples and the generated capture) must give the same report, as judging
+    them again gives the verdicts that stood."""
+    generated = _generated(tmp_path)
+    asked = []
+
+    def refuse(self, input_idx, key):
+        asked.append(key)
+        return key is None
+
+    for path in (str(ROOT / "pcaps"), generated):
+        with_early = _json([path])
+        monkeypatch.setattr(Judge, "stands", refuse)
+        refused = _json([path])
+        monkeypatch.undo()
+        assert with_early == refused, path
+    assert sum(k is not None for k in asked) > 100
