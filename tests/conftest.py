@@ -35,17 +35,19 @@ def need_compiled(without: str) -> None:
         pytest.skip(f"the compiled walk is not built (python setup.py build_ext --inplace); {without}")
 
 
-def load_bench_generator():
-    """``benchmarks/gen_capture.py`` as a module (``gen_capture``), loaded once."""
+def load_benchmark(stem: str):
+    """``benchmarks/<stem>.py`` (``gen_capture``, the generator; ``run``, the runner) as a
+    module named ``bench_<stem>``, loaded once."""
     import importlib.util
     import sys
 
-    if "gen_capture" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("gen_capture", ROOT / "benchmarks" / "gen_capture.py")
+    name = f"bench_{stem}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{stem}.py")
         mod = importlib.util.module_from_spec(spec)
-        sys.modules["gen_capture"] = mod
+        sys.modules[name] = mod
         spec.loader.exec_module(mod)
-    return sys.modules["gen_capture"]
+    return sys.modules[name]
 
 
 def captures_under(root: Path) -> list[Path]:

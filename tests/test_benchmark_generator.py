@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import json
-import pathlib
 import struct
 
 import pytest
@@ -16,14 +14,12 @@ from scapy.layers.dns import DNS  # noqa: E402
 from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: E402
 from scapy.layers.inet6 import IPv6  # noqa: E402
 
-from conftest import load_bench_generator  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from conftest import load_benchmark  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
-    gen = load_bench_generator()
+    gen = load_benchmark("gen_capture")
     d = tmp_path_factory.mktemp("bench")
     out = d / "cap.pcap"
     # higher interference rates than the defaults so that 5k packets hold every kind
@@ -231,7 +227,7 @@ def test_sni_drop_retransmits_and_has_a_control(capture):
 
 
 def test_rotation_splits_the_same_stream(tmp_path):
-    gen = load_bench_generator()
+    gen = load_benchmark("gen_capture")
     assert gen.main(["--packets", "3000", "--out", str(tmp_path / "one.pcap"), "--seed", "3"]) == 0
     assert gen.main(["--packets", "3000", "--rotate-every", "1000", "--out-dir",
                      str(tmp_path / "rot"), "--seed", "3"]) == 0
@@ -244,7 +240,7 @@ def test_rotation_splits_the_same_stream(tmp_path):
 
 
 def test_synflood_distinct_sources(tmp_path):
-    gen = load_bench_generator()
+    gen = load_benchmark("gen_capture")
     out = tmp_path / "flood.pcap"
     assert gen.main(["--synflood", "3000", "--out", str(out)]) == 0
     pkts = scapy_all.rdpcap(str(out))
@@ -259,9 +255,7 @@ def test_synflood_distinct_sources(tmp_path):
 def test_runner_joins_verdicts_with_the_truth(capture, tmp_path):
     """benchmarks/run.py's verdict check: right, wrong (with confusions), missing, accept."""
     out, _, truth, _ = capture
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    run = load_benchmark("run")
     attempts = [json.loads(json.dumps(t)) for t in truth]
     rst = [a for a in attempts if a["verdict"] == "injected-rst"]
     rst[0]["verdict"] = "server-reset"
@@ -282,17 +276,10 @@ def test_runner_joins_verdicts_with_the_truth(capture, tmp_path):
         (out.parent / "cap.meta.json").read_text())["packets"]
 
 
-def _bench_runner():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
-    return run
-
-
 def test_runner_repeat_takes_medians_and_paired_ratios():
     """--repeat: each tool's median round, the largest RSS, a failed round fails the tool, and
     the ratio is the median of the rounds' own ratios (a slow spell hits both tools of a round)."""
-    run = _bench_runner()
+    run = load_benchmark("run")
     fx = [{"ok": True, "seconds": s, "cpu_seconds": s, "rss_mb": m} for s, m in ((10, 300), (20, 310), (11, 305))]
     ts = [{"ok": True, "seconds": s, "cpu_seconds": s, "rss_mb": 400} for s in (30, 60, 33)]
     f, t = run.combine_runs(fx), run.combine_runs(ts)
@@ -317,7 +304,7 @@ def test_a_borders_variety_of_servers_and_names_is_judged_right(tmp_path):
     controls grow with); the truth still holds for every attempt."""
     from forensics import api
 
-    gen = load_bench_generator()
+    gen = load_benchmark("gen_capture")
     out = tmp_path / "border.pcap"
     assert gen.main(["--packets", "6000", "--sites", "3000", "--v6-servers", "5000", "--ipv6", "0.9",
                      "--out", str(out), "--seed", "5"]) == 0
@@ -328,7 +315,7 @@ def test_a_borders_variety_of_servers_and_names_is_judged_right(tmp_path):
         render(rep, "json", fh)
     servers = {a["server"]["ip"] for a in rep.iter_attempt_dicts() if a["transport"] == "tcp"}
     assert sum(s.startswith("2001:db8:2:1:") for s in servers) > 100  # past the first 100, their own /64
-    r = _bench_runner().check_verdicts(str(tmp_path / "border.truth.jsonl"), str(report))
+    r = load_benchmark("run").check_verdicts(str(tmp_path / "border.truth.jsonl"), str(report))
     assert r["truth"] > 500 and r["right"] == r["truth"] and r["not_in_truth"] == 0
     meta = json.loads((tmp_path / "border.meta.json").read_text())
     assert (meta["sites"], meta["v6_servers"]) == (3000, 5000)

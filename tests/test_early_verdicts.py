@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from conftest import CORPUS, ROOT, captures_under, load_bench_generator
+from conftest import CORPUS, ROOT, captures_under, load_benchmark
 
 import forensics
 from forensics import pipeline
@@ -121,7 +121,7 @@ def test_what_the_cross_checks_ask_for():
 
 def _generated(tmp_path) -> str:
     out = tmp_path / "gen.pcap"
-    assert load_bench_generator().main(["--packets", "6000", "--out", str(out), "--seed", "11", "--rst", "0.08",
+    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", "11", "--rst", "0.08",
                                         "--forged-dns", "0.08", "--sni-drop", "0.08"]) == 0
     return str(out)
 

@@ -62,7 +62,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9]{3,}")
 def asks(f: Facts) -> bool:
     """Whether ``run`` reads the controls for ``f`` at all (False: it finds nothing, whatever
     they hold)."""
-    return f.transport == "tcp" and f.kind != "dns" and not ASKS.isdisjoint([x.signal for x in f.findings])
+    return f.transport == "tcp" and f.kind != "dns" and not ASKS.isdisjoint(f.signals())
 
 
 class CrossCheckDetector:
