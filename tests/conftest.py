@@ -16,6 +16,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus"
+#: Many public test traces merged into one file: a speed and survival input, not a verdict test.
+MERGED = SHARED / "bench" / "real-merged.pcap"
+
+
+def need_merged() -> None:
+    """Skip the test when ``MERGED`` is absent."""
+    if not MERGED.exists():
+        pytest.skip(f"{MERGED} is absent (../shared is not beside this checkout)")
 
 
 def _compiled_walk_module():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import CORPUS, ROOT, analyze_json, need_corpus  # noqa: E402
+from conftest import CORPUS, MERGED, ROOT, analyze_json, need_corpus, need_merged  # noqa: E402
 
 from forensics.lab import topology as T  # noqa: E402
 from forensics.reassembly.dnswire import MAX_ANSWERS  # noqa: E402
@@ -371,9 +371,6 @@ def test_fragments_claiming_past_64k_are_skipped():
     assert r.stats.bad == 1 and not r.open
 
 
-MERGED = CORPUS.parent / "bench" / "real-merged.pcap"
-
-
 @pytest.mark.tshark
 def test_merged_public_traces_reassemble_what_tshark_does(monkeypatch):
     """../shared/bench/real-merged.pcap (many public test traces merged; a survival input,
@@ -381,8 +378,7 @@ def test_merged_public_traces_reassemble_what_tshark_does(monkeypatch):
     reassembles, frame for frame: 108 when written, among them trains of 313 16-byte
     fragments whose identification is reused every 0.3 s, and TCP headers split across
     fragments."""
-    if not MERGED.exists():
-        pytest.skip(f"{MERGED} is absent (../shared is not beside this checkout)")
+    need_merged()
     if not shutil.which("tshark"):
         pytest.skip("tshark is not installed (the oracle)")
     from forensics.sources import iter_inputs

@@ -14,7 +14,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 
 import captures as C
-from conftest import CORPUS, ROOT, SHARED
+from conftest import CORPUS, MERGED, ROOT, need_merged
 
 import forensics
 from forensics.pipeline import finalize, new_workdir, run_part
@@ -45,7 +45,16 @@ def test_jobs_give_the_same_report():
     assert '"attempts": [\n    {"id":"a1"' in one["json"]
 
 
-MERGED = SHARED / "bench" / "real-merged.pcap"
+def _first_difference(want: str, got: str) -> str:
+    """Where two reports' JSON lines first differ: the line and a window around the first
+    character that differs (not a diff of megabytes)."""
+    a, b = want.splitlines(), got.splitlines()
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    x, y = (a[at:at + 1] or [""])[0], (b[at:at + 1] or [""])[0]
+    col = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+    around = slice(max(col - 60, 0), col + 120)
+    return (f"{len(b)} lines against {len(a)}; line {at + 1} differs from character {col}:\n"
+            f" expected: ...{x[around]}\n got: ...{y[around]}")
 
 
 def test_jobs_give_the_same_report_on_the_merged_public_traces():
@@ -54,8 +63,7 @@ def test_jobs_give_the_same_report_on_the_merged_public_traces():
     fragments some of them missing or overlapping, timestamps out of order). Split two and three
     ways, every flow must still land in exactly one part with all its packets: the reports are
     the same, byte for byte, as one process's, and so are the warnings and their counts."""
-    if not MERGED.exists():
-        pytest.skip(f"{MERGED} is absent (../shared is not beside this checkout)")
+    need_merged()
     one = forensics.analyze(str(MERGED), jobs=1, keep_attempts=False)
     text = render_to_string(one, "jsonl")
     summary = one.summary()
@@ -66,14 +74,8 @@ def test_jobs_give_the_same_report_on_the_merged_public_traces():
     for jobs in (2, 3):
         other = forensics.analyze(str(MERGED), jobs=jobs, keep_attempts=False)
         theirs = render_to_string(other, "jsonl")
-        if theirs != text:  # the first line that differs, not a diff of megabytes
-            a, b = text.splitlines(), theirs.splitlines()
-            at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            x, y = (a[at:at + 1] or [""])[0], (b[at:at + 1] or [""])[0]
-            col = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
-            around = slice(max(col - 60, 0), col + 120)
-            pytest.fail(f"-j {jobs}: {len(b)} lines against {len(a)}; line {at + 1} differs from character "
-                        f"{col}:\n one process: ...{x[around]}\n -j {jobs}: ...{y[around]}")
+        if theirs != text:
+            pytest.fail(f"-j {jobs} against one process: {_first_difference(text, theirs)}")
         assert other.warnings == one.warnings
 
 
