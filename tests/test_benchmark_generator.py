@@ -319,3 +319,32 @@ def test_a_borders_variety_of_servers_and_names_is_judged_right(tmp_path):
     assert r["truth"] > 500 and r["right"] == r["truth"] and r["not_in_truth"] == 0
     meta = json.loads((tmp_path / "border.meta.json").read_text())
     assert (meta["sites"], meta["v6_servers"]) == (3000, 5000)
+
+
+def test_stages_times_each_layer_and_the_budgets(capture, tmp_path, capsys):
+    """benchmarks/stages.py: every layer sees the whole input (the packets the generator wrote,
+    the attempts a one-process analysis reports), and the budgets are the targets' fractions of
+    run.py's baselines."""
+    from forensics import analyze
+
+    out, _, _, meta = capture
+    stages = load_benchmark("stages")
+    run_json = tmp_path / "run.json"
+    run_json.write_text(json.dumps({"results": {
+        "tshark -T fields (lean: no seq analysis)": {"ok": True, "seconds": 10.0},
+        "tshark -T fields (defaults)": {"ok": True, "seconds": 99.0},
+        "scapy (extrapolated from 20,000 packets)": {"ok": True, "seconds": 250.0}}}))
+    figures = tmp_path / "stages.json"
+    assert stages.main([str(out), "--repeat", "1", "--against", str(run_json), "--json-out", str(figures)]) == 0
+    printed = capsys.readouterr().out
+    got = json.loads(figures.read_text())
+    layers = got["layers"]
+    assert list(layers) == list(stages.LAYERS)
+    assert layers["read"]["packets"] == layers["reassemble"]["packets"] == meta["packets"]
+    attempts = analyze(str(out)).summary()["attempts"]
+    assert layers["first stage"]["attempts"] == layers["whole"]["attempts"] == attempts
+    assert layers["whole"]["seconds"] >= layers["first stage"]["seconds"] > 0
+    assert [(b["baseline"].split(" (")[0], b["budget"]) for b in got["budgets"]] == [
+        ("tshark -T fields", 2.0), ("scapy", 5.0)]  # lean tshark / 5, scapy / 50: not tshark's defaults
+    assert "budget for the target against tshark -T fields (lean" in printed
+    assert stages.main([str(tmp_path / "absent.pcap")]) == 2
