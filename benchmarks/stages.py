@@ -7,16 +7,17 @@ layer, each run afresh on the same input and each including the one before it:
 * ``read``: the record walk and the columnar decode of every packet (``iter_inputs``);
 * ``reassemble``: and the flows reassembled into finished connections and DNS
   transactions (``Reassembler``), which are counted and dropped;
-* ``first stage``: ``run_part`` as ``forensics analyze -j 1`` runs it: and each attempt
-  judged locally, its JSON pieces encoded and spilled;
-* ``whole``: and stage 2 (``finalize``: numbering, the verdicts left, the lines), and the
-  report's JSON lines written out (to ``/dev/null``); timed in the same run as the first
-  stage, from its start.
+* ``first stage``: ``forensics.analyze`` as ``forensics analyze -j 1`` runs it, up to where
+  its verdicts begin (the first "judging" of its ``stage`` callback): and each attempt
+  judged locally, its JSON pieces encoded and spilled, the parts' controls merged and the
+  attempts numbered;
+* ``whole``: and the rest of stage 2 (the verdicts left, the lines), and the report's JSON
+  lines written out (to ``/dev/null``); the same run as the first stage, from its start.
 
 ``--repeat N`` rounds (default 3) run the layers one after the other each; each layer's
 median is shown, so what ``reassemble`` adds to ``read`` can come out slightly off where
-the machine's noise is as large. The first stage runs as ``forensics analyze -j 1`` runs
-it on a large input (``keep=False``: no ``Attempt`` objects kept for the API).
+the machine's noise is as large. The analysis keeps no ``Attempt`` objects
+(``keep_attempts=False``), as the command does on a large input.
 
 Each layer is printed with its wall and CPU seconds, what it adds to the layer before,
 and that per packet and per attempt. With ``--against RUN_JSON`` (``run.py --json-out`` on
@@ -37,7 +38,6 @@ import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 
 #: The targets of issue #6 for one process, as (name in run.py's results, factor).
@@ -78,23 +78,23 @@ def _read(files: list[str], reassemble: bool) -> tuple[int, int]:
 
 
 def _stages(files: list[str]) -> tuple[dict, dict]:
-    """The first stage, then stage 2 with the lines written out, in one run: each one's figures."""
-    from forensics.pipeline import finalize, remove_workdir, run_part
+    """One analysis as ``forensics analyze -j 1`` runs it (``analyze``), its lines written out:
+    the figures up to its verdicts' start (its ``stage`` callback's first "judging"), and whole."""
+    from forensics.api import analyze
 
-    workdir = tempfile.mkdtemp(prefix="forensics-stages-")
-    try:
-        t, c = time.perf_counter(), _cpu()
-        res = run_part(files, 0, 1, workdir)
-        first = {"seconds": time.perf_counter() - t, "cpu_seconds": _cpu() - c, "attempts": len(res.index)}
-        report = finalize([res], workdir)
-        with open(os.devnull, "wb") as out:
-            for block in report.iter_attempt_json_blocks(binary=True):
-                out.write(block)
-        whole = {"seconds": time.perf_counter() - t, "cpu_seconds": _cpu() - c,
-                 "attempts": report.summary()["attempts"]}
-        return first, whole
-    finally:
-        remove_workdir(workdir)
+    t, c = time.perf_counter(), _cpu()
+    first: dict = {}
+
+    def stage(name: str, _done: int, _total: int) -> None:
+        if name == "judging" and not first:
+            first.update(seconds=time.perf_counter() - t, cpu_seconds=_cpu() - c)
+
+    report = analyze(files, jobs=1, keep_attempts=False, stage=stage)
+    with open(os.devnull, "wb") as out:
+        for block in report.iter_attempt_json_blocks(binary=True):
+            out.write(block)
+    whole = {"seconds": time.perf_counter() - t, "cpu_seconds": _cpu() - c, "attempts": report.summary()["attempts"]}
+    return {**first, "attempts": whole["attempts"]}, whole
 
 
 def measure(files: list[str], repeat: int = 3) -> dict:
