@@ -226,28 +226,48 @@ class _Recorder:
         self.early = judge.early if EARLY_VERDICTS and not keep else None
 
     def emit(self, item: object) -> None:
-        if isinstance(item, TcpConn):
-            self.record(attempts_mod.from_tcp(item))
-        elif isinstance(item, DnsTransaction):
-            self.record([attempts_mod.from_dns(item)])
+        self.record_items([item])
 
-    def record(self, found: list[Attempt]) -> None:
-        local, add, dumps, rows, kept = self.judge.local, self.spill.add, pickle.dumps, self.rows, self.kept
+    def record_items(self, items: list) -> None:
+        """Record finished connections and DNS transactions, in the order they were done
+        (the engine hands them on ``FINISH_BATCH`` at a time); empties ``items``."""
+        found: list[Attempt] = []
+        subs: list[int] = []
+        from_tcp, from_dns = attempts_mod.from_tcp, attempts_mod.from_dns
+        for item in items:
+            if isinstance(item, TcpConn):
+                got = from_tcp(item)
+                found.extend(got)
+                subs.extend(range(len(got)))
+            elif isinstance(item, DnsTransaction):
+                found.append(from_dns(item))
+                subs.append(0)
+        items.clear()
+        self.record(found, subs)
+
+    def record(self, found: list[Attempt], subs: list[int]) -> None:
+        """Judge, encode, spill and index ``found``, each step over all of them in turn;
+        ``subs[i]``: the place of ``found[i]`` among its connection's attempts."""
+        add, dumps, rows, kept = self.spill.add, pickle.dumps, self.rows, self.kept
         early, code = self.early, _CODE
         seq = self.count
-        for k, a in enumerate(found):
-            facts = local(a)
-            got = early(facts) if early is not None else None
+        all_facts = list(map(self.judge.local, found))
+        gots = list(map(early, all_facts)) if early is not None else [None] * len(found)
+        frags = list(map(attempt_fragments, found))
+        for i, a in enumerate(found):
+            k = subs[i]
+            facts = all_facts[i]
+            got = gots[i]
             if got is None:
-                payload = dumps((_facts_record(facts), attempt_fragments(a)), 5)
+                payload = dumps((_facts_record(facts), frags[i]), 5)
             else:
                 v, key = got
-                head, mid, tail = attempt_fragments(a)
+                head, mid, tail = frags[i]
                 payload = dumps((code[v.verdict], head, verdict_piece(v, a.input), mid, tail, key,
                                  None if key is None else dumps(_facts_record(facts), 5)), 5)
             off, ln = add(payload)
             sin, sfr = a.tcp.stream if a.tcp is not None else (-1, -1)
-            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, k, sin, sfr, off, ln, seq + k))
+            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, k, sin, sfr, off, ln, seq + i))
             if kept is not None:
                 kept.append(a)
         self.count = seq + len(found)
@@ -271,7 +291,8 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
     index_path = os.path.join(workdir, f"part{part}.index")
     index_fh = open(index_path, "wb")
     rec = _Recorder(judge, spill, index_fh, keep)
-    engine = Reassembler(rec.emit, max_flows=max_flows or MAX_LIVE_FLOWS, part=part, nparts=nparts)
+    engine = Reassembler(rec.emit, max_flows=max_flows or MAX_LIVE_FLOWS, part=part, nparts=nparts,
+                         emit_many=rec.record_items)
     infos: list[InputInfo] = []
     errors: list[str] = []
     readable = 0

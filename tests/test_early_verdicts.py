@@ -165,3 +165,19 @@ def test_reports_are_the_same_when_stage_two_turns_every_checked_verdict_down(tm
         monkeypatch.undo()
         assert with_early == refused, path
     assert sum(k is not None for k in asked) > 100
+
+
+def test_reports_are_the_same_whatever_the_number_of_connections_finished_together(tmp_path, monkeypatch):
+    """The engine hands finished connections and DNS transactions on ``FINISH_BATCH`` at a
+    time, and the first stage runs each step over them in turn: one at a time, a batch that
+    cuts a connection's attempts from the next, and the default must give the same report."""
+    from forensics.reassembly import engine
+
+    generated = _generated(tmp_path)
+    for path in (str(ROOT / "pcaps"), generated):
+        reports = []
+        for batch in (1, 7, engine.FINISH_BATCH):
+            monkeypatch.setattr(engine, "FINISH_BATCH", batch)
+            reports.append(_json([path]))
+        assert reports[0] == reports[1] == reports[2], path
+    assert _json([generated], jobs=2) == reports[0]

@@ -58,6 +58,13 @@ MAX_LIVE_FLOWS = 250_000
 #: query asks the link, not a resolver; any host may answer from its own address, and
 #: silence is how mDNS and LLMNR say "no such name", so an unanswered one is no failure.
 DNS_PORTS = (53, 5353, 5355)
+#: Connections and DNS transactions done that are finished and handed on together
+#: (``emit_many``): each step after reassembly (finishing, the attempt, the detectors, the JSON
+#: pieces) then runs over a few dozen of them in turn rather than alternating with the
+#: per-packet work for each, so each step's code and data stay in the CPU's caches. Measured on
+#: the benchmark (session 29): 16 to 64 gave the same times, 20 % less than 1; 256 and more
+#: gave some of it back. The memory held is a few dozen finished connections.
+FINISH_BATCH = 64
 #: Flows finished between two progress reports at the end of the inputs.
 FLUSH_TICK = 1024
 #: Distinct DNS endpoints remembered for reuse (the memory is cleared when full).
@@ -117,11 +124,20 @@ class EngineStats:
 
 
 class Reassembler:
-    """Feed decoded batches; finished items go to ``emit`` as they complete."""
+    """Feed decoded batches; finished items go to ``emit`` (or ``emit_many``), in the order
+    they complete, a few dozen at a time."""
 
     def __init__(self, emit: Callable[[object], None], max_flows: int = MAX_LIVE_FLOWS,
-                 part: int = 0, nparts: int = 1) -> None:
+                 part: int = 0, nparts: int = 1, emit_many: Callable[[list], None] | None = None,
+                 batch: int | None = None) -> None:
+        """``emit(item)`` gets each finished ``TcpConn`` and ``DnsTransaction``, in the order
+        they were done; or ``emit_many(items)`` gets them ``batch`` (``FINISH_BATCH``) at a time
+        (and what is left at the end of ``flush``), a list it may empty."""
         self.emit = emit
+        self.emit_many = emit_many
+        self.batch = max(1, batch or FINISH_BATCH)
+        # connections (their state, finished when handed on) and DNS transactions done, in order
+        self._done: list = []
         self.max_flows = max_flows
         self.part = part
         self.nparts = nparts
@@ -295,7 +311,7 @@ class Reassembler:
             key, old = flows.popitem(last=False)
             closing.pop(key, None)
             self.stats.evicted += 1
-            self.emit(finish_tcp(old))
+            self._finished(old)
 
     def _absorb_fast(self, input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt, cut) -> None:
         """Absorb whole groups at once: counters and first rows by reduceat, rows by one gather."""
@@ -368,7 +384,7 @@ class Reassembler:
             if state.is_new_connection(grp[i], grp[start:i]):
                 if i > start:
                     state.absorb(input_idx, grp[start:i], buf)
-                self.emit(finish_tcp(state))
+                self._finished(state)
                 del self.flows[key]
                 self.closing.pop(key, None)
                 state = self._new_flow(key, input_idx, next(row_fields(grp, [i], START_FIELDS)))
@@ -467,9 +483,9 @@ class Reassembler:
                 watched = max(end - p.query_ts, 0.0)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
         # query_ttl, responses, icmp, watched, query_fragments)
-        self.emit(new_dns_transaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
-                                      tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
-                                      tuple(p.icmp), watched, p.fragments))
+        self._finished(new_dns_transaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
+                                           tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
+                                           tuple(p.icmp), watched, p.fragments))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
@@ -508,20 +524,38 @@ class Reassembler:
             del closing[key]
             if flows.get(key) is state:
                 del flows[key]
-                self.emit(finish_tcp(state))
+                self._finished(state)
         while flows:
             key, state = next(iter(flows.items()))
             if state.last_ts >= now - IDLE_TIMEOUT:
                 break
             del flows[key]
             closing.pop(key, None)
-            self.emit(finish_tcp(state))
+            self._finished(state)
         dns = self.dns
         while dns:
             key, pend = next(iter(dns.items()))
             if pend.query_ts >= now - DNS_LINGER:
                 break
             self._finish_dns(key)
+
+    def _finished(self, item: object) -> None:
+        done = self._done
+        done.append(item)
+        if len(done) >= self.batch:
+            self._release()
+
+    def _release(self) -> None:
+        """Finish the connections done so far, then hand on everything done, in order."""
+        done, self._done = self._done, []
+        items = [finish_tcp(x) if type(x) is TcpState else x for x in done]
+        del done
+        if self.emit_many is not None:
+            self.emit_many(items)
+        else:
+            emit = self.emit
+            for item in items:
+                emit(item)
 
     def live(self) -> int:
         """Connections and DNS queries still open."""
@@ -538,13 +572,14 @@ class Reassembler:
                 tick(done, total)
 
         for state in self.flows.values():
-            self.emit(finish_tcp(state))
+            self._finished(state)
             finished()
         self.flows.clear()
         self.closing.clear()
         for key in list(self.dns):
             self._finish_dns(key, at_end=True)
             finished()
+        self._release()
         if tick is not None:
             tick(total, total)
 
