@@ -4,7 +4,8 @@ judge each attempt locally as it finishes, spill it; then one final pass.
 A *part* (``run_part``) reads every input, keeps the flows of its partition
 (``Reassembler(part, nparts)``; with the compiled walk it decodes only the
 records of its partition and those every part needs: ``sources._walk.route``),
-and for each finished attempt runs
+and for each finished attempt (handed on by the engine a few dozen at a time,
+``FINISH_BATCH``, each step below run over them in turn) runs
 ``Judge.local``, encodes the attempt's JSON pieces and appends them with its
 ``Facts`` to a spill file; where the controls cannot change its verdict
 (``Judge.early``: most attempts), it gives the verdict there and spills the
