@@ -61,9 +61,10 @@ DNS_PORTS = (53, 5353, 5355)
 #: Connections and DNS transactions done that are finished and handed on together
 #: (``emit_many``): each step after reassembly (finishing, the attempt, the detectors, the JSON
 #: pieces) then runs over a few dozen of them in turn rather than alternating with the
-#: per-packet work for each, so each step's code and data stay in the CPU's caches. Measured on
-#: the benchmark (session 29): 16 to 64 gave the same times, 20 % less than 1; 256 and more
-#: gave some of it back. The memory held is a few dozen finished connections.
+#: per-packet work for each (likely kinder to the CPU's caches: the machine measured on has
+#: no hardware counters to show it). Measured on the benchmark (session 29): 16 to 64 gave the
+#: same times, a sixth to a quarter less than 1; 256 and more gave some of it back. The memory
+#: held is a few dozen finished connections.
 FINISH_BATCH = 64
 #: Flows finished between two progress reports at the end of the inputs.
 FLUSH_TICK = 1024
