@@ -58,8 +58,8 @@ def _read(files: list[str], reassemble: bool) -> tuple[int, int]:
 
     finished = [0]
 
-    def emit(_item: object) -> None:
-        finished[0] += 1
+    def emit(items: list) -> None:
+        finished[0] += len(items)
 
     engine = Reassembler(emit) if reassemble else None
     packets = 0

@@ -226,9 +226,6 @@ class _Recorder:
         # a kept attempt's Verdict object is made in stage 2
         self.early = judge.early if EARLY_VERDICTS and not keep else None
 
-    def emit(self, item: object) -> None:
-        self.record_items([item])
-
     def record_items(self, items: list) -> None:
         """Record finished connections and DNS transactions, in the order they were done
         (the engine hands them on ``FINISH_BATCH`` at a time); empties ``items``."""
@@ -255,15 +252,12 @@ class _Recorder:
         all_facts = list(map(self.judge.local, found))
         gots = list(map(early, all_facts)) if early is not None else [None] * len(found)
         frags = list(map(attempt_fragments, found))
-        for i, a in enumerate(found):
-            k = subs[i]
-            facts = all_facts[i]
-            got = gots[i]
+        for i, (a, k, facts, got, frag) in enumerate(zip(found, subs, all_facts, gots, frags)):
             if got is None:
-                payload = dumps((_facts_record(facts), frags[i]), 5)
+                payload = dumps((_facts_record(facts), frag), 5)
             else:
                 v, key = got
-                head, mid, tail = frags[i]
+                head, mid, tail = frag
                 payload = dumps((code[v.verdict], head, verdict_piece(v, a.input), mid, tail, key,
                                  None if key is None else dumps(_facts_record(facts), 5)), 5)
             off, ln = add(payload)
@@ -292,8 +286,7 @@ def run_part(files: list[str], part: int, nparts: int, workdir: str, *, max_flow
     index_path = os.path.join(workdir, f"part{part}.index")
     index_fh = open(index_path, "wb")
     rec = _Recorder(judge, spill, index_fh, keep)
-    engine = Reassembler(rec.emit, max_flows=max_flows or MAX_LIVE_FLOWS, part=part, nparts=nparts,
-                         emit_many=rec.record_items)
+    engine = Reassembler(rec.record_items, max_flows=max_flows or MAX_LIVE_FLOWS, part=part, nparts=nparts)
     infos: list[InputInfo] = []
     errors: list[str] = []
     readable = 0

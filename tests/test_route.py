@@ -56,7 +56,7 @@ def _engine_parts(rows: np.ndarray, buf: np.ndarray, nparts: int) -> np.ndarray:
     udp = ok & (rows["proto"] == 17)
     mine = np.zeros((nparts, len(rows)), bool)
     for p in range(nparts):
-        eng = Reassembler(lambda item: None, part=p, nparts=nparts)
+        eng = Reassembler(lambda items: None, part=p, nparts=nparts)
         t = np.flatnonzero(tcp)
         if len(t):
             mine[p, t] = eng._mine(_canonical_keys(rows[t]))

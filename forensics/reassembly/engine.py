@@ -59,7 +59,7 @@ MAX_LIVE_FLOWS = 250_000
 #: silence is how mDNS and LLMNR say "no such name", so an unanswered one is no failure.
 DNS_PORTS = (53, 5353, 5355)
 #: Connections and DNS transactions done that are finished and handed on together
-#: (``emit_many``): each step after reassembly (finishing, the attempt, the detectors, the JSON
+#: (``emit``): each step after reassembly (finishing, the attempt, the detectors, the JSON
 #: pieces) then runs over a few dozen of them in turn rather than alternating with the
 #: per-packet work for each (likely kinder to the CPU's caches: the machine measured on has
 #: no hardware counters to show it). Measured on the benchmark (session 29): 16 to 64 gave the
@@ -125,18 +125,16 @@ class EngineStats:
 
 
 class Reassembler:
-    """Feed decoded batches; finished items go to ``emit`` (or ``emit_many``), in the order
-    they complete, a few dozen at a time."""
+    """Feed decoded batches; finished items go to ``emit``, in the order they complete, a few
+    dozen at a time."""
 
-    def __init__(self, emit: Callable[[object], None], max_flows: int = MAX_LIVE_FLOWS,
-                 part: int = 0, nparts: int = 1, emit_many: Callable[[list], None] | None = None,
-                 batch: int | None = None) -> None:
-        """``emit(item)`` gets each finished ``TcpConn`` and ``DnsTransaction``, in the order
-        they were done; or ``emit_many(items)`` gets them ``batch`` (``FINISH_BATCH``) at a time
-        (and what is left at the end of ``flush``), a list it may empty."""
+    def __init__(self, emit: Callable[[list], None], max_flows: int = MAX_LIVE_FLOWS,
+                 part: int = 0, nparts: int = 1) -> None:
+        """``emit(items)`` gets the finished ``TcpConn``s and ``DnsTransaction``s in the order
+        they were done, ``FINISH_BATCH`` at a time (and what is left at the end of ``flush``):
+        a list it may empty."""
         self.emit = emit
-        self.emit_many = emit_many
-        self.batch = max(1, batch or FINISH_BATCH)
+        self.batch = FINISH_BATCH  # read here: the tests set it
         # connections (their state, finished when handed on) and DNS transactions done, in order
         self._done: list = []
         self.max_flows = max_flows
@@ -551,12 +549,7 @@ class Reassembler:
         done, self._done = self._done, []
         items = [finish_tcp(x) if type(x) is TcpState else x for x in done]
         del done
-        if self.emit_many is not None:
-            self.emit_many(items)
-        else:
-            emit = self.emit
-            for item in items:
-                emit(item)
+        self.emit(items)
 
     def live(self) -> int:
         """Connections and DNS queries still open."""
