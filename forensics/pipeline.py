@@ -228,7 +228,7 @@ class _Recorder:
 
     def record_items(self, items: list) -> None:
         """Record finished connections and DNS transactions, in the order they were done
-        (the engine hands them on ``FINISH_BATCH`` at a time); empties ``items``."""
+        (the engine hands them on ``FINISH_BATCH`` at a time, a new list each time)."""
         found: list[Attempt] = []
         subs: list[int] = []
         from_tcp, from_dns = attempts_mod.from_tcp, attempts_mod.from_dns
@@ -240,7 +240,6 @@ class _Recorder:
             elif isinstance(item, DnsTransaction):
                 found.append(from_dns(item))
                 subs.append(0)
-        items.clear()
         self.record(found, subs)
 
     def record(self, found: list[Attempt], subs: list[int]) -> None:

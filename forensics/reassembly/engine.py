@@ -131,8 +131,8 @@ class Reassembler:
     def __init__(self, emit: Callable[[list], None], max_flows: int = MAX_LIVE_FLOWS,
                  part: int = 0, nparts: int = 1) -> None:
         """``emit(items)`` gets the finished ``TcpConn``s and ``DnsTransaction``s in the order
-        they were done, ``FINISH_BATCH`` at a time (and what is left at the end of ``flush``):
-        a list it may empty."""
+        they were done, ``FINISH_BATCH`` at a time (and what is left at the end of ``flush``),
+        in a new list each time."""
         self.emit = emit
         self.batch = FINISH_BATCH  # read here: the tests set it
         # connections (their state, finished when handed on) and DNS transactions done, in order
