@@ -37,6 +37,7 @@ ANALYSIS = [
     "forensics/reassembly/httpwire.py",
     "forensics/reassembly/attempts.py",
     "forensics/classify/engine.py",
+    "forensics/dnslane.py",
     "forensics/detectors/base.py",
     "forensics/detectors/features.py",
     "forensics/detectors/controls.py",

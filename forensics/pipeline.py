@@ -45,6 +45,8 @@ import numpy as np
 from .classify.engine import RULES_VERSION, Judge
 from .detectors.base import Facts
 from .detectors.controls import ControlSet, cases_of
+from . import dnslane
+from .dnslane import DnsLane
 from .errors import ForensicsError, InputError
 from .ordering import Appender, DiskArray, merged, sort_file
 from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict, new_evidence,
@@ -204,6 +206,9 @@ class _Spill:
 #: Whether the first stage gives the verdicts the controls cannot change (``Judge.early``);
 #: the tests turn it off to compare.
 EARLY_VERDICTS = True
+#: Whether the common DNS transactions take the lane (``forensics.dnslane``; with the early
+#: verdicts only); the tests turn it off to compare.
+DNS_LANE = True
 
 
 class _Recorder:
@@ -225,22 +230,45 @@ class _Recorder:
         self.kept: list[Attempt] | None = [] if keep else None
         # a kept attempt's Verdict object is made in stage 2
         self.early = judge.early if EARLY_VERDICTS and not keep else None
+        lane = DnsLane(judge) if DNS_LANE and self.early is not None else None
+        self.lane = lane if lane is not None and lane.open else None
 
     def record_items(self, items: list) -> None:
         """Record finished connections and DNS transactions, in the order they were done
         (the engine hands them on ``FINISH_BATCH`` at a time, a new list each time)."""
         found: list[Attempt] = []
         subs: list[int] = []
+        laned: list[DnsTransaction] = []
         from_tcp, from_dns = attempts_mod.from_tcp, attempts_mod.from_dns
+        takes = self.lane.takes if self.lane is not None else None
         for item in items:
             if isinstance(item, TcpConn):
                 got = from_tcp(item)
                 found.extend(got)
                 subs.extend(range(len(got)))
             elif isinstance(item, DnsTransaction):
-                found.append(from_dns(item))
-                subs.append(0)
+                if takes is not None and takes(item):
+                    laned.append(item)
+                else:
+                    found.append(from_dns(item))
+                    subs.append(0)
         self.record(found, subs)
+        if laned:
+            self.record_laned(laned)
+
+    def record_laned(self, txns: list[DnsTransaction]) -> None:
+        """Spill and index the DNS transactions the lane takes (``forensics.dnslane``): their
+        early verdict's record, its facts kept as the lane's ``raw`` (a record of 8)."""
+        add, dumps, rows, take = self.spill.add, pickle.dumps, self.rows, self.lane.take
+        c = _CODE[self.lane.verdict.verdict]
+        seq = self.count
+        for i, t in enumerate(txns):
+            start, frame, head, piece, mid, tail, key, raw = take(t)
+            off, ln = add(dumps((c, head, piece, mid, tail, key, None if raw is None else dumps(raw, 5), 1), 5))
+            rows.append((start, t.input, frame, 0, -1, -1, off, ln, seq + i))
+        self.count = seq + len(txns)
+        if len(rows) >= _BLOCK:
+            self.write_rows()
 
     def record(self, found: list[Attempt], subs: list[int]) -> None:
         """Judge, encode, spill and index ``found``, each step over all of them in turn;
@@ -507,15 +535,19 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
                         sel["off"].tolist(), sel["len"].tolist(), sel["input"].tolist(),
                         pos_block.tolist(), ranks[b:b + JUDGE_TICK].tolist())):
                     rec = loads(pread(fd, ln, off))
-                    if len(rec) != 2:  # a verdict given early (``_Recorder``)
-                        c, head, piece, mid, tail, key, facts = rec
+                    if len(rec) != 2:  # a verdict given early (``_Recorder``), by the DNS lane if 8 long
+                        c, head, piece, mid, tail, key, facts = rec[:7]
                         if stands(inp, key):
                             write(line_of(head, piece, mid, tail, pos, rank))
                             codes[k] = c
                             continue
-                        rec = loads(facts), (head, mid, tail)
-                    v = judge.verdict(_facts_from_record(rec[0]))
-                    write(attempt_line(rec[1], v, inp, pos, rank))
+                        facts = loads(facts)
+                        facts = dnslane.facts_of(judge, facts) if len(rec) == 8 else _facts_from_record(facts)
+                        frags = head, mid, tail
+                    else:
+                        facts, frags = _facts_from_record(rec[0]), rec[1]
+                    v = judge.verdict(facts)
+                    write(attempt_line(frags, v, inp, pos, rank))
                     codes[k] = code[v.verdict]
                     if verdicts is not None:
                         verdicts.append(v)

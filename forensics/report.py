@@ -270,8 +270,8 @@ def _encode_bytes(value) -> bytes:
 
 # Keys that mark where one piece ends: JSON escapes the NUL, and a quote that
 # opens a key cannot follow a comma inside a string, so these cannot occur in data.
-_CUT1, _CUT2 = "\x00cut1", "\x00cut2"
-_SEP1, _SEP2 = b"," + _encode_bytes(_CUT1) + b":0,", b"," + _encode_bytes(_CUT2) + b":0"
+CUT1, CUT2 = "\x00cut1", "\x00cut2"
+_SEP1, _SEP2 = b"," + _encode_bytes(CUT1) + b":0,", b"," + _encode_bytes(CUT2) + b":0"
 
 
 def _inner(d: dict) -> bytes:
@@ -283,10 +283,16 @@ def attempt_fragments(a: Attempt) -> tuple[bytes, bytes, bytes]:
     """The JSON pieces (ASCII bytes) of an attempt that do not depend on the verdict, id or
     stream: the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail``, encoded once."""
     d = attempt_head(a)
-    d[_CUT1] = 0
+    d[CUT1] = 0
     d.update(attempt_mid(a))
-    d[_CUT2] = 0
+    d[CUT2] = 0
     _tail_into(d, a)
+    return fragments_of(d)
+
+
+def fragments_of(d: dict) -> tuple[bytes, bytes, bytes]:
+    """``attempt_fragments`` of the dict ``d``: the members of an attempt's head, ``CUT1: 0``,
+    the members of its mid, ``CUT2: 0``, the members of its tail."""
     text = _encode_bytes(d)[1:-1]
     head, rest = text.split(_SEP1, 1)
     mid, tail = rest.split(_SEP2, 1)

@@ -43,6 +43,12 @@ class Judge:
                              f"it was disabled for the rest of the run")
 
     def local(self, a: Attempt) -> Facts:
+        facts = self.facts(a)
+        self.controls.add(facts)
+        return facts
+
+    def facts(self, a: Attempt) -> Facts:
+        """``local`` without feeding the controls."""
         found: list[Finding] = []
         for det in BUILTIN:
             if self._broken and det.name in self._broken:
@@ -51,10 +57,8 @@ class Judge:
                 found.extend(det.run(a))
             except Exception as exc:
                 self._disable(det, f"{a.kind} attempt at {a.server}", exc)
-        facts = Facts(a.kind, a.transport, a.input, a.client.ip, a.server.ip, a.server.port, a.name,
-                      a.start, a.end, tuple(found), features(a))
-        self.controls.add(facts)
-        return facts
+        return Facts(a.kind, a.transport, a.input, a.client.ip, a.server.ip, a.server.port, a.name,
+                     a.start, a.end, tuple(found), features(a))
 
     def verdict(self, facts: Facts) -> Verdict:
         found = list(facts.findings)

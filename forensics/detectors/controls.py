@@ -139,9 +139,7 @@ class Controls:
 
     def add(self, f: Facts) -> None:
         self._loose = True
-        seen = self.clients.get(f.input, _NOBODY)
-        if seen is not None and f.client_ip not in seen:
-            self.clients[f.input] = _union_capped(seen, (f.client_ip,), MAX_VANTAGE_CLIENTS)
+        self._add_client(f.input, f.client_ip)
         x = f.features
         if f.kind == "dns" and f.transport == "udp":
             self._add_dns(f)
@@ -176,23 +174,47 @@ class Controls:
             if size and f.kind == "tls":
                 s.hello_ok_max = max(s.hello_ok_max, size)
 
+    def _add_client(self, input_idx: int, ip: str) -> None:
+        seen = self.clients.get(input_idx, _NOBODY)
+        if seen is not None and ip not in seen:
+            self.clients[input_idx] = _union_capped(seen, (ip,), MAX_VANTAGE_CLIENTS)
+
     def _add_dns(self, f: Facts) -> None:
         resp = f.features.get("responses", ())
-        lone = len(resp) == 1 and resp[0][0] == f.server_ip
-        for src, ttl, outcome, delay, *_ in resp:
-            r = self.resolvers.get(src)
+        if len(resp) == 1 and resp[0][0] == f.server_ip:
+            _, ttl, outcome, delay, *_ = resp[0]
+            self._add_lone(f.server_ip, ttl, delay, f.name, f.features.get("qtype", ""), outcome)
+            return
+        resolvers = self.resolvers
+        for src, *_ in resp:
+            r = resolvers.get(src)
             if r is None:
-                r = self.resolvers[src] = ResolverStats()
+                r = resolvers[src] = ResolverStats()
             r.responses += 1
-            if lone:
-                r.undisputed_ttls[ttl] += 1
-                r.min_rtt = _min0f(r.min_rtt, delay)
-        if lone and f.name:  # (a name the capture cut off is unknown: unknown names are not one name)
-            key = (f.name, f.features.get("qtype", ""))
+
+    def add_lone_answer(self, input_idx: int, client_ip: str, server_ip: str, ttl: int, delay: float,
+                        name: str, qtype: str, outcome: str) -> None:
+        """What ``add`` does with the facts of a DNS query over UDP whose only response came
+        from the server asked (IP TTL ``ttl``, ``delay`` s after the query, ``outcome`` as
+        ``features`` gives it), without the facts: the DNS lane's way in (``forensics.dnslane``)."""
+        self._loose = True
+        self._add_client(input_idx, client_ip)
+        self._add_lone(server_ip, ttl, delay, name, qtype, outcome)
+
+    def _add_lone(self, server_ip: str, ttl: int, delay: float, name: str, qtype: str, outcome: str) -> None:
+        """A lone response of ``server_ip`` to a query: its resolver's undisputed baseline, and
+        the name's answer to compare with other resolvers'."""
+        r = self.resolvers.get(server_ip)
+        if r is None:
+            r = self.resolvers[server_ip] = ResolverStats()
+        r.responses += 1
+        r.undisputed_ttls[ttl] += 1
+        r.min_rtt = _min0f(r.min_rtt, delay)
+        if name:  # (a name the capture cut off is unknown: unknown names are not one name)
+            key = (name, qtype)
             by = self.names.get(key, ())
-            outcome = resp[0][2]
             nx = outcome == "NXDOMAIN"
-            new = _with_answer(by, f.server_ip, nx, None if nx else outcome)
+            new = _with_answer(by, server_ip, nx, None if nx else outcome)
             if new is not by:
                 self.names[key] = new
 
@@ -321,6 +343,10 @@ class ControlSet:
 
     def add(self, f: Facts) -> None:
         self.of(f.input).add(f)
+
+    def add_lone_answer(self, input_idx: int, *args) -> None:
+        """``Controls.add_lone_answer`` in the controls of ``input_idx``'s case."""
+        self.of(input_idx).add_lone_answer(input_idx, *args)
 
     def merge(self, o: "ControlSet") -> None:
         for case in sorted(o.by_case):

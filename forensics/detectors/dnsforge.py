@@ -173,10 +173,16 @@ def asks(f: Facts) -> bool | tuple:
         return True  # resolver-silent, resolver-answered-others
     if len(resp) >= 2 and len({r[2] for r in resp}) >= 2:
         return True  # racing answers
+    return key_of(f.name, f.features.get("qtype", ""), f.server_ip, resp[0][2], [r[9] for r in resp])
+
+
+def key_of(name: str, qtype: str, server_ip: str, first: str, answers) -> tuple | bool:
+    """``asks`` for a query of ``name`` and ``qtype`` to ``server_ip`` whose responses agree:
+    ``first`` is the first one's outcome, ``answers`` each one's sorted addresses."""
     bogons = ()
-    if public_name(f.name):  # the answers that are only special-purpose space
-        bogons = tuple([r[9] for r in resp if r[9] and all([special(a) for a in r[9]])])
-    other = (f.name, f.features.get("qtype", ""), f.server_ip, resp[0][2]) if f.name else None
+    if public_name(name):  # the answers that are only special-purpose space
+        bogons = tuple([a for a in answers if a and all([special(x) for x in a])])
+    other = (name, qtype, server_ip, first) if name else None
     return (other, bogons) if other is not None or bogons else False
 
 

@@ -1,0 +1,129 @@
+"""The DNS lane: the common DNS query over UDP, judged and encoded without the general
+path's objects.
+
+Most DNS transactions of a capture are alike: a query, one response from the server asked,
+NOERROR or NXDOMAIN, whole. For such a transaction the general path makes an ``Attempt``,
+runs every local detector (only ``outcome`` has something to say: ``dns-answered``), makes
+its ``Facts`` and features, feeds the controls, finds the early verdict through the rules,
+builds a ``Verdict`` and encodes it: about a third of a benchmark run's time went there.
+``DnsLane.take`` gives the same results straight from the transaction: the line's pieces
+(``report.attempt_fragments`` and ``report.verdict_piece``), the verdict, the key that
+``dnsforge.stands`` checks once the controls are complete (``dnsforge.key_of``), and what
+``Controls.add`` would have added (``Controls.add_lone_answer``).
+
+Where the verdict does not stand (another resolver disagrees; an answer in special-purpose
+space no client reached), stage 2 needs the facts: the lane keeps the transaction as
+builtins (``raw``), and ``facts_of`` makes them through the general path, from a
+transaction equal to the one the engine handed on.
+
+The verdict comes from the rules, once: ``DnsLane`` asks ``apply_rules`` what a lone
+``dns-answered`` finding gives, and stays closed (everything goes the general way) unless
+the verdict's summary and evidence are that finding's own, as the lane writes them.
+``tests/test_dnslane.py`` checks, for every transaction the lane takes in the samples, the
+lab's captures, the corpus and a benchmark capture, that both paths give the same bytes, keys
+and controls.
+"""
+
+from __future__ import annotations
+
+from .classify.engine import Judge, _sentence, apply_rules
+from .detectors import BUILTIN, outcome
+from .detectors.base import Facts, ev, finding, query_text
+from .detectors.dnsforge import key_of
+from .detectors.features import _outcome
+from .model import (MAX_FRAMES_LISTED, DnsTransaction, iso_time, new_dns_answer, new_dns_response,
+                    new_dns_transaction, new_endpoint, rcode_text)
+from .reassembly.attempts import from_dns
+from .report import CUT1, CUT2, _encode_bytes, fragments_of
+
+# the lane writes the findings of these detectors for a DNS transaction over UDP: outcome's,
+# and none of the others' (each of them looks at TCP only)
+assert [d.name for d in BUILTIN] == ["outcome", "rst", "blockpage", "silence", "options"], \
+    "the DNS lane must learn what the new detector says of a DNS query over UDP"
+
+_SIGNAL = "dns-answered"
+_NO_ICMP: list = []
+
+
+class DnsLane:
+    """Takes the common DNS transactions off the general path for one ``Judge`` (whose
+    controls it feeds); ``open`` is False where the rules do not let it."""
+
+    def __init__(self, judge: Judge) -> None:
+        self.judge = judge
+        self.controls = judge.controls
+        evidence = (ev(0, 1, "query", "q"), ev(0, 2, "response", "r"))
+        f = finding(outcome.NAME, _SIGNAL, 1.0, "x", evidence)
+        v = apply_rules(Facts("dns", "udp", 0, "", "", 53, "", 0.0, 0.0, (f,), {}), [f])
+        self.verdict = v
+        # the lane writes the summary and the evidence from the finding, as ``apply_rules`` did here
+        self.open = v.summary == _sentence("x") and v.evidence == evidence and v.hop is None
+
+    def takes(self, t: DnsTransaction) -> bool:
+        """Whether ``t`` is a query answered once, whole, by the server asked, with NOERROR
+        or NXDOMAIN (and no detector has failed: the general path leaves a failed one out)."""
+        if t.icmp or t.query_fragments or len(t.responses) != 1 or self.judge._broken:
+            return False
+        r = t.responses[0]
+        return r.src == t.server and not r.cut and not r.fragments and (r.rcode == 0 or r.rcode == 3)
+
+    def take(self, t: DnsTransaction) -> tuple:
+        """For a transaction the lane ``takes``: (start, first frame, head, verdict piece, mid,
+        tail, key, raw), having fed the controls. ``key`` is None where the verdict stands
+        whatever the controls hold; ``raw`` is ``t`` as builtins (``facts_of``)."""
+        r = t.responses[0]
+        client, server = t.client, t.server
+        qts, rts = t.query_ts, r.ts
+        qframes = t.query_frames
+        addrs = tuple(sorted(r.addresses()))
+        rcode = r.rcode
+        result = _outcome(addrs, rcode)
+        name, qtype, inp = t.qname, t.qtype, t.input
+        self.controls.add_lone_answer(inp, client.ip, server.ip, r.ttl, round(rts - qts, 6), name, qtype, result)
+        key = key_of(name, qtype, server.ip, result, (addrs,)) or None
+        frames = sorted([*qframes, r.frame])
+        rtext = rcode_text(rcode)
+        v = self.verdict
+        piece = _encode_bytes({
+            "verdict": v.verdict, "class": v.cls, "trigger": v.trigger, "confidence": v.confidence,
+            "summary": _sentence(f"1 response(s), first after {(rts - qts) * 1000:.1f} ms ({rtext})"),
+            "evidence": [{"input": inp, "packet": qframes[0], "signal": "query", "detail": query_text(qtype, name)},
+                         {"input": r.input, "packet": r.frame, "signal": "response",
+                          "detail": ", ".join(addrs) or rtext}],
+            "input": inp, "rule": v.rule})[1:-1]
+        head, mid, tail = fragments_of({
+            "kind": "dns", "transport": "udp", "client": {"ip": client.ip, "port": client.port},
+            "server": {"ip": server.ip, "port": server.port}, "name": name, "start": iso_time(qts),
+            "duration_ms": round(((rts if rts > qts else qts) - qts) * 1000.0, 3), CUT1: 0,
+            "history": "Q" * min(len(qframes), 9) + "r", "frames": frames[:MAX_FRAMES_LISTED],
+            "frames_total": len(frames), CUT2: 0,
+            "dns": {"id": t.txid, "qname": name, "qtype": qtype, "query_frames": list(qframes),
+                    "query_ttl": t.query_ttl, "responses": [r.to_dict()], "icmp": _NO_ICMP}})
+        raw = None
+        if key is not None:
+            raw = (inp, client.ip, client.port, server.ip, server.port, t.txid, name, qtype, qframes, qts,
+                   t.query_ttl, t.watched, r.input, r.frame, rts, r.ttl, r.ipid, r.flags, rcode,
+                   tuple([(a.name, a.rtype, a.ttl, a.data) for a in r.answers]), r.authority, r.additional,
+                   r.qname_matches)
+        return qts, frames[0], head, piece, mid, tail, key, raw
+
+
+def transaction(raw: tuple) -> DnsTransaction:
+    """The transaction ``DnsLane.take`` made ``raw`` of."""
+    (inp, cip, cport, sip, sport, txid, name, qtype, qframes, qts, qttl, watched, rinp, rframe, rts, rttl, ipid,
+     flags, rcode, answers, authority, additional, qmatch) = raw
+    server = new_endpoint(sip, sport)
+    # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
+    # qname_matches, cut, fragments, fragment_ttls, fragments_disagree)
+    resp = new_dns_response(rinp, rframe, rts, server, rttl, ipid, flags, rcode,
+                            tuple([new_dns_answer(*a) for a in answers]), authority, additional, qmatch,
+                            "", (), (), False)
+    # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
+    # query_ttl, responses, icmp, watched, query_fragments)
+    return new_dns_transaction(inp, new_endpoint(cip, cport), server, "udp", txid, name, qtype, qframes, qts,
+                               qttl, (resp,), (), watched, ())
+
+
+def facts_of(judge: Judge, raw: tuple) -> Facts:
+    """The facts the general path gives the transaction ``raw`` (the controls untouched)."""
+    return judge.facts(from_dns(transaction(raw)))

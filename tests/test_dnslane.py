@@ -1,0 +1,173 @@
+"""The DNS lane (``forensics.dnslane``) gives what the general path gives.
+
+For every DNS transaction the lane takes in the samples, a generated capture with forged
+answers and the corpus: the same JSON pieces byte for byte, the same verdict and the same
+key for ``dnsforge.stands``, the same controls, and the same facts rebuilt for stage 2. And
+the reports are the same with the lane closed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from captures import DLT_RAW, T0_NS, pcap_offsets, write_pcap
+from conftest import CORPUS, ROOT, captures_under, load_benchmark
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+
+import forensics
+from forensics import dnslane, pipeline
+from forensics.classify.engine import Judge
+from forensics.model import DnsTransaction, Verdict
+from forensics.reassembly.attempts import from_dns
+from forensics.render import render_to_string
+from forensics.report import attempt_fragments, verdict_piece
+
+
+def _generated(tmp_path) -> str:
+    out = tmp_path / "gen.pcap"
+    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", "5",
+                                               "--forged-dns", "0.1", "--rst", "0.05"]) == 0
+    return str(out)
+
+
+def _rotated(tmp_path, generated: str) -> str:
+    """``generated`` cut in three files in a folder, as ``tcpdump -C`` would: some queries
+    are answered in the next file."""
+    data = open(generated, "rb").read()
+    offs = pcap_offsets(data) + [len(data)]
+    folder = tmp_path / "rotated"
+    folder.mkdir()
+    cuts = [0, len(offs) // 3, 2 * len(offs) // 3, len(offs) - 1]
+    for k in range(3):
+        (folder / f"part{k}.pcap").write_bytes(data[:24] + data[offs[cuts[k]]:offs[cuts[k + 1]]])
+    return str(folder)
+
+
+def _odd_names(tmp_path) -> str:
+    """Queries whose names JSON must escape or cannot write in ASCII, a CNAME chain, AAAA
+    answers, NXDOMAIN, a query asked twice, over IPv4 and IPv6 (documentation addresses)."""
+    names = [b"bl\xc3\xb6g.example", b'we"ird\\name.example', b"\xff\xfe.example", b"tab\tname.example",
+             b"cname.example", b"v6.example", b"gone.example", b"again.example"]
+    recs, t = [], T0_NS
+    for k, qname in enumerate(names):
+        v6 = qname == b"v6.example"
+        c, r = ("2001:db8::10", "2001:db8::53") if v6 else ("192.0.2.10", "198.51.100.53")
+        ip = (lambda s, d, ttl: IPv6(src=s, dst=d, hlim=ttl)) if v6 else (lambda s, d, ttl: IP(src=s, dst=d, ttl=ttl))
+        qtype = "AAAA" if v6 else "A"
+        q = DNS(id=100 + k, rd=1, qd=DNSQR(qname=qname, qtype=qtype))
+        if qname == b"cname.example":
+            an = DNSRR(rrname=qname, type="CNAME", ttl=60, rdata=b"edge.example") / DNSRR(
+                rrname=b"edge.example", type="A", ttl=60, rdata="203.0.113.9")
+        elif v6:
+            an = DNSRR(rrname=qname, type="AAAA", ttl=60, rdata="2001:db8:2::9")
+        else:
+            an = DNSRR(rrname=qname, type="A", ttl=60, rdata="203.0.113.%d" % (10 + k))
+        gone = qname == b"gone.example"
+        a = DNS(id=100 + k, qr=1, rd=1, ra=1, rcode=3 if gone else 0, qd=DNSQR(qname=qname, qtype=qtype),
+                an=[] if gone else an)
+        for _ in range(2 if qname == b"again.example" else 1):
+            recs.append((t, bytes(ip(c, r, 64) / UDP(sport=40000 + k, dport=53) / q)))
+            t += 400_000_000
+        recs.append((t + 21_000_000, bytes(ip(r, c, 57) / UDP(sport=53, dport=40000 + k) / a)))
+        t += 50_000_000
+    return str(write_pcap(tmp_path / "odd-names.pcap", recs, DLT_RAW))
+
+
+def _inputs(tmp_path) -> list[str]:
+    generated = _generated(tmp_path)
+    inputs = [str(ROOT / "pcaps"), generated, _rotated(tmp_path, generated), _odd_names(tmp_path)]
+    if CORPUS.is_dir():  # (without the corpus, the samples and the generated capture)
+        inputs += [str(p) for p in captures_under(CORPUS)]
+    return inputs
+
+
+def _transactions(path: str, monkeypatch) -> list[DnsTransaction]:
+    """The DNS transactions the engine hands on for ``path``, in order."""
+    got: list = []
+    real = pipeline._Recorder.record_items
+
+    def record_items(self, items):
+        got.extend(i for i in items if isinstance(i, DnsTransaction))
+        real(self, items)
+
+    monkeypatch.setattr(pipeline._Recorder, "record_items", record_items)
+    forensics.analyze([path], keep_attempts=False)
+    monkeypatch.undo()
+    return got
+
+
+def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
+    seen = {"taken": 0, "left": 0, "keyed": 0, "nxdomain": 0, "answered in the next file": 0, "not ASCII": 0}
+    for path in _inputs(tmp_path):
+        general, laned = Judge([]), Judge([])
+        lane = dnslane.DnsLane(laned)
+        assert lane.open
+        for t in _transactions(path, monkeypatch):
+            if not lane.takes(t):
+                seen["left"] += 1
+                continue
+            seen["taken"] += 1
+            seen["nxdomain"] += t.responses[0].rcode == 3
+            seen["answered in the next file"] += t.responses[0].input != t.input
+            a = from_dns(t)
+            facts = general.local(a)
+            got = general.early(facts)
+            assert got is not None, (path, t)
+            v, key = got
+            start, frame, head, piece, mid, tail, lane_key, raw = lane.take(t)
+            assert (head, mid, tail) == attempt_fragments(a), (path, t)
+            assert piece == verdict_piece(v, a.input), (path, t)
+            seen["not ASCII"] += not t.qname.isascii()
+            assert isinstance(lane.verdict, Verdict) and lane.verdict.verdict == v.verdict
+            assert (start, frame) == (a.start, a.frames[0])
+            assert lane_key == (key or None), (path, t)
+            if lane_key is not None:
+                seen["keyed"] += 1
+                assert dnslane.transaction(raw) == t
+                assert dnslane.facts_of(Judge([]), raw) == facts
+            else:
+                assert raw is None
+        # the controls fed by the lane (the transactions it took) equal those of the general path
+        assert laned.controls == general.controls, path
+    # the inputs hold both kinds, and answers whose verdict stage 2 checks
+    assert seen["taken"] > 1000 and seen["left"] > 100 and seen["keyed"] > 1000 and seen["nxdomain"] > 5, seen
+    assert seen["answered in the next file"] and seen["not ASCII"], seen
+
+
+def test_the_lane_leaves_what_it_does_not_write(tmp_path, monkeypatch):
+    """Racing answers, no answer, an ICMP error, answers cut by the snapshot length or sent
+    in IP fragments, an error rcode: the general path's."""
+    lane = dnslane.DnsLane(Judge([]))
+    left = [t for path in (str(ROOT / "pcaps"), _generated(tmp_path))
+            for t in _transactions(path, monkeypatch) if not lane.takes(t)]
+    assert any(len(t.responses) >= 2 for t in left) and any(t.responses and t.responses[0].fragments for t in left)
+    for t in left:
+        r = t.responses
+        assert (len(r) != 1 or r[0].src != t.server or r[0].cut or r[0].fragments or r[0].rcode not in (0, 3)
+                or t.icmp or t.query_fragments)
+
+
+def test_the_lane_stays_closed_when_the_rules_word_the_verdict_otherwise(monkeypatch):
+    from forensics.classify import engine
+
+    real = engine.apply_rules
+
+    def reworded(facts, findings):
+        v = real(facts, findings)
+        return Verdict(v.verdict, v.cls, v.trigger, v.confidence, "Something else.", v.rule, v.hop, v.evidence)
+
+    assert dnslane.DnsLane(Judge([])).open
+    monkeypatch.setattr(dnslane, "apply_rules", reworded)
+    assert not dnslane.DnsLane(Judge([])).open
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_reports_are_the_same_with_the_lane_closed(tmp_path, monkeypatch, jobs):
+    for path in _inputs(tmp_path)[:2] if jobs == 2 else _inputs(tmp_path):
+        with_lane = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
+        monkeypatch.setattr(pipeline, "DNS_LANE", False)
+        without = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
+        monkeypatch.undo()
+        assert with_lane == without, path
