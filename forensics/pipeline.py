@@ -9,7 +9,9 @@ and for each finished attempt (handed on by the engine a few dozen at a time,
 ``Judge.local``, encodes the attempt's JSON pieces and appends them with its
 ``Facts`` to a spill file; where the controls cannot change its verdict
 (``Judge.early``: most attempts), it gives the verdict there and spills the
-encoded verdict instead (``_Recorder``). It writes a small index row per attempt to disk,
+encoded verdict instead (``_Recorder``). The common DNS transactions (one whole answer
+from the server asked) take a shorter way to the same records: ``forensics.dnslane``.
+It writes a small index row per attempt to disk,
 and sorts the rows there (``ordering``), so its memory follows the live flows,
 not the attempts. Parts are independent: one
 process runs one part; ``-j N`` runs N; a Dask cluster runs them as tasks.
@@ -221,7 +223,9 @@ class _Recorder:
     whose verdict ``Judge.early`` found: stage 2 only asks ``Judge.stands`` with ``key``
     (None: nothing to ask), and reads ``facts`` (pickled apart, None without a key) only
     where the verdict does not stand. Most attempts are of that kind: their facts are not
-    read back, most are not even written, and stage 2 writes their line as it is."""
+    read back, most are not even written, and stage 2 writes their line as it is. A record
+    of the DNS lane (``record_laned``) has an eighth member, and in place of the facts the
+    transaction as builtins, from which stage 2 makes them (``dnslane.facts_of``)."""
 
     def __init__(self, judge: Judge, spill: _Spill, index_fh, keep: bool) -> None:
         self.judge, self.spill, self.index_fh = judge, spill, index_fh
