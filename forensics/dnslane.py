@@ -19,22 +19,23 @@ transaction equal to the one the engine handed on.
 The verdict comes from the rules, once: ``DnsLane`` asks ``apply_rules`` what a lone
 ``dns-answered`` finding gives, and stays closed (everything goes the general way) unless
 the verdict's summary and evidence are that finding's own, as the lane writes them.
-``tests/test_dnslane.py`` checks, for every transaction the lane takes in the samples, the
-lab's captures, the corpus and a benchmark capture, that both paths give the same bytes, keys
-and controls.
+``tests/test_dnslane.py`` checks, for every transaction the lane takes in the samples, a
+generated capture (whole and cut in rotated files), a capture of odd names and the corpus,
+that both paths give the same bytes, keys, controls and rebuilt facts.
 """
 
 from __future__ import annotations
 
 from .classify.engine import Judge, _sentence, apply_rules
 from .detectors import BUILTIN, outcome
+from .detectors.outcome import answered_detail, response_detail
 from .detectors.base import Facts, ev, finding, query_text
 from .detectors.dnsforge import key_of
 from .detectors.features import _outcome
 from .model import (MAX_FRAMES_LISTED, DnsTransaction, iso_time, new_dns_answer, new_dns_response,
                     new_dns_transaction, new_endpoint, rcode_text)
 from .reassembly.attempts import from_dns
-from .report import CUT1, CUT2, _encode_bytes, fragments_of
+from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
 
 # the lane writes the findings of these detectors for a DNS transaction over UDP: outcome's,
 # and none of the others' (each of them looks at TCP only)
@@ -58,6 +59,8 @@ class DnsLane:
         self.verdict = v
         # the lane writes the summary and the evidence from the finding, as ``apply_rules`` did here
         self.open = v.summary == _sentence("x") and v.evidence == evidence and v.hop is None
+        # the verdict's members, in ``verdict_fields``' order: ``take`` fills in the summary and evidence
+        self._fields = verdict_fields(v)
 
     def takes(self, t: DnsTransaction) -> bool:
         """Whether ``t`` is a query answered once, whole, by the server asked, with NOERROR
@@ -82,19 +85,17 @@ class DnsLane:
         self.controls.add_lone_answer(inp, client.ip, server.ip, r.ttl, round(rts - qts, 6), name, qtype, result)
         key = key_of(name, qtype, server.ip, result, (addrs,)) or None
         frames = sorted([*qframes, r.frame])
-        rtext = rcode_text(rcode)
-        v = self.verdict
-        piece = _encode_bytes({
-            "verdict": v.verdict, "class": v.cls, "trigger": v.trigger, "confidence": v.confidence,
-            "summary": _sentence(f"1 response(s), first after {(rts - qts) * 1000:.1f} ms ({rtext})"),
-            "evidence": [{"input": inp, "packet": qframes[0], "signal": "query", "detail": query_text(qtype, name)},
+        d = self._fields.copy()
+        d["summary"] = _sentence(answered_detail(1, rts - qts, rcode_text(rcode)))
+        d["evidence"] = [{"input": inp, "packet": qframes[0], "signal": "query", "detail": query_text(qtype, name)},
                          {"input": r.input, "packet": r.frame, "signal": "response",
-                          "detail": ", ".join(addrs) or rtext}],
-            "input": inp, "rule": v.rule})[1:-1]
+                          "detail": response_detail(addrs, rcode)}]
+        d["input"] = inp  # (``verdict_piece``'s two members after the verdict's)
+        d["rule"] = self.verdict.rule
+        piece = _encode_bytes(d)[1:-1]
         head, mid, tail = fragments_of({
-            "kind": "dns", "transport": "udp", "client": {"ip": client.ip, "port": client.port},
-            "server": {"ip": server.ip, "port": server.port}, "name": name, "start": iso_time(qts),
-            "duration_ms": round(((rts if rts > qts else qts) - qts) * 1000.0, 3), CUT1: 0,
+            "kind": "dns", "transport": "udp", "client": client.to_dict(), "server": server.to_dict(),
+            "name": name, "start": iso_time(qts), "duration_ms": round(max(rts - qts, 0.0) * 1000.0, 3), CUT1: 0,
             "history": "Q" * min(len(qframes), 9) + "r", "frames": frames[:MAX_FRAMES_LISTED],
             "frames_total": len(frames), CUT2: 0,
             "dns": {"id": t.txid, "qname": name, "qtype": qtype, "query_frames": list(qframes),

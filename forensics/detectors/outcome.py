@@ -122,11 +122,20 @@ def _dns(a: Attempt) -> list[Finding]:
                                f"the capture holds only part of the response ({_CUT_WHY[first.cut]}): its answers "
                                f"cannot be checked; {_CUT_FIX[first.cut]} would show them",
                                [ev(first.input, first.frame, "response-cut", f"IP TTL {first.ttl}")]))
-    out.append(finding(NAME, "dns-answered", 1.0,
-                       f"{len(responses)} response(s), first after {(first.ts - txn.query_ts) * 1000:.1f} ms ({rcodes})",
+    out.append(finding(NAME, "dns-answered", 1.0, answered_detail(len(responses), first.ts - txn.query_ts, rcodes),
                        [query, ev(first.input, first.frame, "response",
-                                  ", ".join(sorted(first.addresses())) or rcode_text(first.rcode))]))
+                                  response_detail(sorted(first.addresses()), first.rcode))]))
     return out
+
+
+def answered_detail(count: int, delay: float, rcodes: str) -> str:
+    """What ``dns-answered`` says: ``count`` responses, the first ``delay`` s after the query."""
+    return f"{count} response(s), first after {delay * 1000:.1f} ms ({rcodes})"
+
+
+def response_detail(addrs, rcode: int) -> str:
+    """A response's evidence line: its sorted addresses ``addrs``, or its rcode without any."""
+    return ", ".join(addrs) or rcode_text(rcode)
 
 
 def _tcp(a: Attempt) -> list[Finding]:
