@@ -9,7 +9,6 @@ or pyshark object.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -467,17 +466,28 @@ def flags_text(flags: int) -> str:
     return text
 
 
+#: The text of each whole second met so far (``iso_time``), emptied when it holds
+#: ``MAX_ISO_SECONDS``: a capture's times come nearly in order, so the seconds in use are few.
+_ISO_SECONDS: dict[int, str] = {}
+MAX_ISO_SECONDS = 4096
+
+
 def iso_time(ts: float) -> str:
     micros = int(round(ts * 1_000_000))
     sec, us = divmod(micros, 1_000_000)
-    return f"{_iso_second(sec)}.{us:06d}Z"
+    text = _ISO_SECONDS.get(sec)
+    if text is None:
+        text = _iso_second(sec)
+    return "%s.%06dZ" % (text, us)
 
 
-@functools.lru_cache(maxsize=4096)
 def _iso_second(sec: int) -> str:
     import datetime as _dt
 
-    return _dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if len(_ISO_SECONDS) >= MAX_ISO_SECONDS:
+        _ISO_SECONDS.clear()
+    text = _ISO_SECONDS[sec] = _dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return text
 
 
 _TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
@@ -488,30 +498,36 @@ def tls_version_text(v: int | None) -> str:
         return ""
     if (v & 0x0F0F) == 0x0A0A:
         return "GREASE"
-    return _TLS_VERSIONS.get(v, f"0x{v:04x}")
+    text = _TLS_VERSIONS.get(v)  # (a default argument would be formatted on every call)
+    return text if text is not None else f"0x{v:04x}"
 
 
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
 def rcode_text(rcode: int) -> str:
-    return _RCODES.get(rcode, f"RCODE{rcode}")
+    text = _RCODES.get(rcode)
+    return text if text is not None else f"RCODE{rcode}"
+
+
+_ICMP4_UNREACHABLE = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
+                      3: "port unreachable", 4: "fragmentation needed", 9: "network administratively prohibited",
+                      10: "host administratively prohibited", 13: "communication administratively prohibited"}
+_ICMP6_UNREACHABLE = {0: "no route", 1: "administratively prohibited", 3: "address unreachable",
+                      4: "port unreachable", 5: "source address failed policy", 6: "reject route"}
 
 
 def icmp_text(version: int, t: int, c: int) -> str:
     if version == 4:
         if t == 3:
-            return {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
-                    3: "port unreachable", 4: "fragmentation needed", 9: "network administratively prohibited",
-                    10: "host administratively prohibited", 13: "communication administratively prohibited"
-                    }.get(c, f"destination unreachable (code {c})")
+            text = _ICMP4_UNREACHABLE.get(c)
+            return text if text is not None else f"destination unreachable (code {c})"
         if t == 11:
             return "time exceeded in transit" if c == 0 else "fragment reassembly time exceeded"
         return f"ICMP type {t} code {c}"
     if t == 1:
-        return {0: "no route", 1: "administratively prohibited", 3: "address unreachable",
-                4: "port unreachable", 5: "source address failed policy", 6: "reject route"
-                }.get(c, f"destination unreachable (code {c})")
+        text = _ICMP6_UNREACHABLE.get(c)
+        return text if text is not None else f"destination unreachable (code {c})"
     if t == 2:
         return "packet too big"
     if t == 3:

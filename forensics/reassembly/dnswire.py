@@ -32,7 +32,8 @@ QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT",
 
 
 def qtype_text(t: int) -> str:
-    return QTYPES.get(t, f"TYPE{t}")
+    text = QTYPES.get(t)  # (a default argument would be formatted on every call)
+    return text if text is not None else f"TYPE{t}"
 
 
 @dataclass(slots=True)
@@ -129,6 +130,10 @@ def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
 
 
 _WORDS = struct.Struct("!8H").unpack
+#: The text of each IPv6 address written so far (``ipv6_text``; the answers of a capture
+#: name the same servers again and again), emptied when it holds ``ADDRESS_CACHE``.
+_v6_texts: dict[bytes, str] = {}
+ADDRESS_CACHE = 4096
 
 
 def ipv6_text(raw: bytes) -> str:
@@ -136,6 +141,15 @@ def ipv6_text(raw: bytes) -> str:
     writes it in Python 3.11 (RFC 5952: lowercase hex, the longest run of two or
     more zero groups, the first of equal runs, as ``::``; IPv4-mapped addresses
     in hex too), in a tenth of the time."""
+    text = _v6_texts.get(raw)
+    if text is None:
+        if len(_v6_texts) >= ADDRESS_CACHE:
+            _v6_texts.clear()
+        text = _v6_texts[raw] = _ipv6_text(raw)
+    return text
+
+
+def _ipv6_text(raw: bytes) -> str:
     words = _WORDS(raw)
     best, best_len, run = 0, 0, 0
     for i, w in enumerate(words):
