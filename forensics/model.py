@@ -9,6 +9,7 @@ or pyshark object.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -466,28 +467,17 @@ def flags_text(flags: int) -> str:
     return text
 
 
-#: The text of each whole second met so far (``iso_time``), emptied when it holds
-#: ``MAX_ISO_SECONDS``: a capture's times come nearly in order, so the seconds in use are few.
-_ISO_SECONDS: dict[int, str] = {}
-MAX_ISO_SECONDS = 4096
-
-
 def iso_time(ts: float) -> str:
     micros = int(round(ts * 1_000_000))
     sec, us = divmod(micros, 1_000_000)
-    text = _ISO_SECONDS.get(sec)
-    if text is None:
-        text = _iso_second(sec)
-    return "%s.%06dZ" % (text, us)
+    return "%s.%06dZ" % (_iso_second(sec), us)
 
 
+@functools.lru_cache(maxsize=4096)
 def _iso_second(sec: int) -> str:
     import datetime as _dt
 
-    if len(_ISO_SECONDS) >= MAX_ISO_SECONDS:
-        _ISO_SECONDS.clear()
-    text = _ISO_SECONDS[sec] = _dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return text
+    return _dt.datetime.fromtimestamp(sec, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 _TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 #: RFC 1035 limits a name to 255 octets; longer is malformed.
 MAX_NAME = 255
@@ -130,26 +131,14 @@ def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
 
 
 _WORDS = struct.Struct("!8H").unpack
-#: The text of each IPv6 address written so far (``ipv6_text``; the answers of a capture
-#: name the same servers again and again), emptied when it holds ``ADDRESS_CACHE``.
-_v6_texts: dict[bytes, str] = {}
-ADDRESS_CACHE = 4096
 
 
+@lru_cache(maxsize=4096)  # the answers of a capture name the same servers again and again
 def ipv6_text(raw: bytes) -> str:
     """16 bytes as an IPv6 address, the way ``str(ipaddress.IPv6Address(raw))``
     writes it in Python 3.11 (RFC 5952: lowercase hex, the longest run of two or
     more zero groups, the first of equal runs, as ``::``; IPv4-mapped addresses
     in hex too), in a tenth of the time."""
-    text = _v6_texts.get(raw)
-    if text is None:
-        if len(_v6_texts) >= ADDRESS_CACHE:
-            _v6_texts.clear()
-        text = _v6_texts[raw] = _ipv6_text(raw)
-    return text
-
-
-def _ipv6_text(raw: bytes) -> str:
     words = _WORDS(raw)
     best, best_len, run = 0, 0, 0
     for i, w in enumerate(words):
