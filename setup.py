@@ -38,6 +38,7 @@ ANALYSIS = [
     "forensics/reassembly/attempts.py",
     "forensics/classify/engine.py",
     "forensics/dnslane.py",
+    "forensics/tlslane.py",
     "forensics/detectors/base.py",
     "forensics/detectors/features.py",
     "forensics/detectors/controls.py",

@@ -10,7 +10,8 @@ and for each finished attempt (handed on by the engine a few dozen at a time,
 ``Facts`` to a spill file; where the controls cannot change its verdict
 (``Judge.early``: most attempts), it gives the verdict there and spills the
 encoded verdict instead (``_Recorder``). The common DNS transactions (one whole answer
-from the server asked) take a shorter way to the same records: ``forensics.dnslane``.
+from the server asked) take a shorter way to the same records: ``forensics.dnslane``; so do
+the common TLS attempts (a ServerHello, nothing else to say): ``forensics.tlslane``.
 It writes a small index row per attempt to disk,
 and sorts the rows there (``ordering``), so its memory follows the live flows,
 not the attempts. Parts are independent: one
@@ -57,6 +58,7 @@ from .reassembly import attempts as attempts_mod
 from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
 from .report import AttemptStore, Report, attempt_fragments, attempt_line, line_of, verdict_piece
 from .sources import iter_inputs
+from .tlslane import TlsLane
 
 #: One row per attempt: its sort key, its tcp.stream key, where its record is, and the order
 #: in which the part found it (``seq``: where its ``Attempt`` is in a part's kept list).
@@ -211,6 +213,9 @@ EARLY_VERDICTS = True
 #: Whether the common DNS transactions take the lane (``forensics.dnslane``; with the early
 #: verdicts only); the tests turn it off to compare.
 DNS_LANE = True
+#: Whether the common TLS attempts take the lane (``forensics.tlslane``; with the early
+#: verdicts only); the tests turn it off to compare.
+TLS_LANE = True
 
 
 class _Recorder:
@@ -236,6 +241,8 @@ class _Recorder:
         self.early = judge.early if EARLY_VERDICTS and not keep else None
         lane = DnsLane(judge) if DNS_LANE and self.early is not None else None
         self.lane = lane if lane is not None and lane.open else None
+        tls = TlsLane(judge) if TLS_LANE and self.early is not None else None
+        self.tls = tls if tls is not None and tls.open else None
 
     def record_items(self, items: list) -> None:
         """Record finished connections and DNS transactions, in the order they were done
@@ -243,11 +250,18 @@ class _Recorder:
         found: list[Attempt] = []
         subs: list[int] = []
         laned: list[DnsTransaction] = []
+        tls_laned: list[tuple[Attempt, bytes]] = []
         from_tcp, from_dns = attempts_mod.from_tcp, attempts_mod.from_dns
         takes = self.lane.takes if self.lane is not None else None
+        tls = self.tls.take if self.tls is not None else None
         for item in items:
             if isinstance(item, TcpConn):
                 got = from_tcp(item)
+                if tls is not None and len(got) == 1:
+                    piece = tls(got[0])
+                    if piece is not None:
+                        tls_laned.append((got[0], piece))
+                        continue
                 found.extend(got)
                 subs.extend(range(len(got)))
             elif isinstance(item, DnsTransaction):
@@ -259,6 +273,8 @@ class _Recorder:
         self.record(found, subs)
         if laned:
             self.record_laned(laned)
+        if tls_laned:
+            self.record_tls(tls_laned)
 
     def record_laned(self, txns: list[DnsTransaction]) -> None:
         """Spill and index the DNS transactions the lane takes (``forensics.dnslane``): their
@@ -271,6 +287,22 @@ class _Recorder:
             off, ln = add(dumps((c, head, piece, mid, tail, key, None if raw is None else dumps(raw, 5), 1), 5))
             rows.append((start, t.input, frame, 0, -1, -1, off, ln, seq + i))
         self.count = seq + len(txns)
+        if len(rows) >= _BLOCK:
+            self.write_rows()
+
+    def record_tls(self, laned: list[tuple[Attempt, bytes]]) -> None:
+        """Spill and index the TLS attempts the lane took (``forensics.tlslane``), with their
+        verdict's piece: an early verdict's record whose verdict stands whatever the controls
+        hold (no key, no facts)."""
+        add, dumps, rows = self.spill.add, pickle.dumps, self.rows
+        c = _CODE[self.tls.verdict.verdict]
+        seq = self.count
+        for i, (a, piece) in enumerate(laned):
+            head, mid, tail = attempt_fragments(a)
+            off, ln = add(dumps((c, head, piece, mid, tail, None, None), 5))
+            sin, sfr = a.tcp.stream
+            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, 0, sin, sfr, off, ln, seq + i))
+        self.count = seq + len(laned)
         if len(rows) >= _BLOCK:
             self.write_rows()
 

@@ -44,6 +44,8 @@ MAX_NAME_CLIENTS = 8
 FORGED = frozenset({"rst-forged", "blockpage-forged"})
 #: Local signals that say a connection was interfered with (its path is a failing path).
 INTERFERENCE = frozenset({"rst-forged", "blockpage-forged", "payload-dropped", "hello-dropped", "request-dropped"})
+#: The signals of an attempt whose only finding is a completed exchange (``Controls.add_exchange``).
+_EXCHANGE = frozenset({"exchange-complete"})
 
 
 @dataclass(slots=True)
@@ -146,33 +148,48 @@ class Controls:
             return
         if f.transport != "tcp":
             return
-        s = self.server(f.server_ip)
+        self._add_tcp(f.kind, f.client_ip, f.server_ip, f.server_port, f.name, f.signals(), bool(x.get("synack")),
+                      bool(x.get("ecn_answered")), x.get("path"), x.get("hello_size", 0))
+
+    def add_exchange(self, input_idx: int, kind: str, client_ip: str, server_ip: str, server_port: int, name: str,
+                     ecn_answered: bool, hello_size: int) -> None:
+        """What ``add`` does with the facts of a TCP attempt whose only finding is
+        ``exchange-complete``, after a SYN-ACK, with no HTTP path (``features`` gives
+        ``ecn_answered`` and ``hello_size``), without the facts: the TLS lane's way in
+        (``forensics.tlslane``)."""
+        self._loose = True
+        self._add_client(input_idx, client_ip)
+        self._add_tcp(kind, client_ip, server_ip, server_port, name, _EXCHANGE, True, ecn_answered, None, hello_size)
+
+    def _add_tcp(self, kind: str, client_ip: str, server_ip: str, server_port: int, name: str, sig,
+                 synack: bool, ecn_answered: bool, path: str | None, hello_size: int) -> None:
+        """A TCP attempt to ``server_ip`` whose findings' signals are ``sig``: the server's
+        counts, the paths and names that passed or met forged packets, the prefixes reached."""
+        s = self.server(server_ip)
         s.attempts += 1
-        if x.get("synack"):
+        if synack:
             s.synack += 1
-            if not x.get("ecn_answered"):
+            if not ecn_answered:
                 s.plain_syn_answered += 1
-        sig = f.signals()
-        if x.get("path") is not None:
-            key = (f.server_ip, f.server_port, f.name)
+        if path is not None:
+            key = (server_ip, server_port, name)
             if _room_for(self.paths, key, MAX_PATH_KEYS):
                 ok, bad = self.paths.setdefault(key, (set(), set()))
                 if "exchange-complete" in sig and not (sig & INTERFERENCE):
-                    _add_capped(ok, {x["path"]})
+                    _add_capped(ok, {path})
                 elif sig & INTERFERENCE:
-                    _add_capped(bad, {x["path"]})
-        if f.name and sig & FORGED:
-            _add_capped(self.filtered_names, (f.name.split(":")[0].lower(),), MAX_PREFIXES)
+                    _add_capped(bad, {path})
+        if name and sig & FORGED:
+            _add_capped(self.filtered_names, (name.split(":")[0].lower(),), MAX_PREFIXES)
         if "exchange-complete" in sig:
             s.completed += 1
-            _add_capped(self.reached, (prefix_of(f.server_ip),), MAX_PREFIXES)
-            if f.name:
-                names = s.names_to_fill(f.server_port)
-                if _room_for(names, f.name, MAX_NAMES_PER_PORT):
-                    names[f.name] = _union_capped(names.get(f.name, _NOBODY), (f.client_ip,), MAX_NAME_CLIENTS)
-            size = x.get("hello_size", 0)
-            if size and f.kind == "tls":
-                s.hello_ok_max = max(s.hello_ok_max, size)
+            _add_capped(self.reached, (prefix_of(server_ip),), MAX_PREFIXES)
+            if name:
+                names = s.names_to_fill(server_port)
+                if _room_for(names, name, MAX_NAMES_PER_PORT):
+                    names[name] = _union_capped(names.get(name, _NOBODY), (client_ip,), MAX_NAME_CLIENTS)
+            if hello_size and kind == "tls":
+                s.hello_ok_max = max(s.hello_ok_max, hello_size)
 
     def _add_client(self, input_idx: int, ip: str) -> None:
         seen = self.clients.get(input_idx, _NOBODY)
@@ -347,6 +364,12 @@ class ControlSet:
     def add_lone_answer(self, input_idx: int, *args) -> None:
         """``Controls.add_lone_answer`` in the controls of ``input_idx``'s case."""
         self.of(input_idx).add_lone_answer(input_idx, *args)
+
+    def add_exchange(self, input_idx: int, kind: str, client_ip: str, server_ip: str, server_port: int, name: str,
+                     ecn_answered: bool, hello_size: int) -> None:
+        """``Controls.add_exchange`` in the controls of ``input_idx``'s case."""
+        self.of(input_idx).add_exchange(input_idx, kind, client_ip, server_ip, server_port, name, ecn_answered,
+                                        hello_size)
 
     def merge(self, o: "ControlSet") -> None:
         for case in sorted(o.by_case):

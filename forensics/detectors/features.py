@@ -25,6 +25,12 @@ def asks_ecn(flags: int) -> bool:
     return flags & _ECN == _ECN
 
 
+def ecn_answered(syns: list[tuple], synack_frame: int) -> bool:
+    """Whether the SYN-ACK in frame ``synack_frame`` answered a SYN asking for ECN (``syns``:
+    the client's SYNs, one of them asking): no plain SYN was sent before it."""
+    return not any(not asks_ecn(r[SEG_FLAGS]) for r in syns if r[SEG_FRAME] < synack_frame)
+
+
 def features(a: Attempt) -> dict:
     if a.dns is not None and a.transport == "udp":
         t = a.dns
@@ -48,11 +54,10 @@ def features(a: Attempt) -> dict:
         x["cut"] = c.payload_cut  # 1 the client's payload, 2 the server's, 3 both: cut by the snapshot length
     syns = client_syns(c.rows)
     if any(asks_ecn(r[SEG_FLAGS]) for r in syns):
-        # the SYN-ACK answered an ECN SYN if no plain SYN was sent before it
         if c.synack is not None:
-            plain_before = any(not asks_ecn(r[SEG_FLAGS]) for r in syns if r[SEG_FRAME] < c.synack.frame)
-            x["ecn_answered"] = not plain_before
-            x["ecn_unanswered"] = plain_before
+            answered = ecn_answered(syns, c.synack.frame)
+            x["ecn_answered"] = answered
+            x["ecn_unanswered"] = not answered
         else:
             x["ecn_unanswered"] = True
     if a.request is not None:

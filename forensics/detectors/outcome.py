@@ -27,6 +27,9 @@ NAME = "outcome"
 #: the common stubs (glibc and dig wait 5 s), so an answer may still have been coming.
 DNS_ANSWER_WAIT = 1.0
 
+#: What ``exchange-complete`` says of a TLS attempt the server answered (``forensics.tlslane`` writes it too).
+SERVER_HELLO_ANSWERED = "the server answered with a ServerHello"
+
 #: The signals this detector reports, and what each means.
 SIGNALS = {
     'exchange-complete': 'the exchange the attempt expects happened (ServerHello, HTTP response, data both ways)',
@@ -237,7 +240,7 @@ def _completed(a: Attempt) -> str:
     c = a.tcp
     if a.kind == "tls":
         if a.tls_reply is not None and a.tls_reply.server_hello:
-            return "the server answered with a ServerHello"
+            return SERVER_HELLO_ANSWERED
         return ""
     if a.kind == "http":
         if a.response is not None and a.response.status:
