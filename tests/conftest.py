@@ -136,3 +136,34 @@ def analyze_json(*paths, **options) -> dict:
     from forensics import analyze
 
     return validate(json.loads(json.dumps(analyze([str(p) for p in paths], **options).to_dict())))
+
+
+def handed_on(path: str, monkeypatch, kind: type) -> list:
+    """The finished items of type ``kind`` (``TcpConn``, ``DnsTransaction``) that the engine hands
+    on for ``path``, in order: what the lanes' tests put to both paths."""
+    import forensics
+    from forensics import pipeline
+
+    got: list = []
+    real = pipeline._Recorder.record_items
+
+    def record_items(self, items):
+        got.extend(i for i in items if isinstance(i, kind))
+        real(self, items)
+
+    monkeypatch.setattr(pipeline._Recorder, "record_items", record_items)
+    forensics.analyze([path], keep_attempts=False)
+    monkeypatch.undo()
+    return got
+
+
+def reworded(apply_rules):
+    """``apply_rules`` with every verdict's summary reworded: a lane must then stay closed."""
+    from forensics.model import Verdict
+
+    def rules(facts, findings):
+        v = apply_rules(facts, findings)
+        return Verdict(v.verdict, v.cls, v.trigger, v.confidence, "Something else.", v.rule, v.hop, v.evidence)
+
+    return rules
+

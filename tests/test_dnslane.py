@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from captures import DLT_RAW, T0_NS, pcap_offsets, write_pcap
-from conftest import CORPUS, ROOT, captures_under, load_benchmark
+from conftest import CORPUS, ROOT, captures_under, handed_on, load_benchmark, reworded
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
@@ -85,17 +85,7 @@ def _inputs(tmp_path) -> list[str]:
 
 def _transactions(path: str, monkeypatch) -> list[DnsTransaction]:
     """The DNS transactions the engine hands on for ``path``, in order."""
-    got: list = []
-    real = pipeline._Recorder.record_items
-
-    def record_items(self, items):
-        got.extend(i for i in items if isinstance(i, DnsTransaction))
-        real(self, items)
-
-    monkeypatch.setattr(pipeline._Recorder, "record_items", record_items)
-    forensics.analyze([path], keep_attempts=False)
-    monkeypatch.undo()
-    return got
+    return handed_on(path, monkeypatch, DnsTransaction)
 
 
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
@@ -150,16 +140,8 @@ def test_the_lane_leaves_what_it_does_not_write(tmp_path, monkeypatch):
 
 
 def test_the_lane_stays_closed_when_the_rules_word_the_verdict_otherwise(monkeypatch):
-    from forensics.classify import engine
-
-    real = engine.apply_rules
-
-    def reworded(facts, findings):
-        v = real(facts, findings)
-        return Verdict(v.verdict, v.cls, v.trigger, v.confidence, "Something else.", v.rule, v.hop, v.evidence)
-
     assert dnslane.DnsLane(Judge([])).open
-    monkeypatch.setattr(dnslane, "apply_rules", reworded)
+    monkeypatch.setattr(dnslane, "apply_rules", reworded(dnslane.apply_rules))
     assert not dnslane.DnsLane(Judge([])).open
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CORPUS, ROOT, captures_under, load_benchmark
+from conftest import CORPUS, ROOT, captures_under, handed_on, load_benchmark, reworded
 from flows import Capture, Flow, client_hello, server_hello
 
 import forensics
 from forensics import pipeline, tlslane
 from forensics.classify.engine import Judge
 from forensics.detectors.features import asks_ecn
-from forensics.model import SEG_FLAGS, TcpConn, Verdict
+from forensics.model import SEG_FLAGS, TcpConn
 from forensics.reassembly.attempts import from_tcp
 from forensics.render import render_to_string
 from forensics.report import verdict_piece
@@ -74,17 +74,7 @@ def _inputs(tmp_path) -> list[str]:
 
 def _connections(path: str, monkeypatch) -> list[TcpConn]:
     """The connections the engine hands on for ``path``, in order."""
-    got: list = []
-    real = pipeline._Recorder.record_items
-
-    def record_items(self, items):
-        got.extend(i for i in items if isinstance(i, TcpConn))
-        real(self, items)
-
-    monkeypatch.setattr(pipeline._Recorder, "record_items", record_items)
-    forensics.analyze([path], keep_attempts=False)
-    monkeypatch.undo()
-    return got
+    return handed_on(path, monkeypatch, TcpConn)
 
 
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
@@ -135,16 +125,8 @@ def test_the_lane_leaves_tls_attempts_with_more_to_say(tmp_path, monkeypatch):
 
 
 def test_the_lane_stays_closed_when_the_rules_word_the_verdict_otherwise(monkeypatch):
-    from forensics.classify import engine
-
-    real = engine.apply_rules
-
-    def reworded(facts, findings):
-        v = real(facts, findings)
-        return Verdict(v.verdict, v.cls, v.trigger, v.confidence, "Something else.", v.rule, v.hop, v.evidence)
-
     assert tlslane.TlsLane(Judge([])).open
-    monkeypatch.setattr(tlslane, "apply_rules", reworded)
+    monkeypatch.setattr(tlslane, "apply_rules", reworded(tlslane.apply_rules))
     assert not tlslane.TlsLane(Judge([])).open
 
 
