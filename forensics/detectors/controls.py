@@ -361,9 +361,11 @@ class ControlSet:
     def add(self, f: Facts) -> None:
         self.of(f.input).add(f)
 
-    def add_lone_answer(self, input_idx: int, *args) -> None:
-        """``Controls.add_lone_answer`` in the controls of ``input_idx``'s case."""
-        self.of(input_idx).add_lone_answer(input_idx, *args)
+    def add_lone_answer(self, input_idx: int, client_ip: str, server_ip: str, ttl: int, delay: float,
+                        name: str, qtype: str, outcome: str) -> None:
+        """``Controls.add_lone_answer`` in the controls of ``input_idx``'s case. (Its arguments
+        spelled out: passed on as ``*args``, compiled, they cost 0.6 us a call, half the call.)"""
+        self.of(input_idx).add_lone_answer(input_idx, client_ip, server_ip, ttl, delay, name, qtype, outcome)
 
     def add_exchange(self, input_idx: int, kind: str, client_ip: str, server_ip: str, server_port: int, name: str,
                      ecn_answered: bool, hello_size: int) -> None:

@@ -8,8 +8,8 @@ that were never answered.
 
 from __future__ import annotations
 
-from ..model import (SEG_FRAME, SEG_PLEN, Attempt, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, HttpRequest,
-                     HttpResponse, TcpConn, TlsClientHello, TlsServerReply, new_attempt)
+from ..model import (SEG_FRAME, SEG_PLEN, Attempt, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, TcpConn,
+                     new_attempt, new_http_request, new_http_response, new_tls_client_hello, new_tls_server_reply)
 from . import dnswire, httpwire, tlswire
 
 
@@ -24,22 +24,22 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
     if tlswire.looks_like_client_hello(data):
         h = tlswire.parse_client_hello(data)
         if h is not None:
-            hello = TlsClientHello(h.sni, h.versions, h.record_size, _segments(conn, h.record_size),
-                                   h.extensions, h.ciphers)
+            hello = new_tls_client_hello(h.sni, h.versions, h.record_size, _segments(conn, h.record_size),
+                                         h.extensions, h.ciphers)
             reply = tlswire.parse_server_reply(conn.server_payload)
-            tr = TlsServerReply(reply.server_hello, reply.version, reply.alerts) if reply else None
+            tr = new_tls_server_reply(reply.server_hello, reply.version, reply.alerts) if reply else None
             return [new_attempt("", "tls", "tcp", client, server, h.sni, conn.first_ts, conn.last_ts, conn.input,
                                 frames, conn.history, conn, None, hello, tr, None, None, None)]
     if httpwire.looks_like_request(data):
         req = httpwire.parse_request(data)
         if req is not None:
-            rq = HttpRequest(req.method, req.host, req.path, req.version, req.complete)
+            rq = new_http_request(req.method, req.host, req.path, req.version, req.complete)
             resp = httpwire.parse_response(conn.server_payload)
             rs = None
             if resp is not None:
-                rs = HttpResponse(resp.status, resp.reason, resp.title, resp.headers.get("location"),
-                                  resp.body_bytes, resp.headers.get("server"),
-                                  conn.server_payload_frames[0] if conn.server_payload_frames else 0)
+                rs = new_http_response(resp.status, resp.reason, resp.title, resp.headers.get("location"),
+                                       resp.body_bytes, resp.headers.get("server"),
+                                       conn.server_payload_frames[0] if conn.server_payload_frames else 0)
             return [new_attempt("", "http", "tcp", client, server, req.host, conn.first_ts, conn.last_ts,
                                 conn.input, frames, conn.history, conn, None, None, None, rq, rs, None)]
     if 53 in (server.port, client.port) and data:
@@ -52,6 +52,14 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
 
 def _segments(conn: TcpConn, size: int) -> int:
     """How many TCP segments the first ``size`` bytes of client payload took."""
+    frames = conn.client_payload_frames
+    if frames:  # most hellos take one segment: its row is among the first, no table is needed
+        first = frames[0]
+        for r in conn.rows:
+            if r[SEG_FRAME] == first:
+                if r[SEG_PLEN] >= size:
+                    return 1
+                break
     plen: dict[int, int] = {}
     for r in conn.rows:
         plen.setdefault(r[SEG_FRAME], r[SEG_PLEN])  # a frame's first row, as a frame number can repeat across inputs
