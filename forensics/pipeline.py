@@ -218,6 +218,13 @@ DNS_LANE = True
 TLS_LANE = True
 
 
+def _index_row(a: Attempt, sub: int, off: int, ln: int, seq: int) -> tuple:
+    """The index row (``INDEX_DTYPE``) of attempt ``a``, the ``sub``-th of its connection, spilled
+    at ``off`` (``ln`` bytes), the ``seq``-th the part found."""
+    sin, sfr = a.tcp.stream if a.tcp is not None else (-1, -1)
+    return (a.start, a.input, a.frames[0] if a.frames else 0, sub, sin, sfr, off, ln, seq)
+
+
 class _Recorder:
     """What ``run_part`` does with each finished connection or DNS transaction: judge its attempts
     locally, spill their facts and JSON pieces, and index them. (An object rather than nested
@@ -253,12 +260,12 @@ class _Recorder:
         tls_laned: list[tuple[Attempt, bytes]] = []
         from_tcp, from_dns = attempts_mod.from_tcp, attempts_mod.from_dns
         takes = self.lane.takes if self.lane is not None else None
-        tls = self.tls.take if self.tls is not None else None
+        tls_take = self.tls.take if self.tls is not None else None
         for item in items:
             if isinstance(item, TcpConn):
                 got = from_tcp(item)
-                if tls is not None and len(got) == 1:
-                    piece = tls(got[0])
+                if tls_take is not None and len(got) == 1:
+                    piece = tls_take(got[0])
                     if piece is not None:
                         tls_laned.append((got[0], piece))
                         continue
@@ -286,9 +293,7 @@ class _Recorder:
             start, frame, head, piece, mid, tail, key, raw = take(t)
             off, ln = add(dumps((c, head, piece, mid, tail, key, None if raw is None else dumps(raw, 5), 1), 5))
             rows.append((start, t.input, frame, 0, -1, -1, off, ln, seq + i))
-        self.count = seq + len(txns)
-        if len(rows) >= _BLOCK:
-            self.write_rows()
+        self._recorded(len(txns))
 
     def record_tls(self, laned: list[tuple[Attempt, bytes]]) -> None:
         """Spill and index the TLS attempts the lane took (``forensics.tlslane``), with their
@@ -300,11 +305,8 @@ class _Recorder:
         for i, (a, piece) in enumerate(laned):
             head, mid, tail = attempt_fragments(a)
             off, ln = add(dumps((c, head, piece, mid, tail, None, None), 5))
-            sin, sfr = a.tcp.stream
-            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, 0, sin, sfr, off, ln, seq + i))
-        self.count = seq + len(laned)
-        if len(rows) >= _BLOCK:
-            self.write_rows()
+            rows.append(_index_row(a, 0, off, ln, seq + i))
+        self._recorded(len(laned))
 
     def record(self, found: list[Attempt], subs: list[int]) -> None:
         """Judge, encode, spill and index ``found``, each step over all of them in turn;
@@ -324,12 +326,15 @@ class _Recorder:
                 payload = dumps((code[v.verdict], head, verdict_piece(v, a.input), mid, tail, key,
                                  None if key is None else dumps(_facts_record(facts), 5)), 5)
             off, ln = add(payload)
-            sin, sfr = a.tcp.stream if a.tcp is not None else (-1, -1)
-            rows.append((a.start, a.input, a.frames[0] if a.frames else 0, k, sin, sfr, off, ln, seq + i))
+            rows.append(_index_row(a, k, off, ln, seq + i))
             if kept is not None:
                 kept.append(a)
-        self.count = seq + len(found)
-        if len(rows) >= _BLOCK:
+        self._recorded(len(found))
+
+    def _recorded(self, n: int) -> None:
+        """``n`` more attempts spilled and indexed: counted, and the index written a block at a time."""
+        self.count += n
+        if len(self.rows) >= _BLOCK:
             self.write_rows()
 
     def write_rows(self) -> None:

@@ -32,7 +32,6 @@ from .detectors.base import Facts, ev, finding
 from .detectors.features import asks_ecn, client_syns, ecn_answered
 from .model import S2C, SEG_FLAGS, Attempt
 from .report import _encode_bytes, verdict_fields
-from .sources.decode import TCP_RST
 
 # the lane stands for these detectors' findings on a TCP attempt, in this order
 assert [d.name for d in BUILTIN] == ["outcome", "rst", "blockpage", "silence", "options"], \
@@ -54,21 +53,20 @@ class TlsLane:
         facts = Facts("tls", "tcp", 7, "", "", 443, "", 0.0, 0.0, (f,), {})
         v = apply_rules(facts, [f])
         self.verdict = v
-        # the piece is written from a template: the verdict's summary and evidence must be the finding's,
-        # and the early verdict must be the verdict (neither cross-attempt detector reads the controls)
-        self.open = (v.summary == _sentence(_ANSWER) and v.evidence == evidence and v.hop is None
-                     and not crosscheck.asks(facts) and dnsforge.asks(facts) is False)
         # ``verdict_piece`` of this verdict for an answer in frame 11 of input 7: the numbers become fields
         d = verdict_fields(v)
         d["input"] = 7
         d["rule"] = v.rule
         text = _encode_bytes(d)[1:-1]
         marks = b'"input":7,"packet":11,', b'"input":7,"rule":'
-        self._template = None
-        if text.count(marks[0]) == 1 and text.count(marks[1]) == 1:
-            self._template = (text.replace(b"%", b"%%").replace(marks[0], b'"input":%d,"packet":%d,')
-                              .replace(marks[1], b'"input":%d,"rule":'))
-        self.open = self.open and self._template is not None
+        self._template = (text.replace(b"%", b"%%").replace(marks[0], b'"input":%d,"packet":%d,')
+                          .replace(marks[1], b'"input":%d,"rule":'))
+        # the piece is written from that template: the verdict's summary and evidence must be the
+        # finding's, each number in one place, and the early verdict must be the verdict (neither
+        # cross-attempt detector reads the controls)
+        self.open = (v.summary == _sentence(_ANSWER) and v.evidence == evidence and v.hop is None
+                     and text.count(marks[0]) == 1 and text.count(marks[1]) == 1
+                     and not crosscheck.asks(facts) and dnsforge.asks(facts) is False)
 
     def take(self, a: Attempt) -> bytes | None:
         """For a TLS attempt on which the local detectors find only that the server answered
@@ -88,11 +86,10 @@ class TlsLane:
             return None  # options: a window scale the SYN-ACK did not echo
         if c.client_payload and not c.payload_bytes[S2C]:
             return None  # silence: a payload the server's side did not answer
-        rows = c.rows
-        for r in rows:
-            if r[SEG_FLAGS] & TCP_RST:
+        for m in c.markers:  # (every row with a RST is a marker: ``finish_tcp``)
+            if m.kind == "rst":
                 return None  # rst, outcome._contradictions, silence: resets
-        syns = client_syns(rows)
+        syns = client_syns(c.rows)
         ecn = [asks_ecn(r[SEG_FLAGS]) for r in syns]
         if len(syns) > 1 and ecn[0] and not all(ecn):
             return None  # outcome._contradictions: an ECN SYN unanswered, a plain one answered
