@@ -142,3 +142,20 @@ def test_the_collector_comes_back_after_an_error_and_stays_off_if_it_was(tmp_pat
         assert not gc.isenabled(), "the analysis turned on a collector its caller had turned off"
     finally:
         gc.enable()
+
+
+def test_the_command_runs_without_the_automatic_collector(tmp_path):
+    """``forensics`` (``cli.main``) turns the automatic collector off for its one analysis: sound
+    for the reasons above, and its stages still collect by hand (``collector_by_hand`` ticks
+    whatever the collector's state, as the test of the bound shows with it off)."""
+    out = tmp_path / "report.json"
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('collector on:', gc.isenabled()))\n"
+            "from forensics.cli import main\n"
+            "sys.argv = ['forensics'] + sys.argv[1:]\n"
+            "main()\n")
+    run = subprocess.run([sys.executable, "-c", code, "analyze", str(ROOT / "pcaps" / "benign-browsing"),
+                          "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "collector on: False"
+    assert json.loads(out.read_text())["attempts"], "the analysis ran"
