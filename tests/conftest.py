@@ -167,3 +167,17 @@ def reworded(apply_rules):
 
     return rules
 
+
+def assert_same_reports_without(lane_flag: str, paths: list[str], monkeypatch, jobs: int) -> None:
+    """Each of ``paths`` gives the same report, byte for byte, with ``pipeline.<lane_flag>``
+    turned off (a lane closed: everything goes the general way) as with it on."""
+    import forensics
+    from forensics import pipeline
+    from forensics.render import render_to_string
+
+    for path in paths:
+        with_lane = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
+        monkeypatch.setattr(pipeline, lane_flag, False)
+        without = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
+        monkeypatch.undo()
+        assert with_lane == without, path

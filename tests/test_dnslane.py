@@ -11,17 +11,15 @@ from __future__ import annotations
 import pytest
 
 from captures import DLT_RAW, T0_NS, pcap_offsets, write_pcap
-from conftest import CORPUS, ROOT, captures_under, handed_on, load_benchmark, reworded
+from conftest import CORPUS, ROOT, assert_same_reports_without, captures_under, handed_on, load_benchmark, reworded
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-import forensics
-from forensics import dnslane, pipeline
+from forensics import dnslane
 from forensics.classify.engine import Judge
 from forensics.model import DnsTransaction, Verdict
 from forensics.reassembly.attempts import from_dns
-from forensics.render import render_to_string
 from forensics.report import attempt_fragments, verdict_piece
 
 
@@ -83,18 +81,13 @@ def _inputs(tmp_path) -> list[str]:
     return inputs
 
 
-def _transactions(path: str, monkeypatch) -> list[DnsTransaction]:
-    """The DNS transactions the engine hands on for ``path``, in order."""
-    return handed_on(path, monkeypatch, DnsTransaction)
-
-
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
     seen = {"taken": 0, "left": 0, "keyed": 0, "nxdomain": 0, "answered in the next file": 0, "not ASCII": 0}
     for path in _inputs(tmp_path):
         general, laned = Judge([]), Judge([])
         lane = dnslane.DnsLane(laned)
         assert lane.open
-        for t in _transactions(path, monkeypatch):
+        for t in handed_on(path, monkeypatch, DnsTransaction):
             if not lane.takes(t):
                 seen["left"] += 1
                 continue
@@ -131,7 +124,7 @@ def test_the_lane_leaves_what_it_does_not_write(tmp_path, monkeypatch):
     in IP fragments, an error rcode: the general path's."""
     lane = dnslane.DnsLane(Judge([]))
     left = [t for path in (str(ROOT / "pcaps"), _generated(tmp_path))
-            for t in _transactions(path, monkeypatch) if not lane.takes(t)]
+            for t in handed_on(path, monkeypatch, DnsTransaction) if not lane.takes(t)]
     assert any(len(t.responses) >= 2 for t in left) and any(t.responses and t.responses[0].fragments for t in left)
     for t in left:
         r = t.responses
@@ -147,9 +140,5 @@ def test_the_lane_stays_closed_when_the_rules_word_the_verdict_otherwise(monkeyp
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_reports_are_the_same_with_the_lane_closed(tmp_path, monkeypatch, jobs):
-    for path in _inputs(tmp_path)[:2] if jobs == 2 else _inputs(tmp_path):
-        with_lane = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
-        monkeypatch.setattr(pipeline, "DNS_LANE", False)
-        without = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
-        monkeypatch.undo()
-        assert with_lane == without, path
+    inputs = _inputs(tmp_path)
+    assert_same_reports_without("DNS_LANE", inputs[:2] if jobs == 2 else inputs, monkeypatch, jobs)

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CORPUS, ROOT, captures_under, handed_on, load_benchmark, reworded
+from conftest import CORPUS, ROOT, assert_same_reports_without, captures_under, handed_on, load_benchmark, reworded
 from flows import Capture, Flow, client_hello, server_hello
 
-import forensics
-from forensics import pipeline, tlslane
+from forensics import tlslane
 from forensics.classify.engine import Judge
 from forensics.detectors.features import asks_ecn
 from forensics.model import SEG_FLAGS, TcpConn
 from forensics.reassembly.attempts import from_tcp
-from forensics.render import render_to_string
 from forensics.report import verdict_piece
 
 
@@ -72,18 +70,13 @@ def _inputs(tmp_path) -> list[str]:
     return inputs
 
 
-def _connections(path: str, monkeypatch) -> list[TcpConn]:
-    """The connections the engine hands on for ``path``, in order."""
-    return handed_on(path, monkeypatch, TcpConn)
-
-
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
     seen = {"taken": 0, "tls left": 0, "tls ok left": 0, "other kinds": 0, "ecn": 0, "ipv6": 0}
     for path in _inputs(tmp_path):
         general, laned = Judge([]), Judge([])
         lane = tlslane.TlsLane(laned)
         assert lane.open
-        for c in _connections(path, monkeypatch):
+        for c in handed_on(path, monkeypatch, TcpConn):
             for a in from_tcp(c):
                 piece = lane.take(a)
                 if piece is None:
@@ -116,7 +109,7 @@ def test_the_lane_leaves_tls_attempts_with_more_to_say(tmp_path, monkeypatch):
     lane = tlslane.TlsLane(Judge([]))
     judge = Judge([])
     left = 0
-    for c in _connections(_generated(tmp_path), monkeypatch):
+    for c in handed_on(_generated(tmp_path), monkeypatch, TcpConn):
         for a in from_tcp(c):
             if a.kind == "tls" and lane.take(a) is None:
                 left += 1
@@ -132,9 +125,5 @@ def test_the_lane_stays_closed_when_the_rules_word_the_verdict_otherwise(monkeyp
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_reports_are_the_same_with_the_lane_closed(tmp_path, monkeypatch, jobs):
-    for path in _inputs(tmp_path)[:2] if jobs == 2 else _inputs(tmp_path):
-        with_lane = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
-        monkeypatch.setattr(pipeline, "TLS_LANE", False)
-        without = render_to_string(forensics.analyze([path], keep_attempts=False, jobs=jobs), "json")
-        monkeypatch.undo()
-        assert with_lane == without, path
+    inputs = _inputs(tmp_path)
+    assert_same_reports_without("TLS_LANE", inputs[:2] if jobs == 2 else inputs, monkeypatch, jobs)
