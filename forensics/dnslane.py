@@ -32,7 +32,7 @@ from .detectors.outcome import answered_detail, response_detail
 from .detectors.base import Facts, ev, finding, query_text
 from .detectors.dnsforge import key_of
 from .detectors.features import _outcome
-from .model import (MAX_FRAMES_LISTED, DnsTransaction, iso_time, new_dns_answer, new_dns_response,
+from .model import (MAX_FRAMES_LISTED, DnsTransaction, iso_time, new_dns_answer, new_dns_response, round_to,
                     new_dns_transaction, new_endpoint, rcode_text)
 from .reassembly.attempts import from_dns
 from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
@@ -82,7 +82,7 @@ class DnsLane:
         rcode = r.rcode
         result = _outcome(addrs, rcode)
         name, qtype, inp = t.qname, t.qtype, t.input
-        self.controls.add_lone_answer(inp, client.ip, server.ip, r.ttl, round(rts - qts, 6), name, qtype, result)
+        self.controls.add_lone_answer(inp, client.ip, server.ip, r.ttl, round_to(rts - qts, 6), name, qtype, result)
         key = key_of(name, qtype, server.ip, result, (addrs,)) or None
         frames = sorted([*qframes, r.frame])
         d = self._fields.copy()
@@ -95,7 +95,7 @@ class DnsLane:
         piece = _encode_bytes(d)[1:-1]
         head, mid, tail = fragments_of({
             "kind": "dns", "transport": "udp", "client": client.to_dict(), "server": server.to_dict(),
-            "name": name, "start": iso_time(qts), "duration_ms": round(max(rts - qts, 0.0) * 1000.0, 3), CUT1: 0,
+            "name": name, "start": iso_time(qts), "duration_ms": round_to(max(rts - qts, 0.0) * 1000.0, 3), CUT1: 0,
             "history": "Q" * min(len(qframes), 9) + "r", "frames": frames[:MAX_FRAMES_LISTED],
             "frames_total": len(frames), CUT2: 0,
             "dns": {"id": t.txid, "qname": name, "qtype": qtype, "query_frames": list(qframes),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import C2S, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_TS, Attempt, rcode_text
+from ..model import C2S, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_TS, Attempt, rcode_text, round_to
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_SYN
 
 _ECN = TCP_ECE | TCP_CWR
@@ -40,7 +40,7 @@ def features(a: Attempt) -> dict:
             addrs = tuple(sorted(r.addresses()))
             # (src, ip ttl, outcome, delay s, ip id, frame, input, flags, qname matches, addresses)
             outcome = _outcome(addrs, r.rcode) if addrs or not r.cut else _cut_outcome(r.rcode)
-            responses.append((r.src.ip, r.ttl, outcome, round(r.ts - qts, 6), r.ipid, r.frame,
+            responses.append((r.src.ip, r.ttl, outcome, round_to(r.ts - qts, 6), r.ipid, r.frame,
                               r.input, r.flags, r.qname_matches, addrs))
         return {"qtype": t.qtype, "query_frame": t.query_frames[0], "query_ttl": t.query_ttl,
                 "queries": len(t.query_frames), "responses": tuple(responses)}

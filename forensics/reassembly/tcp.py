@@ -11,7 +11,7 @@ import numpy as np
 
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN,
                      SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, IcmpError, TcpConn, TcpOptions, new_endpoint,
-                     new_marker, new_tcp_conn, new_tcp_options, seg_rows, seg_rows_raw)
+                     new_marker, new_tcp_conn, new_tcp_options, round_to, seg_rows, seg_rows_raw)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 from ..sources.defrag import NO_FRAGMENTS, Fragments
 
@@ -493,7 +493,7 @@ def finish_tcp(s: TcpState) -> TcpConn:
         # since_payload_ms)
         markers.append(new_marker("rst" if f & TCP_RST else "fin", r[SEG_FRAME], r[SEG_INPUT], ts, r[SEG_DIR], f,
                                   r[SEG_SEQ], r[SEG_ACK], r[SEG_TTL], r[SEG_IPID], r[SEG_WIN], r[SEG_PLEN], after,
-                                  round((ts - first_pay_ts) * 1000, 3) if after else None))
+                                  round_to((ts - first_pay_ts) * 1000, 3) if after else None))
     frags = Fragments.of(s.fragments, s.fragments_disagree) if s.fragments else NO_FRAGMENTS
     c, sv = s.c_key, s.s_key
     client = new_endpoint(_IP_TEXT.get((c[0], c[1])) or _ip_text(c[0], c[1]), c[2])
