@@ -324,7 +324,7 @@ class DnsResponse:
 
     def to_dict(self) -> dict:
         d = {"frame": self.frame, "time": iso_time(self.ts), "src": self.src.to_dict(),
-             "ttl": self.ttl, "ip_id": self.ipid, "flags": f"0x{self.flags:04x}",
+             "ttl": self.ttl, "ip_id": self.ipid, "flags": _HEX4.get(self.flags) or hex4(self.flags),
              "rcode": rcode_text(self.rcode), "aa": self.aa,
              "answers": [a.to_dict() for a in self.answers]}
         if self.cut:
@@ -467,6 +467,18 @@ def flags_text(flags: int) -> str:
     return text
 
 
+#: ``hex4``'s texts: a capture's DNS responses carry a handful of flag values.
+_HEX4: dict[int, str] = {}
+
+
+def hex4(v: int) -> str:
+    """``v`` as ``0x`` and at least four hex digits (a DNS header's flags)."""
+    text = f"0x{v:04x}"
+    if 0 <= v <= 0xFFFF:
+        _HEX4[v] = text
+    return text
+
+
 #: ``round_to``'s powers of ten, by digits.
 _TENS = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0)
 #: ``round_to`` takes its shortcut below this (2**40): the product ``x * 10**digits`` is then
@@ -498,7 +510,8 @@ def round_to(x: float, digits: int) -> float:
 def iso_time(ts: float) -> str:
     micros = int(round(ts * 1_000_000))
     sec, us = divmod(micros, 1_000_000)
-    return "%s.%06dZ" % (_iso_second(sec), us)
+    # (str of the microseconds above a million, less its 1: "%06d" without the formatting machinery)
+    return _iso_second(sec) + "." + str(us + 1_000_000)[1:] + "Z"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,4 +1,6 @@
-"""``model.round_to`` gives the float ``round(x, digits)`` gives, bit for bit, in every case met."""
+"""The report's numbers and their texts, made by shortcuts, are those of the plain formulas: ``model.round_to``
+gives the float ``round(x, digits)`` gives, bit for bit; ``iso_time`` and ``hex4`` the texts of the formats
+they replace."""
 
 import math
 import random
@@ -6,7 +8,7 @@ import struct
 
 import pytest
 
-from forensics.model import round_to
+from forensics.model import _iso_second, hex4, iso_time, round_to
 
 
 def _bits(x: float) -> bytes:
@@ -67,3 +69,19 @@ def test_zeros_signs_and_the_limits():
               0.0005, 0.0015, 0.0025, 1.0005, 1e15 + 0.3):
         for digits in range(7):
             _same(x, digits)
+
+
+def test_times_are_written_as_the_format_wrote_them():
+    rng = random.Random(11)
+    stamps = [0.0, 0.5, 0.9999995, -0.25, -1.0000004, 1795255200.000044, 1795255200.9999996]
+    stamps += [rng.uniform(-1e9, 4e9) for _ in range(20000)]
+    stamps += [1.7e9 + rng.randrange(10**9) / 10**6 for _ in range(20000)]
+    for ts in stamps:
+        sec, us = divmod(int(round(ts * 1_000_000)), 1_000_000)
+        assert iso_time(ts) == "%s.%06dZ" % (_iso_second(sec), us), ts
+
+
+def test_flags_are_written_in_four_hex_digits_or_more():
+    for v in [0, 3, 0x8180, 0x8183, 0xFFFF, 0x10000, -1] + list(range(0, 0x10000, 257)):
+        assert hex4(v) == f"0x{v:04x}"
+        assert hex4(v) == f"0x{v:04x}"  # (the second time from the table)
