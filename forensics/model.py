@@ -511,7 +511,7 @@ def iso_time(ts: float) -> str:
     micros = int(round(ts * 1_000_000))
     sec, us = divmod(micros, 1_000_000)
     # (str of the microseconds above a million, less its 1: "%06d" without the formatting machinery)
-    return _iso_second(sec) + "." + str(us + 1_000_000)[1:] + "Z"
+    return f"{_iso_second(sec)}.{str(us + 1_000_000)[1:]}Z"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -315,9 +315,9 @@ def line_of(head: bytes, vpiece: bytes, mid: bytes, tail: bytes, position: int, 
     """An attempt's line from its fragments (``attempt_fragments``), its ``verdict_piece``,
     and what needs every part's attempts: its position in the report (0-based; the id is
     ``a`` and the position plus one) and its stream (-1: none)."""
+    # (the tail joined as it is: ``b"," + tail`` would copy the longest piece twice more)
     return b"".join((b'{"id":"a', b"%d" % (position + 1), b'",', head, b",", vpiece, b",", mid,
-                     b',"stream":%d' % stream if stream >= 0 else b"",
-                     b"," + tail + b"}\n" if tail else b"}\n"))
+                     b',"stream":%d' % stream if stream >= 0 else b"", b"," if tail else b"", tail, b"}\n"))
 
 
 def attempt_line(frags: tuple[bytes, bytes, bytes], v: Verdict, input_idx: int, position: int,
