@@ -71,7 +71,7 @@ def _inputs(tmp_path) -> list[str]:
 
 
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
-    seen = {"taken": 0, "tls left": 0, "tls ok left": 0, "other kinds": 0, "ecn": 0, "ipv6": 0}
+    seen = {"taken": 0, "http taken": 0, "http blockpage left": 0, "tls left": 0, "tls ok left": 0, "other kinds": 0, "ecn": 0, "ipv6": 0}
     for path in _inputs(tmp_path):
         general, laned = Judge([]), Judge([])
         lane = tlslane.TlsLane(laned)
@@ -80,6 +80,10 @@ def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
             for a in from_tcp(c):
                 piece = lane.take(a)
                 if piece is None:
+                    if a.kind == "http" and a.response is not None:
+                        # a block page (the lab's injectors, front box and office filter) is left
+                        facts = Judge([]).local(a)
+                        seen["http blockpage left"] += any(f.detector == "blockpage" for f in facts.findings)
                     if a.kind != "tls":
                         seen["other kinds"] += 1
                         continue
@@ -88,6 +92,7 @@ def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
                     seen["tls ok left"] += [f.signal for f in facts.findings] == ["exchange-complete"]
                     continue
                 seen["taken"] += 1
+                seen["http taken"] += a.kind == "http"
                 seen["ecn"] += any(asks_ecn(r[SEG_FLAGS]) for r in c.rows)
                 seen["ipv6"] += ":" in a.server.ip
                 facts = general.local(a)
@@ -100,6 +105,7 @@ def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
         # the controls fed by the lane (the attempts it took) equal those of the general path
         assert laned.controls == general.controls, path
     assert seen["taken"] > 200 and seen["tls left"] > 20 and seen["other kinds"] > 100, seen
+    assert seen["http taken"] > 20 and seen["http blockpage left"] > 2, seen
     assert seen["ecn"] and seen["ipv6"], seen
 
 

@@ -152,14 +152,14 @@ class Controls:
                       bool(x.get("ecn_answered")), x.get("path"), x.get("hello_size", 0))
 
     def add_exchange(self, input_idx: int, kind: str, client_ip: str, server_ip: str, server_port: int, name: str,
-                     ecn_answered: bool, hello_size: int) -> None:
+                     ecn_answered: bool, hello_size: int, path: str | None = None) -> None:
         """What ``add`` does with the facts of a TCP attempt whose only finding is
-        ``exchange-complete``, after a SYN-ACK, with no HTTP path (``features`` gives
-        ``ecn_answered`` and ``hello_size``), without the facts: the TLS lane's way in
-        (``forensics.tlslane``)."""
+        ``exchange-complete``, after a SYN-ACK (``features`` gives ``ecn_answered``,
+        ``hello_size`` and an HTTP request's ``path``), without the facts: the TLS lane's way
+        in (``forensics.tlslane``)."""
         self._loose = True
         self._add_client(input_idx, client_ip)
-        self._add_tcp(kind, client_ip, server_ip, server_port, name, _EXCHANGE, True, ecn_answered, None, hello_size)
+        self._add_tcp(kind, client_ip, server_ip, server_port, name, _EXCHANGE, True, ecn_answered, path, hello_size)
 
     def _add_tcp(self, kind: str, client_ip: str, server_ip: str, server_port: int, name: str, sig,
                  synack: bool, ecn_answered: bool, path: str | None, hello_size: int) -> None:
@@ -368,10 +368,10 @@ class ControlSet:
         self.of(input_idx).add_lone_answer(input_idx, client_ip, server_ip, ttl, delay, name, qtype, outcome)
 
     def add_exchange(self, input_idx: int, kind: str, client_ip: str, server_ip: str, server_port: int, name: str,
-                     ecn_answered: bool, hello_size: int) -> None:
+                     ecn_answered: bool, hello_size: int, path: str | None = None) -> None:
         """``Controls.add_exchange`` in the controls of ``input_idx``'s case."""
         self.of(input_idx).add_exchange(input_idx, kind, client_ip, server_ip, server_port, name, ecn_answered,
-                                        hello_size)
+                                        hello_size, path)
 
     def merge(self, o: "ControlSet") -> None:
         for case in sorted(o.by_case):
