@@ -65,7 +65,7 @@ def scan(package_dir: str, package: str, pure: bool) -> State:
             elif name not in manifest:
                 why = "unknown"
             else:
-                why = "" if _sha256(py) == manifest[name] else "stale"
+                why = "" if source_digest(py) == manifest[name] else "stale"
             if why:
                 st.source[name], st.why[name] = py, why
             else:
@@ -73,9 +73,17 @@ def scan(package_dir: str, package: str, pure: bool) -> State:
     return st
 
 
-def _sha256(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+def source_digest(py: str) -> str:
+    """What the manifest records of a compiled module's source: the SHA-256 of its ``.py``, or,
+    where an augmenting ``.pxd`` beside it gives the build C types, of both (``setup.py``
+    computes the same): an edit of either makes the build stale."""
+    with open(py, "rb") as fh:
+        data = fh.read()
+    pxd = py[:-3] + ".pxd"
+    if os.path.exists(pxd):
+        with open(pxd, "rb") as fh:
+            data += b"\0pxd\0" + fh.read()
+    return hashlib.sha256(data).hexdigest()
 
 
 class _SourceFinder:

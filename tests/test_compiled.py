@@ -58,6 +58,14 @@ def test_scan_runs_the_source_of_what_changed_or_is_unknown(tmp_path):
     assert sorted(st.compiled) == ["fakepkg.a"]
     assert st.why == {"fakepkg.c": "unknown", "fakepkg.sub.b": "stale"}
     assert st.source["fakepkg.sub.b"] == str(pkg / "sub" / "b.py")
+    # an augmenting .pxd (C types for the build) is part of the source: recorded with it, then edited
+    (pkg / "a.pxd").write_text("cpdef int f(int x)\n")
+    assert compiled.scan(str(pkg), "fakepkg", pure=False).why.get("fakepkg.a") == "stale"
+    manifest["fakepkg.a"] = compiled.source_digest(str(pkg / "a.py"))
+    (pkg / compiled.MANIFEST).write_text(json.dumps(manifest))
+    assert "fakepkg.a" in compiled.scan(str(pkg), "fakepkg", pure=False).compiled
+    (pkg / "a.pxd").write_text("cpdef long f(long x)\n")
+    assert compiled.scan(str(pkg), "fakepkg", pure=False).why.get("fakepkg.a") == "stale"
     # FORENSICS_PURE: every module with a build runs its source; _walk, with no .py, is never touched
     st = compiled.scan(str(pkg), "fakepkg", pure=True)
     assert not st.compiled and set(st.why.values()) == {"pure"} and len(st.source) == 3
