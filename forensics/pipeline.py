@@ -11,7 +11,8 @@ and for each finished attempt (handed on by the engine a few dozen at a time,
 (``Judge.early``: most attempts), it gives the verdict there and spills the
 encoded verdict instead (``_Recorder``). The common DNS transactions (one whole answer
 from the server asked) take a shorter way to the same records: ``forensics.dnslane``; so do
-the common TLS attempts (a ServerHello, nothing else to say): ``forensics.tlslane``.
+the common TLS attempts and HTTP exchanges (a ServerHello or a status line, nothing else to
+say): ``forensics.tlslane``.
 It writes a small index row per attempt to disk,
 and sorts the rows there (``ordering``), so its memory follows the live flows,
 not the attempts. Parts are independent: one
@@ -213,7 +214,7 @@ EARLY_VERDICTS = True
 #: Whether the common DNS transactions take the lane (``forensics.dnslane``; with the early
 #: verdicts only); the tests turn it off to compare.
 DNS_LANE = True
-#: Whether the common TLS attempts take the lane (``forensics.tlslane``; with the early
+#: Whether the common TLS attempts and HTTP exchanges take the lane (``forensics.tlslane``; with the early
 #: verdicts only); the tests turn it off to compare.
 TLS_LANE = True
 
@@ -296,7 +297,7 @@ class _Recorder:
         self._recorded(len(txns))
 
     def record_tls(self, laned: list[tuple[Attempt, bytes]]) -> None:
-        """Spill and index the TLS attempts the lane took (``forensics.tlslane``), with their
+        """Spill and index the TLS and HTTP attempts the lane took (``forensics.tlslane``), with their
         verdict's piece: an early verdict's record whose verdict stands whatever the controls
         hold (no key, no facts)."""
         add, dumps, rows = self.spill.add, pickle.dumps, self.rows
