@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import CORPUS, ROOT, assert_same_reports_without, captures_under, handed_on, load_benchmark, reworded
-from flows import Capture, Flow, client_hello, server_hello
+from flows import Capture, Flow, client_hello, http_request, http_response, server_hello
 
 from forensics import tlslane
 from forensics.classify.engine import Judge
@@ -32,8 +32,8 @@ def _generated(tmp_path) -> str:
 
 def _crafted(tmp_path) -> str:
     """TLS exchanges the lab and the generator do not make: an ECN SYN answered, an ECN SYN
-    left unanswered for a plain one, a SYN sent twice, a capture begun after the handshake;
-    over IPv4 and IPv6 (documentation addresses)."""
+    left unanswered for a plain one, a SYN sent twice, a capture begun after the handshake; HTTP
+    answers other than 200; over IPv4 and IPv6 (documentation addresses)."""
     cap = Capture()
     for k, (client, server) in enumerate((("192.0.2.10", "203.0.113.7"), ("2001:db8::10", "2001:db8:2::7"))):
         port = 41000 + 10 * k
@@ -60,6 +60,10 @@ def _crafted(tmp_path) -> str:
         f.s2c("PA", server_hello())
         f.c2s("FA")
         f.s2c("FA", dt=0.001)
+        for j, status in enumerate((301, 404, 503)):  # HTTP answers besides 200, from the server itself
+            f = Flow(cap, client, server, sport=port + 4 + j, dport=80)
+            f.exchange_ok(http_request(f"s{status}.example", "/page"),
+                          http_response(status, extra="Location: http://www.example/\r\n" if status == 301 else ""))
     return cap.write(tmp_path / "crafted.pcap")
 
 
@@ -133,3 +137,23 @@ def test_the_lane_stays_closed_when_the_rules_word_the_verdict_otherwise(monkeyp
 def test_reports_are_the_same_with_the_lane_closed(tmp_path, monkeypatch, jobs):
     inputs = _inputs(tmp_path)
     assert_same_reports_without("TLS_LANE", inputs[:2] if jobs == 2 else inputs, monkeypatch, jobs)
+
+
+def test_the_http_answers_kept_are_bounded_and_the_others_still_served(tmp_path, monkeypatch):
+    """Past ``MAX_HTTP_ANSWERS`` answers the lane keeps no more templates, and still gives each
+    HTTP attempt the general path's piece (a template made for it alone)."""
+    conns = handed_on(str(ROOT / "pcaps"), monkeypatch, TcpConn) + handed_on(_crafted(tmp_path), monkeypatch, TcpConn)
+    monkeypatch.setattr(tlslane, "MAX_HTTP_ANSWERS", 1)
+    lane, judge = tlslane.TlsLane(Judge([])), Judge([])
+    statuses = set()
+    for c in conns:
+        for a in from_tcp(c):
+            if a.kind != "http":
+                continue
+            piece = lane.take(a)
+            if piece is not None:
+                statuses.add(a.response.status)
+                got = judge.early(judge.local(a))
+                assert piece == verdict_piece(got[0], a.input), a
+    assert statuses == {200, 301, 404, 503}, statuses
+    assert len(lane._http) == 1
