@@ -144,14 +144,10 @@ class TlsLane:
                     return None
             except Exception:
                 return None  # (the general path runs it again, and leaves it out from then on)
-        # (blockpage reads HTTP attempts only.) The controls get what ``features`` would give them.
+        # The controls get what ``features`` would give them (its hello size and request path).
         inp = a.input
-        if kind == "tls":
-            self.controls.add_exchange(inp, kind, a.client.ip, a.server.ip, a.server.port, a.name,
-                                       any(ecn) and ecn_answered(syns, synack.frame), a.hello.record_size)
-        else:
-            self.controls.add_exchange(inp, kind, a.client.ip, a.server.ip, a.server.port, a.name,
-                                       any(ecn) and ecn_answered(syns, synack.frame),
-                                       a.hello.record_size if a.hello is not None else 0,
-                                       a.request.path if a.request is not None else None)
+        self.controls.add_exchange(inp, kind, a.client.ip, a.server.ip, a.server.port, a.name,
+                                   any(ecn) and ecn_answered(syns, synack.frame),
+                                   a.hello.record_size if a.hello is not None else 0,
+                                   a.request.path if a.request is not None else None)
         return template % (inp, c.server_payload_frames[0], inp)
