@@ -287,6 +287,55 @@ def test_tls_parsers_arbitrary(data):
     tlswire.parse_server_reply(b"\x15\x03\x03\x00\x02" + data)
 
 
+def _tlswire_source():
+    """``tlswire`` run from its ``.py`` (a module of its own), where the installed one is the build that
+    ``tlswire.pxd`` types; None where it is not built."""
+    from forensics import compiled
+
+    if "forensics.reassembly.tlswire" not in compiled.STATE.compiled:
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("forensics.reassembly._tlswire_source",
+                                                  Path(tlswire.__file__).with_name("tlswire.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # (its dataclasses look their module up there)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_TLS_SOURCE = _tlswire_source()
+
+
+def _fields(x):
+    """A parser's answer as builtins with their types (the build's and the source's classes differ; a
+    ``bool`` must stay one)."""
+    if x is None:
+        return None
+    return [(type(v).__name__, v) for v in (getattr(x, f) for f in x.__slots__)]
+
+
+@FAST
+@given(sni=st.from_regex(r"[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){0,3}", fullmatch=True),
+       data=st.binary(max_size=300), cut=st.integers(0, 300),
+       flips=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 255)), max_size=6))
+def test_the_typed_tls_parsers_read_as_their_source(sni, data, cut, flips):
+    """The build of ``tlswire`` (C integers and byte reads, ``tlswire.pxd``) gives what its source gives,
+    on hellos and server replies whole, cut, damaged, and on arbitrary bytes; bytes, a bytearray or a
+    memoryview alike."""
+    if _TLS_SOURCE is None:
+        pytest.skip("tlswire is not compiled in this install: nothing to compare with its source")
+    for good in (C.client_hello(sni), C.server_hello()):
+        bad = bytearray(good[:cut])
+        for pos, x in flips:
+            if pos < len(bad):
+                bad[pos] ^= x
+        for d in (good, bytes(bad), bytearray(bad), memoryview(bytes(bad)), data, b"\x16\x03\x01" + data,
+                  b"\x16\x03\x01\x00\x80\x01" + data, b"\x16\x03\x03\x00\x50\x02" + data):
+            assert _fields(tlswire.parse_client_hello(d)) == _fields(_TLS_SOURCE.parse_client_hello(d))
+            assert _fields(tlswire.parse_server_reply(d)) == _fields(_TLS_SOURCE.parse_server_reply(d))
+
+
 @FAST
 @given(sni=st.from_regex(r"[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){0,3}", fullmatch=True),
        cut=st.integers(0, 300), flips=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 255)), max_size=6),

@@ -57,6 +57,8 @@ def _handshake_bytes(data: bytes) -> tuple[bytes, int]:
 def parse_client_hello(data: bytes) -> Hello | None:
     if not looks_like_client_hello(data):
         return None
+    if type(data) is not bytes:  # (a bytearray or a memoryview: the compiled build reads bytes)
+        data = bytes(data)
     hs, record_size = _handshake_bytes(data)
     if len(hs) < 4 or hs[0] != 1:
         return None
@@ -92,7 +94,7 @@ def parse_client_hello(data: bytes) -> Hello | None:
             elif etype == EXT_SUPPORTED_VERSIONS and elen and pos + 4 < len(body):
                 ext = body[pos + 4:pos + 4 + elen]
                 n = min(ext[0], len(ext) - 1)
-                versions = tuple((ext[1 + i] << 8) | ext[2 + i] for i in range(0, n - 1, 2))
+                versions = tuple([(ext[1 + i] << 8) | ext[2 + i] for i in range(0, n - 1, 2)])
             pos += 4 + elen
     return Hello(sni, versions or legacy, tuple(exts), ciphers, record_size, complete)
 
@@ -124,6 +126,8 @@ def parse_server_reply(data: bytes) -> ServerReply | None:
     """The server's first TLS records: a ServerHello (and its version) or alerts."""
     if len(data) < 5 or data[0] not in (0x15, 0x16, 0x14, 0x17) or data[1] != 0x03:
         return None
+    if type(data) is not bytes:
+        data = bytes(data)
     pos = 0
     hello = False
     version: int | None = None
