@@ -6,9 +6,9 @@ install still succeeds and everything runs as Python.
 * ``forensics.sources._walk``: the record walk, written in Cython (``_walk.pyx``);
   ``forensics.sources.pcapio`` has the same walk in Python.
 * The per-attempt analysis modules (``ANALYSIS`` below): the very ``.py`` files,
-  compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside two of
-  them, ``forensics/model.pxd`` and ``forensics/reassembly/tlswire.pxd``, give a helper and the
-  TLS parsers C types, and are recorded with their ``.py``). The
+  compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside three of
+  them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,tcp}.pxd``, give a helper,
+  the TLS parsers and the TCP row scan C types, and are recorded with their ``.py``). The
   interpreter's own work per step (dispatching each bytecode, looking names up)
   is what compiling removes: 14 % of the instructions of the analysis on the
   benchmark's 20k file. The build writes ``forensics/_compiled.json``, the

@@ -37,6 +37,27 @@ def _compiled_walk_module():
 COMPILED_WALK = _compiled_walk_module()
 
 
+def source_twin(module):
+    """``module`` run from its ``.py`` as a module of its own, where the imported one is its compiled build
+    (the tests compare the two); None where it is not built."""
+    from forensics import compiled
+
+    if module.__name__ not in compiled.STATE.compiled:
+        return None
+    import importlib.util
+    import sys
+
+    name = f"{module.__package__}._source_of_{module.__name__.rpartition('.')[2]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(module.__file__).with_name(
+        module.__name__.rpartition(".")[2] + ".py"))
+    twin = importlib.util.module_from_spec(spec)
+    sys.modules[name] = twin  # (its dataclasses look their module up there)
+    spec.loader.exec_module(twin)
+    return twin
+
+
 def need_compiled(without: str) -> None:
     """Skip the test when the compiled walk is not built; ``without`` says what that means."""
     if COMPILED_WALK is None:

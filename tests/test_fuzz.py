@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import captures as C  # noqa: E402
-from conftest import FUZZ_SEED  # noqa: E402
+from conftest import FUZZ_SEED, source_twin  # noqa: E402
 
 import forensics  # noqa: E402
 from forensics.errors import InputError  # noqa: E402
-from forensics.reassembly import dnswire, httpwire, tlswire  # noqa: E402
+from forensics.model import SEG_DTYPE  # noqa: E402
+from forensics.reassembly import dnswire, httpwire, tcp, tlswire  # noqa: E402
 from forensics.sources.decode import PKT_DTYPE, ST_OK, decode  # noqa: E402
 from forensics.sources.pcapio import ReadStats, read_batches  # noqa: E402
 
@@ -272,6 +273,35 @@ def test_dns_parse_matches_scapy_then_survives_damage(labels, txid, ttl, addrs, 
     dnswire.parse(bytes(bad))
 
 
+_TCP_SOURCE = source_twin(tcp)
+_SEG_FIELDS = {"frame": st.integers(0, 2 ** 40), "ts": st.floats(0, 2e9), "dir": st.integers(0, 1),
+               "ttl": st.integers(0, 255), "ipid": st.integers(-1, 0xFFFF), "df": st.integers(0, 1),
+               "flags": st.integers(0, 0x1FF), "seq": st.integers(0, 2 ** 32 - 1),
+               "ack": st.integers(0, 2 ** 32 - 1), "win": st.sampled_from([0, 1, 512, 0xFFFF]),
+               "plen": st.sampled_from([0, 0, 1, 100, 1460, 65535]), "tos": st.integers(0, 255),
+               "input": st.integers(0, 3)}
+
+
+@FAST
+@given(rows=st.lists(st.fixed_dictionaries(_SEG_FIELDS), max_size=40),
+       base=st.tuples(st.none() | st.integers(0, 2 ** 32 - 1), st.none() | st.integers(0, 2 ** 32 - 1)),
+       options=st.binary(max_size=40), doff=st.integers(20, 60))
+def test_the_typed_tcp_scan_reads_as_its_source(rows, base, options, doff):
+    """The build of ``tcp`` (C integers for the rows' members and flags, ``tcp.pxd``) scans a connection's
+    rows as its source does: history, retransmissions, starts, the FIN and RST rows; and reads the options."""
+    if _TCP_SOURCE is None:
+        pytest.skip("tcp is not compiled in this install: nothing to compare with its source")
+    # the rows as the TCP path has them: SEG_DTYPE's fields in order, sequence numbers near each other
+    # (one connection's) as often as not
+    seq0 = rows[0]["seq"] if rows else 0
+    tuples = [tuple((seq0 + k * 700) % 2 ** 32 if n == "seq" and k % 2 else r[n] for n in SEG_DTYPE.names)
+              for k, r in enumerate(rows)]
+    assert tcp._scan(tuples, list(base)) == _TCP_SOURCE._scan(tuples, list(base))
+    header = np.frombuffer(bytes(20) + options, np.uint8)
+    doff = min(doff, len(header))
+    assert tcp.parse_tcp_options(header, 0, doff) == _TCP_SOURCE.parse_tcp_options(header, 0, doff)
+
+
 # ------------------------------------------------------------------------- TLS
 
 
@@ -287,24 +317,7 @@ def test_tls_parsers_arbitrary(data):
     tlswire.parse_server_reply(b"\x15\x03\x03\x00\x02" + data)
 
 
-def _tlswire_source():
-    """``tlswire`` run from its ``.py`` (a module of its own), where the installed one is the build that
-    ``tlswire.pxd`` types; None where it is not built."""
-    from forensics import compiled
-
-    if "forensics.reassembly.tlswire" not in compiled.STATE.compiled:
-        return None
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("forensics.reassembly._tlswire_source",
-                                                  Path(tlswire.__file__).with_name("tlswire.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # (its dataclasses look their module up there)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_TLS_SOURCE = _tlswire_source()
+_TLS_SOURCE = source_twin(tlswire)
 
 
 def _fields(x):

@@ -399,40 +399,46 @@ def _scan(rows: list[tuple], base: list[int | None]):
     c_start = s_start = None
     first_pay_ts = None
     ends = []  # the FIN and RST rows
+    # the row's members by local names (the compiled build reads a member of a tuple by a C index)
+    i_flags, i_dir, i_plen, i_seq, i_ts, i_win = SEG_FLAGS, SEG_DIR, SEG_PLEN, SEG_SEQ, SEG_TS, SEG_WIN
+    # ... and the flags and codes it tests (C integers there, as the members are)
+    syn, ack, fin_rst, mark, letter_flags = TCP_SYN, TCP_ACK, TCP_FIN | TCP_RST, MARK_FLAGS, _LETTER_FLAGS
+    c2s, s2c, keepalive = C2S, S2C, KEEPALIVE_MAX_LEN
+    code_s2c, code_payload, code_rt, code_zero_window = _CODE_S2C, _CODE_PAYLOAD, _CODE_RT, _CODE_ZERO_WINDOW
     for r in rows:
-        f, d, plen = r[SEG_FLAGS], r[SEG_DIR], r[SEG_PLEN]
-        code = (f & _LETTER_FLAGS) | (_CODE_S2C if d else 0)
-        if f & MARK_FLAGS:
-            if f & TCP_SYN:
-                if d == C2S:
-                    if not f & TCP_ACK and c_start is None:
-                        c_start = (r[SEG_SEQ] + 1) & U32
-                elif f & TCP_ACK and high[S2C] is None:
+        f, d, plen = r[i_flags], r[i_dir], r[i_plen]
+        code = (f & letter_flags) | (code_s2c if d else 0)
+        if f & mark:
+            if f & syn:
+                if d == c2s:
+                    if not f & ack and c_start is None:
+                        c_start = (r[i_seq] + 1) & U32
+                elif f & ack and high[s2c] is None:
                     # the last SYN-ACK before the server's first data: a server (or a SYN
                     # proxy) that answered a retransmitted SYN with a new ISN sends its
                     # data after the one in effect
-                    s_start = (r[SEG_SEQ] + 1) & U32
-            if f & (TCP_FIN | TCP_RST):
+                    s_start = (r[i_seq] + 1) & U32
+            if f & fin_rst:
                 ends.append(r)
         if plen > 0:
-            code |= _CODE_PAYLOAD
-            if first_pay_ts is None and d == C2S:
-                first_pay_ts = r[SEG_TS]
+            code |= code_payload
+            if first_pay_ts is None and d == c2s:
+                first_pay_ts = r[i_ts]
             start = starts[d]
             if start is None:
-                start = starts[d] = r[SEG_SEQ] - 1
-            rel = (r[SEG_SEQ] - start) & U32
+                start = starts[d] = r[i_seq] - 1
+            rel = (r[i_seq] - start) & U32
             if rel >= 1 << 31:
                 rel -= 1 << 32
             end = rel + plen
             h = high[d]
             if h is None or end > h:
                 high[d] = end
-            elif not (plen <= KEEPALIVE_MAX_LEN and end == h and not f & MARK_FLAGS):
-                code |= _CODE_RT
+            elif not (plen <= keepalive and end == h and not f & mark):
+                code |= code_rt
                 nrt[d] += 1
-        if r[SEG_WIN] == 0:
-            code |= _CODE_ZERO_WINDOW
+        if r[i_win] == 0:
+            code |= code_zero_window
         if code in done:
             continue
         letters, counted = _ROW_LETTERS[code]
