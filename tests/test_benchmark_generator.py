@@ -276,6 +276,29 @@ def test_runner_joins_verdicts_with_the_truth(capture, tmp_path):
         (out.parent / "cap.meta.json").read_text())["packets"]
 
 
+def test_runner_times_the_script_beside_its_interpreter(tmp_path, monkeypatch):
+    """run.py runs the ``forensics`` script installed beside its interpreter before one found on PATH
+    (a version manager's shim there would be timed with the analyser); without either, the CLI
+    through the interpreter."""
+    run = load_benchmark("run")
+    env_bin, path_bin = tmp_path / "venv" / "bin", tmp_path / "shims"
+    env_bin.mkdir(parents=True)
+    path_bin.mkdir()
+    shim = path_bin / "forensics"
+    shim.write_text("#!/bin/sh\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", str(path_bin))
+    monkeypatch.setattr(run.sys, "executable", str(env_bin / "python3"))
+    assert run.forensics_command() == [str(shim)]
+    script = env_bin / "forensics"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert run.forensics_command() == [str(script)]
+    script.unlink()
+    shim.unlink()
+    assert run.forensics_command()[:2] == [str(env_bin / "python3"), "-c"]
+
+
 def test_runner_repeat_takes_medians_and_paired_ratios():
     """--repeat: each tool's median round, the largest RSS, a failed round fails the tool, and
     the ratio is the median of the rounds' own ratios (a slow spell hits both tools of a round)."""
