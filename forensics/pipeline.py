@@ -561,10 +561,10 @@ def _spill_records(fd: int, offs: np.ndarray, lens: np.ndarray) -> list:
     new[1:] = start[1:] > reach[:-1] + SPILL_GAP
     heads = np.flatnonzero(new).tolist()
     out: list = [None] * n
-    starts, ends, order = start.tolist(), end.tolist(), order.tolist()
+    starts, ends, reaches, order = start.tolist(), end.tolist(), reach.tolist(), order.tolist()
     for h, t in zip(heads, heads[1:] + [n]):
         base = starts[h]
-        view = memoryview(os.pread(fd, int(reach[t - 1]) - base, base))
+        view = memoryview(os.pread(fd, reaches[t - 1] - base, base))
         for k in range(h, t):
             out[order[k]] = view[starts[k] - base:ends[k] - base]
     return out
