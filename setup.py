@@ -4,7 +4,8 @@ Two kinds, both ``optional``: without a C compiler, Python headers or Cython the
 install still succeeds and everything runs as Python.
 
 * ``forensics.sources._walk``: the record walk, written in Cython (``_walk.pyx``);
-  ``forensics.sources.pcapio`` has the same walk in Python.
+  ``forensics.sources.pcapio`` has the same walk in Python. Also the ``-j N`` router
+  and the merge of the parts' report lines, each with its Python equivalent.
 * The per-attempt analysis modules (``ANALYSIS`` below): the very ``.py`` files,
   compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside three of
   them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,tcp}.pxd``, give a helper,

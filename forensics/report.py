@@ -8,11 +8,13 @@ import weakref
 from operator import methodcaller
 from typing import Iterator
 
+import numpy as np
 import orjson
 
 from . import __version__
 from .errors import UsageError
 from .model import MAX_FRAMES_LISTED, Attempt, InputInfo, Verdict, iso_time
+from .sources import pcapio
 
 SCHEMA = "forensics.report/1"
 #: Characters of the attempts' store read at a time by the renderers (a few hundred
@@ -21,6 +23,8 @@ STORE_BLOCK = 1 << 20
 #: Lines read at a time from the parts' files in step: about ``STORE_BLOCK`` of text (an attempt's
 #: line is 1 to 2 KB).
 IN_STEP_LINES = 1024
+#: Bytes of a part's file of lines read at a time when the compiled walk merges them.
+IN_STEP_READ = 1 << 20
 
 CSV_COLUMNS = ["id", "kind", "transport", "client_ip", "client_port", "server_ip", "server_port", "name",
                "start", "duration_ms", "verdict", "class", "trigger", "confidence", "summary",
@@ -170,28 +174,63 @@ class AttemptStore:
         for block in self.blocks():
             yield from block[:-1].split("\n")
 
-    def _in_step(self, binary: bool) -> Iterator[list]:
-        """The lines of several files, in ``order``, a list of lines (each ending in a newline) at a time."""
-        files = [open(p, "rb") if binary else open(p, "r", encoding="utf-8") for p in self.paths]
+    def _in_step(self, binary: bool) -> Iterator:
+        """The lines of several files, in ``order``, about ``IN_STEP_LINES`` at a time (text, or
+        bytes if ``binary``, each line ending in a newline)."""
+        files = [open(p, "rb") for p in self.paths]
         try:
-            readers = [f.readline for f in files]
-            order = self.order
-            for b in range(0, len(order), IN_STEP_LINES):
-                group = [readers[p]() for p in order[b:b + IN_STEP_LINES].tolist()]
-                if not all(group):
-                    raise ValueError(f"the attempts' files {self.paths} hold fewer lines than the report has")
-                yield group
+            walk = pcapio.compiled_walk
+            blocks = (self._in_step_compiled(files, walk.merge_lines) if hasattr(walk, "merge_lines")
+                      else self._in_step_lines(files))
+            for block in blocks:
+                yield block if binary else block.decode("utf-8")
         finally:
             for f in files:
                 f.close()
+
+    def _in_step_lines(self, files: list) -> Iterator[bytes]:
+        """``_in_step`` without the compiled walk: a line read at a time."""
+        readers = [f.readline for f in files]
+        order = self.order
+        for b in range(0, len(order), IN_STEP_LINES):
+            group = [readers[p]() for p in order[b:b + IN_STEP_LINES].tolist()]
+            if not all(group) or group[-1][-1:] != b"\n":
+                raise ValueError(f"the attempts' files {self.paths} hold fewer lines than the report has")
+            yield b"".join(group)
+
+    def _in_step_compiled(self, files: list, merge) -> Iterator[bytes]:
+        """``_in_step`` by ``merge_lines``: each file read into its own buffer, ``IN_STEP_READ``
+        bytes at a time, and the lines copied from the buffers in order by compiled code."""
+        n = len(files)
+        bufs = [bytearray(IN_STEP_READ) for _ in range(n)]
+        pos = np.zeros(n, np.int64)
+        fill = np.zeros(n, np.int64)
+        order = self.order
+        for b in range(0, len(order), IN_STEP_LINES):
+            block = np.ascontiguousarray(order[b:b + IN_STEP_LINES], np.int16)
+            pieces, at = [], 0
+            while True:
+                got, at = merge(bufs, pos, fill, block, at)
+                pieces.append(got)
+                if at == len(block):
+                    break
+                p = int(block[at])  # that file's next line is not whole in its buffer: read on
+                buf, keep = bufs[p], int(fill[p] - pos[p])
+                buf[:keep] = buf[int(pos[p]):int(fill[p])]
+                if keep == len(buf):  # a line longer than the buffer
+                    buf.extend(bytes(len(buf)))
+                read = files[p].readinto(memoryview(buf)[keep:])
+                if not read:
+                    raise ValueError(f"the attempts' files {self.paths} hold fewer lines than the report has")
+                pos[p], fill[p] = 0, keep + read
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def blocks(self, binary: bool = False) -> Iterator:
         """The lines' text (bytes if ``binary``) in blocks of about ``STORE_BLOCK``
         characters, each cut after a newline."""
         nl = b"\n" if binary else "\n"
         if len(self.paths) > 1:
-            for group in self._in_step(binary):
-                yield nl[:0].join(group)
+            yield from self._in_step(binary)
             return
         with open(self.paths[0], "rb") if binary else open(self.paths[0], "r", encoding="utf-8") as fh:
             rest = nl[:0]

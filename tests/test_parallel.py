@@ -360,23 +360,34 @@ def test_dask_failed_stage_2_leaves_no_folder_on_the_workers(tmp_path, monkeypat
     assert not left, f"a part's folder was left behind: {left}"
 
 
-def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch):
+@pytest.mark.parametrize("walk", ["compiled", "python"])
+def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch, walk):
     """-j N's report is written straight from the parts' files, each line from the part
-    the numbering says, across the blocks it reads them in; a part short of lines is an error."""
+    the numbering says, across the blocks it reads them in, and across the reads that fill
+    its buffers (a line longer than a buffer too); a part short of lines is an error. By the
+    compiled walk's ``merge_lines`` and by Python's lines, alike."""
     import numpy as np
 
     from forensics import report
+    from forensics.sources import pcapio
 
+    if walk == "python":
+        monkeypatch.setattr(pcapio, "compiled_walk", None)
+    elif not hasattr(pcapio.compiled_walk, "merge_lines"):
+        pytest.skip("the compiled record walk is not built")
     monkeypatch.setattr(report, "IN_STEP_LINES", 3)
-    order = np.array([1, 0, 0, 2, 1, 1, 0, 2], np.int16)
+    monkeypatch.setattr(report, "IN_STEP_READ", 48)
+    order = np.array([1, 0, 0, 2, 1, 1, 0, 2, 2, 2, 0], np.int16)
     want, paths = [], []
     for part in range(3):
         p = tmp_path / f"part{part}.lines"
-        p.write_text("".join(f'{{"part":{part},"k":{k}}}\n' for k in range(int((order == part).sum()))))
+        p.write_text("".join(f'{{"part":{part},"k":{k},"pad":"{"x" * (60 if k == 1 else k)}"}}\n'
+                             for k in range(int((order == part).sum()))))
         paths.append(str(p))
     seen = [0, 0, 0]
     for part in order.tolist():
-        want.append(f'{{"part":{part},"k":{seen[part]}}}')
+        k = seen[part]
+        want.append(f'{{"part":{part},"k":{k},"pad":"{"x" * (60 if k == 1 else k)}"}}')
         seen[part] += 1
     store = report.AttemptStore(paths, {}, None, order)
     assert list(store.lines()) == want
@@ -386,3 +397,30 @@ def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch):
     short = report.AttemptStore(paths, {}, None, np.append(order, 2))
     with pytest.raises(ValueError, match="fewer lines"):
         list(short.lines())
+    cut = tmp_path / "cut.lines"  # a last line without its newline is not a whole line
+    cut.write_bytes(open(paths[1], "rb").read()[:-1])
+    with pytest.raises(ValueError, match="fewer lines"):
+        list(report.AttemptStore([paths[0], str(cut), paths[2]], {}, None, order).lines())
+
+
+def test_merge_lines_refuses_what_it_cannot_read():
+    """``merge_lines`` checks its arguments before it reads any memory."""
+    import numpy as np
+
+    from forensics.sources import pcapio
+
+    merge = getattr(pcapio.compiled_walk, "merge_lines", None)
+    if merge is None:
+        pytest.skip("the compiled record walk is not built")
+    bufs = [bytearray(b"a\nb\n"), bytearray(b"c\n")]
+    pos, fill = np.zeros(2, np.int64), np.array([4, 2], np.int64)
+    assert merge(bufs, pos.copy(), fill, np.array([0, 1, 0], np.int16), 0) == (b"a\nc\nb\n", 3)
+    half = pos.copy()
+    assert merge(bufs, half, fill, np.array([1, 1, 0], np.int16), 0) == (b"c\n", 1)
+    assert half.tolist() == [0, 2]
+    with pytest.raises(ValueError, match="names buffer 2"):
+        merge(bufs, pos.copy(), fill, np.array([0, 2], np.int16), 0)
+    with pytest.raises(ValueError, match="outside"):
+        merge(bufs, pos.copy(), np.array([9, 2], np.int64), np.array([0], np.int16), 0)
+    with pytest.raises(TypeError):
+        merge([b"a\n", bytearray(b"c\n")], pos.copy(), fill, np.array([0], np.int16), 0)
