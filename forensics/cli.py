@@ -69,8 +69,11 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
     elif getattr(walk, "route", None) is None:  # an editable install keeps an old build until rebuilt
         click.echo("record walk: compiled, without the -j router (built from an older _walk.pyx: "
                    "each -j part decodes every packet; rebuild with pip install -e .)")
+    elif getattr(walk, "merge_lines", None) is None:
+        click.echo("record walk: compiled, with the -j router, without the compiled merge of -j's report "
+                   "(built from an older _walk.pyx; rebuild with pip install -e .)")
     else:
-        click.echo("record walk: compiled, with the -j router")
+        click.echo("record walk: compiled, with the -j router and the merge of its report")
     from . import compiled
 
     click.echo(compiled.describe())

@@ -97,6 +97,7 @@ def test_version_says_which_record_walk_runs():
     assert ("record walk: compiled" in out.stdout) == (pcapio.compiled_walk is not None), out.stdout
     if pcapio.compiled_walk is not None:
         assert ("with the -j router" in out.stdout) == hasattr(pcapio.compiled_walk, "route"), out.stdout
+        assert ("and the merge of its report" in out.stdout) == hasattr(pcapio.compiled_walk, "merge_lines")
     forced = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                             env={**os.environ, "FORENSICS_PURE_WALK": "1"})
     assert "record walk: Python" in forced.stdout
@@ -115,6 +116,10 @@ def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):
     monkeypatch.setattr(pcapio, "compiled_walk", types.SimpleNamespace(walk=None))
     out = CliRunner().invoke(cli.cli, ["--version"])
     assert out.exit_code == 0 and "compiled, without the -j router" in out.output, out.output
+    # one built before the merge of -j's report: the report is merged in Python, alike
+    monkeypatch.setattr(pcapio, "compiled_walk", types.SimpleNamespace(walk=None, route=lambda *a: None))
+    out = CliRunner().invoke(cli.cli, ["--version"])
+    assert out.exit_code == 0 and "without the compiled merge" in out.output, out.output
 
 
 def test_text_and_byte_rendering_agree(tmp_path):
