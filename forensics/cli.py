@@ -77,6 +77,14 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
     from . import compiled
 
     click.echo(compiled.describe())
+    import importlib.util
+
+    if importlib.util.find_spec("forensics._dnsline") is None:
+        click.echo("DNS line writer: Python (the extension is not built)")
+    elif os.environ.get(compiled.PURE_ENV, "") not in ("", "0"):
+        click.echo(f"DNS line writer: Python ({compiled.PURE_ENV} is set)")
+    else:
+        click.echo("DNS line writer: compiled")
     ctx.exit()
 
 

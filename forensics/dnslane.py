@@ -7,7 +7,8 @@ runs every local detector (only ``outcome`` has something to say: ``dns-answered
 its ``Facts`` and features, feeds the controls, finds the early verdict through the rules,
 builds a ``Verdict`` and encodes it: about a third of a benchmark run's time went there.
 ``DnsLane.take`` gives the same results straight from the transaction: the line's pieces
-(``report.attempt_fragments`` and ``report.verdict_piece``), the verdict, the key that
+(``report.attempt_fragments`` and ``report.verdict_piece``, written by ``forensics._dnsline``
+where it is built and every value is one it writes, through dicts otherwise), the verdict, the key that
 ``dnsforge.stands`` checks once the controls are complete (``dnsforge.key_of``), and what
 ``Controls.add`` would have added (``Controls.add_lone_answer``).
 
@@ -26,16 +27,35 @@ that both paths give the same bytes, keys, controls and rebuilt facts.
 
 from __future__ import annotations
 
+import os
+
 from .classify.engine import Judge, _sentence, apply_rules
+from .compiled import PURE_ENV
 from .detectors import BUILTIN, outcome
 from .detectors.outcome import answered_detail, response_detail
 from .detectors.base import Facts, ev, finding, query_text
 from .detectors.dnsforge import key_of
 from .detectors.features import _outcome
-from .model import (MAX_FRAMES_LISTED, DnsTransaction, iso_time, new_dns_answer, new_dns_response, round_to,
-                    new_dns_transaction, new_endpoint, rcode_text)
+from .model import (_HEX4, MAX_FRAMES_LISTED, DnsTransaction, hex4, iso_time, new_dns_answer, new_dns_response,
+                    round_to, new_dns_transaction, new_endpoint, rcode_text)
 from .reassembly.attempts import from_dns
 from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
+
+
+
+def _compiled_pieces():
+    """The compiled writer of the line's pieces (``forensics._dnsline``: the same bytes as the
+    dicts give), or None: not built, or ``FORENSICS_PURE=1`` (everything as Python)."""
+    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+        return None
+    try:
+        from ._dnsline import pieces
+    except ImportError:
+        return None
+    return pieces
+
+
+_pieces = _compiled_pieces()
 
 # the lane writes the findings of these detectors for a DNS transaction over UDP: outcome's,
 # and none of the others' (each of them looks at TCP only)
@@ -61,6 +81,10 @@ class DnsLane:
         self.open = v.summary == _sentence("x") and v.evidence == evidence and v.hop is None
         # the verdict's members, in ``verdict_fields``' order: ``take`` fills in the summary and evidence
         self._fields = verdict_fields(v)
+        # for the compiled writer: the verdict's members before its summary, and the rule, encoded
+        enc = _encode_bytes(self._fields)[1:-1]
+        self._vhead = enc[:enc.index(b'"summary":') + len(b'"summary":')]
+        self._rule = _encode_bytes(v.rule)
 
     def takes(self, t: DnsTransaction) -> bool:
         """Whether ``t`` is a query answered once, whole, by the server asked, with NOERROR
@@ -85,21 +109,34 @@ class DnsLane:
         self.controls.add_lone_answer(inp, client.ip, server.ip, r.ttl, round_to(rts - qts, 6), name, qtype, result)
         key = key_of(name, qtype, server.ip, result, (addrs,)) or None
         frames = sorted([*qframes, r.frame])
-        d = self._fields.copy()
-        d["summary"] = _sentence(answered_detail(1, rts - qts, rcode_text(rcode)))
-        d["evidence"] = [{"input": inp, "packet": qframes[0], "signal": "query", "detail": query_text(qtype, name)},
-                         {"input": r.input, "packet": r.frame, "signal": "response",
-                          "detail": response_detail(addrs, rcode)}]
-        d["input"] = inp  # (``verdict_piece``'s two members after the verdict's)
-        d["rule"] = self.verdict.rule
-        piece = _encode_bytes(d)[1:-1]
-        head, mid, tail = fragments_of({
-            "kind": "dns", "transport": "udp", "client": client.to_dict(), "server": server.to_dict(),
-            "name": name, "start": iso_time(qts), "duration_ms": round_to(max(rts - qts, 0.0) * 1000.0, 3), CUT1: 0,
-            "history": "Q" * min(len(qframes), 9) + "r", "frames": frames[:MAX_FRAMES_LISTED],
-            "frames_total": len(frames), CUT2: 0,
-            "dns": {"id": t.txid, "qname": name, "qtype": qtype, "query_frames": list(qframes),
-                    "query_ttl": t.query_ttl, "responses": [r.to_dict()], "icmp": _NO_ICMP}})
+        listed = frames[:MAX_FRAMES_LISTED]
+        summary = _sentence(answered_detail(1, rts - qts, rcode_text(rcode)))
+        qdetail, rdetail = query_text(qtype, name), response_detail(addrs, rcode)
+        start = iso_time(qts)
+        duration = round_to(max(rts - qts, 0.0) * 1000.0, 3)
+        history = "Q" * min(len(qframes), 9) + "r"
+        got = None
+        if _pieces is not None:
+            got = _pieces(self._vhead, self._rule, summary, qdetail, rdetail, inp, client.ip, client.port,
+                          server.ip, server.port, name, start, duration, history, listed, len(frames), t.txid,
+                          qtype, qframes, t.query_ttl, r.input, r.frame, iso_time(rts), r.src.ip, r.src.port,
+                          r.ttl, r.ipid, _HEX4.get(r.flags) or hex4(r.flags), rcode_text(rcode), r.aa, r.answers)
+        if got is not None:
+            head, piece, mid, tail = got
+        else:  # a value the compiled writer leaves to the encoder (or it is not built)
+            d = self._fields.copy()
+            d["summary"] = summary
+            d["evidence"] = [{"input": inp, "packet": qframes[0], "signal": "query", "detail": qdetail},
+                             {"input": r.input, "packet": r.frame, "signal": "response", "detail": rdetail}]
+            d["input"] = inp  # (``verdict_piece``'s two members after the verdict's)
+            d["rule"] = self.verdict.rule
+            piece = _encode_bytes(d)[1:-1]
+            head, mid, tail = fragments_of({
+                "kind": "dns", "transport": "udp", "client": client.to_dict(), "server": server.to_dict(),
+                "name": name, "start": start, "duration_ms": duration, CUT1: 0,
+                "history": history, "frames": listed, "frames_total": len(frames), CUT2: 0,
+                "dns": {"id": t.txid, "qname": name, "qtype": qtype, "query_frames": list(qframes),
+                        "query_ttl": t.query_ttl, "responses": [r.to_dict()], "icmp": _NO_ICMP}})
         raw = None
         if key is not None:
             raw = (inp, client.ip, client.port, server.ip, server.port, t.txid, name, qtype, qframes, qts,

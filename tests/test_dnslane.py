@@ -81,13 +81,39 @@ def _inputs(tmp_path) -> list[str]:
     return inputs
 
 
-def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["compiled", "dicts"])
+def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch, writer):
+    """Both ways of writing the pieces: the compiled writer (``forensics._dnsline``), which
+    leaves what it cannot write to the dicts, and the dicts alone."""
+    written = {"written": 0, "declined": 0}
+    pieces = dnslane._pieces
+    if writer == "compiled" and pieces is None:
+        pytest.skip("the compiled DNS line writer is not built")
+
+    def counted(*args):
+        got = pieces(*args)
+        written["written" if got is not None else "declined"] += 1
+        return got
+
+    # set by hand, around the lane's calls only: ``handed_on`` undoes the test's monkeypatches
+    mine = None if writer == "dicts" else counted
+    try:
+        _compare_on_inputs(tmp_path, monkeypatch, mine)
+    finally:
+        dnslane._pieces = pieces
+    if writer == "compiled":  # most written by it; names it must not write (escapes, not ASCII) left
+        assert written["written"] > 1000 and written["declined"] >= 3, written
+
+
+def _compare_on_inputs(tmp_path, monkeypatch, writer) -> None:
     seen = {"taken": 0, "left": 0, "keyed": 0, "nxdomain": 0, "answered in the next file": 0, "not ASCII": 0}
     for path in _inputs(tmp_path):
         general, laned = Judge([]), Judge([])
         lane = dnslane.DnsLane(laned)
         assert lane.open
-        for t in handed_on(path, monkeypatch, DnsTransaction):
+        items = handed_on(path, monkeypatch, DnsTransaction)
+        dnslane._pieces = writer
+        for t in items:
             if not lane.takes(t):
                 seen["left"] += 1
                 continue
@@ -117,6 +143,42 @@ def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
     # the inputs hold both kinds, and answers whose verdict stage 2 checks
     assert seen["taken"] > 1000 and seen["left"] > 100 and seen["keyed"] > 1000 and seen["nxdomain"] > 5, seen
     assert seen["answered in the next file"] and seen["not ASCII"], seen
+
+
+def test_the_compiled_writer_declines_what_it_would_not_write_as_the_encoder_does():
+    """``_dnsline.pieces`` answers None for a value it cannot be sure to write as orjson and the
+    standard encoder would: text to escape or not ASCII, a bool or an int beyond 64 bits
+    where an int goes, a float whose notation the two may differ on."""
+    pieces = dnslane._pieces
+    if pieces is None:
+        pytest.skip("the compiled DNS line writer is not built")
+    lane = dnslane.DnsLane(Judge([]))
+
+    class Answer:
+        def __init__(self, name, rtype, ttl, data):
+            self.name, self.rtype, self.ttl, self.data = name, rtype, ttl, data
+
+    base = dict(summary="s.", qdetail="A a.example", rdetail="192.0.2.1", inp=0, cip="192.0.2.10", cport=40000,
+                sip="198.51.100.53", sport=53, name="a.example", start="2026-11-21T10:00:00.000044Z",
+                duration=15.701, history="Qr", frames=[1, 29], total=2, txid=7, qtype="A", qframes=(1,),
+                qttl=64, rinp=0, rframe=29, rtime="2026-11-21T10:00:00.015745Z", rip="198.51.100.53", rport=53,
+                rttl=57, ipid=-1, flags="0x8180", rcode="NOERROR", aa=False,
+                answers=(Answer("a.example", "A", 300, "192.0.2.1"),))
+
+    def call(**change):
+        v = {**base, **change}
+        return pieces(lane._vhead, lane._rule, *v.values())
+
+    head, piece, mid, tail = call()
+    assert b'"ip_id":-1' in tail and b'"duration_ms":15.701' in head and piece.endswith(b',"rule":' + lane._rule)
+    assert call(duration=0.0)[0].endswith(b'"duration_ms":0.0') and call(duration=16.0)[0].endswith(b":16.0")
+    assert call(aa=True)[3].count(b'"aa":true') == 1
+    for change in (dict(name='we"ird.example'), dict(name="back\\slash"), dict(name="tab\there"),
+                   dict(name="bl\u00f6g.example"), dict(qdetail="A \x7f"), dict(txid=True), dict(txid=1 << 64),
+                   dict(rttl=None), dict(duration=1e-5), dict(duration=1e16), dict(duration=float("nan")),
+                   dict(duration=15), dict(frames=[1, "2"]), dict(answers=[]),
+                   dict(answers=(Answer("a.example", "A", 300, "caf\u00e9"),))):
+        assert call(**change) is None, change
 
 
 def test_the_lane_leaves_what_it_does_not_write(tmp_path, monkeypatch):
