@@ -6,8 +6,9 @@ install still succeeds and everything runs as Python.
 * ``forensics.sources._walk``: the record walk, written in Cython (``_walk.pyx``);
   ``forensics.sources.pcapio`` has the same walk in Python. Also the ``-j N`` router
   and the merge of the parts' report lines, each with its Python equivalent.
-* ``forensics._dnsline``: the DNS lane's line written from its values, in Cython
-  (``_dnsline.pyx``); ``forensics.dnslane`` writes the same bytes through dicts without it.
+* ``forensics._lines``: the common DNS and TCP attempts' JSON pieces written from their
+  values, in Cython (``_lines.pyx``); ``forensics.dnslane`` and ``forensics.report`` write the
+  same bytes through dicts without it.
 * The per-attempt analysis modules (``ANALYSIS`` below): the very ``.py`` files,
   compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside three of
   them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,tcp}.pxd``, give a helper,
@@ -115,7 +116,7 @@ except ImportError:  # no Cython: nothing to compile, everything runs as Python
 else:
     ext_modules = cythonize(
         [Extension("forensics.sources._walk", ["forensics/sources/_walk.pyx"]),
-         Extension("forensics._dnsline", ["forensics/_dnsline.pyx"])]
+         Extension("forensics._lines", ["forensics/_lines.pyx"])]
         + [Extension(_module(p), [p]) for p in ANALYSIS],
         compiler_directives=DIRECTIVES,
         nthreads=os.cpu_count() or 1,

@@ -79,12 +79,12 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
     click.echo(compiled.describe())
     import importlib.util
 
-    if importlib.util.find_spec("forensics._dnsline") is None:
-        click.echo("DNS line writer: Python (the extension is not built)")
+    if importlib.util.find_spec("forensics._lines") is None:
+        click.echo("line writer: Python (the extension is not built)")
     elif os.environ.get(compiled.PURE_ENV, "") not in ("", "0"):
-        click.echo(f"DNS line writer: Python ({compiled.PURE_ENV} is set)")
+        click.echo(f"line writer: Python ({compiled.PURE_ENV} is set)")
     else:
-        click.echo("DNS line writer: compiled")
+        click.echo("line writer: compiled (the common DNS and TCP attempts)")
     ctx.exit()
 
 

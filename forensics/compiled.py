@@ -11,7 +11,9 @@ when the source differs from the one compiled, when the manifest does not know
 the module (a build left from an older list), or when ``FORENSICS_PURE=1`` asks
 for the source everywhere. The compiled record walk (``sources/_walk``, which
 has no ``.py`` of its own name) is not this guard's business: see
-``FORENSICS_PURE_WALK`` in ``sources.pcapio``.
+``FORENSICS_PURE_WALK`` in ``sources.pcapio``. Nor is the compiled writer of the
+attempts' JSON pieces (``_lines``, also without a ``.py``): ``lines_module`` gives it,
+or None under ``FORENSICS_PURE=1``, and its callers then make the pieces through dicts.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ from dataclasses import dataclass, field
 
 MANIFEST = "_compiled.json"
 PURE_ENV = "FORENSICS_PURE"
+
+
+def lines_module():
+    """``forensics._lines`` (the common attempts' JSON pieces written by compiled code, the same
+    bytes as the dicts give), or None: not built, or ``FORENSICS_PURE=1`` (everything as Python)."""
+    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+        return None
+    try:
+        from . import _lines
+    except ImportError:
+        return None
+    return _lines
 
 
 @dataclass

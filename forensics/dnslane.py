@@ -7,7 +7,7 @@ runs every local detector (only ``outcome`` has something to say: ``dns-answered
 its ``Facts`` and features, feeds the controls, finds the early verdict through the rules,
 builds a ``Verdict`` and encodes it: about a third of a benchmark run's time went there.
 ``DnsLane.take`` gives the same results straight from the transaction: the line's pieces
-(``report.attempt_fragments`` and ``report.verdict_piece``, written by ``forensics._dnsline``
+(``report.attempt_fragments`` and ``report.verdict_piece``, written by ``forensics._lines``
 where it is built and every value is one it writes, through dicts otherwise), the verdict, the key that
 ``dnsforge.stands`` checks once the controls are complete (``dnsforge.key_of``), and what
 ``Controls.add`` would have added (``Controls.add_lone_answer``).
@@ -27,10 +27,9 @@ that both paths give the same bytes, keys, controls and rebuilt facts.
 
 from __future__ import annotations
 
-import os
 
 from .classify.engine import Judge, _sentence, apply_rules
-from .compiled import PURE_ENV
+from .compiled import lines_module
 from .detectors import BUILTIN, outcome
 from .detectors.outcome import answered_detail, response_detail
 from .detectors.base import Facts, ev, finding, query_text
@@ -43,19 +42,8 @@ from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
 
 
 
-def _compiled_pieces():
-    """The compiled writer of the line's pieces (``forensics._dnsline``: the same bytes as the
-    dicts give), or None: not built, or ``FORENSICS_PURE=1`` (everything as Python)."""
-    if os.environ.get(PURE_ENV, "") not in ("", "0"):
-        return None
-    try:
-        from ._dnsline import pieces
-    except ImportError:
-        return None
-    return pieces
-
-
-_pieces = _compiled_pieces()
+#: the compiled writer of the line's pieces, or None (``compiled.lines_module``)
+_pieces = getattr(lines_module(), "dns_pieces", None)
 
 # the lane writes the findings of these detectors for a DNS transaction over UDP: outcome's,
 # and none of the others' (each of them looks at TCP only)

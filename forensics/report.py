@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 
 from . import __version__
+from .compiled import lines_module
 from .errors import UsageError
 from .model import MAX_FRAMES_LISTED, Attempt, InputInfo, Verdict, iso_time
 from .sources import pcapio
@@ -318,9 +319,18 @@ def _inner(d: dict) -> bytes:
     return _encode_bytes(d)[1:-1]
 
 
+#: the compiled writer of a TCP attempt's pieces, or None (``compiled.lines_module``)
+_tcp_pieces = getattr(lines_module(), "tcp_pieces", None)
+
+
 def attempt_fragments(a: Attempt) -> tuple[bytes, bytes, bytes]:
     """The JSON pieces (ASCII bytes) of an attempt that do not depend on the verdict, id or
-    stream: the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail``, encoded once."""
+    stream: the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail``, encoded once
+    (a TCP attempt's by ``forensics._lines`` where it can, the same bytes)."""
+    if _tcp_pieces is not None and a.tcp is not None:
+        got = _tcp_pieces(a, iso_time(a.start), a.duration_ms, MAX_FRAMES_LISTED)
+        if got is not None:
+            return got
     d = attempt_head(a)
     d[CUT1] = 0
     d.update(attempt_mid(a))

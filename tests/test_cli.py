@@ -103,10 +103,10 @@ def test_version_says_which_record_walk_runs():
     assert "record walk: Python" in forced.stdout
     from forensics import dnslane
 
-    assert ("DNS line writer: compiled" in out.stdout) == (dnslane._pieces is not None), out.stdout
+    assert ("line writer: compiled" in out.stdout) == (dnslane._pieces is not None), out.stdout
     pure = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                           env={**os.environ, "FORENSICS_PURE": "1"})
-    assert "DNS line writer: Python" in pure.stdout, pure.stdout
+    assert "line writer: Python" in pure.stdout, pure.stdout
 
 
 def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):

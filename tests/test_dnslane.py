@@ -83,12 +83,12 @@ def _inputs(tmp_path) -> list[str]:
 
 @pytest.mark.parametrize("writer", ["compiled", "dicts"])
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch, writer):
-    """Both ways of writing the pieces: the compiled writer (``forensics._dnsline``), which
+    """Both ways of writing the pieces: the compiled writer (``forensics._lines``), which
     leaves what it cannot write to the dicts, and the dicts alone."""
     written = {"written": 0, "declined": 0}
     pieces = dnslane._pieces
     if writer == "compiled" and pieces is None:
-        pytest.skip("the compiled DNS line writer is not built")
+        pytest.skip("the compiled line writer is not built")
 
     def counted(*args):
         got = pieces(*args)
@@ -146,12 +146,12 @@ def _compare_on_inputs(tmp_path, monkeypatch, writer) -> None:
 
 
 def test_the_compiled_writer_declines_what_it_would_not_write_as_the_encoder_does():
-    """``_dnsline.pieces`` answers None for a value it cannot be sure to write as orjson and the
+    """``_lines.dns_pieces`` answers None for a value it cannot be sure to write as orjson and the
     standard encoder would: text to escape or not ASCII, a bool or an int beyond 64 bits
     where an int goes, a float whose notation the two may differ on."""
     pieces = dnslane._pieces
     if pieces is None:
-        pytest.skip("the compiled DNS line writer is not built")
+        pytest.skip("the compiled line writer is not built")
     lane = dnslane.DnsLane(Judge([]))
 
     class Answer:

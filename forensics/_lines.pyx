@@ -1,0 +1,663 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The JSON pieces of the common attempts' lines, written by compiled code (optional).
+
+An attempt's line is written as pieces (head, verdict piece, mid, tail:
+``forensics.report``). Made through dicts (``to_dict``) and orjson, they cost about
+6 us a DNS transaction on the lane (``forensics.dnslane``) and 12 us a TCP attempt
+(``report.attempt_fragments``): a tenth of an attempt's whole cost. ``dns_pieces``
+and ``tcp_pieces`` write the same bytes from the records' values, into one buffer,
+in a fifth to a quarter of that.
+
+They write only what they are sure to write as ``report._encode_bytes`` would: text
+of printable ASCII without a quote or a backslash (anything else needs escaping),
+integers of 64 bits, floats where orjson and ``repr`` write the same digits (zero,
+or from 1e-4 to 1e16), None, booleans, and lists of those; and only the common
+shapes (no ICMP error, IP fragment or cut payload in a TCP attempt, no DNS over
+TCP). For anything else they answer None, and the caller makes the pieces through
+dicts. ``tests/test_dnslane.py`` and ``tests/test_lines.py`` check that both ways
+give the same bytes, attempt by attempt, on every capture they read.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, strlen
+
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object, Py_ssize_t *) except NULL
+    bint PyUnicode_IS_ASCII(object)
+    char *PyOS_double_to_string(double, char, int, int, int *) except NULL
+    void PyMem_Free(void *)
+    int Py_DTSF_ADD_DOT_0
+
+
+#: The floats written here: zero, and those from 1e-4 to 1e16, where orjson and Python
+#: write the same shortest digits (outside it, orjson writes ``1e-5`` where Python
+#: writes ``1e-05``, and ``pieces`` leaves the line to the general encoder).
+cdef double FLOAT_LOW = 1e-4
+cdef double FLOAT_HIGH = 1e16
+
+
+cdef struct Buf:
+    char *p
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int _room(Buf *b, Py_ssize_t more) except -1:
+    cdef Py_ssize_t cap
+    cdef char *p
+    if b.n + more <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 1024
+    while cap < b.n + more:
+        cap *= 2
+    p = <char *>realloc(b.p, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.p = p
+    b.cap = cap
+    return 0
+
+
+cdef int _raw(Buf *b, const char *s, Py_ssize_t n) except -1:
+    _room(b, n)
+    memcpy(b.p + b.n, s, n)
+    b.n += n
+    return 0
+
+
+cdef int _lit(Buf *b, bytes s) except -1:
+    return _raw(b, s, len(s))
+
+
+cdef inline int _c(Buf *b, const char *s) except -1:
+    return _raw(b, s, strlen(s))
+
+
+cdef int _text(Buf *b, object s) except -1:
+    """A JSON string: 0, or 1 where ``s`` is not plain text (nothing written that counts)."""
+    cdef Py_ssize_t n, i
+    cdef const char *c
+    cdef unsigned char ch
+    if type(s) is not str or not PyUnicode_IS_ASCII(s):
+        return 1
+    c = PyUnicode_AsUTF8AndSize(s, &n)
+    for i in range(n):
+        ch = <unsigned char>c[i]
+        if ch < 0x20 or ch >= 0x7F or ch == 0x22 or ch == 0x5C:
+            return 1
+    _room(b, n + 2)
+    b.p[b.n] = 0x22
+    memcpy(b.p + b.n + 1, c, n)
+    b.p[b.n + n + 1] = 0x22
+    b.n += n + 2
+    return 0
+
+
+cdef int _int(Buf *b, object v) except -1:
+    """A JSON integer: 0, or 1 where ``v`` is not an int of 64 bits (a bool is not one)."""
+    cdef long long x
+    cdef unsigned long long u
+    cdef char tmp[24]
+    cdef int k = 24
+    if type(v) is not int:
+        return 1
+    try:
+        x = v
+    except OverflowError:
+        return 1
+    if x < 0:
+        u = <unsigned long long>(-(x + 1)) + 1
+    else:
+        u = <unsigned long long>x
+    while True:
+        k -= 1
+        tmp[k] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if x < 0:
+        k -= 1
+        tmp[k] = 45
+    return _raw(b, tmp + k, 24 - k)
+
+
+cdef int _float(Buf *b, object v) except -1:
+    """A JSON number from a float: 0, or 1 where orjson and ``repr`` may write it apart."""
+    cdef double x
+    cdef char *s
+    if type(v) is not float:
+        return 1
+    x = v
+    if x != 0.0 and not (FLOAT_LOW <= (x if x > 0 else -x) < FLOAT_HIGH):
+        return 1
+    s = PyOS_double_to_string(x, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
+    try:
+        _raw(b, s, len(s))
+    finally:
+        PyMem_Free(s)
+    return 0
+
+
+cdef int _ints(Buf *b, object seq) except -1:
+    """A JSON array of integers from a list or tuple: 0, or 1."""
+    cdef Py_ssize_t i, n
+    if type(seq) is not list and type(seq) is not tuple:
+        return 1
+    n = len(seq)
+    _c(b, b"[")
+    for i in range(n):
+        if i:
+            _c(b, b",")
+        if _int(b, seq[i]):
+            return 1
+    _c(b, b"]")
+    return 0
+
+
+cdef int _endpoint(Buf *b, object ip, object port) except -1:
+    _c(b, b'{"ip":')
+    if _text(b, ip):
+        return 1
+    _c(b, b',"port":')
+    if _int(b, port):
+        return 1
+    _c(b, b"}")
+    return 0
+
+
+def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_detail, object response_detail,
+           object inp, object client_ip, object client_port, object server_ip, object server_port,
+           object name, object start, object duration_ms, object history, object frames, object frames_total,
+           object txid, object qtype, object query_frames, object query_ttl,
+           object r_input, object r_frame, object r_time, object r_ip, object r_port, object r_ttl,
+           object r_ipid, object r_flags, object r_rcode, bint r_aa, object answers):
+    """(head, verdict piece, mid, tail) of a DNS lane transaction's line, as
+    ``DnsLane.take`` would make them through dicts and ``report._encode_bytes``; None
+    where a value is not one this writes (the caller then makes them that way).
+
+    ``verdict_head``: the verdict's members before its summary, encoded (with their
+    comma); ``rule``: the rule's name, encoded; ``answers``: the response's
+    ``DnsAnswer`` records."""
+    cdef Buf b
+    cdef Py_ssize_t h, p, m, i
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    try:
+        # head
+        _c(&b, b'"kind":"dns","transport":"udp","client":')
+        if _endpoint(&b, client_ip, client_port):
+            return None
+        _c(&b, b',"server":')
+        if _endpoint(&b, server_ip, server_port):
+            return None
+        _c(&b, b',"name":')
+        if _text(&b, name):
+            return None
+        _c(&b, b',"start":')
+        if _text(&b, start):
+            return None
+        _c(&b, b',"duration_ms":')
+        if _float(&b, duration_ms):
+            return None
+        h = b.n
+        # the verdict's piece
+        _lit(&b, verdict_head)
+        if _text(&b, summary):
+            return None
+        _c(&b, b',"evidence":[{"input":')
+        if _int(&b, inp):
+            return None
+        _c(&b, b',"packet":')
+        if _int(&b, query_frames[0] if type(query_frames) is tuple and len(query_frames) else None):
+            return None
+        _c(&b, b',"signal":"query","detail":')
+        if _text(&b, query_detail):
+            return None
+        _c(&b, b'},{"input":')
+        if _int(&b, r_input):
+            return None
+        _c(&b, b',"packet":')
+        if _int(&b, r_frame):
+            return None
+        _c(&b, b',"signal":"response","detail":')
+        if _text(&b, response_detail):
+            return None
+        _c(&b, b'}],"input":')
+        if _int(&b, inp):
+            return None
+        _c(&b, b',"rule":')
+        _lit(&b, rule)
+        p = b.n
+        # mid
+        _c(&b, b'"history":')
+        if _text(&b, history):
+            return None
+        _c(&b, b',"frames":')
+        if _ints(&b, frames):
+            return None
+        _c(&b, b',"frames_total":')
+        if _int(&b, frames_total):
+            return None
+        m = b.n
+        # tail
+        _c(&b, b'"dns":{"id":')
+        if _int(&b, txid):
+            return None
+        _c(&b, b',"qname":')
+        if _text(&b, name):
+            return None
+        _c(&b, b',"qtype":')
+        if _text(&b, qtype):
+            return None
+        _c(&b, b',"query_frames":')
+        if _ints(&b, query_frames):
+            return None
+        _c(&b, b',"query_ttl":')
+        if _int(&b, query_ttl):
+            return None
+        _c(&b, b',"responses":[{"frame":')
+        if _int(&b, r_frame):
+            return None
+        _c(&b, b',"time":')
+        if _text(&b, r_time):
+            return None
+        _c(&b, b',"src":')
+        if _endpoint(&b, r_ip, r_port):
+            return None
+        _c(&b, b',"ttl":')
+        if _int(&b, r_ttl):
+            return None
+        _c(&b, b',"ip_id":')
+        if _int(&b, r_ipid):
+            return None
+        _c(&b, b',"flags":')
+        if _text(&b, r_flags):
+            return None
+        _c(&b, b',"rcode":')
+        if _text(&b, r_rcode):
+            return None
+        if r_aa:
+            _c(&b, b',"aa":true,"answers":[')
+        else:
+            _c(&b, b',"aa":false,"answers":[')
+        if type(answers) is not tuple:
+            return None
+        for i in range(len(answers)):
+            a = answers[i]
+            _c(&b, b',{"name":' if i else b'{"name":')
+            if _text(&b, a.name):
+                return None
+            _c(&b, b',"type":')
+            if _text(&b, a.rtype):
+                return None
+            _c(&b, b',"ttl":')
+            if _int(&b, a.ttl):
+                return None
+            _c(&b, b',"data":')
+            if _text(&b, a.data):
+                return None
+            _c(&b, b"}")
+        _c(&b, b']}],"icmp":[]}')
+        return (PyBytes_FromStringAndSize(b.p, h), PyBytes_FromStringAndSize(b.p + h, p - h),
+                PyBytes_FromStringAndSize(b.p + p, m - p), PyBytes_FromStringAndSize(b.p + m, b.n - m))
+    finally:
+        free(b.p)
+
+
+# ------------------------------------------------------------------ TCP attempts
+from forensics.model import C2S, flags_text, tls_version_text
+
+cdef long _C2S = C2S
+
+
+cdef int _value(Buf *b, object v) except -1:
+    """Any of the values written here: None, a bool, an int, a float, text, or a list or
+    tuple of them. 0, or 1 where it is not one of them."""
+    cdef Py_ssize_t i, n
+    t = type(v)
+    if v is None:
+        _c(b, b"null")
+    elif t is bool:
+        _c(b, b"true" if v else b"false")
+    elif t is int:
+        return _int(b, v)
+    elif t is str:
+        return _text(b, v)
+    elif t is float:
+        return _float(b, v)
+    elif t is list or t is tuple:
+        n = len(v)
+        _c(b, b"[")
+        for i in range(n):
+            if i:
+                _c(b, b",")
+            if _value(b, v[i]):
+                return 1
+        _c(b, b"]")
+    else:
+        return 1
+    return 0
+
+
+cdef int _pair(Buf *b, object two) except -1:
+    """``{"client":two[0],"server":two[1]}``"""
+    if type(two) is not tuple or len(two) != 2:
+        return 1
+    _c(b, b'{"client":')
+    if _int(b, two[0]):
+        return 1
+    _c(b, b',"server":')
+    if _int(b, two[1]):
+        return 1
+    _c(b, b"}")
+    return 0
+
+
+cdef int _options(Buf *b, object o) except -1:
+    """``TcpOptions.to_dict()``, or null."""
+    if o is None:
+        _c(b, b"null")
+        return 0
+    _c(b, b'{"mss":')
+    if _value(b, o.mss):
+        return 1
+    _c(b, b',"wscale":')
+    if _value(b, o.wscale):
+        return 1
+    _c(b, b',"sack_ok":')
+    if _value(b, o.sack_ok):
+        return 1
+    _c(b, b',"timestamps":')
+    if _value(b, o.timestamps):
+        return 1
+    _c(b, b',"kinds":')
+    if _value(b, list(o.kinds)):
+        return 1
+    _c(b, b',"ece":')
+    if _value(b, o.ece):
+        return 1
+    _c(b, b',"cwr":')
+    if _value(b, o.cwr):
+        return 1
+    _c(b, b',"ttl":')
+    if _value(b, o.ttl):
+        return 1
+    _c(b, b',"frame":')
+    if _value(b, o.frame):
+        return 1
+    _c(b, b"}")
+    return 0
+
+
+cdef int _marker(Buf *b, object m) except -1:
+    """``Marker.to_dict()``."""
+    _c(b, b'{"kind":')
+    if _value(b, m.kind):
+        return 1
+    _c(b, b',"frame":')
+    if _value(b, m.frame):
+        return 1
+    _c(b, b',"from":"client","flags":' if m.dir == _C2S else b',"from":"server","flags":')
+    if _value(b, flags_text(m.flags)):
+        return 1
+    _c(b, b',"seq":')
+    if _value(b, m.seq):
+        return 1
+    _c(b, b',"ack":')
+    if _value(b, m.ack):
+        return 1
+    _c(b, b',"ttl":')
+    if _value(b, m.ttl):
+        return 1
+    _c(b, b',"ip_id":')
+    if _value(b, m.ipid):
+        return 1
+    _c(b, b',"window":')
+    if _value(b, m.win):
+        return 1
+    _c(b, b',"payload":')
+    if _value(b, m.plen):
+        return 1
+    _c(b, b',"after_client_payload":')
+    if _value(b, m.after_payload):
+        return 1
+    _c(b, b',"since_payload_ms":')
+    if _value(b, m.since_payload_ms):
+        return 1
+    _c(b, b"}")
+    return 0
+
+
+cdef int _hello(Buf *b, object h) except -1:
+    """``TlsClientHello.to_dict()``."""
+    _c(b, b'{"sni":')
+    if _value(b, h.sni):
+        return 1
+    _c(b, b',"versions":')
+    if _value(b, [tls_version_text(v) for v in h.versions]):
+        return 1
+    _c(b, b',"size":')
+    if _value(b, h.record_size):
+        return 1
+    _c(b, b',"segments":')
+    if _value(b, h.segments):
+        return 1
+    _c(b, b',"extensions":')
+    if _value(b, h.extensions):
+        return 1
+    _c(b, b',"ciphers":')
+    if _value(b, h.ciphers):
+        return 1
+    _c(b, b"}")
+    return 0
+
+
+cdef int _reply(Buf *b, object r) except -1:
+    """``TlsServerReply.to_dict()``, or null."""
+    cdef Py_ssize_t i
+    if r is None:
+        _c(b, b"null")
+        return 0
+    _c(b, b'{"server_hello":')
+    if _value(b, r.server_hello):
+        return 1
+    _c(b, b',"version":')
+    if _value(b, tls_version_text(r.version) if r.version else None):
+        return 1
+    _c(b, b',"alerts":[')
+    alerts = r.alerts
+    if type(alerts) is not tuple:
+        return 1
+    for i in range(len(alerts)):
+        al = alerts[i]
+        if type(al) is not tuple or len(al) != 2:
+            return 1
+        _c(b, b',{"level":' if i else b'{"level":')
+        if _value(b, al[0]):
+            return 1
+        _c(b, b',"description":')
+        if _value(b, al[1]):
+            return 1
+        _c(b, b"}")
+    _c(b, b"]}")
+    return 0
+
+
+cdef int _request(Buf *b, object q) except -1:
+    """``HttpRequest.to_dict()``."""
+    _c(b, b'{"method":')
+    if _value(b, q.method):
+        return 1
+    _c(b, b',"host":')
+    if _value(b, q.host):
+        return 1
+    _c(b, b',"path":')
+    if _value(b, q.path):
+        return 1
+    _c(b, b',"version":')
+    if _value(b, q.version):
+        return 1
+    _c(b, b',"complete":')
+    if _value(b, q.complete):
+        return 1
+    _c(b, b"}")
+    return 0
+
+
+cdef int _response(Buf *b, object r) except -1:
+    """``HttpResponse.to_dict()``, or null."""
+    if r is None:
+        _c(b, b"null")
+        return 0
+    _c(b, b'{"status":')
+    if _value(b, r.status):
+        return 1
+    _c(b, b',"reason":')
+    if _value(b, r.reason):
+        return 1
+    _c(b, b',"title":')
+    if _value(b, r.title):
+        return 1
+    _c(b, b',"location":')
+    if _value(b, r.location):
+        return 1
+    _c(b, b',"body_bytes":')
+    if _value(b, r.body_bytes):
+        return 1
+    _c(b, b',"server":')
+    if _value(b, r.server):
+        return 1
+    _c(b, b',"frame":')
+    if _value(b, r.frame):
+        return 1
+    _c(b, b"}")
+    return 0
+
+
+cdef int _tcp_tail(Buf *b, object a, object c) except -1:
+    """The members of ``report.attempt_tail`` of a TCP attempt ``a`` whose connection is ``c``."""
+    cdef Py_ssize_t i, n
+    if c.icmp or c.payload_cut or c.fragment_frames or a.dns is not None:
+        return 1  # (rare shapes: the dicts write them)
+    _c(b, b'"tcp":{"packets":')
+    if _pair(b, c.packets):
+        return 1
+    _c(b, b',"payload_bytes":')
+    if _pair(b, c.payload_bytes):
+        return 1
+    _c(b, b',"direction_from":')
+    if _value(b, c.direction_from):
+        return 1
+    _c(b, b',"syn":')
+    if _options(b, c.syn):
+        return 1
+    _c(b, b',"synack":')
+    if _options(b, c.synack):
+        return 1
+    _c(b, b',"syn_sent":')
+    if _value(b, c.syn_count):
+        return 1
+    _c(b, b',"first_payload_sends":')
+    if _value(b, c.client_payload_sends):
+        return 1
+    _c(b, b',"retransmissions":')
+    if _pair(b, c.retransmissions):
+        return 1
+    _c(b, b',"conflicting_segments":')
+    if _pair(b, c.conflicts):
+        return 1
+    _c(b, b',"resets_and_fins":[')
+    markers = c.markers
+    if type(markers) is not tuple:
+        return 1
+    n = min(len(markers), 32)  # (as many as ``_tail_into`` lists)
+    for i in range(n):
+        if i:
+            _c(b, b",")
+        if _marker(b, markers[i]):
+            return 1
+    _c(b, b'],"icmp":[],"rows_capped":')
+    if _value(b, c.detail_capped):
+        return 1
+    _c(b, b"}")
+    hello = a.hello
+    if hello is not None:
+        _c(b, b',"tls":{"client_hello":')
+        if _hello(b, hello):
+            return 1
+        _c(b, b',"server":')
+        if _reply(b, a.tls_reply):
+            return 1
+        _c(b, b"}")
+    request = a.request
+    if request is not None:
+        _c(b, b',"http":{"request":')
+        if _request(b, request):
+            return 1
+        _c(b, b',"response":')
+        if _response(b, a.response):
+            return 1
+        _c(b, b"}")
+    return 0
+
+
+def tcp_pieces(object a, object start, object duration_ms, Py_ssize_t max_frames):
+    """(head, mid, tail) of a TCP attempt ``a``'s line, as ``report.attempt_fragments``
+    makes them through dicts; None where a value or a shape is not one this writes.
+    ``start``: ``iso_time(a.start)``; ``duration_ms``: ``a.duration_ms``; ``max_frames``:
+    the frames listed (``MAX_FRAMES_LISTED``)."""
+    cdef Buf b
+    cdef Py_ssize_t h, m
+    c = a.tcp
+    if c is None:
+        return None
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    try:
+        _c(&b, b'"kind":')
+        if _value(&b, a.kind):
+            return None
+        _c(&b, b',"transport":')
+        if _value(&b, a.transport):
+            return None
+        _c(&b, b',"client":')
+        client = a.client
+        if _endpoint(&b, client.ip, client.port):
+            return None
+        _c(&b, b',"server":')
+        server = a.server
+        if _endpoint(&b, server.ip, server.port):
+            return None
+        _c(&b, b',"name":')
+        if _value(&b, a.name):
+            return None
+        _c(&b, b',"start":')
+        if _text(&b, start):
+            return None
+        _c(&b, b',"duration_ms":')
+        if _value(&b, duration_ms):
+            return None
+        h = b.n
+        _c(&b, b'"history":')
+        if _value(&b, a.history):
+            return None
+        frames = a.frames
+        if type(frames) is not tuple:
+            return None
+        _c(&b, b',"frames":')
+        if _value(&b, frames[:max_frames]):
+            return None
+        _c(&b, b',"frames_total":')
+        if _value(&b, len(frames)):
+            return None
+        m = b.n
+        if _tcp_tail(&b, a, c):
+            return None
+        return (PyBytes_FromStringAndSize(b.p, h), PyBytes_FromStringAndSize(b.p + h, m - h),
+                PyBytes_FromStringAndSize(b.p + m, b.n - m))
+    finally:
+        free(b.p)

@@ -1,0 +1,119 @@
+"""The compiled writer of a TCP attempt's JSON pieces (``forensics._lines.tcp_pieces``) gives
+the bytes the dicts give (``report.attempt_fragments`` without it).
+
+For every TCP attempt of the samples (the lab's captures), a generated capture with injected
+resets and dropped ClientHellos, a capture of values JSON must escape or cannot write in ASCII,
+and the corpus: the same head, mid and tail, byte for byte. The writer declines what it does not
+write (ICMP errors, IP fragments, cut payloads, text to escape), and the dicts write those.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CORPUS, ROOT, captures_under, handed_on, load_benchmark
+from flows import Capture, Flow, client_hello, http_request, http_response
+
+from forensics import report
+from forensics.model import MAX_FRAMES_LISTED, TcpConn, iso_time
+from forensics.reassembly.attempts import from_tcp
+
+pytestmark = pytest.mark.skipif(report._tcp_pieces is None, reason="the compiled line writer is not built "
+                                                                   "(or FORENSICS_PURE is set)")
+
+
+def _generated(tmp_path) -> str:
+    out = tmp_path / "gen.pcap"
+    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", "11",
+                                               "--rst", "0.05", "--sni-drop", "0.05"]) == 0
+    return str(out)
+
+
+def _odd(tmp_path) -> str:
+    """Names, paths and answers JSON must escape or cannot write in ASCII, over IPv4 and IPv6
+    (documentation addresses)."""
+    cap = Capture()
+    for k, (client, server) in enumerate((("192.0.2.10", "203.0.113.7"), ("2001:db8::10", "2001:db8:2::7"))):
+        port = 42000 + 10 * k
+        Flow(cap, client, server, sport=port).tls_ok("bl\u00f6g.example")
+        Flow(cap, client, server, sport=port + 1).tls_ok('we"ird.example')
+        Flow(cap, client, server, sport=port + 2, dport=80).http_ok("plain.example", '/a"b\\c')
+        Flow(cap, client, server, sport=port + 3, dport=80).exchange_ok(
+            http_request("caf\u00e9.example", "/\u00e9t\u00e9"), http_response(200, body=b"<title>caf\xc3\xa9</title>"))
+        Flow(cap, client, server, sport=port + 4, dport=80).exchange_ok(
+            http_request("tab.example", "/x\ty"), http_response(404))
+        Flow(cap, client, server, sport=port + 5, dport=80).http_ok("clean.example", "/page")
+    return cap.write(tmp_path / "odd.pcap")
+
+
+def _inputs(tmp_path) -> list[str]:
+    inputs = [str(ROOT / "pcaps"), _generated(tmp_path), _odd(tmp_path)]
+    if CORPUS.is_dir():  # (without the corpus, the samples and the generated captures)
+        inputs += [str(p) for p in captures_under(CORPUS)]
+    return inputs
+
+
+def test_the_writer_gives_what_the_dicts_give(tmp_path, monkeypatch):
+    writer = report._tcp_pieces
+    seen = {"written": 0, "declined": 0, "tls": 0, "http": 0, "markers": 0, "ipv6": 0}
+    attempts = []
+    for path in _inputs(tmp_path):
+        attempts += [a for c in handed_on(path, monkeypatch, TcpConn) for a in from_tcp(c)]
+    try:
+        for a in attempts:
+            report._tcp_pieces = writer
+            got = writer(a, iso_time(a.start), a.duration_ms, MAX_FRAMES_LISTED)
+            mine = report.attempt_fragments(a)
+            report._tcp_pieces = None
+            want = report.attempt_fragments(a)
+            assert mine == want, a
+            if got is None:
+                seen["declined"] += 1
+                continue
+            assert got == want, a
+            seen["written"] += 1
+            seen["tls"] += a.hello is not None
+            seen["http"] += a.request is not None
+            seen["markers"] += len(a.tcp.markers) > 0
+            seen["ipv6"] += ":" in a.client.ip
+    finally:
+        report._tcp_pieces = writer
+    assert seen["written"] > 500 and seen["declined"] >= 6, seen
+    assert seen["tls"] > 100 and seen["http"] > 100 and seen["markers"] > 100 and seen["ipv6"] > 10, seen
+
+
+def test_the_writer_declines_what_it_would_not_write_as_the_encoder_does(tmp_path, monkeypatch):
+    """A value the writer cannot be sure to write as orjson and the standard encoder would (text
+    to escape or not ASCII, a bool or an int beyond 64 bits where an int goes, a float whose
+    notation the two may part on), and the shapes it leaves to the dicts: None from it, and the
+    dicts' bytes from ``attempt_fragments``."""
+    import dataclasses
+
+    a = next(a for c in handed_on(_odd(tmp_path), monkeypatch, TcpConn) for a in from_tcp(c)
+             if a.request is not None and a.request.host == "clean.example" and ":" not in a.client.ip)
+    c, q = a.tcp, a.request
+    marker = c.markers[0]
+    assert report._tcp_pieces(a, iso_time(a.start), a.duration_ms, MAX_FRAMES_LISTED) is not None
+    changed = [
+        dataclasses.replace(a, name="bl\u00f6g.example"),
+        dataclasses.replace(a, history="Q\x01"),
+        dataclasses.replace(a, request=dataclasses.replace(q, path="/\\")),
+        dataclasses.replace(a, tcp=dataclasses.replace(c, packets=(True, 2))),
+        dataclasses.replace(a, tcp=dataclasses.replace(c, packets=(1 << 64, 2))),
+        dataclasses.replace(a, tcp=dataclasses.replace(c, markers=(dataclasses.replace(marker, since_payload_ms=1e-5),))),
+        dataclasses.replace(a, tcp=dataclasses.replace(c, markers=(dataclasses.replace(marker, since_payload_ms=float("inf")),))),
+        dataclasses.replace(a, tcp=dataclasses.replace(c, payload_cut=1)),
+        dataclasses.replace(a, tcp=dataclasses.replace(c, fragment_frames=(3,), fragment_ttls=(64,))),
+    ]
+    for b in changed:
+        assert report._tcp_pieces(b, iso_time(b.start), b.duration_ms, MAX_FRAMES_LISTED) is None, b
+        got = report.attempt_fragments(b)
+        monkeypatch.setattr(report, "_tcp_pieces", None)
+        assert got == report.attempt_fragments(b)
+        monkeypatch.undo()
+    # and what it writes: one marker's float, a bool, None
+    b = dataclasses.replace(a, tcp=dataclasses.replace(c, markers=(dataclasses.replace(marker, since_payload_ms=2.5),)))
+    head, mid, tail = report._tcp_pieces(b, iso_time(b.start), b.duration_ms, MAX_FRAMES_LISTED)
+    assert b'"since_payload_ms":2.5}' in tail and b'"complete":true' in tail and (b'"synack":null' in tail) == (c.synack is None)
+    monkeypatch.setattr(report, "_tcp_pieces", None)
+    assert (head, mid, tail) == report.attempt_fragments(b)
