@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The JSON pieces of the common attempts' lines, written by compiled code (optional).
 
 An attempt's line is written as pieces (head, verdict piece, mid, tail:
@@ -19,6 +19,7 @@ give the same bytes, attempt by attempt, on every capture they read.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.math cimport llround
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, strlen
 
@@ -27,6 +28,7 @@ cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object, Py_ssize_t *) except NULL
     bint PyUnicode_IS_ASCII(object)
     char *PyOS_double_to_string(double, char, int, int, int *) except NULL
+    long long PyLong_AsLongLongAndOverflow(object, int *) except? -1
     void PyMem_Free(void *)
     int Py_DTSF_ADD_DOT_0
 
@@ -36,6 +38,12 @@ cdef extern from "Python.h":
 #: writes ``1e-05``, and ``pieces`` leaves the line to the general encoder).
 cdef double FLOAT_LOW = 1e-4
 cdef double FLOAT_HIGH = 1e16
+
+
+#: The floats written from their thousandths (``_float``): from a thousandth to 2**40, where
+#: two doubles are less than a thousandth apart.
+cdef double MILLI_LOW = 1e-3
+cdef double MILLI_HIGH = 1099511627776.0
 
 
 cdef struct Buf:
@@ -101,11 +109,11 @@ cdef int _int(Buf *b, object v) except -1:
     cdef unsigned long long u
     cdef char tmp[24]
     cdef int k = 24
+    cdef int over = 0
     if type(v) is not int:
         return 1
-    try:
-        x = v
-    except OverflowError:
+    x = PyLong_AsLongLongAndOverflow(v, &over)
+    if over:
         return 1
     if x < 0:
         u = <unsigned long long>(-(x + 1)) + 1
@@ -127,11 +135,51 @@ cdef int _float(Buf *b, object v) except -1:
     """A JSON number from a float: 0, or 1 where orjson and ``repr`` may write it apart."""
     cdef double x
     cdef char *s
+    cdef double ax
+    cdef long long m
+    cdef char tmp[32]
+    cdef char ip[24]
+    cdef int n, ni, frac
     if type(v) is not float:
         return 1
     x = v
-    if x != 0.0 and not (FLOAT_LOW <= (x if x > 0 else -x) < FLOAT_HIGH):
+    ax = x if x > 0 else -x
+    if x != 0.0 and not (FLOAT_LOW <= ax < FLOAT_HIGH):
         return 1
+    if MILLI_LOW <= ax < MILLI_HIGH:
+        # most floats of a report are rounded to the millisecond's thousandth (``round_to(x, 3)``):
+        # when ``ax`` is the double nearest to m / 1000 (the division is correctly rounded), the
+        # digits of m / 1000, trailing zeros dropped, are ``repr``'s shortest: below 2**40 two
+        # doubles are less than a thousandth apart, so no shorter decimal gives ``ax`` back
+        m = llround(ax * 1000.0)
+        if <double>m / 1000.0 == ax:
+            frac = <int>(m % 1000)
+            m //= 1000
+            ni = 0
+            while True:  # the integer's digits, last first
+                ip[ni] = <char>(48 + m % 10)
+                m //= 10
+                ni += 1
+                if m == 0:
+                    break
+            n = 0
+            if x < 0:
+                tmp[n] = 45
+                n += 1
+            while ni:
+                ni -= 1
+                tmp[n] = ip[ni]
+                n += 1
+            tmp[n] = 46
+            tmp[n + 1] = <char>(48 + frac // 100)
+            n += 2
+            if frac % 100:
+                tmp[n] = <char>(48 + (frac // 10) % 10)
+                n += 1
+                if frac % 10:
+                    tmp[n] = <char>(48 + frac % 10)
+                    n += 1
+            return _raw(b, tmp, n)
     s = PyOS_double_to_string(x, b'r', 0, Py_DTSF_ADD_DOT_0, NULL)
     try:
         _raw(b, s, len(s))
@@ -659,5 +707,19 @@ def tcp_pieces(object a, object start, object duration_ms, Py_ssize_t max_frames
             return None
         return (PyBytes_FromStringAndSize(b.p, h), PyBytes_FromStringAndSize(b.p + h, m - h),
                 PyBytes_FromStringAndSize(b.p + m, b.n - m))
+    finally:
+        free(b.p)
+
+
+def float_text(object v):
+    """A float as the writers write it (bytes), or None where they leave it to the encoder: for tests."""
+    cdef Buf b
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    try:
+        if _float(&b, v):
+            return None
+        return PyBytes_FromStringAndSize(b.p, b.n)
     finally:
         free(b.p)

@@ -117,3 +117,36 @@ def test_the_writer_declines_what_it_would_not_write_as_the_encoder_does(tmp_pat
     assert b'"since_payload_ms":2.5}' in tail and b'"complete":true' in tail and (b'"synack":null' in tail) == (c.synack is None)
     monkeypatch.setattr(report, "_tcp_pieces", None)
     assert (head, mid, tail) == report.attempt_fragments(b)
+
+
+def test_floats_are_written_as_the_encoder_writes_them():
+    """A float by the writers (``_lines.float_text``): orjson's bytes and ``repr``'s text, from the
+    thousandths where a value is one (``round_to(x, 3)``, most of a report's) and by Python's
+    shortest repr otherwise; None where orjson's notation and ``repr``'s may part (below 1e-4,
+    from 1e16, not finite)."""
+    import math
+    import random
+
+    import orjson
+
+    from forensics._lines import float_text
+    from forensics.model import round_to
+
+    rng = random.Random(37)
+    values = [0.0, -0.0, 0.001, -0.001, 0.5, 16.0, 1e-4, 0.000999, 1099511627775.999, 1099511627776.0, 2.0 ** 40 - 0.5,
+              123.456, -15.701, 1e15 + 0.5, 9.999999999999998e15]
+    for e in range(-5, 17):
+        for _ in range(3000):
+            x = rng.random() * 10.0 ** e * rng.choice((1, -1))
+            values += [x, round_to(x, 3), round(x, 3), float(int(x)), round_to(x, 6), math.nextafter(round_to(x, 3), 0)]
+    written = 0
+    for v in values:
+        got = float_text(v)
+        if got is None:
+            assert v != 0.0 and not 1e-4 <= abs(v) < 1e16, v
+            continue
+        written += 1
+        assert got == orjson.dumps(v) and got.decode() == repr(v), (v, got)
+    for v in (1e-5, -9.9e-05, 1e16, float("inf"), float("-inf"), float("nan")):
+        assert float_text(v) is None, v
+    assert float_text(1) is None and float_text(True) is None and written > 300_000
