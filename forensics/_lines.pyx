@@ -14,7 +14,8 @@ integers of 64 bits, floats where orjson and ``repr`` write the same digits (zer
 or from 1e-4 to 1e16), None, booleans, and lists of those; and only the common
 shapes (no ICMP error, IP fragment or cut payload in a TCP attempt, no DNS over
 TCP). For anything else they answer None, and the caller makes the pieces through
-dicts. ``tests/test_dnslane.py`` and ``tests/test_lines.py`` check that both ways
+dicts. They read the records' fields at their slots' offsets (below), checking each
+record's exact type first. ``tests/test_dnslane.py`` and ``tests/test_lines.py`` check that both ways
 give the same bytes, attempt by attempt, on every capture they read.
 """
 
@@ -22,6 +23,34 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.math cimport llround
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, strlen
+
+
+cdef extern from *:
+    """
+    #include "structmember.h"
+    /* the offset of a slot (a member descriptor holding an object), or -1 */
+    static Py_ssize_t forensics_slot_offset(PyObject *d) {
+        PyMemberDef *m;
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type))
+            return -1;
+        m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || m->offset <= 0)
+            return -1;
+        return m->offset;
+    }
+    /* the object in the slot at ``off`` of ``o`` (a new reference); AttributeError where it is empty */
+    static PyObject *forensics_slot(PyObject *o, Py_ssize_t off) {
+        PyObject *v = *(PyObject **)((char *)o + off);
+        if (v == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "a record's field is not set");
+            return NULL;
+        }
+        Py_INCREF(v);
+        return v;
+    }
+    """
+    Py_ssize_t forensics_slot_offset(object d)
+    object _slot "forensics_slot"(object o, Py_ssize_t off)
 
 
 cdef extern from "Python.h":
@@ -44,6 +73,110 @@ cdef double FLOAT_HIGH = 1e16
 #: two doubles are less than a thousandth apart.
 cdef double MILLI_LOW = 1e-3
 cdef double MILLI_HIGH = 1099511627776.0
+
+
+
+
+# ------------------------------------------------------- the records' slots
+# The records are frozen dataclasses with slots: each field is a member descriptor of a fixed
+# offset in the object. Read there, a field costs a pointer read instead of a generic attribute
+# look-up (a third of ``tcp_pieces``' instructions when it read them by name). Each writer checks
+# the exact type of a record before it reads it so; where an offset cannot be found (a field
+# renamed, a record without slots), ``SLOTS`` is False and the writers leave every line to the
+# dicts.
+
+from forensics.model import (Attempt, DnsAnswer, Endpoint, HttpRequest, HttpResponse, Marker, TcpConn,
+                             TcpOptions, TlsClientHello, TlsServerReply)
+
+_missing = []
+
+
+cdef Py_ssize_t _offset(object cls, str name) except -2:
+    cdef Py_ssize_t k = forensics_slot_offset(vars(cls).get(name))
+    if k < 0:
+        _missing.append(f"{cls.__name__}.{name}")
+    return k
+
+
+cdef Py_ssize_t AN_NAME = _offset(DnsAnswer, "name")
+cdef Py_ssize_t AN_RTYPE = _offset(DnsAnswer, "rtype")
+cdef Py_ssize_t AN_TTL = _offset(DnsAnswer, "ttl")
+cdef Py_ssize_t AN_DATA = _offset(DnsAnswer, "data")
+cdef Py_ssize_t OP_MSS = _offset(TcpOptions, "mss")
+cdef Py_ssize_t OP_WSCALE = _offset(TcpOptions, "wscale")
+cdef Py_ssize_t OP_SACK_OK = _offset(TcpOptions, "sack_ok")
+cdef Py_ssize_t OP_TIMESTAMPS = _offset(TcpOptions, "timestamps")
+cdef Py_ssize_t OP_KINDS = _offset(TcpOptions, "kinds")
+cdef Py_ssize_t OP_ECE = _offset(TcpOptions, "ece")
+cdef Py_ssize_t OP_CWR = _offset(TcpOptions, "cwr")
+cdef Py_ssize_t OP_TTL = _offset(TcpOptions, "ttl")
+cdef Py_ssize_t OP_FRAME = _offset(TcpOptions, "frame")
+cdef Py_ssize_t MK_KIND = _offset(Marker, "kind")
+cdef Py_ssize_t MK_FRAME = _offset(Marker, "frame")
+cdef Py_ssize_t MK_DIR = _offset(Marker, "dir")
+cdef Py_ssize_t MK_FLAGS = _offset(Marker, "flags")
+cdef Py_ssize_t MK_SEQ = _offset(Marker, "seq")
+cdef Py_ssize_t MK_ACK = _offset(Marker, "ack")
+cdef Py_ssize_t MK_TTL = _offset(Marker, "ttl")
+cdef Py_ssize_t MK_IPID = _offset(Marker, "ipid")
+cdef Py_ssize_t MK_WIN = _offset(Marker, "win")
+cdef Py_ssize_t MK_PLEN = _offset(Marker, "plen")
+cdef Py_ssize_t MK_AFTER_PAYLOAD = _offset(Marker, "after_payload")
+cdef Py_ssize_t MK_SINCE_PAYLOAD_MS = _offset(Marker, "since_payload_ms")
+cdef Py_ssize_t HE_SNI = _offset(TlsClientHello, "sni")
+cdef Py_ssize_t HE_VERSIONS = _offset(TlsClientHello, "versions")
+cdef Py_ssize_t HE_RECORD_SIZE = _offset(TlsClientHello, "record_size")
+cdef Py_ssize_t HE_SEGMENTS = _offset(TlsClientHello, "segments")
+cdef Py_ssize_t HE_EXTENSIONS = _offset(TlsClientHello, "extensions")
+cdef Py_ssize_t HE_CIPHERS = _offset(TlsClientHello, "ciphers")
+cdef Py_ssize_t RE_SERVER_HELLO = _offset(TlsServerReply, "server_hello")
+cdef Py_ssize_t RE_VERSION = _offset(TlsServerReply, "version")
+cdef Py_ssize_t RE_ALERTS = _offset(TlsServerReply, "alerts")
+cdef Py_ssize_t RQ_METHOD = _offset(HttpRequest, "method")
+cdef Py_ssize_t RQ_HOST = _offset(HttpRequest, "host")
+cdef Py_ssize_t RQ_PATH = _offset(HttpRequest, "path")
+cdef Py_ssize_t RQ_VERSION = _offset(HttpRequest, "version")
+cdef Py_ssize_t RQ_COMPLETE = _offset(HttpRequest, "complete")
+cdef Py_ssize_t RS_STATUS = _offset(HttpResponse, "status")
+cdef Py_ssize_t RS_REASON = _offset(HttpResponse, "reason")
+cdef Py_ssize_t RS_TITLE = _offset(HttpResponse, "title")
+cdef Py_ssize_t RS_LOCATION = _offset(HttpResponse, "location")
+cdef Py_ssize_t RS_BODY_BYTES = _offset(HttpResponse, "body_bytes")
+cdef Py_ssize_t RS_SERVER = _offset(HttpResponse, "server")
+cdef Py_ssize_t RS_FRAME = _offset(HttpResponse, "frame")
+cdef Py_ssize_t TC_ICMP = _offset(TcpConn, "icmp")
+cdef Py_ssize_t TC_PAYLOAD_CUT = _offset(TcpConn, "payload_cut")
+cdef Py_ssize_t TC_FRAGMENT_FRAMES = _offset(TcpConn, "fragment_frames")
+cdef Py_ssize_t TC_PACKETS = _offset(TcpConn, "packets")
+cdef Py_ssize_t TC_PAYLOAD_BYTES = _offset(TcpConn, "payload_bytes")
+cdef Py_ssize_t TC_DIRECTION_FROM = _offset(TcpConn, "direction_from")
+cdef Py_ssize_t TC_SYN = _offset(TcpConn, "syn")
+cdef Py_ssize_t TC_SYNACK = _offset(TcpConn, "synack")
+cdef Py_ssize_t TC_SYN_COUNT = _offset(TcpConn, "syn_count")
+cdef Py_ssize_t TC_CLIENT_PAYLOAD_SENDS = _offset(TcpConn, "client_payload_sends")
+cdef Py_ssize_t TC_RETRANSMISSIONS = _offset(TcpConn, "retransmissions")
+cdef Py_ssize_t TC_CONFLICTS = _offset(TcpConn, "conflicts")
+cdef Py_ssize_t TC_MARKERS = _offset(TcpConn, "markers")
+cdef Py_ssize_t TC_DETAIL_CAPPED = _offset(TcpConn, "detail_capped")
+cdef Py_ssize_t AT_KIND = _offset(Attempt, "kind")
+cdef Py_ssize_t AT_TRANSPORT = _offset(Attempt, "transport")
+cdef Py_ssize_t AT_CLIENT = _offset(Attempt, "client")
+cdef Py_ssize_t AT_SERVER = _offset(Attempt, "server")
+cdef Py_ssize_t AT_NAME = _offset(Attempt, "name")
+cdef Py_ssize_t AT_FRAMES = _offset(Attempt, "frames")
+cdef Py_ssize_t AT_HISTORY = _offset(Attempt, "history")
+cdef Py_ssize_t AT_TCP = _offset(Attempt, "tcp")
+cdef Py_ssize_t AT_DNS = _offset(Attempt, "dns")
+cdef Py_ssize_t AT_HELLO = _offset(Attempt, "hello")
+cdef Py_ssize_t AT_TLS_REPLY = _offset(Attempt, "tls_reply")
+cdef Py_ssize_t AT_REQUEST = _offset(Attempt, "request")
+cdef Py_ssize_t AT_RESPONSE = _offset(Attempt, "response")
+cdef Py_ssize_t EP_IP = _offset(Endpoint, "ip")
+cdef Py_ssize_t EP_PORT = _offset(Endpoint, "port")
+
+#: Whether every field the writers read was found at its offset (else they write nothing).
+SLOTS = not _missing
+cdef bint _SLOTS = SLOTS
 
 
 cdef struct Buf:
@@ -230,6 +363,8 @@ def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_deta
     ``DnsAnswer`` records."""
     cdef Buf b
     cdef Py_ssize_t h, p, m, i
+    if not _SLOTS:
+        return None
     b.p = NULL
     b.n = 0
     b.cap = 0
@@ -335,17 +470,19 @@ def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_deta
             return None
         for i in range(len(answers)):
             a = answers[i]
+            if type(a) is not DnsAnswer:
+                return None
             _c(&b, b',{"name":' if i else b'{"name":')
-            if _text(&b, a.name):
+            if _text(&b, _slot(a, AN_NAME)):
                 return None
             _c(&b, b',"type":')
-            if _text(&b, a.rtype):
+            if _text(&b, _slot(a, AN_RTYPE)):
                 return None
             _c(&b, b',"ttl":')
-            if _int(&b, a.ttl):
+            if _int(&b, _slot(a, AN_TTL)):
                 return None
             _c(&b, b',"data":')
-            if _text(&b, a.data):
+            if _text(&b, _slot(a, AN_DATA)):
                 return None
             _c(&b, b"}")
         _c(&b, b']}],"icmp":[]}')
@@ -409,32 +546,34 @@ cdef int _options(Buf *b, object o) except -1:
     if o is None:
         _c(b, b"null")
         return 0
+    if type(o) is not TcpOptions:
+        return 1
     _c(b, b'{"mss":')
-    if _value(b, o.mss):
+    if _value(b, _slot(o, OP_MSS)):
         return 1
     _c(b, b',"wscale":')
-    if _value(b, o.wscale):
+    if _value(b, _slot(o, OP_WSCALE)):
         return 1
     _c(b, b',"sack_ok":')
-    if _value(b, o.sack_ok):
+    if _value(b, _slot(o, OP_SACK_OK)):
         return 1
     _c(b, b',"timestamps":')
-    if _value(b, o.timestamps):
+    if _value(b, _slot(o, OP_TIMESTAMPS)):
         return 1
     _c(b, b',"kinds":')
-    if _value(b, list(o.kinds)):
+    if _value(b, list(_slot(o, OP_KINDS))):
         return 1
     _c(b, b',"ece":')
-    if _value(b, o.ece):
+    if _value(b, _slot(o, OP_ECE)):
         return 1
     _c(b, b',"cwr":')
-    if _value(b, o.cwr):
+    if _value(b, _slot(o, OP_CWR)):
         return 1
     _c(b, b',"ttl":')
-    if _value(b, o.ttl):
+    if _value(b, _slot(o, OP_TTL)):
         return 1
     _c(b, b',"frame":')
-    if _value(b, o.frame):
+    if _value(b, _slot(o, OP_FRAME)):
         return 1
     _c(b, b"}")
     return 0
@@ -442,38 +581,40 @@ cdef int _options(Buf *b, object o) except -1:
 
 cdef int _marker(Buf *b, object m) except -1:
     """``Marker.to_dict()``."""
+    if type(m) is not Marker:
+        return 1
     _c(b, b'{"kind":')
-    if _value(b, m.kind):
+    if _value(b, _slot(m, MK_KIND)):
         return 1
     _c(b, b',"frame":')
-    if _value(b, m.frame):
+    if _value(b, _slot(m, MK_FRAME)):
         return 1
-    _c(b, b',"from":"client","flags":' if m.dir == _C2S else b',"from":"server","flags":')
-    if _value(b, flags_text(m.flags)):
+    _c(b, b',"from":"client","flags":' if _slot(m, MK_DIR) == _C2S else b',"from":"server","flags":')
+    if _value(b, flags_text(_slot(m, MK_FLAGS))):
         return 1
     _c(b, b',"seq":')
-    if _value(b, m.seq):
+    if _value(b, _slot(m, MK_SEQ)):
         return 1
     _c(b, b',"ack":')
-    if _value(b, m.ack):
+    if _value(b, _slot(m, MK_ACK)):
         return 1
     _c(b, b',"ttl":')
-    if _value(b, m.ttl):
+    if _value(b, _slot(m, MK_TTL)):
         return 1
     _c(b, b',"ip_id":')
-    if _value(b, m.ipid):
+    if _value(b, _slot(m, MK_IPID)):
         return 1
     _c(b, b',"window":')
-    if _value(b, m.win):
+    if _value(b, _slot(m, MK_WIN)):
         return 1
     _c(b, b',"payload":')
-    if _value(b, m.plen):
+    if _value(b, _slot(m, MK_PLEN)):
         return 1
     _c(b, b',"after_client_payload":')
-    if _value(b, m.after_payload):
+    if _value(b, _slot(m, MK_AFTER_PAYLOAD)):
         return 1
     _c(b, b',"since_payload_ms":')
-    if _value(b, m.since_payload_ms):
+    if _value(b, _slot(m, MK_SINCE_PAYLOAD_MS)):
         return 1
     _c(b, b"}")
     return 0
@@ -481,23 +622,25 @@ cdef int _marker(Buf *b, object m) except -1:
 
 cdef int _hello(Buf *b, object h) except -1:
     """``TlsClientHello.to_dict()``."""
+    if type(h) is not TlsClientHello:
+        return 1
     _c(b, b'{"sni":')
-    if _value(b, h.sni):
+    if _value(b, _slot(h, HE_SNI)):
         return 1
     _c(b, b',"versions":')
-    if _value(b, [tls_version_text(v) for v in h.versions]):
+    if _value(b, [tls_version_text(v) for v in _slot(h, HE_VERSIONS)]):
         return 1
     _c(b, b',"size":')
-    if _value(b, h.record_size):
+    if _value(b, _slot(h, HE_RECORD_SIZE)):
         return 1
     _c(b, b',"segments":')
-    if _value(b, h.segments):
+    if _value(b, _slot(h, HE_SEGMENTS)):
         return 1
     _c(b, b',"extensions":')
-    if _value(b, h.extensions):
+    if _value(b, _slot(h, HE_EXTENSIONS)):
         return 1
     _c(b, b',"ciphers":')
-    if _value(b, h.ciphers):
+    if _value(b, _slot(h, HE_CIPHERS)):
         return 1
     _c(b, b"}")
     return 0
@@ -509,14 +652,16 @@ cdef int _reply(Buf *b, object r) except -1:
     if r is None:
         _c(b, b"null")
         return 0
+    if type(r) is not TlsServerReply:
+        return 1
     _c(b, b'{"server_hello":')
-    if _value(b, r.server_hello):
+    if _value(b, _slot(r, RE_SERVER_HELLO)):
         return 1
     _c(b, b',"version":')
-    if _value(b, tls_version_text(r.version) if r.version else None):
+    if _value(b, tls_version_text(_slot(r, RE_VERSION)) if _slot(r, RE_VERSION) else None):
         return 1
     _c(b, b',"alerts":[')
-    alerts = r.alerts
+    alerts = _slot(r, RE_ALERTS)
     if type(alerts) is not tuple:
         return 1
     for i in range(len(alerts)):
@@ -536,20 +681,22 @@ cdef int _reply(Buf *b, object r) except -1:
 
 cdef int _request(Buf *b, object q) except -1:
     """``HttpRequest.to_dict()``."""
+    if type(q) is not HttpRequest:
+        return 1
     _c(b, b'{"method":')
-    if _value(b, q.method):
+    if _value(b, _slot(q, RQ_METHOD)):
         return 1
     _c(b, b',"host":')
-    if _value(b, q.host):
+    if _value(b, _slot(q, RQ_HOST)):
         return 1
     _c(b, b',"path":')
-    if _value(b, q.path):
+    if _value(b, _slot(q, RQ_PATH)):
         return 1
     _c(b, b',"version":')
-    if _value(b, q.version):
+    if _value(b, _slot(q, RQ_VERSION)):
         return 1
     _c(b, b',"complete":')
-    if _value(b, q.complete):
+    if _value(b, _slot(q, RQ_COMPLETE)):
         return 1
     _c(b, b"}")
     return 0
@@ -560,26 +707,28 @@ cdef int _response(Buf *b, object r) except -1:
     if r is None:
         _c(b, b"null")
         return 0
+    if type(r) is not HttpResponse:
+        return 1
     _c(b, b'{"status":')
-    if _value(b, r.status):
+    if _value(b, _slot(r, RS_STATUS)):
         return 1
     _c(b, b',"reason":')
-    if _value(b, r.reason):
+    if _value(b, _slot(r, RS_REASON)):
         return 1
     _c(b, b',"title":')
-    if _value(b, r.title):
+    if _value(b, _slot(r, RS_TITLE)):
         return 1
     _c(b, b',"location":')
-    if _value(b, r.location):
+    if _value(b, _slot(r, RS_LOCATION)):
         return 1
     _c(b, b',"body_bytes":')
-    if _value(b, r.body_bytes):
+    if _value(b, _slot(r, RS_BODY_BYTES)):
         return 1
     _c(b, b',"server":')
-    if _value(b, r.server):
+    if _value(b, _slot(r, RS_SERVER)):
         return 1
     _c(b, b',"frame":')
-    if _value(b, r.frame):
+    if _value(b, _slot(r, RS_FRAME)):
         return 1
     _c(b, b"}")
     return 0
@@ -587,38 +736,40 @@ cdef int _response(Buf *b, object r) except -1:
 
 cdef int _tcp_tail(Buf *b, object a, object c) except -1:
     """The members of ``report.attempt_tail`` of a TCP attempt ``a`` whose connection is ``c``."""
+    if type(a) is not Attempt or type(c) is not TcpConn:
+        return 1
     cdef Py_ssize_t i, n
-    if c.icmp or c.payload_cut or c.fragment_frames or a.dns is not None:
+    if _slot(c, TC_ICMP) or _slot(c, TC_PAYLOAD_CUT) or _slot(c, TC_FRAGMENT_FRAMES) or _slot(a, AT_DNS) is not None:
         return 1  # (rare shapes: the dicts write them)
     _c(b, b'"tcp":{"packets":')
-    if _pair(b, c.packets):
+    if _pair(b, _slot(c, TC_PACKETS)):
         return 1
     _c(b, b',"payload_bytes":')
-    if _pair(b, c.payload_bytes):
+    if _pair(b, _slot(c, TC_PAYLOAD_BYTES)):
         return 1
     _c(b, b',"direction_from":')
-    if _value(b, c.direction_from):
+    if _value(b, _slot(c, TC_DIRECTION_FROM)):
         return 1
     _c(b, b',"syn":')
-    if _options(b, c.syn):
+    if _options(b, _slot(c, TC_SYN)):
         return 1
     _c(b, b',"synack":')
-    if _options(b, c.synack):
+    if _options(b, _slot(c, TC_SYNACK)):
         return 1
     _c(b, b',"syn_sent":')
-    if _value(b, c.syn_count):
+    if _value(b, _slot(c, TC_SYN_COUNT)):
         return 1
     _c(b, b',"first_payload_sends":')
-    if _value(b, c.client_payload_sends):
+    if _value(b, _slot(c, TC_CLIENT_PAYLOAD_SENDS)):
         return 1
     _c(b, b',"retransmissions":')
-    if _pair(b, c.retransmissions):
+    if _pair(b, _slot(c, TC_RETRANSMISSIONS)):
         return 1
     _c(b, b',"conflicting_segments":')
-    if _pair(b, c.conflicts):
+    if _pair(b, _slot(c, TC_CONFLICTS)):
         return 1
     _c(b, b',"resets_and_fins":[')
-    markers = c.markers
+    markers = _slot(c, TC_MARKERS)
     if type(markers) is not tuple:
         return 1
     n = min(len(markers), 32)  # (as many as ``_tail_into`` lists)
@@ -628,25 +779,25 @@ cdef int _tcp_tail(Buf *b, object a, object c) except -1:
         if _marker(b, markers[i]):
             return 1
     _c(b, b'],"icmp":[],"rows_capped":')
-    if _value(b, c.detail_capped):
+    if _value(b, _slot(c, TC_DETAIL_CAPPED)):
         return 1
     _c(b, b"}")
-    hello = a.hello
+    hello = _slot(a, AT_HELLO)
     if hello is not None:
         _c(b, b',"tls":{"client_hello":')
         if _hello(b, hello):
             return 1
         _c(b, b',"server":')
-        if _reply(b, a.tls_reply):
+        if _reply(b, _slot(a, AT_TLS_REPLY)):
             return 1
         _c(b, b"}")
-    request = a.request
+    request = _slot(a, AT_REQUEST)
     if request is not None:
         _c(b, b',"http":{"request":')
         if _request(b, request):
             return 1
         _c(b, b',"response":')
-        if _response(b, a.response):
+        if _response(b, _slot(a, AT_RESPONSE)):
             return 1
         _c(b, b"}")
     return 0
@@ -659,7 +810,9 @@ def tcp_pieces(object a, object start, object duration_ms, Py_ssize_t max_frames
     the frames listed (``MAX_FRAMES_LISTED``)."""
     cdef Buf b
     cdef Py_ssize_t h, m
-    c = a.tcp
+    if not _SLOTS or type(a) is not Attempt:
+        return None
+    c = _slot(a, AT_TCP)
     if c is None:
         return None
     b.p = NULL
@@ -667,21 +820,21 @@ def tcp_pieces(object a, object start, object duration_ms, Py_ssize_t max_frames
     b.cap = 0
     try:
         _c(&b, b'"kind":')
-        if _value(&b, a.kind):
+        if _value(&b, _slot(a, AT_KIND)):
             return None
         _c(&b, b',"transport":')
-        if _value(&b, a.transport):
+        if _value(&b, _slot(a, AT_TRANSPORT)):
             return None
         _c(&b, b',"client":')
-        client = a.client
-        if _endpoint(&b, client.ip, client.port):
+        client = _slot(a, AT_CLIENT)
+        if type(client) is not Endpoint or _endpoint(&b, _slot(client, EP_IP), _slot(client, EP_PORT)):
             return None
         _c(&b, b',"server":')
-        server = a.server
-        if _endpoint(&b, server.ip, server.port):
+        server = _slot(a, AT_SERVER)
+        if type(server) is not Endpoint or _endpoint(&b, _slot(server, EP_IP), _slot(server, EP_PORT)):
             return None
         _c(&b, b',"name":')
-        if _value(&b, a.name):
+        if _value(&b, _slot(a, AT_NAME)):
             return None
         _c(&b, b',"start":')
         if _text(&b, start):
@@ -691,9 +844,9 @@ def tcp_pieces(object a, object start, object duration_ms, Py_ssize_t max_frames
             return None
         h = b.n
         _c(&b, b'"history":')
-        if _value(&b, a.history):
+        if _value(&b, _slot(a, AT_HISTORY)):
             return None
-        frames = a.frames
+        frames = _slot(a, AT_FRAMES)
         if type(frames) is not tuple:
             return None
         _c(&b, b',"frames":')

@@ -84,7 +84,10 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
     elif os.environ.get(compiled.PURE_ENV, "") not in ("", "0"):
         click.echo(f"line writer: Python ({compiled.PURE_ENV} is set)")
     else:
-        click.echo("line writer: compiled (the common DNS and TCP attempts)")
+        from . import _lines
+
+        click.echo("line writer: compiled (the common DNS and TCP attempts)" if _lines.SLOTS else
+                   f"line writer: Python (the records' fields {', '.join(_lines._missing)} have no slot to read)")
     ctx.exit()
 
 

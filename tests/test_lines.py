@@ -54,6 +54,9 @@ def _inputs(tmp_path) -> list[str]:
 
 
 def test_the_writer_gives_what_the_dicts_give(tmp_path, monkeypatch):
+    from forensics import _lines
+
+    assert _lines.SLOTS, f"fields the writer reads not found at an offset: {_lines._missing}"
     writer = report._tcp_pieces
     seen = {"written": 0, "declined": 0, "tls": 0, "http": 0, "markers": 0, "ipv6": 0}
     attempts = []
@@ -105,6 +108,13 @@ def test_the_writer_declines_what_it_would_not_write_as_the_encoder_does(tmp_pat
         dataclasses.replace(a, tcp=dataclasses.replace(c, payload_cut=1)),
         dataclasses.replace(a, tcp=dataclasses.replace(c, fragment_frames=(3,), fragment_ttls=(64,))),
     ]
+    # a record of another type than the writer reads by its slots' offsets: a subclass here
+    from forensics.model import Endpoint
+
+    class Other(Endpoint):
+        pass
+
+    changed.append(dataclasses.replace(a, client=Other(a.client.ip, a.client.port)))
     for b in changed:
         assert report._tcp_pieces(b, iso_time(b.start), b.duration_ms, MAX_FRAMES_LISTED) is None, b
         got = report.attempt_fragments(b)
