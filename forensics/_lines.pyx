@@ -20,7 +20,7 @@ give the same bytes, attempt by attempt, on every capture they read.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.math cimport llround
+from libc.math cimport llrint, llround
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, strlen
 
@@ -163,6 +163,7 @@ cdef Py_ssize_t AT_TRANSPORT = _offset(Attempt, "transport")
 cdef Py_ssize_t AT_CLIENT = _offset(Attempt, "client")
 cdef Py_ssize_t AT_SERVER = _offset(Attempt, "server")
 cdef Py_ssize_t AT_NAME = _offset(Attempt, "name")
+cdef Py_ssize_t AT_START = _offset(Attempt, "start")
 cdef Py_ssize_t AT_FRAMES = _offset(Attempt, "frames")
 cdef Py_ssize_t AT_HISTORY = _offset(Attempt, "history")
 cdef Py_ssize_t AT_TCP = _offset(Attempt, "tcp")
@@ -321,6 +322,85 @@ cdef int _float(Buf *b, object v) except -1:
     return 0
 
 
+#: The times written here: from 1970 to the end of 9999 (``datetime``'s range, where its
+#: ``strftime`` writes four digits of year); ``model.iso_time`` writes the others.
+cdef double ISO_HIGH = 253402300800.0
+
+
+cdef inline void _two(char *p, long v) noexcept:
+    p[0] = <char>(48 + v // 10)
+    p[1] = <char>(48 + v % 10)
+
+
+cdef int _iso(Buf *b, object v) except -1:
+    """``model.iso_time(v)`` as a JSON string: 0, or 1 where ``v`` is not a float of the years
+    1970 to 9999."""
+    cdef double x
+    cdef long long micros, sec, days, z, era, doe, yoe, y, doy, mp, d, m, us
+    cdef long rest
+    cdef char t[29]
+    cdef int k
+    if type(v) is not float:
+        return 1
+    x = v
+    if not (0.0 <= x < ISO_HIGH):
+        return 1
+    micros = llrint(x * 1000000.0)  # (round-half-even, as ``round`` does)
+    sec = micros // 1000000
+    us = micros % 1000000
+    if sec >= <long long>ISO_HIGH:
+        return 1
+    days = sec // 86400
+    rest = <long>(sec % 86400)
+    # the civil date of a day count since 1970-01-01 (H. Hinnant's days_from_civil, inverted)
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    if m <= 2:
+        y += 1
+    t[0] = 34
+    _two(t + 1, <long>(y // 100))
+    _two(t + 3, <long>(y % 100))
+    t[5] = 45
+    _two(t + 6, <long>m)
+    t[8] = 45
+    _two(t + 9, <long>d)
+    t[11] = 84
+    _two(t + 12, rest // 3600)
+    t[14] = 58
+    _two(t + 15, (rest // 60) % 60)
+    t[17] = 58
+    _two(t + 18, rest % 60)
+    t[20] = 46
+    for k in range(6):
+        t[26 - k] = <char>(48 + us % 10)
+        us //= 10
+    t[27] = 90
+    t[28] = 34
+    return _raw(b, t, 29)
+
+
+def iso_text(object v):
+    """A time as the writers write it (bytes, quoted), or None where they leave it to
+    ``model.iso_time``: for tests."""
+    cdef Buf b
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    try:
+        if _iso(&b, v):
+            return None
+        return PyBytes_FromStringAndSize(b.p, b.n)
+    finally:
+        free(b.p)
+
+
 cdef int _ints(Buf *b, object seq) except -1:
     """A JSON array of integers from a list or tuple: 0, or 1."""
     cdef Py_ssize_t i, n
@@ -359,8 +439,9 @@ def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_deta
     where a value is not one this writes (the caller then makes them that way).
 
     ``verdict_head``: the verdict's members before its summary, encoded (with their
-    comma); ``rule``: the rule's name, encoded; ``answers``: the response's
-    ``DnsAnswer`` records."""
+    comma); ``rule``: the rule's name, encoded; ``start`` and ``r_time``: the query's and
+    the response's times (floats, written as ``model.iso_time`` writes them); ``answers``:
+    the response's ``DnsAnswer`` records."""
     cdef Buf b
     cdef Py_ssize_t h, p, m, i
     if not _SLOTS:
@@ -380,7 +461,7 @@ def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_deta
         if _text(&b, name):
             return None
         _c(&b, b',"start":')
-        if _text(&b, start):
+        if _iso(&b, start):
             return None
         _c(&b, b',"duration_ms":')
         if _float(&b, duration_ms):
@@ -445,7 +526,7 @@ def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_deta
         if _int(&b, r_frame):
             return None
         _c(&b, b',"time":')
-        if _text(&b, r_time):
+        if _iso(&b, r_time):
             return None
         _c(&b, b',"src":')
         if _endpoint(&b, r_ip, r_port):
@@ -803,11 +884,11 @@ cdef int _tcp_tail(Buf *b, object a, object c) except -1:
     return 0
 
 
-def tcp_pieces(object a, object start, object duration_ms, Py_ssize_t max_frames):
+def tcp_pieces(object a, object duration_ms, Py_ssize_t max_frames):
     """(head, mid, tail) of a TCP attempt ``a``'s line, as ``report.attempt_fragments``
     makes them through dicts; None where a value or a shape is not one this writes.
-    ``start``: ``iso_time(a.start)``; ``duration_ms``: ``a.duration_ms``; ``max_frames``:
-    the frames listed (``MAX_FRAMES_LISTED``)."""
+    ``duration_ms``: ``a.duration_ms``; ``max_frames``: the frames listed
+    (``MAX_FRAMES_LISTED``)."""
     cdef Buf b
     cdef Py_ssize_t h, m
     if not _SLOTS or type(a) is not Attempt:
@@ -837,7 +918,7 @@ def tcp_pieces(object a, object start, object duration_ms, Py_ssize_t max_frames
         if _value(&b, _slot(a, AT_NAME)):
             return None
         _c(&b, b',"start":')
-        if _text(&b, start):
+        if _iso(&b, _slot(a, AT_START)):
             return None
         _c(&b, b',"duration_ms":')
         if _value(&b, duration_ms):

@@ -100,14 +100,13 @@ class DnsLane:
         listed = frames[:MAX_FRAMES_LISTED]
         summary = _sentence(answered_detail(1, rts - qts, rcode_text(rcode)))
         qdetail, rdetail = query_text(qtype, name), response_detail(addrs, rcode)
-        start = iso_time(qts)
         duration = round_to(max(rts - qts, 0.0) * 1000.0, 3)
         history = "Q" * min(len(qframes), 9) + "r"
         got = None
         if _pieces is not None:
             got = _pieces(self._vhead, self._rule, summary, qdetail, rdetail, inp, client.ip, client.port,
-                          server.ip, server.port, name, start, duration, history, listed, len(frames), t.txid,
-                          qtype, qframes, t.query_ttl, r.input, r.frame, iso_time(rts), r.src.ip, r.src.port,
+                          server.ip, server.port, name, qts, duration, history, listed, len(frames), t.txid,
+                          qtype, qframes, t.query_ttl, r.input, r.frame, rts, r.src.ip, r.src.port,
                           r.ttl, r.ipid, _HEX4.get(r.flags) or hex4(r.flags), rcode_text(rcode), r.aa, r.answers)
         if got is not None:
             head, piece, mid, tail = got
@@ -121,7 +120,7 @@ class DnsLane:
             piece = _encode_bytes(d)[1:-1]
             head, mid, tail = fragments_of({
                 "kind": "dns", "transport": "udp", "client": client.to_dict(), "server": server.to_dict(),
-                "name": name, "start": start, "duration_ms": duration, CUT1: 0,
+                "name": name, "start": iso_time(qts), "duration_ms": duration, CUT1: 0,
                 "history": history, "frames": listed, "frames_total": len(frames), CUT2: 0,
                 "dns": {"id": t.txid, "qname": name, "qtype": qtype, "query_frames": list(qframes),
                         "query_ttl": t.query_ttl, "responses": [r.to_dict()], "icmp": _NO_ICMP}})

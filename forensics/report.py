@@ -328,7 +328,7 @@ def attempt_fragments(a: Attempt) -> tuple[bytes, bytes, bytes]:
     stream: the members of ``attempt_head``, ``attempt_mid`` and ``attempt_tail``, encoded once
     (a TCP attempt's by ``forensics._lines`` where it can, the same bytes)."""
     if _tcp_pieces is not None and a.tcp is not None:
-        got = _tcp_pieces(a, iso_time(a.start), a.duration_ms, MAX_FRAMES_LISTED)
+        got = _tcp_pieces(a, a.duration_ms, MAX_FRAMES_LISTED)
         if got is not None:
             return got
     d = attempt_head(a)

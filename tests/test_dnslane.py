@@ -161,9 +161,9 @@ def test_the_compiled_writer_declines_what_it_would_not_write_as_the_encoder_doe
             self.name, self.rtype, self.ttl, self.data = name, rtype, ttl, data
 
     base = dict(summary="s.", qdetail="A a.example", rdetail="192.0.2.1", inp=0, cip="192.0.2.10", cport=40000,
-                sip="198.51.100.53", sport=53, name="a.example", start="2026-11-21T10:00:00.000044Z",
+                sip="198.51.100.53", sport=53, name="a.example", start=1795255200.000044,
                 duration=15.701, history="Qr", frames=[1, 29], total=2, txid=7, qtype="A", qframes=(1,),
-                qttl=64, rinp=0, rframe=29, rtime="2026-11-21T10:00:00.015745Z", rip="198.51.100.53", rport=53,
+                qttl=64, rinp=0, rframe=29, rtime=1795255200.015745, rip="198.51.100.53", rport=53,
                 rttl=57, ipid=-1, flags="0x8180", rcode="NOERROR", aa=False,
                 answers=(Answer("a.example", "A", 300, "192.0.2.1"),))
 
@@ -178,7 +178,7 @@ def test_the_compiled_writer_declines_what_it_would_not_write_as_the_encoder_doe
     for change in (dict(name='we"ird.example'), dict(name="back\\slash"), dict(name="tab\there"),
                    dict(name="bl\u00f6g.example"), dict(qdetail="A \x7f"), dict(txid=True), dict(txid=1 << 64),
                    dict(rttl=None), dict(duration=1e-5), dict(duration=1e16), dict(duration=float("nan")),
-                   dict(duration=15), dict(frames=[1, "2"]), dict(answers=[]),
+                   dict(duration=15), dict(frames=[1, "2"]), dict(answers=[]), dict(start=-1.0), dict(rtime=1e12),
                    dict(answers=(Answer("a.example", "A", 300, "caf\u00e9"),)),
                    dict(answers=(Other("a.example", "A", 300, "192.0.2.1"),))):
         assert call(**change) is None, change

@@ -15,7 +15,7 @@ from conftest import CORPUS, ROOT, captures_under, handed_on, load_benchmark
 from flows import Capture, Flow, client_hello, http_request, http_response
 
 from forensics import report
-from forensics.model import MAX_FRAMES_LISTED, TcpConn, iso_time
+from forensics.model import MAX_FRAMES_LISTED, TcpConn
 from forensics.reassembly.attempts import from_tcp
 
 pytestmark = pytest.mark.skipif(report._tcp_pieces is None, reason="the compiled line writer is not built "
@@ -65,7 +65,7 @@ def test_the_writer_gives_what_the_dicts_give(tmp_path, monkeypatch):
     try:
         for a in attempts:
             report._tcp_pieces = writer
-            got = writer(a, iso_time(a.start), a.duration_ms, MAX_FRAMES_LISTED)
+            got = writer(a, a.duration_ms, MAX_FRAMES_LISTED)
             mine = report.attempt_fragments(a)
             report._tcp_pieces = None
             want = report.attempt_fragments(a)
@@ -96,7 +96,7 @@ def test_the_writer_declines_what_it_would_not_write_as_the_encoder_does(tmp_pat
              if a.request is not None and a.request.host == "clean.example" and ":" not in a.client.ip)
     c, q = a.tcp, a.request
     marker = c.markers[0]
-    assert report._tcp_pieces(a, iso_time(a.start), a.duration_ms, MAX_FRAMES_LISTED) is not None
+    assert report._tcp_pieces(a, a.duration_ms, MAX_FRAMES_LISTED) is not None
     changed = [
         dataclasses.replace(a, name="bl\u00f6g.example"),
         dataclasses.replace(a, history="Q\x01"),
@@ -116,14 +116,14 @@ def test_the_writer_declines_what_it_would_not_write_as_the_encoder_does(tmp_pat
 
     changed.append(dataclasses.replace(a, client=Other(a.client.ip, a.client.port)))
     for b in changed:
-        assert report._tcp_pieces(b, iso_time(b.start), b.duration_ms, MAX_FRAMES_LISTED) is None, b
+        assert report._tcp_pieces(b, b.duration_ms, MAX_FRAMES_LISTED) is None, b
         got = report.attempt_fragments(b)
         monkeypatch.setattr(report, "_tcp_pieces", None)
         assert got == report.attempt_fragments(b)
         monkeypatch.undo()
     # and what it writes: one marker's float, a bool, None
     b = dataclasses.replace(a, tcp=dataclasses.replace(c, markers=(dataclasses.replace(marker, since_payload_ms=2.5),)))
-    head, mid, tail = report._tcp_pieces(b, iso_time(b.start), b.duration_ms, MAX_FRAMES_LISTED)
+    head, mid, tail = report._tcp_pieces(b, b.duration_ms, MAX_FRAMES_LISTED)
     assert b'"since_payload_ms":2.5}' in tail and b'"complete":true' in tail and (b'"synack":null' in tail) == (c.synack is None)
     monkeypatch.setattr(report, "_tcp_pieces", None)
     assert (head, mid, tail) == report.attempt_fragments(b)
@@ -160,3 +160,31 @@ def test_floats_are_written_as_the_encoder_writes_them():
     for v in (1e-5, -9.9e-05, 1e16, float("inf"), float("-inf"), float("nan")):
         assert float_text(v) is None, v
     assert float_text(1) is None and float_text(True) is None and written > 300_000
+
+
+def test_times_are_written_as_iso_time_writes_them():
+    """A time by the writers (``_lines.iso_text``): ``model.iso_time``'s text, quoted, from 1970 to
+    the end of 9999, across leap days, the ends of years and microseconds rounded half to even;
+    None elsewhere (and for what is not a float)."""
+    import random
+
+    from forensics._lines import iso_text
+    from forensics.model import iso_time
+
+    rng = random.Random(37)
+    values = [0.0, 0.4999995, 0.0000005, 0.0000015, 59.9999995, 86399.9999996, 951782400.0, 951868799.999999,
+              1795255200.000044, 4107542400.0, 253402300799.999999, 253402300799.9999995]
+    values += [rng.uniform(0, 253402300800.0) for _ in range(100_000)]
+    values += [rng.uniform(1.7e9, 1.9e9) for _ in range(100_000)]
+    values += [round(rng.uniform(0, 4e9)) + k / 2_000_000 for k in range(-3, 4) for _ in range(2_000)]
+    written = 0
+    for v in values:
+        got = iso_text(v)
+        if got is None:
+            assert round(v * 1_000_000) >= 253402300800 * 1_000_000, v
+            continue
+        written += 1
+        assert got == b'"' + iso_time(v).encode() + b'"', (v, got)
+    for v in (-0.5, 253402300800.0, float("nan"), float("inf"), 17, True, None):
+        assert iso_text(v) is None, v
+    assert written > 200_000
