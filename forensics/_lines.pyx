@@ -102,48 +102,13 @@ cdef Py_ssize_t AN_NAME = _offset(DnsAnswer, "name")
 cdef Py_ssize_t AN_RTYPE = _offset(DnsAnswer, "rtype")
 cdef Py_ssize_t AN_TTL = _offset(DnsAnswer, "ttl")
 cdef Py_ssize_t AN_DATA = _offset(DnsAnswer, "data")
-cdef Py_ssize_t OP_MSS = _offset(TcpOptions, "mss")
-cdef Py_ssize_t OP_WSCALE = _offset(TcpOptions, "wscale")
-cdef Py_ssize_t OP_SACK_OK = _offset(TcpOptions, "sack_ok")
-cdef Py_ssize_t OP_TIMESTAMPS = _offset(TcpOptions, "timestamps")
-cdef Py_ssize_t OP_KINDS = _offset(TcpOptions, "kinds")
-cdef Py_ssize_t OP_ECE = _offset(TcpOptions, "ece")
-cdef Py_ssize_t OP_CWR = _offset(TcpOptions, "cwr")
-cdef Py_ssize_t OP_TTL = _offset(TcpOptions, "ttl")
-cdef Py_ssize_t OP_FRAME = _offset(TcpOptions, "frame")
-cdef Py_ssize_t MK_KIND = _offset(Marker, "kind")
-cdef Py_ssize_t MK_FRAME = _offset(Marker, "frame")
 cdef Py_ssize_t MK_DIR = _offset(Marker, "dir")
 cdef Py_ssize_t MK_FLAGS = _offset(Marker, "flags")
-cdef Py_ssize_t MK_SEQ = _offset(Marker, "seq")
-cdef Py_ssize_t MK_ACK = _offset(Marker, "ack")
-cdef Py_ssize_t MK_TTL = _offset(Marker, "ttl")
-cdef Py_ssize_t MK_IPID = _offset(Marker, "ipid")
-cdef Py_ssize_t MK_WIN = _offset(Marker, "win")
-cdef Py_ssize_t MK_PLEN = _offset(Marker, "plen")
-cdef Py_ssize_t MK_AFTER_PAYLOAD = _offset(Marker, "after_payload")
-cdef Py_ssize_t MK_SINCE_PAYLOAD_MS = _offset(Marker, "since_payload_ms")
 cdef Py_ssize_t HE_SNI = _offset(TlsClientHello, "sni")
 cdef Py_ssize_t HE_VERSIONS = _offset(TlsClientHello, "versions")
-cdef Py_ssize_t HE_RECORD_SIZE = _offset(TlsClientHello, "record_size")
-cdef Py_ssize_t HE_SEGMENTS = _offset(TlsClientHello, "segments")
-cdef Py_ssize_t HE_EXTENSIONS = _offset(TlsClientHello, "extensions")
-cdef Py_ssize_t HE_CIPHERS = _offset(TlsClientHello, "ciphers")
 cdef Py_ssize_t RE_SERVER_HELLO = _offset(TlsServerReply, "server_hello")
 cdef Py_ssize_t RE_VERSION = _offset(TlsServerReply, "version")
 cdef Py_ssize_t RE_ALERTS = _offset(TlsServerReply, "alerts")
-cdef Py_ssize_t RQ_METHOD = _offset(HttpRequest, "method")
-cdef Py_ssize_t RQ_HOST = _offset(HttpRequest, "host")
-cdef Py_ssize_t RQ_PATH = _offset(HttpRequest, "path")
-cdef Py_ssize_t RQ_VERSION = _offset(HttpRequest, "version")
-cdef Py_ssize_t RQ_COMPLETE = _offset(HttpRequest, "complete")
-cdef Py_ssize_t RS_STATUS = _offset(HttpResponse, "status")
-cdef Py_ssize_t RS_REASON = _offset(HttpResponse, "reason")
-cdef Py_ssize_t RS_TITLE = _offset(HttpResponse, "title")
-cdef Py_ssize_t RS_LOCATION = _offset(HttpResponse, "location")
-cdef Py_ssize_t RS_BODY_BYTES = _offset(HttpResponse, "body_bytes")
-cdef Py_ssize_t RS_SERVER = _offset(HttpResponse, "server")
-cdef Py_ssize_t RS_FRAME = _offset(HttpResponse, "frame")
 cdef Py_ssize_t TC_ICMP = _offset(TcpConn, "icmp")
 cdef Py_ssize_t TC_PAYLOAD_CUT = _offset(TcpConn, "payload_cut")
 cdef Py_ssize_t TC_FRAGMENT_FRAMES = _offset(TcpConn, "fragment_frames")
@@ -174,10 +139,6 @@ cdef Py_ssize_t AT_REQUEST = _offset(Attempt, "request")
 cdef Py_ssize_t AT_RESPONSE = _offset(Attempt, "response")
 cdef Py_ssize_t EP_IP = _offset(Endpoint, "ip")
 cdef Py_ssize_t EP_PORT = _offset(Endpoint, "port")
-
-#: Whether every field the writers read was found at its offset (else they write nothing).
-SLOTS = not _missing
-cdef bint _SLOTS = SLOTS
 
 
 cdef struct Buf:
@@ -608,6 +569,56 @@ cdef int _value(Buf *b, object v) except -1:
     return 0
 
 
+cdef class _Members:
+    """Members of a record's JSON written one after the other, each a key (with what comes
+    before it) and the field whose value follows it: the field's slot offset found once."""
+    cdef tuple keys
+    cdef Py_ssize_t offs[16]
+    cdef Py_ssize_t n
+
+    def __init__(self, cls, pairs):
+        if len(pairs) > 16:
+            raise ValueError("at most 16 members")
+        self.n = len(pairs)
+        self.keys = tuple([key for key, _ in pairs])
+        for i, (_, name) in enumerate(pairs):
+            self.offs[i] = _offset(cls, name)
+
+
+cdef int _members(Buf *b, object o, _Members ms) except -1:
+    """The members ``ms`` of ``o`` (whose exact type the caller checked): 0, or 1."""
+    cdef Py_ssize_t i
+    for i in range(ms.n):
+        _lit(b, <bytes>ms.keys[i])
+        if _value(b, _slot(o, ms.offs[i])):
+            return 1
+    return 0
+
+
+cdef _Members OPTIONS = _Members(TcpOptions, [
+    (b'{"mss":', "mss"), (b',"wscale":', "wscale"), (b',"sack_ok":', "sack_ok"), (b',"timestamps":', "timestamps"),
+    (b',"kinds":', "kinds"), (b',"ece":', "ece"), (b',"cwr":', "cwr"), (b',"ttl":', "ttl"), (b',"frame":', "frame")])
+cdef _Members MARKER_HEAD = _Members(Marker, [(b'{"kind":', "kind"), (b',"frame":', "frame")])
+cdef _Members MARKER_REST = _Members(Marker, [
+    (b',"seq":', "seq"), (b',"ack":', "ack"), (b',"ttl":', "ttl"), (b',"ip_id":', "ipid"), (b',"window":', "win"),
+    (b',"payload":', "plen"), (b',"after_client_payload":', "after_payload"),
+    (b',"since_payload_ms":', "since_payload_ms")])
+cdef _Members HELLO_REST = _Members(TlsClientHello, [
+    (b',"size":', "record_size"), (b',"segments":', "segments"), (b',"extensions":', "extensions"),
+    (b',"ciphers":', "ciphers")])
+cdef _Members REQUEST = _Members(HttpRequest, [
+    (b'{"method":', "method"), (b',"host":', "host"), (b',"path":', "path"), (b',"version":', "version"),
+    (b',"complete":', "complete")])
+cdef _Members RESPONSE = _Members(HttpResponse, [
+    (b'{"status":', "status"), (b',"reason":', "reason"), (b',"title":', "title"), (b',"location":', "location"),
+    (b',"body_bytes":', "body_bytes"), (b',"server":', "server"), (b',"frame":', "frame")])
+
+
+#: Whether every field the writers read was found at its offset (else they write nothing).
+SLOTS = not _missing
+cdef bint _SLOTS = SLOTS
+
+
 cdef int _pair(Buf *b, object two) except -1:
     """``{"client":two[0],"server":two[1]}``"""
     if type(two) is not tuple or len(two) != 2:
@@ -627,34 +638,7 @@ cdef int _options(Buf *b, object o) except -1:
     if o is None:
         _c(b, b"null")
         return 0
-    if type(o) is not TcpOptions:
-        return 1
-    _c(b, b'{"mss":')
-    if _value(b, _slot(o, OP_MSS)):
-        return 1
-    _c(b, b',"wscale":')
-    if _value(b, _slot(o, OP_WSCALE)):
-        return 1
-    _c(b, b',"sack_ok":')
-    if _value(b, _slot(o, OP_SACK_OK)):
-        return 1
-    _c(b, b',"timestamps":')
-    if _value(b, _slot(o, OP_TIMESTAMPS)):
-        return 1
-    _c(b, b',"kinds":')
-    if _value(b, list(_slot(o, OP_KINDS))):
-        return 1
-    _c(b, b',"ece":')
-    if _value(b, _slot(o, OP_ECE)):
-        return 1
-    _c(b, b',"cwr":')
-    if _value(b, _slot(o, OP_CWR)):
-        return 1
-    _c(b, b',"ttl":')
-    if _value(b, _slot(o, OP_TTL)):
-        return 1
-    _c(b, b',"frame":')
-    if _value(b, _slot(o, OP_FRAME)):
+    if type(o) is not TcpOptions or _members(b, o, OPTIONS):
         return 1
     _c(b, b"}")
     return 0
@@ -662,40 +646,10 @@ cdef int _options(Buf *b, object o) except -1:
 
 cdef int _marker(Buf *b, object m) except -1:
     """``Marker.to_dict()``."""
-    if type(m) is not Marker:
-        return 1
-    _c(b, b'{"kind":')
-    if _value(b, _slot(m, MK_KIND)):
-        return 1
-    _c(b, b',"frame":')
-    if _value(b, _slot(m, MK_FRAME)):
+    if type(m) is not Marker or _members(b, m, MARKER_HEAD):
         return 1
     _c(b, b',"from":"client","flags":' if _slot(m, MK_DIR) == _C2S else b',"from":"server","flags":')
-    if _value(b, flags_text(_slot(m, MK_FLAGS))):
-        return 1
-    _c(b, b',"seq":')
-    if _value(b, _slot(m, MK_SEQ)):
-        return 1
-    _c(b, b',"ack":')
-    if _value(b, _slot(m, MK_ACK)):
-        return 1
-    _c(b, b',"ttl":')
-    if _value(b, _slot(m, MK_TTL)):
-        return 1
-    _c(b, b',"ip_id":')
-    if _value(b, _slot(m, MK_IPID)):
-        return 1
-    _c(b, b',"window":')
-    if _value(b, _slot(m, MK_WIN)):
-        return 1
-    _c(b, b',"payload":')
-    if _value(b, _slot(m, MK_PLEN)):
-        return 1
-    _c(b, b',"after_client_payload":')
-    if _value(b, _slot(m, MK_AFTER_PAYLOAD)):
-        return 1
-    _c(b, b',"since_payload_ms":')
-    if _value(b, _slot(m, MK_SINCE_PAYLOAD_MS)):
+    if _value(b, flags_text(_slot(m, MK_FLAGS))) or _members(b, m, MARKER_REST):
         return 1
     _c(b, b"}")
     return 0
@@ -709,19 +663,7 @@ cdef int _hello(Buf *b, object h) except -1:
     if _value(b, _slot(h, HE_SNI)):
         return 1
     _c(b, b',"versions":')
-    if _value(b, [tls_version_text(v) for v in _slot(h, HE_VERSIONS)]):
-        return 1
-    _c(b, b',"size":')
-    if _value(b, _slot(h, HE_RECORD_SIZE)):
-        return 1
-    _c(b, b',"segments":')
-    if _value(b, _slot(h, HE_SEGMENTS)):
-        return 1
-    _c(b, b',"extensions":')
-    if _value(b, _slot(h, HE_EXTENSIONS)):
-        return 1
-    _c(b, b',"ciphers":')
-    if _value(b, _slot(h, HE_CIPHERS)):
+    if _value(b, [tls_version_text(v) for v in _slot(h, HE_VERSIONS)]) or _members(b, h, HELLO_REST):
         return 1
     _c(b, b"}")
     return 0
@@ -762,22 +704,7 @@ cdef int _reply(Buf *b, object r) except -1:
 
 cdef int _request(Buf *b, object q) except -1:
     """``HttpRequest.to_dict()``."""
-    if type(q) is not HttpRequest:
-        return 1
-    _c(b, b'{"method":')
-    if _value(b, _slot(q, RQ_METHOD)):
-        return 1
-    _c(b, b',"host":')
-    if _value(b, _slot(q, RQ_HOST)):
-        return 1
-    _c(b, b',"path":')
-    if _value(b, _slot(q, RQ_PATH)):
-        return 1
-    _c(b, b',"version":')
-    if _value(b, _slot(q, RQ_VERSION)):
-        return 1
-    _c(b, b',"complete":')
-    if _value(b, _slot(q, RQ_COMPLETE)):
+    if type(q) is not HttpRequest or _members(b, q, REQUEST):
         return 1
     _c(b, b"}")
     return 0
@@ -788,28 +715,7 @@ cdef int _response(Buf *b, object r) except -1:
     if r is None:
         _c(b, b"null")
         return 0
-    if type(r) is not HttpResponse:
-        return 1
-    _c(b, b'{"status":')
-    if _value(b, _slot(r, RS_STATUS)):
-        return 1
-    _c(b, b',"reason":')
-    if _value(b, _slot(r, RS_REASON)):
-        return 1
-    _c(b, b',"title":')
-    if _value(b, _slot(r, RS_TITLE)):
-        return 1
-    _c(b, b',"location":')
-    if _value(b, _slot(r, RS_LOCATION)):
-        return 1
-    _c(b, b',"body_bytes":')
-    if _value(b, _slot(r, RS_BODY_BYTES)):
-        return 1
-    _c(b, b',"server":')
-    if _value(b, _slot(r, RS_SERVER)):
-        return 1
-    _c(b, b',"frame":')
-    if _value(b, _slot(r, RS_FRAME)):
+    if type(r) is not HttpResponse or _members(b, r, RESPONSE):
         return 1
     _c(b, b"}")
     return 0
