@@ -22,6 +22,7 @@ give the same bytes, attempt by attempt, on every capture they read.
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.math cimport llrint, llround
 from libc.stdlib cimport free, realloc
+from libc.stdio cimport snprintf
 from libc.string cimport memcpy, strlen
 
 
@@ -178,8 +179,9 @@ cdef inline int _c(Buf *b, const char *s) except -1:
     return _raw(b, s, strlen(s))
 
 
-cdef int _text(Buf *b, object s) except -1:
-    """A JSON string: 0, or 1 where ``s`` is not plain text (nothing written that counts)."""
+cdef int _plain(Buf *b, object s) except -1:
+    """Text that JSON writes as it is (printable ASCII, no quote, no backslash), unquoted: 0,
+    or 1 where ``s`` is not such text (nothing written)."""
     cdef Py_ssize_t n, i
     cdef const char *c
     cdef unsigned char ch
@@ -190,11 +192,39 @@ cdef int _text(Buf *b, object s) except -1:
         ch = <unsigned char>c[i]
         if ch < 0x20 or ch >= 0x7F or ch == 0x22 or ch == 0x5C:
             return 1
-    _room(b, n + 2)
-    b.p[b.n] = 0x22
-    memcpy(b.p + b.n + 1, c, n)
-    b.p[b.n + n + 1] = 0x22
-    b.n += n + 2
+    return _raw(b, c, n)
+
+
+cdef int _text(Buf *b, object s) except -1:
+    """A JSON string: 0, or 1 where ``s`` is not plain text (what was written then does not count)."""
+    _c(b, b'"')
+    if _plain(b, s):
+        return 1
+    _c(b, b'"')
+    return 0
+
+
+cdef int _answered(Buf *b, object delay, object rcode) except -1:
+    """The DNS lane's summary as a JSON string, ``classify.engine._sentence`` of
+    ``outcome.answered_detail(1, delay, rcode)``: 0, or 1 (``delay`` not a float of a
+    reasonable size, ``rcode`` not plain text)."""
+    cdef double x
+    cdef char tmp[48]
+    cdef int n
+    if type(delay) is not float:
+        return 1
+    x = <double>delay * 1000.0  # (the product ``delay * 1000`` is, formatted as "%.1f" is: exactly)
+    if not (-1e15 < x < 1e15):
+        return 1
+    n = snprintf(tmp, 48, "%.1f", x)
+    if n <= 0 or n >= 48:
+        return 1
+    _c(b, b'"1 response(s), first after ')
+    _raw(b, tmp, n)
+    _c(b, b" ms (")
+    if _plain(b, rcode):
+        return 1
+    _c(b, b')."')
     return 0
 
 
@@ -389,7 +419,7 @@ cdef int _endpoint(Buf *b, object ip, object port) except -1:
     return 0
 
 
-def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_detail, object response_detail,
+def dns_pieces(bytes verdict_head, bytes rule, object delay, object query_detail, object response_detail,
            object inp, object client_ip, object client_port, object server_ip, object server_port,
            object name, object start, object duration_ms, object history, object frames, object frames_total,
            object txid, object qtype, object query_frames, object query_ttl,
@@ -400,7 +430,8 @@ def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_deta
     where a value is not one this writes (the caller then makes them that way).
 
     ``verdict_head``: the verdict's members before its summary, encoded (with their
-    comma); ``rule``: the rule's name, encoded; ``start`` and ``r_time``: the query's and
+    comma); ``rule``: the rule's name, encoded; ``delay``: the response's, in seconds (the
+    summary says it); ``start`` and ``r_time``: the query's and
     the response's times (floats, written as ``model.iso_time`` writes them); ``answers``:
     the response's ``DnsAnswer`` records."""
     cdef Buf b
@@ -430,7 +461,7 @@ def dns_pieces(bytes verdict_head, bytes rule, object summary, object query_deta
         h = b.n
         # the verdict's piece
         _lit(&b, verdict_head)
-        if _text(&b, summary):
+        if _answered(&b, delay, r_rcode):
             return None
         _c(&b, b',"evidence":[{"input":')
         if _int(&b, inp):
