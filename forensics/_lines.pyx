@@ -15,8 +15,8 @@ or from 1e-4 to 1e16), None, booleans, and lists of those; and only the common
 shapes (no ICMP error, IP fragment or cut payload in a TCP attempt, no DNS over
 TCP). For anything else they answer None, and the caller makes the pieces through
 dicts. They read the records' fields at their slots' offsets (below), checking each
-record's exact type first. ``tests/test_dnslane.py`` and ``tests/test_lines.py`` check that both ways
-give the same bytes, attempt by attempt, on every capture they read.
+record's exact type first. ``tests/test_dnslane.py`` and ``tests/test_lines.py`` check
+that both ways give the same bytes, attempt by attempt, on every capture they read.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -65,7 +65,7 @@ cdef extern from "Python.h":
 
 #: The floats written here: zero, and those from 1e-4 to 1e16, where orjson and Python
 #: write the same shortest digits (outside it, orjson writes ``1e-5`` where Python
-#: writes ``1e-05``, and ``pieces`` leaves the line to the general encoder).
+#: writes ``1e-05``, and the writers leave the line to the dicts).
 cdef double FLOAT_LOW = 1e-4
 cdef double FLOAT_HIGH = 1e16
 
@@ -76,18 +76,18 @@ cdef double MILLI_LOW = 1e-3
 cdef double MILLI_HIGH = 1099511627776.0
 
 
-
-
 # ------------------------------------------------------- the records' slots
 # The records are frozen dataclasses with slots: each field is a member descriptor of a fixed
 # offset in the object. Read there, a field costs a pointer read instead of a generic attribute
-# look-up (a third of ``tcp_pieces``' instructions when it read them by name). Each writer checks
+# look-up (28 % of ``tcp_pieces``' instructions when it read them by name). Each writer checks
 # the exact type of a record before it reads it so; where an offset cannot be found (a field
 # renamed, a record without slots), ``SLOTS`` is False and the writers leave every line to the
 # dicts.
 
-from forensics.model import (Attempt, DnsAnswer, Endpoint, HttpRequest, HttpResponse, Marker, TcpConn,
-                             TcpOptions, TlsClientHello, TlsServerReply)
+from forensics.model import (C2S, Attempt, DnsAnswer, Endpoint, HttpRequest, HttpResponse, Marker, TcpConn,
+                             TcpOptions, TlsClientHello, TlsServerReply, flags_text, tls_version_text)
+
+cdef long _C2S = C2S
 
 _missing = []
 
@@ -392,8 +392,38 @@ def iso_text(object v):
         free(b.p)
 
 
+cdef int _value(Buf *b, object v) except -1:
+    """Any of the values written here: None, a bool, an int, a float, text, or a list or
+    tuple of them. 0, or 1 where it is not one of them."""
+    cdef Py_ssize_t i, n
+    t = type(v)
+    if v is None:
+        _c(b, b"null")
+    elif t is bool:
+        _c(b, b"true" if v else b"false")
+    elif t is int:
+        return _int(b, v)
+    elif t is str:
+        return _text(b, v)
+    elif t is float:
+        return _float(b, v)
+    elif t is list or t is tuple:
+        n = len(v)
+        _c(b, b"[")
+        for i in range(n):
+            if i:
+                _c(b, b",")
+            if _value(b, v[i]):
+                return 1
+        _c(b, b"]")
+    else:
+        return 1
+    return 0
+
+
 cdef int _ints(Buf *b, object seq) except -1:
-    """A JSON array of integers from a list or tuple: 0, or 1."""
+    """A JSON array of integers from a list or tuple (the DNS lane's frames): 0, or 1 where
+    ``seq`` holds anything else."""
     cdef Py_ssize_t i, n
     if type(seq) is not list and type(seq) is not tuple:
         return 1
@@ -566,40 +596,6 @@ def dns_pieces(bytes verdict_head, bytes rule, object delay, object query_detail
 
 
 # ------------------------------------------------------------------ TCP attempts
-from forensics.model import C2S, flags_text, tls_version_text
-
-cdef long _C2S = C2S
-
-
-cdef int _value(Buf *b, object v) except -1:
-    """Any of the values written here: None, a bool, an int, a float, text, or a list or
-    tuple of them. 0, or 1 where it is not one of them."""
-    cdef Py_ssize_t i, n
-    t = type(v)
-    if v is None:
-        _c(b, b"null")
-    elif t is bool:
-        _c(b, b"true" if v else b"false")
-    elif t is int:
-        return _int(b, v)
-    elif t is str:
-        return _text(b, v)
-    elif t is float:
-        return _float(b, v)
-    elif t is list or t is tuple:
-        n = len(v)
-        _c(b, b"[")
-        for i in range(n):
-            if i:
-                _c(b, b",")
-            if _value(b, v[i]):
-                return 1
-        _c(b, b"]")
-    else:
-        return 1
-    return 0
-
-
 cdef class _Members:
     """Members of a record's JSON written one after the other, each a key (with what comes
     before it) and the field whose value follows it: the field's slot offset found once."""

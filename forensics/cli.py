@@ -77,17 +77,13 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
     from . import compiled
 
     click.echo(compiled.describe())
-    import importlib.util
-
-    if importlib.util.find_spec("forensics._lines") is None:
-        click.echo("line writer: Python (the extension is not built)")
-    elif os.environ.get(compiled.PURE_ENV, "") not in ("", "0"):
-        click.echo(f"line writer: Python ({compiled.PURE_ENV} is set)")
+    lines = compiled.lines_module()
+    if lines is None:
+        click.echo(f"line writer: Python (the extension is not built, or {compiled.PURE_ENV} is set)")
+    elif not lines.SLOTS:
+        click.echo(f"line writer: Python (the records' fields {', '.join(lines._missing)} have no slot to read)")
     else:
-        from . import _lines
-
-        click.echo("line writer: compiled (the common DNS and TCP attempts)" if _lines.SLOTS else
-                   f"line writer: Python (the records' fields {', '.join(_lines._missing)} have no slot to read)")
+        click.echo("line writer: compiled (the common DNS and TCP attempts)")
     ctx.exit()
 
 

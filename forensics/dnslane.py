@@ -27,7 +27,6 @@ that both paths give the same bytes, keys, controls and rebuilt facts.
 
 from __future__ import annotations
 
-
 from .classify.engine import Judge, _sentence, apply_rules
 from .compiled import lines_module
 from .detectors import BUILTIN, outcome
@@ -39,8 +38,6 @@ from .model import (_HEX4, MAX_FRAMES_LISTED, DnsTransaction, hex4, iso_time, ne
                     round_to, new_dns_transaction, new_endpoint, rcode_text)
 from .reassembly.attempts import from_dns
 from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
-
-
 
 #: the compiled writer of the line's pieces, or None (``compiled.lines_module``)
 _pieces = getattr(lines_module(), "dns_pieces", None)
@@ -109,9 +106,10 @@ class DnsLane:
         got = None
         if self._pieces is not None:
             got = self._pieces(self._vhead, self._rule, rts - qts, qdetail, rdetail, inp, client.ip, client.port,
-                          server.ip, server.port, name, qts, duration, history, listed, len(frames), t.txid,
-                          qtype, qframes, t.query_ttl, r.input, r.frame, rts, r.src.ip, r.src.port,
-                          r.ttl, r.ipid, _HEX4.get(r.flags) or hex4(r.flags), rcode_text(rcode), r.aa, r.answers)
+                               server.ip, server.port, name, qts, duration, history, listed, len(frames), t.txid,
+                               qtype, qframes, t.query_ttl, r.input, r.frame, rts, r.src.ip, r.src.port,
+                               r.ttl, r.ipid, _HEX4.get(r.flags) or hex4(r.flags), rcode_text(rcode), r.aa,
+                               r.answers)
         if got is not None:
             head, piece, mid, tail = got
         else:  # a value the compiled writer leaves to the encoder (or it is not built)
