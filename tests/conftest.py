@@ -79,6 +79,21 @@ def load_benchmark(stem: str):
     return sys.modules[name]
 
 
+def generated(tmp_path, seed: int, *rates: str) -> str:
+    """A 6,000-packet benchmark capture in ``tmp_path`` (``gen_capture``, with ``seed`` and the
+    interference ``rates``, e.g. ``"--rst", "0.05"``): its path."""
+    out = tmp_path / "gen.pcap"
+    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", str(seed),
+                                               *rates]) == 0
+    return str(out)
+
+
+def with_samples_and_corpus(*made: str) -> list[str]:
+    """The inputs the lanes' and writers' equality tests read: the samples, the captures a test
+    ``made``, and every capture of the corpus (none where ``../shared`` is absent)."""
+    return [str(ROOT / "pcaps"), *made, *[str(p) for p in captures_under(CORPUS)]]
+
+
 def captures_under(root: Path) -> list[Path]:
     """Every file below ``root`` that opens with a pcap or pcapng magic, sorted (none if absent)."""
     from forensics.sources import pcapio

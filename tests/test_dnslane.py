@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from captures import DLT_RAW, T0_NS, pcap_offsets, write_pcap
-from conftest import CORPUS, ROOT, assert_same_reports_without, captures_under, handed_on, load_benchmark, reworded
+from conftest import ROOT, assert_same_reports_without, generated, handed_on, reworded, with_samples_and_corpus
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
@@ -24,10 +24,7 @@ from forensics.report import attempt_fragments, verdict_piece
 
 
 def _generated(tmp_path) -> str:
-    out = tmp_path / "gen.pcap"
-    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", "5",
-                                               "--forged-dns", "0.1", "--rst", "0.05"]) == 0
-    return str(out)
+    return generated(tmp_path, 5, "--forged-dns", "0.1", "--rst", "0.05")
 
 
 def _rotated(tmp_path, generated: str) -> str:
@@ -75,10 +72,7 @@ def _odd_names(tmp_path) -> str:
 
 def _inputs(tmp_path) -> list[str]:
     generated = _generated(tmp_path)
-    inputs = [str(ROOT / "pcaps"), generated, _rotated(tmp_path, generated), _odd_names(tmp_path)]
-    if CORPUS.is_dir():  # (without the corpus, the samples and the generated capture)
-        inputs += [str(p) for p in captures_under(CORPUS)]
-    return inputs
+    return with_samples_and_corpus(generated, _rotated(tmp_path, generated), _odd_names(tmp_path))
 
 
 @pytest.mark.parametrize("writer", ["compiled", "dicts"])

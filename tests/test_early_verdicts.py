@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from conftest import CORPUS, ROOT, captures_under, load_benchmark
+from conftest import ROOT, generated, with_samples_and_corpus
 
 import forensics
 from forensics import pipeline
@@ -120,10 +120,7 @@ def test_what_the_cross_checks_ask_for():
 
 
 def _generated(tmp_path) -> str:
-    out = tmp_path / "gen.pcap"
-    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", "11", "--rst", "0.08",
-                                        "--forged-dns", "0.08", "--sni-drop", "0.08"]) == 0
-    return str(out)
+    return generated(tmp_path, 11, "--rst", "0.08", "--forged-dns", "0.08", "--sni-drop", "0.08")
 
 
 def _json(paths, jobs: int = 1) -> str:
@@ -132,10 +129,7 @@ def _json(paths, jobs: int = 1) -> str:
 
 def test_reports_are_the_same_with_early_verdicts_off(tmp_path, monkeypatch):
     generated = _generated(tmp_path)
-    inputs = [str(ROOT / "pcaps"), generated]
-    if CORPUS.is_dir():  # (without the corpus, the samples and the generated capture)
-        inputs += [str(p) for p in captures_under(CORPUS)]
-    for path in inputs:
+    for path in with_samples_and_corpus(generated):
         with_early = _json([path])
         monkeypatch.setattr(pipeline, "EARLY_VERDICTS", False)
         without = _json([path])

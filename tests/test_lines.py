@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CORPUS, ROOT, captures_under, handed_on, load_benchmark
+from conftest import generated, handed_on, with_samples_and_corpus
 from flows import Capture, Flow, client_hello, http_request, http_response
 
 from forensics import report
@@ -23,10 +23,7 @@ pytestmark = pytest.mark.skipif(report._tcp_pieces is None, reason="the compiled
 
 
 def _generated(tmp_path) -> str:
-    out = tmp_path / "gen.pcap"
-    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", "11",
-                                               "--rst", "0.05", "--sni-drop", "0.05"]) == 0
-    return str(out)
+    return generated(tmp_path, 11, "--rst", "0.05", "--sni-drop", "0.05")
 
 
 def _odd(tmp_path) -> str:
@@ -47,10 +44,7 @@ def _odd(tmp_path) -> str:
 
 
 def _inputs(tmp_path) -> list[str]:
-    inputs = [str(ROOT / "pcaps"), _generated(tmp_path), _odd(tmp_path)]
-    if CORPUS.is_dir():  # (without the corpus, the samples and the generated captures)
-        inputs += [str(p) for p in captures_under(CORPUS)]
-    return inputs
+    return with_samples_and_corpus(_generated(tmp_path), _odd(tmp_path))
 
 
 def test_the_writer_gives_what_the_dicts_give(tmp_path, monkeypatch):

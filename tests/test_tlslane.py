@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CORPUS, ROOT, assert_same_reports_without, captures_under, handed_on, load_benchmark, reworded
+from conftest import ROOT, assert_same_reports_without, generated, handed_on, reworded, with_samples_and_corpus
 from flows import Capture, Flow, client_hello, http_request, http_response, server_hello
 
 from forensics import tlslane
@@ -24,10 +24,7 @@ from forensics.report import verdict_piece
 
 
 def _generated(tmp_path) -> str:
-    out = tmp_path / "gen.pcap"
-    assert load_benchmark("gen_capture").main(["--packets", "6000", "--out", str(out), "--seed", "7",
-                                               "--rst", "0.05", "--sni-drop", "0.05"]) == 0
-    return str(out)
+    return generated(tmp_path, 7, "--rst", "0.05", "--sni-drop", "0.05")
 
 
 def _crafted(tmp_path) -> str:
@@ -68,10 +65,7 @@ def _crafted(tmp_path) -> str:
 
 
 def _inputs(tmp_path) -> list[str]:
-    inputs = [str(ROOT / "pcaps"), _generated(tmp_path), _crafted(tmp_path)]
-    if CORPUS.is_dir():  # (without the corpus, the samples and the generated capture)
-        inputs += [str(p) for p in captures_under(CORPUS)]
-    return inputs
+    return with_samples_and_corpus(_generated(tmp_path), _crafted(tmp_path))
 
 
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch):
