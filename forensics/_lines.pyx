@@ -113,23 +113,8 @@ cdef Py_ssize_t RE_ALERTS = _offset(TlsServerReply, "alerts")
 cdef Py_ssize_t TC_ICMP = _offset(TcpConn, "icmp")
 cdef Py_ssize_t TC_PAYLOAD_CUT = _offset(TcpConn, "payload_cut")
 cdef Py_ssize_t TC_FRAGMENT_FRAMES = _offset(TcpConn, "fragment_frames")
-cdef Py_ssize_t TC_PACKETS = _offset(TcpConn, "packets")
-cdef Py_ssize_t TC_PAYLOAD_BYTES = _offset(TcpConn, "payload_bytes")
-cdef Py_ssize_t TC_DIRECTION_FROM = _offset(TcpConn, "direction_from")
-cdef Py_ssize_t TC_SYN = _offset(TcpConn, "syn")
-cdef Py_ssize_t TC_SYNACK = _offset(TcpConn, "synack")
-cdef Py_ssize_t TC_SYN_COUNT = _offset(TcpConn, "syn_count")
-cdef Py_ssize_t TC_CLIENT_PAYLOAD_SENDS = _offset(TcpConn, "client_payload_sends")
-cdef Py_ssize_t TC_RETRANSMISSIONS = _offset(TcpConn, "retransmissions")
-cdef Py_ssize_t TC_CONFLICTS = _offset(TcpConn, "conflicts")
 cdef Py_ssize_t TC_MARKERS = _offset(TcpConn, "markers")
 cdef Py_ssize_t TC_DETAIL_CAPPED = _offset(TcpConn, "detail_capped")
-cdef Py_ssize_t AT_KIND = _offset(Attempt, "kind")
-cdef Py_ssize_t AT_TRANSPORT = _offset(Attempt, "transport")
-cdef Py_ssize_t AT_CLIENT = _offset(Attempt, "client")
-cdef Py_ssize_t AT_SERVER = _offset(Attempt, "server")
-cdef Py_ssize_t AT_NAME = _offset(Attempt, "name")
-cdef Py_ssize_t AT_START = _offset(Attempt, "start")
 cdef Py_ssize_t AT_FRAMES = _offset(Attempt, "frames")
 cdef Py_ssize_t AT_HISTORY = _offset(Attempt, "history")
 cdef Py_ssize_t AT_TCP = _offset(Attempt, "tcp")
@@ -596,28 +581,53 @@ def dns_pieces(bytes verdict_head, bytes rule, object delay, object query_detail
 
 
 # ------------------------------------------------------------------ TCP attempts
+cdef enum:
+    # what a member's field holds (``_Members``), and so how it is written
+    M_VALUE = 0  # a value ``_value`` writes
+    M_PAIR = 1  # a (client, server) pair of ints: ``{"client":..,"server":..}``
+    M_OPTIONS = 2  # ``TcpOptions`` or None
+    M_ENDPOINT = 3  # an ``Endpoint``
+    M_TIME = 4  # a time, as ``model.iso_time`` writes it
+
+
 cdef class _Members:
     """Members of a record's JSON written one after the other, each a key (with what comes
-    before it) and the field whose value follows it: the field's slot offset found once."""
+    before it) and the field whose value follows it (``M_VALUE``, or the kind given third):
+    the field's slot offset found once."""
     cdef tuple keys
     cdef Py_ssize_t offs[16]
+    cdef int kinds[16]
     cdef Py_ssize_t n
 
-    def __init__(self, cls, pairs):
-        if len(pairs) > 16:
+    def __init__(self, cls, entries):
+        if len(entries) > 16:
             raise ValueError("at most 16 members")
-        self.n = len(pairs)
-        self.keys = tuple([key for key, _ in pairs])
-        for i, (_, name) in enumerate(pairs):
-            self.offs[i] = _offset(cls, name)
+        self.n = len(entries)
+        self.keys = tuple([e[0] for e in entries])
+        for i, e in enumerate(entries):
+            self.offs[i] = _offset(cls, e[1])
+            self.kinds[i] = e[2] if len(e) > 2 else M_VALUE
 
 
 cdef int _members(Buf *b, object o, _Members ms) except -1:
     """The members ``ms`` of ``o`` (whose exact type the caller checked): 0, or 1."""
     cdef Py_ssize_t i
+    cdef int kind, bad
     for i in range(ms.n):
         _lit(b, <bytes>ms.keys[i])
-        if _value(b, _slot(o, ms.offs[i])):
+        v = _slot(o, ms.offs[i])
+        kind = ms.kinds[i]
+        if kind == M_PAIR:
+            bad = _pair(b, v)
+        elif kind == M_OPTIONS:
+            bad = _options(b, v)
+        elif kind == M_ENDPOINT:
+            bad = type(v) is not Endpoint or _endpoint(b, _slot(v, EP_IP), _slot(v, EP_PORT))
+        elif kind == M_TIME:
+            bad = _iso(b, v)
+        else:
+            bad = _value(b, v)
+        if bad:
             return 1
     return 0
 
@@ -639,6 +649,15 @@ cdef _Members REQUEST = _Members(HttpRequest, [
 cdef _Members RESPONSE = _Members(HttpResponse, [
     (b'{"status":', "status"), (b',"reason":', "reason"), (b',"title":', "title"), (b',"location":', "location"),
     (b',"body_bytes":', "body_bytes"), (b',"server":', "server"), (b',"frame":', "frame")])
+
+cdef _Members CONNECTION = _Members(TcpConn, [
+    (b'"tcp":{"packets":', "packets", M_PAIR), (b',"payload_bytes":', "payload_bytes", M_PAIR),
+    (b',"direction_from":', "direction_from"), (b',"syn":', "syn", M_OPTIONS), (b',"synack":', "synack", M_OPTIONS),
+    (b',"syn_sent":', "syn_count"), (b',"first_payload_sends":', "client_payload_sends"),
+    (b',"retransmissions":', "retransmissions", M_PAIR), (b',"conflicting_segments":', "conflicts", M_PAIR)])
+cdef _Members ATTEMPT_HEAD = _Members(Attempt, [
+    (b'"kind":', "kind"), (b',"transport":', "transport"), (b',"client":', "client", M_ENDPOINT),
+    (b',"server":', "server", M_ENDPOINT), (b',"name":', "name"), (b',"start":', "start", M_TIME)])
 
 
 #: Whether every field the writers read was found at its offset (else they write nothing).
@@ -755,32 +774,7 @@ cdef int _tcp_tail(Buf *b, object a, object c) except -1:
     cdef Py_ssize_t i, n
     if _slot(c, TC_ICMP) or _slot(c, TC_PAYLOAD_CUT) or _slot(c, TC_FRAGMENT_FRAMES) or _slot(a, AT_DNS) is not None:
         return 1  # (rare shapes: the dicts write them)
-    _c(b, b'"tcp":{"packets":')
-    if _pair(b, _slot(c, TC_PACKETS)):
-        return 1
-    _c(b, b',"payload_bytes":')
-    if _pair(b, _slot(c, TC_PAYLOAD_BYTES)):
-        return 1
-    _c(b, b',"direction_from":')
-    if _value(b, _slot(c, TC_DIRECTION_FROM)):
-        return 1
-    _c(b, b',"syn":')
-    if _options(b, _slot(c, TC_SYN)):
-        return 1
-    _c(b, b',"synack":')
-    if _options(b, _slot(c, TC_SYNACK)):
-        return 1
-    _c(b, b',"syn_sent":')
-    if _value(b, _slot(c, TC_SYN_COUNT)):
-        return 1
-    _c(b, b',"first_payload_sends":')
-    if _value(b, _slot(c, TC_CLIENT_PAYLOAD_SENDS)):
-        return 1
-    _c(b, b',"retransmissions":')
-    if _pair(b, _slot(c, TC_RETRANSMISSIONS)):
-        return 1
-    _c(b, b',"conflicting_segments":')
-    if _pair(b, _slot(c, TC_CONFLICTS)):
+    if _members(b, c, CONNECTION):
         return 1
     _c(b, b',"resets_and_fins":[')
     markers = _slot(c, TC_MARKERS)
@@ -833,25 +827,7 @@ def tcp_pieces(object a, object duration_ms, Py_ssize_t max_frames):
     b.n = 0
     b.cap = 0
     try:
-        _c(&b, b'"kind":')
-        if _value(&b, _slot(a, AT_KIND)):
-            return None
-        _c(&b, b',"transport":')
-        if _value(&b, _slot(a, AT_TRANSPORT)):
-            return None
-        _c(&b, b',"client":')
-        client = _slot(a, AT_CLIENT)
-        if type(client) is not Endpoint or _endpoint(&b, _slot(client, EP_IP), _slot(client, EP_PORT)):
-            return None
-        _c(&b, b',"server":')
-        server = _slot(a, AT_SERVER)
-        if type(server) is not Endpoint or _endpoint(&b, _slot(server, EP_IP), _slot(server, EP_PORT)):
-            return None
-        _c(&b, b',"name":')
-        if _value(&b, _slot(a, AT_NAME)):
-            return None
-        _c(&b, b',"start":')
-        if _iso(&b, _slot(a, AT_START)):
+        if _members(&b, a, ATTEMPT_HEAD):
             return None
         _c(&b, b',"duration_ms":')
         if _value(&b, duration_ms):
