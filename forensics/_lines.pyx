@@ -19,9 +19,9 @@ record's exact type first. ``tests/test_dnslane.py`` and ``tests/test_lines.py``
 that both ways give the same bytes, attempt by attempt, on every capture they read.
 """
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.math cimport llrint, llround
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy, strlen
 
@@ -866,3 +866,138 @@ def float_text(object v):
         return PyBytes_FromStringAndSize(b.p, b.n)
     finally:
         free(b.p)
+
+
+# ------------------------------------------------------------ stage 2's lines
+# A line record (``pipeline.line_record``): this header, little-endian: a first byte, the DNS
+# lane's flag, the verdict's code (int16), and six lengths (uint32): head, verdict piece, mid,
+# tail, pickled key, pickled facts. ``pipeline`` takes ``spilled_lines`` only where its own
+# header is this one.
+LINE_FORMAT = "<BBhIIIIII"
+LINE_MAGIC = 0x4C
+cdef Py_ssize_t LINE_HEAD = 28
+
+
+cdef inline Py_ssize_t _u32(const unsigned char *p) noexcept:
+    return <Py_ssize_t>(p[0] | (p[1] << 8) | (p[2] << 16) | (<unsigned int>p[3] << 24))
+
+
+cdef inline int _digits(long long x) noexcept:
+    """The characters of ``x`` written in decimal (``x`` >= 0)."""
+    cdef int d = 1
+    while x >= 10:
+        x //= 10
+        d += 1
+    return d
+
+
+cdef char *_put_ll(char *w, long long x, int d) noexcept:
+    """``x`` (>= 0, ``d`` digits) written at ``w``; where it ends."""
+    cdef int i
+    for i in range(d - 1, -1, -1):
+        w[i] = <char>(48 + x % 10)
+        x //= 10
+    return w + d
+
+
+cdef inline char *_put(char *w, const char *s, Py_ssize_t n) noexcept:
+    memcpy(w, s, n)
+    return w + n
+
+
+def spilled_lines(list bufs, list ats, list lens, list inputs, list positions, list ranks,
+                  short[::1] codes, object stands, object loads):
+    """``pipeline._spilled_lines``, the same list in compiled code: the lines of a block's line
+    records whose verdict stands (runs of them joined, as bytes), and the places (ints) of
+    the records whose line the caller makes. A first pass asks ``stands`` (in the records'
+    order) and measures each line; a second writes each run into a bytes of its size."""
+    cdef Py_ssize_t n = len(bufs), k, j, at, ln, nh, npc, nm, nt, nk, nf, run
+    cdef const unsigned char *p
+    cdef const char *c
+    cdef char *w
+    cdef long long pos, rank
+    cdef int dp, dr
+    cdef Py_ssize_t *size
+    if len(ats) != n or len(lens) != n or len(inputs) != n or len(positions) != n or len(ranks) != n \
+            or codes.shape[0] < n:
+        raise ValueError("spilled_lines: the block's lists differ in length")
+    size = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
+    if size == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n):  # each line's size, -1 where the caller makes it
+            size[k] = -1
+            buf = bufs[k]
+            at = ats[k]
+            ln = lens[k]
+            if type(buf) is not bytes:
+                raise TypeError("spilled_lines: a range is not bytes")
+            if at < 0 or ln < 0 or at + ln > PyBytes_GET_SIZE(buf):
+                raise ValueError("spilled_lines: a record lies outside its range")
+            p = <const unsigned char *>PyBytes_AS_STRING(buf) + at
+            if ln < LINE_HEAD or p[0] != LINE_MAGIC:
+                continue
+            nh = _u32(p + 4)
+            npc = _u32(p + 8)
+            nm = _u32(p + 12)
+            nt = _u32(p + 16)
+            nk = _u32(p + 20)
+            nf = _u32(p + 24)
+            if LINE_HEAD + nh + npc + nm + nt + nk + nf != ln:
+                continue
+            pos = positions[k]
+            rank = ranks[k]
+            if pos < 0:
+                raise ValueError("spilled_lines: a negative position")
+            if nk and not stands(inputs[k], loads(PyBytes_FromStringAndSize(
+                    <const char *>p + LINE_HEAD + nh + npc + nm + nt, nk))):
+                continue
+            # {"id":"a<pos+1>",<head>,<piece>,<mid>[,"stream":<rank>][,<tail>]}\n  (report.line_of)
+            size[k] = (8 + _digits(pos + 1) + 2 + nh + 1 + npc + 1 + nm + (10 + _digits(rank) if rank >= 0 else 0)
+                       + (1 + nt if nt else 0) + 2)
+        out = []
+        k = 0
+        while k < n:
+            if size[k] < 0:
+                out.append(k)
+                k += 1
+                continue
+            run = 0
+            j = k
+            while j < n and size[j] >= 0:
+                run += size[j]
+                j += 1
+            seg = PyBytes_FromStringAndSize(NULL, run)
+            w = PyBytes_AS_STRING(seg)
+            while k < j:
+                p = <const unsigned char *>PyBytes_AS_STRING(bufs[k]) + <Py_ssize_t>ats[k]
+                c = <const char *>p + LINE_HEAD
+                nh = _u32(p + 4)
+                npc = _u32(p + 8)
+                nm = _u32(p + 12)
+                nt = _u32(p + 16)
+                pos = positions[k]
+                rank = ranks[k]
+                w = _put(w, b'{"id":"a', 8)
+                w = _put_ll(w, pos + 1, _digits(pos + 1))
+                w = _put(w, b'",', 2)
+                w = _put(w, c, nh)
+                w[0] = 44  # ,
+                w = _put(w + 1, c + nh, npc)
+                w[0] = 44
+                w = _put(w + 1, c + nh + npc, nm)
+                if rank >= 0:
+                    w = _put(w, b',"stream":', 10)
+                    w = _put_ll(w, rank, _digits(rank))
+                if nt:
+                    w[0] = 44
+                    w = _put(w + 1, c + nh + npc + nm, nt)
+                w = _put(w, b'}\n', 2)
+                codes[k] = <short>(p[2] | (p[3] << 8))
+                k += 1
+            if w != PyBytes_AS_STRING(seg) + run:
+                raise AssertionError("spilled_lines: a line's size was measured wrong")
+            out.append(seg)
+        return out
+    finally:
+        free(size)

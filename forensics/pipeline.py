@@ -38,6 +38,7 @@ import gc
 import os
 import pickle
 import shutil
+import struct
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from .detectors.base import Facts
 from .detectors.controls import ControlSet, cases_of
 from . import dnslane
 from .dnslane import DnsLane
+from .compiled import lines_module
 from .errors import ForensicsError, InputError
 from .ordering import Appender, DiskArray, merged, sort_file
 from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict, new_evidence,
@@ -177,6 +179,92 @@ def _facts_from_record(rec: tuple) -> Facts:
                                for det, sig, strength, detail, evidence, data in findings]), features)
 
 
+#: A line record's header (``line_record``): a first byte that no pickle starts with (protocol 5
+#: starts with 0x80), 1 where the facts are the DNS lane's (``dnslane.facts_of``), the verdict's
+#: code (``_CODE``), and the lengths of what follows: the line's head, verdict piece, mid and
+#: tail, then the pickled key and facts (empty where the verdict stands whatever the controls).
+LINE_RECORD = struct.Struct("<BBhIIIIII")
+LINE_MAGIC = 0x4C
+
+
+def line_record(code: int, lane: int, head: bytes, piece: bytes, mid: bytes, tail: bytes, key: bytes,
+                facts: bytes) -> bytes:
+    """The spill record of an attempt whose verdict was given early (``_Recorder``)."""
+    return b"".join((LINE_RECORD.pack(LINE_MAGIC, lane, code, len(head), len(piece), len(mid), len(tail),
+                                      len(key), len(facts)), head, piece, mid, tail, key, facts))
+
+
+def read_line_record(raw) -> tuple:
+    """``(code, lane, head, piece, mid, tail, key, facts)`` of a ``line_record`` (bytes, empty
+    where it has no key or facts); ValueError where ``raw`` is not a whole one."""
+    magic, lane, code, *lens = LINE_RECORD.unpack_from(raw, 0)
+    if magic != LINE_MAGIC or LINE_RECORD.size + sum(lens) != len(raw):
+        raise ValueError("a spill record is not one that was written: the spill file was changed")
+    out, at = [], LINE_RECORD.size
+    for n in lens:
+        out.append(bytes(raw[at:at + n]))
+        at += n
+    return (code, lane, *out)
+
+
+def _spilled_lines(bufs: list, ats: list, lens: list, inputs: list, positions: list, ranks: list,
+                   codes: np.ndarray, stands: Callable, loads: Callable) -> list:
+    """The lines of a block's line records whose verdict stands, as ``line_of`` writes them:
+    a list of bytes (the lines of a run of such records, joined) and ints (the place in the
+    block of a record whose line the caller makes: a pickled record, or a verdict that does
+    not stand). ``bufs[k][ats[k]:ats[k] + lens[k]]``: record k; ``codes[k]`` is set for
+    each line written. ``_lines.spilled_lines`` does the same in compiled code."""
+    out: list = []
+    run: list[bytes] = []
+    head_size, magic, unpack = LINE_RECORD.size, LINE_MAGIC, LINE_RECORD.unpack_from
+    for k, (buf, at, ln) in enumerate(zip(bufs, ats, lens)):
+        if ln < head_size or buf[at] != magic:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(k)
+            continue
+        _, _, code, nh, npc, nm, nt, nk, nf = unpack(buf, at)
+        if head_size + nh + npc + nm + nt + nk + nf != ln:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(k)
+            continue
+        h = at + head_size
+        p = h + nh
+        m = p + npc
+        t = m + nm
+        e = t + nt
+        if nk and not stands(inputs[k], loads(buf[e:e + nk])):
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(k)
+            continue
+        pos = positions[k]
+        if pos < 0:
+            raise ValueError("spilled_lines: a negative position")
+        run.append(line_of(buf[h:p], buf[p:m], buf[m:t], buf[t:e], pos, ranks[k]))
+        codes[k] = code
+    if run:
+        out.append(b"".join(run))
+    return out
+
+
+def _writer() -> Callable:
+    """Stage 2's writer of the lines whose verdict stands: compiled where it is built and
+    reads the header ``LINE_RECORD`` is."""
+    mod = lines_module()
+    if mod is not None and getattr(mod, "LINE_FORMAT", None) == LINE_RECORD.format \
+            and getattr(mod, "LINE_MAGIC", None) == LINE_MAGIC:
+        return mod.spilled_lines
+    return _spilled_lines
+
+
+spilled_lines = _writer()
+
+
 @dataclass
 class PartResult:
     """What one part hands back: small, picklable (the spill stays on disk, where the part ran)."""
@@ -238,14 +326,14 @@ class _Recorder:
     locally, spill their facts and JSON pieces, and index them. (An object rather than nested
     functions: compiled by Cython, those share one closure that holds them, a cycle per run.)
 
-    A spill record is one of two pickled tuples. ``(facts, fragments)``: stage 2 gives the
-    verdict. ``(verdict code, head, verdict piece, mid, tail, key, facts)`` for an attempt
-    whose verdict ``Judge.early`` found: stage 2 only asks ``Judge.stands`` with ``key``
-    (None: nothing to ask), and reads ``facts`` (pickled apart, None without a key) only
-    where the verdict does not stand. Most attempts are of that kind: their facts are not
-    read back, most are not even written, and stage 2 writes their line as it is. A record
-    of the DNS lane (``record_laned``) has an eighth member, and in place of the facts the
-    transaction as builtins, from which stage 2 makes them (``dnslane.facts_of``)."""
+    A spill record is of one of two kinds. A pickled ``(facts, fragments)``: stage 2 gives the
+    verdict. A line record (``line_record``) for an attempt whose verdict ``Judge.early``
+    found: its verdict's code and its line's pieces, and where the controls could still
+    change the verdict, the key ``Judge.stands`` is asked with and the facts, each pickled
+    apart. Most attempts are of that kind: stage 2 writes their line as it is, unpickling
+    at most the key (``spilled_lines``), and reads the facts back only where the verdict
+    does not stand. A record of the DNS lane (``record_laned``) has in place of the facts
+    the transaction as builtins, from which stage 2 makes them (``dnslane.facts_of``)."""
 
     def __init__(self, judge: Judge, spill: _Spill, index_fh, keep: bool) -> None:
         self.judge, self.spill, self.index_fh = judge, spill, index_fh
@@ -299,7 +387,8 @@ class _Recorder:
         seq = self.count
         for i, t in enumerate(txns):
             start, frame, head, piece, mid, tail, key, raw = take(t)
-            off, ln = add(dumps((c, head, piece, mid, tail, key, None if raw is None else dumps(raw, 5), 1), 5))
+            off, ln = add(line_record(c, 1, head, piece, mid, tail, b"" if key is None else dumps(key, 5),
+                                      b"" if raw is None else dumps(raw, 5)))
             rows.append((start, t.input, frame, 0, -1, -1, off, ln, seq + i))
         self._recorded(len(txns))
 
@@ -307,12 +396,12 @@ class _Recorder:
         """Spill and index the TLS and HTTP attempts the lane took (``forensics.tlslane``), with their
         verdict's piece: an early verdict's record whose verdict stands whatever the controls
         hold (no key, no facts)."""
-        add, dumps, rows = self.spill.add, pickle.dumps, self.rows
+        add, rows = self.spill.add, self.rows
         c = _CODE[self.tls.verdict.verdict]
         seq = self.count
         for i, (a, piece) in enumerate(laned):
             head, mid, tail = attempt_fragments(a)
-            off, ln = add(dumps((c, head, piece, mid, tail, None, None), 5))
+            off, ln = add(line_record(c, 0, head, piece, mid, tail, b"", b""))
             rows.append(_index_row(a, 0, off, ln, seq + i))
         self._recorded(len(laned))
 
@@ -331,8 +420,10 @@ class _Recorder:
             else:
                 v, key = got
                 head, mid, tail = frag
-                payload = dumps((code[v.verdict], head, verdict_piece(v, a.input), mid, tail, key,
-                                 None if key is None else dumps(_facts_record(facts), 5)), 5)
+                payload = (line_record(code[v.verdict], 0, head, verdict_piece(v, a.input), mid, tail, b"", b"")
+                           if key is None else
+                           line_record(code[v.verdict], 0, head, verdict_piece(v, a.input), mid, tail,
+                                       dumps(key, 5), dumps(_facts_record(facts), 5)))
             off, ln = add(payload)
             rows.append(_index_row(a, k, off, ln, seq + i))
             if kept is not None:
@@ -549,9 +640,10 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _spill_records(fd: int, offs: np.ndarray, lens: np.ndarray) -> list:
-    """The spill's records at ``offs`` (``lens`` bytes each), in that order, read in ranges of
-    records less than ``SPILL_GAP`` apart; each record a view of its range's bytes."""
+def _spill_ranges(fd: int, offs: np.ndarray, lens: np.ndarray) -> tuple[list[bytes], list[int]]:
+    """Where the spill's records at ``offs`` (``lens`` bytes each) are, in that order: record k
+    is ``bufs[k][ats[k]:ats[k] + lens[k]]``, read in ranges of records less than
+    ``SPILL_GAP`` apart (each range one ``bytes``, shared by its records)."""
     n = len(offs)
     order = np.argsort(offs, kind="stable")
     start = offs[order].astype(np.int64)
@@ -560,14 +652,19 @@ def _spill_records(fd: int, offs: np.ndarray, lens: np.ndarray) -> list:
     new = np.ones(n, bool)
     new[1:] = start[1:] > reach[:-1] + SPILL_GAP
     heads = np.flatnonzero(new).tolist()
-    out: list = [None] * n
-    starts, ends, reaches, order = start.tolist(), end.tolist(), reach.tolist(), order.tolist()
+    bufs: list = [None] * n
+    ats: list = [0] * n
+    starts, reaches, order = start.tolist(), reach.tolist(), order.tolist()
     for h, t in zip(heads, heads[1:] + [n]):
         base = starts[h]
-        view = memoryview(os.pread(fd, reaches[t - 1] - base, base))
+        want = reaches[t - 1] - base
+        got = os.pread(fd, want, base)
+        if len(got) != want:
+            raise ValueError("the spill file is shorter than its index says: it was changed")
         for k in range(h, t):
-            out[order[k]] = view[starts[k] - base:ends[k] - base]
-    return out
+            bufs[order[k]] = got
+            ats[order[k]] = starts[k] - base
+    return bufs, ats
 
 
 def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, ranks,
@@ -601,23 +698,27 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
                 sel = index[b:b + JUDGE_TICK]
                 pos_block = positions[b:b + JUDGE_TICK]
                 codes = np.empty(len(sel), np.int16)
-                for k, (raw, inp, pos, rank) in enumerate(zip(
-                        _spill_records(fd, sel["off"], sel["len"]), sel["input"].tolist(),
-                        pos_block.tolist(), ranks[b:b + JUDGE_TICK].tolist())):
-                    rec = loads(raw)
-                    if len(rec) != 2:  # a verdict given early (``_Recorder``), by the DNS lane if 8 long
-                        c, head, piece, mid, tail, key, facts = rec[:7]
-                        if stands(inp, key):
-                            write(line_of(head, piece, mid, tail, pos, rank))
-                            codes[k] = c
-                            continue
+                lens = sel["len"].tolist()
+                inputs = sel["input"].tolist()
+                pos_list, rank_list = pos_block.tolist(), ranks[b:b + JUDGE_TICK].tolist()
+                bufs, ats = _spill_ranges(fd, sel["off"], sel["len"])
+                for seg in spilled_lines(bufs, ats, lens, inputs, pos_list, rank_list, codes, stands, loads):
+                    if type(seg) is bytes:
+                        write(seg)
+                        continue
+                    k = seg  # a record whose line is made here
+                    raw = memoryview(bufs[k])[ats[k]:ats[k] + lens[k]]
+                    inp = inputs[k]
+                    if raw[0] == LINE_MAGIC:  # a verdict given early that does not stand
+                        _, lane, head, _, mid, tail, _, facts = read_line_record(raw)
                         facts = loads(facts)
-                        facts = dnslane.facts_of(judge, facts) if len(rec) == 8 else _facts_from_record(facts)
+                        facts = dnslane.facts_of(judge, facts) if lane else _facts_from_record(facts)
                         frags = head, mid, tail
                     else:
+                        rec = loads(raw)
                         facts, frags = _facts_from_record(rec[0]), rec[1]
                     v = judge.verdict(facts)
-                    write(attempt_line(frags, v, inp, pos, rank))
+                    write(attempt_line(frags, v, inp, pos_list[k], rank_list[k]))
                     codes[k] = code[v.verdict]
                     if verdicts is not None:
                         verdicts.append(v)
