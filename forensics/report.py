@@ -88,15 +88,20 @@ class Report:
         for a, v in zip(self._attempts, self._verdicts):
             yield _encode(attempt_dict(a, v))
 
-    def iter_attempt_json_blocks(self, binary: bool = False) -> Iterator:
+    def iter_attempt_json_blocks(self, binary: bool = False, lead: bytes | None = None) -> Iterator:
         """The ``jsonl`` lines, in order, as blocks of whole lines each ending in a newline:
         what a renderer copies, without a Python step per attempt when they are on disk.
-        ``binary``: as bytes (the lines are ASCII: ``_encode`` escapes the rest)."""
+        ``binary``: as bytes (the lines are ASCII: ``_encode`` escapes the rest). ``lead``
+        (bytes only): each line comes after it instead, without its newline (the JSON
+        report's ``,\n    `` between attempts)."""
         if self._store is not None:
-            yield from self._store.blocks(binary)
+            yield from self._store.blocks(binary, lead)
             return
         for line in self.iter_attempt_json():
-            yield (line + "\n").encode("ascii") if binary else line + "\n"
+            if lead is not None:
+                yield lead + line.encode("ascii")
+            else:
+                yield (line + "\n").encode("ascii") if binary else line + "\n"
 
     def iter_attempt_dicts(self) -> Iterator[dict]:
         """Each attempt as the contract's dict, in order, without holding them all."""
@@ -175,21 +180,21 @@ class AttemptStore:
         for block in self.blocks():
             yield from block[:-1].split("\n")
 
-    def _in_step(self, binary: bool) -> Iterator:
+    def _in_step(self, binary: bool, lead: bytes | None = None) -> Iterator:
         """The lines of several files, in ``order``, about ``IN_STEP_LINES`` at a time (text, or
-        bytes if ``binary``, each line ending in a newline)."""
+        bytes if ``binary``, each line ending in a newline, or after ``lead``: ``blocks``)."""
         files = [open(p, "rb") for p in self.paths]
         try:
             walk = pcapio.compiled_walk
-            blocks = (self._in_step_compiled(files, walk.merge_lines) if hasattr(walk, "merge_lines")
-                      else self._in_step_lines(files))
+            blocks = (self._in_step_compiled(files, walk.merge_lines, lead) if hasattr(walk, "merge_lines")
+                      else self._in_step_lines(files, lead))
             for block in blocks:
                 yield block if binary else block.decode("utf-8")
         finally:
             for f in files:
                 f.close()
 
-    def _in_step_lines(self, files: list) -> Iterator[bytes]:
+    def _in_step_lines(self, files: list, lead: bytes | None = None) -> Iterator[bytes]:
         """``_in_step`` without the compiled walk: a line read at a time."""
         readers = [f.readline for f in files]
         order = self.order
@@ -197,9 +202,9 @@ class AttemptStore:
             group = [readers[p]() for p in order[b:b + IN_STEP_LINES].tolist()]
             if not all(group) or group[-1][-1:] != b"\n":
                 raise ValueError(f"the attempts' files {self.paths} hold fewer lines than the report has")
-            yield b"".join(group)
+            yield b"".join(group) if lead is None else _lead_lines(b"".join(group), lead)
 
-    def _in_step_compiled(self, files: list, merge) -> Iterator[bytes]:
+    def _in_step_compiled(self, files: list, merge, lead: bytes | None = None) -> Iterator[bytes]:
         """``_in_step`` by ``merge_lines``: each file read into its own buffer, ``IN_STEP_READ``
         bytes at a time, and the lines copied from the buffers in order by compiled code."""
         n = len(files)
@@ -211,7 +216,7 @@ class AttemptStore:
             block = np.ascontiguousarray(order[b:b + IN_STEP_LINES], np.int16)
             pieces, at = [], 0
             while True:
-                got, at = merge(bufs, pos, fill, block, at)
+                got, at = merge(bufs, pos, fill, block, at, lead)
                 pieces.append(got)
                 if at == len(block):
                     break
@@ -226,12 +231,18 @@ class AttemptStore:
                 pos[p], fill[p] = 0, keep + read
             yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    def blocks(self, binary: bool = False) -> Iterator:
+    def blocks(self, binary: bool = False, lead: bytes | None = None) -> Iterator:
         """The lines' text (bytes if ``binary``) in blocks of about ``STORE_BLOCK``
-        characters, each cut after a newline."""
+        characters, each cut after a newline. With ``lead`` (bytes): each line after it,
+        without its newline (``_walk.lead_lines``, or ``_lead_lines``)."""
+        if lead is not None and not binary:
+            raise ValueError("lines after a lead are bytes")
         nl = b"\n" if binary else "\n"
         if len(self.paths) > 1:
-            yield from self._in_step(binary)
+            yield from self._in_step(binary, lead)
+            return
+        if lead is not None:
+            yield from self._led(lead)
             return
         with open(self.paths[0], "rb") if binary else open(self.paths[0], "r", encoding="utf-8") as fh:
             rest = nl[:0]
@@ -247,6 +258,38 @@ class AttemptStore:
                     rest += chunk
             if rest:  # the store's lines all end in a newline; a last line without one is still a line
                 yield rest + nl
+
+
+    def _led(self, lead: bytes) -> Iterator[bytes]:
+        """``blocks`` of the one file, each line after ``lead``: read into one buffer, the
+        whole lines written from there (a last line without a newline is still a line)."""
+        walk = pcapio.compiled_walk
+        led = walk.lead_lines if hasattr(walk, "lead_lines") else None
+        buf = bytearray(STORE_BLOCK)
+        keep = 0
+        with open(self.paths[0], "rb") as fh:
+            while True:
+                if keep == len(buf):  # a line longer than the buffer
+                    buf.extend(bytes(len(buf)))
+                got = fh.readinto(memoryview(buf)[keep:])
+                if not got:
+                    if keep:
+                        yield lead + bytes(buf[:keep])
+                    return
+                fill = keep + got
+                cut = buf.rfind(b"\n", 0, fill) + 1
+                if cut:
+                    yield led(buf, 0, cut, lead) if led is not None else _lead_lines(bytes(buf[:cut]), lead)
+                    keep = fill - cut
+                    buf[:keep] = buf[cut:fill]
+                else:
+                    keep = fill
+
+
+def _lead_lines(block: bytes, lead: bytes) -> bytes:
+    """The lines of ``block`` (each ending in a newline), each after ``lead`` and without its
+    newline: ``_walk.lead_lines`` in Python."""
+    return lead + block[:-1].replace(b"\n", lead) if block else b""
 
 
 # The attempt's dict in pieces, so that workers can encode what they know (the

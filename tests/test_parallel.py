@@ -393,6 +393,12 @@ def test_store_reads_the_parts_lines_in_step(tmp_path, monkeypatch, walk):
     assert list(store.lines()) == want
     assert "".join(store.blocks()) == "".join(w + "\n" for w in want)
     assert b"".join(store.blocks(binary=True)) == "".join(w + "\n" for w in want).encode()
+    # as the JSON report puts them: each line after ",\n    " (blocks cut where they were)
+    led = list(store.blocks(binary=True, lead=b",\n    "))
+    assert b"".join(led) == "".join(",\n    " + w for w in want).encode()
+    assert [b.count(b",\n    ") for b in led] == [3, 3, 3, 2]
+    with pytest.raises(ValueError, match="bytes"):
+        list(store.blocks(lead=b","))
     assert list(store.lines()) == want  # read again: nothing consumed
     short = report.AttemptStore(paths, {}, None, np.append(order, 2))
     with pytest.raises(ValueError, match="fewer lines"):
@@ -424,3 +430,47 @@ def test_merge_lines_refuses_what_it_cannot_read():
         merge(bufs, pos.copy(), np.array([9, 2], np.int64), np.array([0], np.int16), 0)
     with pytest.raises(TypeError):
         merge([b"a\n", bytearray(b"c\n")], pos.copy(), fill, np.array([0], np.int16), 0)
+    # with a lead: each line after it, without its newline
+    assert merge(bufs, pos.copy(), fill, np.array([0, 1, 0], np.int16), 0, b", ") == (b", a, c, b", 3)
+    assert merge(bufs, pos.copy(), fill, np.array([1, 1, 0], np.int16), 0, b"") == (b"c", 1)
+
+
+@pytest.mark.parametrize("walk", ["compiled", "python"])
+def test_one_files_lines_after_a_lead(tmp_path, monkeypatch, walk):
+    """The JSON report reads one file's lines each after ",\n    ": across the reads that fill
+    the buffer, a line longer than the buffer, a last line without its newline, an empty
+    file; ``lead_lines`` and Python alike."""
+    from forensics import report
+    from forensics.sources import pcapio
+
+    if walk == "python":
+        monkeypatch.setattr(pcapio, "compiled_walk", None)
+    elif not hasattr(pcapio.compiled_walk, "lead_lines"):
+        pytest.skip("the compiled record walk is not built")
+    monkeypatch.setattr(report, "STORE_BLOCK", 32)
+    lines = [f'{{"k":{k},"pad":"{"x" * (100 if k == 3 else k)}"}}' for k in range(12)]
+    for name, text in (("whole", "".join(w + "\n" for w in lines)), ("cut", "\n".join(lines)), ("empty", "")):
+        p = tmp_path / f"{name}.lines"
+        p.write_text(text)
+        store = report.AttemptStore(str(p), {})
+        got = list(store.blocks(binary=True, lead=b",\n    "))
+        assert b"".join(got) == "".join(",\n    " + w for w in (lines if text else [])).encode(), name
+        assert all(got), name
+        assert b"".join(store.blocks(binary=True)) == b"".join(w.encode() + b"\n" for w in (lines if text else []))
+
+
+def test_lead_lines_refuses_what_it_cannot_read():
+    from forensics.sources import pcapio
+
+    led = getattr(pcapio.compiled_walk, "lead_lines", None)
+    if led is None:
+        pytest.skip("the compiled record walk is not built")
+    assert led(b"xa\nbc\n", 1, 6, b"; ") == b"; a; bc"
+    assert led(bytearray(b"a\n"), 0, 2, b"") == b"a"
+    assert led(b"", 0, 0, b", ") == b""
+    with pytest.raises(ValueError, match="newline"):
+        led(b"a\nb", 0, 3, b",")
+    with pytest.raises(ValueError, match="outside"):
+        led(b"a\n", 0, 3, b",")
+    with pytest.raises(ValueError, match="outside"):
+        led(b"a\n", 2, 1, b",")

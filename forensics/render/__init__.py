@@ -40,17 +40,25 @@ def write_json(report: Report, out: TextIO) -> None:
     head, tail = json.dumps(env, indent=2).split(json.dumps(_HOLE), 1)
     out.write(head)
     sink = _byte_sink(out)
-    binary = sink is not None
-    write = sink.write if binary else out.write
-    nl, sep, lead = "\n", ",\n    ", "[\n    "
-    if binary:
-        nl, sep, lead = nl.encode(), sep.encode(), lead.encode()
     empty = True
-    for block in report.iter_attempt_json_blocks(binary):
-        # attempts' JSON texts hold no raw newline (JSON escapes it in strings)
-        write(lead)
-        write(block[:-1].replace(nl, sep))
-        lead, empty = sep, False
+    if sink is not None:
+        # each attempt's line after ",\n    ", the first one's comma made the list's "["
+        for block in report.iter_attempt_json_blocks(True, lead=b",\n    "):
+            if not block:
+                continue
+            if empty:
+                sink.write(b"[")
+                sink.write(memoryview(block)[1:])
+                empty = False
+            else:
+                sink.write(block)
+    else:
+        lead = "[\n    "
+        for block in report.iter_attempt_json_blocks():
+            # attempts' JSON texts hold no raw newline (JSON escapes it in strings)
+            out.write(lead)
+            out.write(block[:-1].replace("\n", ",\n    "))
+            lead, empty = ",\n    ", False
     out.write("[]" if empty else "\n  ]")
     out.write(tail)
     out.write("\n")

@@ -347,17 +347,20 @@ def route(const unsigned char[::1] buf, const int64_t[:] off, const int32_t[:] c
 # run's 0.25 s of writing its report, all of it after the workers are done.
 
 def merge_lines(list bufs, int64_t[::1] pos, const int64_t[::1] fill, const int16_t[::1] order,
-                Py_ssize_t start):
+                Py_ssize_t start, bytes lead=None):
     """The whole lines of ``bufs`` (bytearrays) in ``order`` from its place ``start``: the
     line for ``order[i]`` is the one at ``pos[order[i]]`` in ``bufs[order[i]]`` (whose
     first ``fill`` bytes hold data), and ``pos`` moves past it. Stops at the end of
     ``order`` or at the first line its buffer does not hold whole (no newline before its
     fill): the caller reads more into that buffer and calls again. Gives (the lines as
-    one bytes object, the place in ``order`` reached)."""
+    one bytes object, the place in ``order`` reached). With ``lead``, each line is written
+    after it and without its newline (``lead_lines``)."""
     cdef Py_ssize_t nb = len(bufs)
     cdef Py_ssize_t n = order.shape[0]
-    cdef Py_ssize_t i, stop, total = 0, p
+    cdef Py_ssize_t i, stop, total = 0, p, k
+    cdef Py_ssize_t nl = 0 if lead is None else len(lead) - 1  # what a line grows by
     cdef const char *hit
+    cdef const char *ld = NULL if lead is None else PyBytes_AS_STRING(lead)
     cdef char *dst
     if pos.shape[0] != nb or fill.shape[0] != nb:
         raise ValueError("one position and one fill per buffer")
@@ -391,7 +394,7 @@ def merge_lines(list bufs, int64_t[::1] pos, const int64_t[::1] fill, const int1
                 stop = i
                 break
             ends[i - start] = hit - base[p] + 1
-            total += ends[i - start] - cur[p]
+            total += ends[i - start] - cur[p] + nl
             cur[p] = ends[i - start]
         out = PyBytes_FromStringAndSize(NULL, total)
         dst = PyBytes_AS_STRING(out)
@@ -399,8 +402,13 @@ def merge_lines(list bufs, int64_t[::1] pos, const int64_t[::1] fill, const int1
             cur[p] = pos[p]
         for i in range(start, stop):
             p = order[i]
-            memcpy(dst, base[p] + cur[p], ends[i - start] - cur[p])
-            dst += ends[i - start] - cur[p]
+            k = ends[i - start] - cur[p]
+            if ld != NULL:
+                memcpy(dst, ld, nl + 1)
+                dst += nl + 1
+                k -= 1
+            memcpy(dst, base[p] + cur[p], k)
+            dst += k
             cur[p] = ends[i - start]
         for p in range(nb):
             pos[p] = cur[p]
@@ -409,3 +417,37 @@ def merge_lines(list bufs, int64_t[::1] pos, const int64_t[::1] fill, const int1
         free(cur)
         free(ends)
     return out, stop
+
+
+def lead_lines(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end, bytes lead):
+    """The lines of ``buf[start:end]`` (each ending in a newline), each written after ``lead``
+    and without its newline: ``lead + buf[start:end - 1].replace(b"\\n", lead)`` in one pass,
+    as the JSON report puts its attempts' lines one after another."""
+    cdef Py_ssize_t nl = len(lead), lines = 0, at, k
+    cdef const char *src
+    cdef const char *hit
+    cdef char *dst
+    if not 0 <= start <= end <= buf.shape[0]:
+        raise ValueError("start and end outside the buffer")
+    if start == end:
+        return b""
+    src = <const char *>&buf[0]
+    if src[end - 1] != 10:
+        raise ValueError("the lines do not end in a newline")
+    at = start
+    while at < end:  # how many lines
+        hit = <const char *>memchr(src + at, 10, end - at)
+        lines += 1
+        at = hit - src + 1
+    out = PyBytes_FromStringAndSize(NULL, end - start + lines * (nl - 1))
+    dst = PyBytes_AS_STRING(out)
+    at = start
+    while at < end:
+        hit = <const char *>memchr(src + at, 10, end - at)
+        k = hit - (src + at)
+        memcpy(dst, PyBytes_AS_STRING(lead), nl)
+        dst += nl
+        memcpy(dst, src + at, k)
+        dst += k
+        at += k + 1
+    return out
