@@ -10,9 +10,9 @@ install still succeeds and everything runs as Python.
   values, in Cython (``_lines.pyx``); ``forensics.dnslane`` and ``forensics.report`` write the
   same bytes through dicts without it.
 * The per-attempt analysis modules (``ANALYSIS`` below): the very ``.py`` files,
-  compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside three of
-  them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,tcp}.pxd``, give a helper,
-  the TLS parsers and the TCP row scan C types, and are recorded with their ``.py``). The
+  compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside four of
+  them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,dnswire,tcp}.pxd``, give a helper,
+  the TLS and DNS parsers and the TCP row scan C types, and are recorded with their ``.py``). The
   interpreter's own work per step (dispatching each bytecode, looking names up)
   is what compiling removes: 14 % of the instructions of the analysis on the
   benchmark's 20k file. The build writes ``forensics/_compiled.json``, the

@@ -87,7 +87,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
     """
     labels: list[str] = []
     total = 0
-    end = None
+    end = -1  # where the name ends in the message: after its first pointer, if it has one
     jumps = 0
     n = len(msg)
     start = pos
@@ -97,7 +97,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
             if zero >= 0:
                 text = _names.get(msg[pos:zero + 1])
                 if text is not None:
-                    return text, (end if end is not None else zero + 1)
+                    return text, (end if end >= 0 else zero + 1)
         if pos >= n:
             return None
         ln = msg[pos]
@@ -107,7 +107,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
         if ln & 0xC0 == 0xC0:
             if pos + 1 >= n or jumps >= MAX_POINTERS:
                 return None
-            if end is None:
+            if end < 0:
                 end = pos + 2
             pos = ((ln & 0x3F) << 8) | msg[pos + 1]
             jumps += 1
@@ -127,7 +127,7 @@ def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
         if len(_names) >= NAME_CACHE:
             del _names[next(iter(_names))]  # the oldest
         _names[msg[start:pos]] = text
-    return text, (end if end is not None else pos)
+    return text, (end if end >= 0 else pos)
 
 
 _WORDS = struct.Struct("!8H").unpack
@@ -168,14 +168,24 @@ def _rdata(rtype: int, msg: bytes, pos: int, rdlen: int) -> str:
 
 def parse(msg: bytes) -> DnsMessage | None:
     """Parse a DNS message; None when it is not one or its structure lies."""
-    if len(msg) < 12:
+    return _parse(msg if type(msg) is bytes else bytes(msg))
+
+
+def _parse(msg: bytes) -> DnsMessage | None:
+    n = len(msg)
+    if n < 12:
         return None
-    txid, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", msg, 0)
+    txid = (msg[0] << 8) | msg[1]
+    flags = (msg[2] << 8) | msg[3]
+    qd = (msg[4] << 8) | msg[5]
+    an = (msg[6] << 8) | msg[7]
+    ns = (msg[8] << 8) | msg[9]
+    ar = (msg[10] << 8) | msg[11]
     pos = 12
     qname, qtype = "", 0
     if qd:
         got = _name(msg, pos)
-        if got is None or got[1] + 4 > len(msg):
+        if got is None or got[1] + 4 > n:
             return None
         qname, pos = got
         qtype = (msg[pos] << 8) | msg[pos + 1]
@@ -189,12 +199,15 @@ def parse(msg: bytes) -> DnsMessage | None:
     if flags & QR and qd <= 8:
         for _ in range(min(an, MAX_ANSWERS)):
             got = _name(msg, pos)
-            if got is None or got[1] + 10 > len(msg):
+            if got is None or got[1] + 10 > n:
                 break
             name, pos = got
-            rtype, _cls, ttl, rdlen = struct.unpack_from("!HHIH", msg, pos)
+            rtype = (msg[pos] << 8) | msg[pos + 1]
+            ttl = msg[pos + 4]  # (widened first: the compiled build shifts in its 64-bit type)
+            ttl = (ttl << 24) | (msg[pos + 5] << 16) | (msg[pos + 6] << 8) | msg[pos + 7]
+            rdlen = (msg[pos + 8] << 8) | msg[pos + 9]
             pos += 10
-            if pos + rdlen > len(msg):
+            if pos + rdlen > n:
                 break
             answers.append((name, qtype_text(rtype), ttl, _rdata(rtype, msg, pos, rdlen)))
             pos += rdlen
