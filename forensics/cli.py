@@ -72,8 +72,13 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
     elif getattr(walk, "merge_lines", None) is None:
         click.echo("record walk: compiled, with the -j router, without the compiled merge of -j's report "
                    "(built from an older _walk.pyx; rebuild with pip install -e .)")
+    elif getattr(walk, "lead_lines", None) is None:
+        click.echo("record walk: compiled, with the -j router and the merge of its report, without the "
+                   "compiled joining of the JSON report's lines (built from an older _walk.pyx; rebuild with "
+                   "pip install -e .)")
     else:
-        click.echo("record walk: compiled, with the -j router and the merge of its report")
+        click.echo("record walk: compiled, with the -j router, the merge of its report and the joining of "
+                   "the JSON report's lines")
     from . import compiled
 
     click.echo(compiled.describe())
@@ -82,8 +87,15 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
         click.echo(f"line writer: Python (the extension is not built, or {compiled.PURE_ENV} is set)")
     elif not lines.SLOTS:
         click.echo(f"line writer: Python (the records' fields {', '.join(lines._missing)} have no slot to read)")
+    elif getattr(lines, "spilled_lines", None) is None:
+        click.echo("line writer: compiled (the common DNS and TCP attempts; stage 2's lines in Python: built "
+                   "from an older _lines.pyx, rebuild with pip install -e .)")
     else:
-        click.echo("line writer: compiled (the common DNS and TCP attempts)")
+        click.echo("line writer: compiled (the common DNS and TCP attempts, and stage 2's lines)")
+    if compiled.dnsparse_module() is None:
+        click.echo(f"DNS parser: Python (the extension is not built, or {compiled.PURE_ENV} is set)")
+    else:
+        click.echo("DNS parser: compiled")
     ctx.exit()
 
 

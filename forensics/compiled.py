@@ -13,7 +13,8 @@ for the source everywhere. The compiled record walk (``sources/_walk``, which
 has no ``.py`` of its own name) is not this guard's business: see
 ``FORENSICS_PURE_WALK`` in ``sources.pcapio``. Nor is the compiled writer of the
 attempts' JSON pieces (``_lines``, also without a ``.py``): ``lines_module`` gives it,
-or None under ``FORENSICS_PURE=1``, and its callers then make the pieces through dicts.
+or None under ``FORENSICS_PURE=1``, and its callers then make the pieces through dicts;
+nor the compiled DNS parser (``reassembly/_dnsparse``): ``dnsparse_module``, the same way.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def lines_module():
     except ImportError:
         return None
     return _lines
+
+
+def dnsparse_module():
+    """``forensics.reassembly._dnsparse`` (``dnswire.parse`` in compiled code, the same
+    messages), or None: not built, or ``FORENSICS_PURE=1``."""
+    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+        return None
+    try:
+        from .reassembly import _dnsparse
+    except ImportError:
+        return None
+    return _dnsparse
 
 
 @dataclass

@@ -186,7 +186,9 @@ class AttemptStore:
         files = [open(p, "rb") for p in self.paths]
         try:
             walk = pcapio.compiled_walk
-            blocks = (self._in_step_compiled(files, walk.merge_lines, lead) if hasattr(walk, "merge_lines")
+            # (a build without lead_lines has a merge_lines without its lead: an older _walk.pyx)
+            compiled = hasattr(walk, "merge_lines") and (lead is None or hasattr(walk, "lead_lines"))
+            blocks = (self._in_step_compiled(files, walk.merge_lines, lead) if compiled
                       else self._in_step_lines(files, lead))
             for block in blocks:
                 yield block if binary else block.decode("utf-8")

@@ -97,16 +97,23 @@ def test_version_says_which_record_walk_runs():
     assert ("record walk: compiled" in out.stdout) == (pcapio.compiled_walk is not None), out.stdout
     if pcapio.compiled_walk is not None:
         assert ("with the -j router" in out.stdout) == hasattr(pcapio.compiled_walk, "route"), out.stdout
-        assert ("and the merge of its report" in out.stdout) == hasattr(pcapio.compiled_walk, "merge_lines")
+        assert ("the merge of its report" in out.stdout) == hasattr(pcapio.compiled_walk, "merge_lines")
+        assert ("and the joining of the JSON report's lines" in out.stdout) == hasattr(pcapio.compiled_walk,
+                                                                                      "lead_lines"), out.stdout
     forced = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                             env={**os.environ, "FORENSICS_PURE_WALK": "1"})
     assert "record walk: Python" in forced.stdout
     from forensics import dnslane
 
     assert ("line writer: compiled" in out.stdout) == (dnslane._pieces is not None), out.stdout
+    from forensics import pipeline
+    from forensics.reassembly import dnswire
+
+    assert ("and stage 2's lines" in out.stdout) == (pipeline.spilled_lines is not pipeline._spilled_lines)
+    assert ("DNS parser: compiled" in out.stdout) == (dnswire.fast_parse is not dnswire.parse), out.stdout
     pure = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                           env={**os.environ, "FORENSICS_PURE": "1"})
-    assert "line writer: Python" in pure.stdout, pure.stdout
+    assert "line writer: Python" in pure.stdout and "DNS parser: Python" in pure.stdout, pure.stdout
 
 
 def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):
@@ -126,6 +133,12 @@ def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):
     monkeypatch.setattr(pcapio, "compiled_walk", types.SimpleNamespace(walk=None, route=lambda *a: None))
     out = CliRunner().invoke(cli.cli, ["--version"])
     assert out.exit_code == 0 and "without the compiled merge" in out.output, out.output
+    # one built before the joining of the JSON report's lines: -j's merge then runs in Python too
+    # (its merge_lines takes no lead)
+    monkeypatch.setattr(pcapio, "compiled_walk", types.SimpleNamespace(walk=None, route=lambda *a: None,
+                                                                       merge_lines=lambda *a: None))
+    out = CliRunner().invoke(cli.cli, ["--version"])
+    assert out.exit_code == 0 and "without the compiled joining" in out.output, out.output
 
 
 def test_text_and_byte_rendering_agree(tmp_path):

@@ -66,14 +66,42 @@ def test_remembered_names_read_as_fresh_ones():
     warm = [dnswire.parse(m) for m in msgs]
     assert warm == fresh
     assert any(m is not None and m.answers for m in fresh)
+    # the compiled parser (where it is built) reads them all alike, escapes and all
+    assert [dnswire.fast_parse(m) for m in msgs] == fresh
 
 
 def test_a_zero_byte_inside_a_label_is_not_the_end_of_the_name():
     dnswire._names.clear()
     head = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
-    assert dnswire.parse(head + b"\x01a\x00\x00\x01\x00\x01").qname == "a"
-    got = dnswire.parse(head + b"\x03a\x00b\x00\x00\x01\x00\x01")
-    assert got.qname == "a\\000b" and got.qtype == 1
+    for parse in (dnswire.parse, dnswire.fast_parse):
+        assert parse(head + b"\x01a\x00\x00\x01\x00\x01").qname == "a"
+        got = parse(head + b"\x03a\x00b\x00\x00\x01\x00\x01")
+        assert got.qname == "a\\000b" and got.qtype == 1
+
+
+def test_the_compiled_parser_reads_the_rules_alike():
+    """Upper case, the root, a pointer loop, a name of 255 octets and one of 256, an obsolete label
+    type, answers of the kinds read as text and as hex: what ``parse`` gives."""
+    head = struct.pack("!HHHHHH", 9, 0x8180, 1, 1, 0, 0)
+    q = b"\x03WwW\x07Example\x03COM\x00" + struct.pack("!HH", 28, 1)
+    long_name = b"".join(b"\x3f" + b"a" * 63 for _ in range(3)) + b"\x3e" + b"b" * 62 + b"\x00"  # 255 octets
+    cases = [
+        head + q + b"\xc0\x0c" + struct.pack("!HHIH", 28, 1, 60, 16) + bytes(15) + b"\x01",
+        head + q + b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 60, 2) + b"\xc0\x0c",
+        head + q + b"\xc0\x0c" + struct.pack("!HHIH", 12, 1, 60, 2) + b"\xc0\xff",  # a pointer out: hex
+        head + q + b"\xc0\x0c" + struct.pack("!HHIH", 16, 1, 2 ** 32 - 1, 3) + b"\x02hi",
+        head + b"\x00" + struct.pack("!HH", 1, 1) + b"\x00" + struct.pack("!HHIH", 1, 1, 5, 4) + b"\xc0\x00\x02\x01",
+        head + b"\xc0\x0c" + struct.pack("!HH", 1, 1),  # a name that points at itself
+        head + long_name + struct.pack("!HH", 1, 1),
+        head + b"\x01c" + long_name + struct.pack("!HH", 1, 1),  # 257 octets
+        head + b"\x41abc\x00" + struct.pack("!HH", 1, 1),  # an extended label type
+        head + q + b"\xc0\x0c" + struct.pack("!HHIH", 2, 1, 60, 5) + b"\x02\xe9x\xc0\x10",  # to escape
+    ]
+    for m in cases:
+        dnswire._names.clear()
+        assert dnswire.fast_parse(m) == dnswire.parse(m), m
+    assert dnswire.fast_parse(cases[0]).qname == "www.example.com"
+    assert dnswire.fast_parse(cases[-1]).answers == [("www.example.com", "NS", 60, "\\xe9x.example.com")]
 
 
 def test_the_name_memory_is_bounded():

@@ -74,8 +74,8 @@ def _segments(conn: TcpConn, size: int) -> int:
 
 
 def _dns_over_tcp(conn: TcpConn) -> list[Attempt]:
-    queries = [dnswire.parse(m) for m in dnswire.split_tcp_stream(conn.client_payload)]
-    answers = [dnswire.parse(m) for m in dnswire.split_tcp_stream(conn.server_payload)]
+    queries = [dnswire.fast_parse(m) for m in dnswire.split_tcp_stream(conn.client_payload)]
+    answers = [dnswire.fast_parse(m) for m in dnswire.split_tcp_stream(conn.server_payload)]
     out = []
     s2c = conn.segs[conn.segs["dir"] == 1]
     first_resp = s2c[s2c["plen"] > 0]

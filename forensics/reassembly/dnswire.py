@@ -214,6 +214,15 @@ def _parse(msg: bytes) -> DnsMessage | None:
     return DnsMessage(txid, flags, qd, an, ns, ar, qname, qtype, answers)
 
 
+def _parser():
+    """``parse``, or the same parser in compiled code where it is built (``_dnsparse``; not under
+    ``FORENSICS_PURE=1``)."""
+    from ..compiled import dnsparse_module
+
+    mod = dnsparse_module()
+    return mod.parse if mod is not None else parse
+
+
 def parse_header(msg: bytes) -> DnsMessage | None:
     """Only the 12-byte header (id, flags, counts) of a message cut short by the capture:
     who answered which query, and with what rcode, even when the question is cut off."""
@@ -234,3 +243,7 @@ def split_tcp_stream(data: bytes, limit: int = 64) -> list[bytes]:
         out.append(data[pos + 2:pos + 2 + ln])
         pos += 2 + ln
     return out
+
+
+#: What the per-packet path parses with: ``parse``, compiled where it is built.
+fast_parse = _parser()

@@ -399,7 +399,7 @@ class Reassembler:
         self.stats.payload_cut += int(np.count_nonzero(snapped))
         self.stats.dns_fragmented += int(np.count_nonzero(first_fragment))
         why = np.where(first_fragment, 2, np.where(snapped, 1, 0))
-        parse = dnswire.parse
+        parse = dnswire.fast_parse
         qtypes = dnswire.QTYPES
         endpoints = self._endpoints
         endpoint = self._endpoint
