@@ -13,7 +13,7 @@ answers ``dnswire._parse(msg)`` instead. ``tests/test_fuzz.py`` and
 ``tests/test_dnswire_fast.py`` compare the two.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdio cimport snprintf
 
 cdef extern from "Python.h":
@@ -120,16 +120,38 @@ def parse(object msg):
     """``dnswire.parse``: the message's ``DnsMessage``, or None when it is not one or its
     structure lies."""
     cdef bytes data = msg if type(msg) is bytes else bytes(msg)
-    cdef const unsigned char *m = <const unsigned char *>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    if not _bound:
+        _bind()
+    return _parse(<const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), data)
+
+
+def parse_many(const unsigned char[::1] buf, list starts, list sizes):
+    """``[parse(buf[s:s + n]) for s, n in zip(starts, sizes)]``, without a slice or a call each:
+    the messages of a batch at their places in its buffer."""
+    cdef Py_ssize_t k, count = len(starts), start, size, total = buf.shape[0]
+    cdef const unsigned char *base = &buf[0] if total else NULL
+    if len(sizes) != count:
+        raise ValueError("parse_many: one size per start")
+    if not _bound:
+        _bind()
+    out = [None] * count
+    for k in range(count):
+        start = starts[k]
+        size = sizes[k]
+        if start < 0 or size < 0 or start + size > total:
+            raise ValueError("parse_many: a message outside the buffer")
+        out[k] = _parse(base + start, size, None)
+    return out
+
+
+cdef object _parse(const unsigned char *m, Py_ssize_t n, object data):
+    """The parse of the ``n`` bytes at ``m`` (``data``: those bytes as an object, or None)."""
     cdef Py_ssize_t txid, flags, qd, an, ns, ar, pos, qtype = 0, e, k, i, rtype, rdlen, dk
     cdef unsigned long ttl
     cdef char text[TEXT_MAX]
     cdef char rtext[TEXT_MAX]
     cdef char a4[16]
     cdef int w
-    if not _bound:
-        _bind()
     if n < 12:
         return None
     txid = (m[0] << 8) | m[1]
@@ -143,7 +165,7 @@ def parse(object msg):
     if qd:
         e = _name(m, n, pos, text, &k)
         if e == ESCAPES:
-            return _fallback(data)
+            return _escaped(m, n, data)
         if e < 0 or e + 4 > n:
             return None
         qname = _text(text, k)
@@ -160,7 +182,7 @@ def parse(object msg):
         for i in range(min(an, MAX_ANSWERS)):
             e = _name(m, n, pos, text, &k)
             if e == ESCAPES:
-                return _fallback(data)
+                return _escaped(m, n, data)
             if e < 0 or e + 10 > n:
                 break
             pos = e
@@ -174,11 +196,11 @@ def parse(object msg):
                 w = snprintf(a4, 16, "%d.%d.%d.%d", m[pos], m[pos + 1], m[pos + 2], m[pos + 3])
                 data_text = PyUnicode_DecodeASCII(a4, w, NULL)
             elif rtype == 28 and rdlen == 16:
-                data_text = _ipv6(data[pos:pos + 16])
+                data_text = _ipv6(PyBytes_FromStringAndSize(<const char *>m + pos, 16))
             elif rtype == 2 or rtype == 5 or rtype == 12:
                 e = _name(m, n, pos, rtext, &dk)
                 if e == ESCAPES:
-                    return _fallback(data)
+                    return _escaped(m, n, data)
                 data_text = _text(rtext, dk) if e >= 0 else _hex(m + pos, rdlen)
             else:
                 data_text = _hex(m + pos, rdlen)
@@ -186,3 +208,8 @@ def parse(object msg):
             answers.append((_text(text, k), rname if rname is not None else _qtype_text(rtype), ttl, data_text))
             pos += rdlen
     return _Message(txid, flags, qd, an, ns, ar, qname, qtype, answers)
+
+
+cdef object _escaped(const unsigned char *m, Py_ssize_t n, object data):
+    """A message with a name to escape: Python's parse of it."""
+    return _fallback(data if data is not None else PyBytes_FromStringAndSize(<const char *>m, n))

@@ -214,13 +214,20 @@ def _parse(msg: bytes) -> DnsMessage | None:
     return DnsMessage(txid, flags, qd, an, ns, ar, qname, qtype, answers)
 
 
-def _parser():
-    """``parse``, or the same parser in compiled code where it is built (``_dnsparse``; not under
-    ``FORENSICS_PURE=1``)."""
+def parse_many(buf, starts: list[int], sizes: list[int]) -> list[DnsMessage | None]:
+    """The messages at ``starts`` (``sizes`` bytes each) in ``buf`` (a memoryview of bytes), parsed."""
+    return [parse(buf[s:s + n].tobytes()) for s, n in zip(starts, sizes)]
+
+
+def _parsers() -> tuple:
+    """``parse`` and ``parse_many``, or the same parsers in compiled code where they are built
+    (``_dnsparse``; not under ``FORENSICS_PURE=1``)."""
     from ..compiled import dnsparse_module
 
     mod = dnsparse_module()
-    return mod.parse if mod is not None else parse
+    if mod is None or not hasattr(mod, "parse_many"):
+        return parse, parse_many
+    return mod.parse, mod.parse_many
 
 
 def parse_header(msg: bytes) -> DnsMessage | None:
@@ -245,5 +252,5 @@ def split_tcp_stream(data: bytes, limit: int = 64) -> list[bytes]:
     return out
 
 
-#: What the per-packet path parses with: ``parse``, compiled where it is built.
-fast_parse = _parser()
+#: What the per-packet path parses with: ``parse`` and ``parse_many``, compiled where they are built.
+fast_parse, fast_parse_many = _parsers()

@@ -399,20 +399,19 @@ class Reassembler:
         self.stats.payload_cut += int(np.count_nonzero(snapped))
         self.stats.dns_fragmented += int(np.count_nonzero(first_fragment))
         why = np.where(first_fragment, 2, np.where(snapped, 1, 0))
-        parse = dnswire.fast_parse
         qtypes = dnswire.QTYPES
         endpoints = self._endpoints
         endpoint = self._endpoint
         pending = self.dns
-        cols = zip(d["pay"].tolist(), d["caplen_pay"].tolist(), d["src_hi"].tolist(), d["src_lo"].tolist(),
+        pays, caps = d["pay"].tolist(), d["caplen_pay"].tolist()
+        cols = zip(dnswire.fast_parse_many(buf, pays, caps), pays, caps, d["src_hi"].tolist(), d["src_lo"].tolist(),
                    d["sport"].tolist(), d["dst_hi"].tolist(), d["dst_lo"].tolist(), d["dport"].tolist(),
                    d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist(),
                    why.tolist())
         cuts = ("", CUT_SNAPLEN, CUT_FRAGMENTS)
         whole = made or {}
-        for p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid, w in cols:
+        for msg, p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid, w in cols:
             cut = cuts[w]
-            msg = parse(buf[p:p + cap].tobytes())
             if msg is None and cut:  # only part of it is here: the header still says who answers what
                 msg = dnswire.parse_header(buf[p:p + cap].tobytes())
             if msg is None:
