@@ -173,12 +173,27 @@ class _ChunkStream:
         """Drop data before ``keep_from`` and append the next chunk. False at EOF."""
         if self.eof:
             return False
-        more = self._fh.read(CHUNK_BYTES)
-        if not more:
+        # the kept tail and the next chunk read into one new buffer: no concatenation
+        # copy, and half the fresh pages (a new one each time: batches of the chunk
+        # before may still be read)
+        tail = len(self.data) - keep_from
+        buf = bytearray(tail + CHUNK_BYTES)
+        buf[:tail] = memoryview(self.data)[keep_from:]
+        readinto = getattr(self._fh, "readinto", None)
+        if readinto is not None:
+            with memoryview(buf) as view:
+                got = readinto(view[tail:])
+        else:  # the gzip reader has only read
+            more = self._fh.read(CHUNK_BYTES)
+            got = len(more)
+            buf[tail:tail + got] = more
+        if not got:
             self.eof = True
             return False
+        if got < CHUNK_BYTES:
+            del buf[tail + got:]
         self.base += keep_from
-        self.data = self.data[keep_from:] + more
+        self.data = buf
         return True
 
 
