@@ -76,9 +76,18 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
         click.echo("record walk: compiled, with the -j router and the merge of its report, without the "
                    "compiled joining of the JSON report's lines (built from an older _walk.pyx; rebuild with "
                    "pip install -e .)")
-    else:
+    elif getattr(walk, "decode_rows", None) is None:
         click.echo("record walk: compiled, with the -j router, the merge of its report and the joining of "
-                   "the JSON report's lines")
+                   "the JSON report's lines; headers decoded with numpy (built from an older _walk.pyx; "
+                   "rebuild with pip install -e .)")
+    else:
+        import importlib
+
+        dec = importlib.import_module(".sources.decode", __package__)  # the module (``sources.decode`` is the function)
+        how = ("in compiled code" if dec.compiled_decode is not None
+               else "with numpy (the compiled rows are not this decode.py's PKT_DTYPE)")
+        click.echo("record walk: compiled, with the -j router, the merge of its report and the joining of "
+                   f"the JSON report's lines; headers decoded {how}")
     from . import compiled
 
     click.echo(compiled.describe())

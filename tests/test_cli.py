@@ -100,6 +100,10 @@ def test_version_says_which_record_walk_runs():
         assert ("the merge of its report" in out.stdout) == hasattr(pcapio.compiled_walk, "merge_lines")
         assert ("and the joining of the JSON report's lines" in out.stdout) == hasattr(pcapio.compiled_walk,
                                                                                       "lead_lines"), out.stdout
+        import importlib
+
+        dec = importlib.import_module("forensics.sources.decode")
+        assert ("headers decoded in compiled code" in out.stdout) == (dec.compiled_decode is not None), out.stdout
     forced = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                             env={**os.environ, "FORENSICS_PURE_WALK": "1"})
     assert "record walk: Python" in forced.stdout
@@ -139,6 +143,12 @@ def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):
                                                                        merge_lines=lambda *a: None))
     out = CliRunner().invoke(cli.cli, ["--version"])
     assert out.exit_code == 0 and "without the compiled joining" in out.output, out.output
+    # one built before the compiled header decoder: headers are decoded with numpy
+    monkeypatch.setattr(pcapio, "compiled_walk", types.SimpleNamespace(walk=None, route=lambda *a: None,
+                                                                       merge_lines=lambda *a: None,
+                                                                       lead_lines=lambda *a: None))
+    out = CliRunner().invoke(cli.cli, ["--version"])
+    assert out.exit_code == 0 and "headers decoded with numpy (built from an older" in out.output, out.output
 
 
 def test_text_and_byte_rendering_agree(tmp_path):

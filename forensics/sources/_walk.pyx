@@ -14,13 +14,16 @@ say why, where the Python code must take over. Two more byte walks live here for
 the same reason: ``route``, which gives each record its part for ``-j N``, and
 ``merge_lines``, which copies the parts' lines into the report in order
 (``forensics.report.AttemptStore``, whose Python lines give the same bytes).
+And ``decode_rows``: ``decode.decode``'s columnar header decoding, a record at a
+time instead of a numpy pass per field (the same rows, byte for byte:
+tests/test_decode_compiled.py).
 """
 
 import numpy as np
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy
 
@@ -451,3 +454,331 @@ def lead_lines(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end, b
         dst += k
         at += k + 1
     return out
+
+
+# -- decode: the columnar header decoding of ``decode.decode``, one pass per record
+
+#: One row of ``decode.PKT_DTYPE`` (packed, as that dtype is); ``PKT_LAYOUT`` gives
+#: its fields' names, offsets and types, which ``decode`` compares with the dtype
+#: before it lets this module fill rows.
+cdef packed struct Row:
+    int64_t frame
+    double ts
+    int64_t rec
+    uint8_t status
+    uint8_t ipver
+    uint8_t proto
+    uint8_t ttl
+    int32_t ipid
+    uint8_t df
+    uint8_t frag
+    uint8_t tos
+    uint64_t src_hi
+    uint64_t src_lo
+    uint64_t dst_hi
+    uint64_t dst_lo
+    int64_t l3
+    int64_t l4
+    int64_t ipend
+    uint16_t sport
+    uint16_t dport
+    uint32_t seq
+    uint32_t ack
+    uint16_t flags
+    uint16_t win
+    uint8_t doff
+    int64_t pay
+    int32_t plen
+    int32_t caplen_pay
+    uint8_t itype
+    uint8_t icode
+
+
+cdef Row _ROW
+PKT_LAYOUT = tuple((name, at, kind) for name, at, kind in (
+    ("frame", <char *>&_ROW.frame - <char *>&_ROW, "<i8"), ("ts", <char *>&_ROW.ts - <char *>&_ROW, "<f8"),
+    ("rec", <char *>&_ROW.rec - <char *>&_ROW, "<i8"), ("status", <char *>&_ROW.status - <char *>&_ROW, "|u1"),
+    ("ipver", <char *>&_ROW.ipver - <char *>&_ROW, "|u1"), ("proto", <char *>&_ROW.proto - <char *>&_ROW, "|u1"),
+    ("ttl", <char *>&_ROW.ttl - <char *>&_ROW, "|u1"), ("ipid", <char *>&_ROW.ipid - <char *>&_ROW, "<i4"),
+    ("df", <char *>&_ROW.df - <char *>&_ROW, "|u1"), ("frag", <char *>&_ROW.frag - <char *>&_ROW, "|u1"),
+    ("tos", <char *>&_ROW.tos - <char *>&_ROW, "|u1"), ("src_hi", <char *>&_ROW.src_hi - <char *>&_ROW, "<u8"),
+    ("src_lo", <char *>&_ROW.src_lo - <char *>&_ROW, "<u8"), ("dst_hi", <char *>&_ROW.dst_hi - <char *>&_ROW, "<u8"),
+    ("dst_lo", <char *>&_ROW.dst_lo - <char *>&_ROW, "<u8"), ("l3", <char *>&_ROW.l3 - <char *>&_ROW, "<i8"),
+    ("l4", <char *>&_ROW.l4 - <char *>&_ROW, "<i8"), ("ipend", <char *>&_ROW.ipend - <char *>&_ROW, "<i8"),
+    ("sport", <char *>&_ROW.sport - <char *>&_ROW, "<u2"), ("dport", <char *>&_ROW.dport - <char *>&_ROW, "<u2"),
+    ("seq", <char *>&_ROW.seq - <char *>&_ROW, "<u4"), ("ack", <char *>&_ROW.ack - <char *>&_ROW, "<u4"),
+    ("flags", <char *>&_ROW.flags - <char *>&_ROW, "<u2"), ("win", <char *>&_ROW.win - <char *>&_ROW, "<u2"),
+    ("doff", <char *>&_ROW.doff - <char *>&_ROW, "|u1"), ("pay", <char *>&_ROW.pay - <char *>&_ROW, "<i8"),
+    ("plen", <char *>&_ROW.plen - <char *>&_ROW, "<i4"),
+    ("caplen_pay", <char *>&_ROW.caplen_pay - <char *>&_ROW, "<i4"),
+    ("itype", <char *>&_ROW.itype - <char *>&_ROW, "|u1"), ("icode", <char *>&_ROW.icode - <char *>&_ROW, "|u1"),
+)) + (("itemsize", sizeof(Row), ""),)
+
+# the status codes of ``decode`` (its ST_*), and what its IPv6 walk knows
+cdef enum:
+    ST_OK = 0
+    ST_NOT_IP = 1
+    ST_BAD_IP = 2
+    ST_BAD_L4 = 3
+    ST_LINK = 4
+    ST_FRAG = 5
+    IPV6_MAX_EXT = 8
+DECODE_STATUS = (ST_OK, ST_NOT_IP, ST_BAD_IP, ST_BAD_L4, ST_LINK, ST_FRAG, IPV6_MAX_EXT)
+
+cdef uint64_t _V4_TAG = (<uint64_t>0xFFFF) << 32
+
+
+cdef inline uint32_t _g8(const unsigned char *b, Py_ssize_t n, int64_t i) noexcept nogil:
+    # numpy's take(mode="clip"): an index outside the buffer reads its nearest end
+    if n == 0:
+        return 0
+    if i < 0:
+        i = 0
+    elif i >= n:
+        i = n - 1
+    return b[i]
+
+
+cdef inline uint32_t _g16(const unsigned char *b, Py_ssize_t n, int64_t i) noexcept nogil:
+    return (_g8(b, n, i) << 8) | _g8(b, n, i + 1)
+
+
+cdef inline uint32_t _g32(const unsigned char *b, Py_ssize_t n, int64_t i) noexcept nogil:
+    return (_g16(b, n, i) << 16) | _g16(b, n, i + 2)
+
+
+cdef inline uint64_t _g64(const unsigned char *b, Py_ssize_t n, int64_t i) noexcept nogil:
+    return ((<uint64_t>_g32(b, n, i)) << 32) | _g32(b, n, i + 4)
+
+
+cdef inline bint _v6_ext(uint32_t nh) noexcept nogil:
+    return nh == 0 or nh == 43 or nh == 44 or nh == 60 or nh == 51 or nh == 135 or nh == 139 or nh == 140
+
+
+cdef inline int64_t _min64(int64_t a, int64_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline int64_t _max64(int64_t a, int64_t b) noexcept nogil:
+    return a if a > b else b
+
+
+def decode_rows(const unsigned char[::1] buf, const int64_t[::1] frame, const double[::1] ts,
+                const int64_t[::1] off, const int32_t[::1] caplen, const int32_t[::1] linktype,
+                origlen, unsigned char[::1] out):
+    """Fill ``out`` (the bytes of a zeroed ``PKT_DTYPE`` array as long as ``frame``) as
+    ``decode.decode`` does with numpy: the same fields, the same status, the same bytes
+    read where a header runs past its record (numpy's clipped gathers), and ``origlen``
+    (int64 or None) bounding what an IP header may claim."""
+    cdef Py_ssize_t n = frame.shape[0], nb = buf.shape[0], i
+    cdef const int64_t[::1] orig
+    cdef bint have_orig = origlen is not None
+    cdef const unsigned char *b = &buf[0] if nb else NULL
+    cdef Row *rows
+    cdef Row *r
+    cdef int64_t o, end, wire_end, l3, p, e, c, tot, ihl, plen, doff, pay, ulen, length
+    cdef uint32_t et, lt, v, be, le, fam, b0, fo, off13, mf, proto, nh, frag_off, k
+    cdef int tags, step
+    cdef bint good
+    if off.shape[0] != n or ts.shape[0] != n or caplen.shape[0] != n or linktype.shape[0] != n:
+        raise ValueError("decode_rows: the columns differ in length")
+    if out.shape[0] != n * <Py_ssize_t>sizeof(Row):
+        raise ValueError("decode_rows: out is not one row per record")
+    if have_orig:
+        orig = origlen
+        if orig.shape[0] != n:
+            raise ValueError("decode_rows: the columns differ in length")
+    if n == 0:
+        return
+    rows = <Row *>&out[0]
+    with nogil:
+        for i in range(n):
+            r = &rows[i]
+            r.frame = frame[i]
+            r.ts = ts[i]
+            o = off[i]
+            r.rec = o
+            end = o + caplen[i]
+            wire_end = end
+            if have_orig:
+                wire_end = _max64(o + orig[i], end)
+            # -- link (``_link``): the network header's offset and ethertype
+            lt = <uint32_t>linktype[i]
+            l3 = -1
+            et = 0
+            r.status = ST_LINK
+            if lt == 1 or lt == 113 or lt == 276:
+                if lt == 1:
+                    l3, et = o + 14, _g16(b, nb, o + 12)
+                elif lt == 113:
+                    l3, et = o + 16, _g16(b, nb, o + 14)
+                else:
+                    l3, et = o + 20, _g16(b, nb, o)
+                for tags in range(2):
+                    if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+                        et = _g16(b, nb, l3 + 2)
+                        l3 += 4
+                if et == 0x8864:
+                    proto = _g16(b, nb, l3 + 6)
+                    et = 0x0800 if proto == 0x0021 else (0x86DD if proto == 0x0057 else 0)
+                    l3 += 8
+                r.status = ST_NOT_IP
+            elif lt == 101 or lt == 12 or lt == 14 or lt == 228 or lt == 229:
+                v = _g8(b, nb, o) >> 4
+                l3 = o
+                et = 0x0800 if v == 4 else (0x86DD if v == 6 else 0)
+                r.status = ST_NOT_IP
+            elif lt == 0 or lt == 108:
+                be = _g32(b, nb, o)
+                le = _g8(b, nb, o) | (_g8(b, nb, o + 1) << 8) | (_g8(b, nb, o + 2) << 16) | (_g8(b, nb, o + 3) << 24)
+                fam = be if (lt == 108 or be < 256) else le
+                et = 0x0800 if fam == 2 else (0x86DD if (fam == 24 or fam == 28 or fam == 30 or fam == 10) else 0)
+                l3 = o + 4
+                r.status = ST_NOT_IP
+            if r.status == ST_NOT_IP:
+                if l3 < end:
+                    if et == 0x8847 or et == 0x8848:
+                        r.status = ST_LINK
+                else:
+                    r.status = ST_BAD_IP
+                    et = 0
+            else:
+                et = 0
+            r.l3 = l3
+            # -- IP
+            b0 = _g8(b, nb, l3) >> 4
+            proto = 0
+            c = 0
+            r.l4 = -1
+            if et == 0x0800 and b0 == 4:
+                e = end
+                ihl = <int64_t>(_g8(b, nb, l3) & 0xF) * 4
+                tot = _g16(b, nb, l3 + 2)
+                if tot == 0:
+                    tot = e - l3
+                good = ihl >= 20 and l3 + 20 <= e and tot >= ihl
+                fo = _g16(b, nb, l3 + 6)
+                r.ttl = _g8(b, nb, l3 + 8)
+                r.tos = _g8(b, nb, l3 + 1)
+                r.ipid = <int32_t>_g16(b, nb, l3 + 4)
+                r.df = (fo >> 14) & 1
+                off13 = fo & 0x1FFF
+                mf = (fo >> 13) & 1
+                r.frag = 2 if off13 > 0 else (1 if mf == 1 else 0)
+                proto = _g8(b, nb, l3 + 9)
+                r.src_hi = 0
+                r.src_lo = _V4_TAG | _g32(b, nb, l3 + 12)
+                r.dst_hi = 0
+                r.dst_lo = _V4_TAG | _g32(b, nb, l3 + 16)
+                r.l4 = l3 + ihl if good else -1
+                c = _min64(l3 + tot, wire_end)
+                r.ipend = _min64(l3 + tot, e)
+                if not good:
+                    r.status = ST_BAD_IP
+                elif off13 > 0:
+                    r.status = ST_FRAG
+                else:
+                    r.status = ST_OK
+                r.ipver = 4
+            elif et == 0x86DD and b0 == 6:
+                e = end
+                good = l3 + 40 <= e
+                plen = _g16(b, nb, l3 + 4)
+                if plen == 0:
+                    plen = e - l3 - 40
+                r.ttl = _g8(b, nb, l3 + 7)
+                r.tos = ((_g8(b, nb, l3) & 0xF) << 4) | (_g8(b, nb, l3 + 1) >> 4)
+                r.ipid = -1
+                proto = _g8(b, nb, l3 + 6)
+                r.src_hi = _g64(b, nb, l3 + 8)
+                r.src_lo = _g64(b, nb, l3 + 16)
+                r.dst_hi = _g64(b, nb, l3 + 24)
+                r.dst_lo = _g64(b, nb, l3 + 32)
+                r.l4 = l3 + 40 if good else -1
+                c = _min64(l3 + 40 + plen, wire_end)
+                r.ipend = _min64(l3 + 40 + plen, e)
+                r.status = ST_OK if good else ST_BAD_IP
+                r.ipver = 6
+                if good and _v6_ext(proto):
+                    # ``_walk_ipv6_ext``: the chain walked, bounded, inside the IP packet
+                    p = r.l4
+                    nh = proto
+                    e = r.ipend
+                    step = 0
+                    while True:
+                        if step == IPV6_MAX_EXT:
+                            r.status = ST_BAD_IP
+                            break
+                        step += 1
+                        if not _v6_ext(nh):
+                            break
+                        if p + 8 > e:
+                            r.status = ST_BAD_IP
+                            break
+                        if nh == 44:
+                            frag_off = (<uint32_t>b[p + 2] << 8) | b[p + 3]
+                            r.frag = 2 if (frag_off >> 3) else (1 if (frag_off & 1) else 0)
+                            nh, p = b[p], p + 8
+                            if frag_off >> 3:
+                                r.status = ST_FRAG
+                                proto = nh
+                                r.l4 = p
+                                break
+                            continue
+                        if nh == 51:
+                            length = (<int64_t>b[p + 1] + 2) * 4
+                        else:
+                            length = (<int64_t>b[p + 1] + 1) * 8
+                        nh, p = b[p], p + length
+                    if r.status == ST_OK:
+                        if _v6_ext(nh) or p > e:
+                            r.status = ST_BAD_IP
+                        else:
+                            proto = nh
+                            r.l4 = p
+            elif et == 0x0800 or et == 0x86DD:
+                r.status = ST_BAD_IP
+            r.proto = <uint8_t>proto
+            if r.status != ST_OK:
+                continue
+            # -- transport
+            p = r.l4
+            e = r.ipend
+            if proto == 6:
+                k = _g8(b, nb, p + 12)
+                doff = <int64_t>(k >> 4) * 4
+                good = p + 20 <= e and doff >= 20 and p + doff <= e
+                r.sport = _g16(b, nb, p)
+                r.dport = _g16(b, nb, p + 2)
+                r.seq = _g32(b, nb, p + 4)
+                r.ack = _g32(b, nb, p + 8)
+                r.flags = ((k & 0xF) << 8) | _g8(b, nb, p + 13)
+                r.win = _g16(b, nb, p + 14)
+                r.doff = <uint8_t>doff
+                pay = p + doff
+                r.pay = pay
+                if good:
+                    r.plen = <int32_t>_max64(c - pay, 0)
+                    r.caplen_pay = <int32_t>_max64(e - pay, 0)
+                else:
+                    r.status = ST_BAD_L4
+            elif proto == 17:
+                good = p + 8 <= e
+                r.sport = _g16(b, nb, p)
+                r.dport = _g16(b, nb, p + 2)
+                r.pay = p + 8
+                ulen = _g16(b, nb, p + 4)
+                if good:
+                    r.plen = <int32_t>_max64(_min64(ulen, c - p) - 8, 0)
+                    r.caplen_pay = <int32_t>_max64(_min64(e, p + ulen) - p - 8, 0)
+                else:
+                    r.status = ST_BAD_L4
+            elif (proto == 1 and r.ipver == 4) or (proto == 58 and r.ipver == 6):
+                good = p + 8 <= e
+                r.itype = _g8(b, nb, p)
+                r.icode = _g8(b, nb, p + 1)
+                r.pay = p + 8
+                if good:
+                    r.caplen_pay = <int32_t>_max64(e - p - 8, 0)
+                else:
+                    r.status = ST_BAD_L4

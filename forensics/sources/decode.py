@@ -8,10 +8,16 @@ marked, counted and left out of later stages, never read past its end.
 Link types decoded here: Ethernet, Linux cooked SLL and SLL2 (each with
 802.1Q, 802.1ad/QinQ and PPPoE session headers after it), raw IP (DLT 12, 14, 101, 228, 229), BSD NULL and LOOP.
 IPv6 extension headers are walked per packet (they are rare), with a bound.
+
+``decode`` is written with numpy; the compiled record walk (``_walk.decode_rows``)
+does the same in one pass per record when it is built (and ``FORENSICS_PURE_WALK``
+is not set): the same rows, byte for byte, garbage read past a damaged header
+included (tests/test_decode_compiled.py).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -131,6 +137,30 @@ def _link(g: _Gather, off: np.ndarray, end: np.ndarray, lt: np.ndarray):
     return l3, et, status
 
 
+def _layout() -> tuple:
+    """``PKT_DTYPE`` as ``_walk.PKT_LAYOUT`` describes its rows: name, offset, type; then the size."""
+    return tuple((name, PKT_DTYPE.fields[name][1], PKT_DTYPE.fields[name][0].str) for name in PKT_DTYPE.names) + (
+        ("itemsize", PKT_DTYPE.itemsize, ""),)
+
+
+def _compiled_decode():
+    """``_walk.decode_rows``, or None: not built (or built from an older ``_walk.pyx``, or for other
+    rows or status codes than these), or ``FORENSICS_PURE_WALK=1``."""
+    if os.environ.get("FORENSICS_PURE_WALK", "") not in ("", "0"):
+        return None
+    try:
+        from . import _walk
+    except ImportError:
+        return None
+    fn = getattr(_walk, "decode_rows", None)
+    if fn is None or getattr(_walk, "PKT_LAYOUT", None) != _layout():
+        return None
+    if getattr(_walk, "DECODE_STATUS", None) != (ST_OK, ST_NOT_IP, ST_BAD_IP, ST_BAD_L4, ST_LINK, ST_FRAG,
+                                                 IPV6_MAX_EXT):
+        return None
+    return fn
+
+
 def decode(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
            caplen: np.ndarray, linktype: np.ndarray, origlen: np.ndarray | None = None) -> np.ndarray:
     """Decode a batch of records into a structured array of ``PKT_DTYPE``.
@@ -139,6 +169,22 @@ def decode(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
     IP total length beyond the frame is a lie, and the frame's length is used,
     as Wireshark does.
     """
+    fn = compiled_decode
+    if fn is not None:
+        n = len(frame)
+        out = np.zeros(n, PKT_DTYPE)
+        if n:
+            fn(np.ascontiguousarray(buf, np.uint8).reshape(-1), np.ascontiguousarray(frame, np.int64),
+               np.ascontiguousarray(ts, np.float64), np.ascontiguousarray(off, np.int64),
+               np.ascontiguousarray(caplen, np.int32), np.ascontiguousarray(linktype, np.int32),
+               None if origlen is None else np.ascontiguousarray(origlen, np.int64), out.view(np.uint8))
+        return out
+    return decode_numpy(buf, frame, ts, off, caplen, linktype, origlen)
+
+
+def decode_numpy(buf: np.ndarray, frame: np.ndarray, ts: np.ndarray, off: np.ndarray,
+                 caplen: np.ndarray, linktype: np.ndarray, origlen: np.ndarray | None = None) -> np.ndarray:
+    """``decode`` with numpy gathers, a column at a time (what ``_walk.decode_rows`` does per record)."""
     n = len(frame)
     out = np.zeros(n, PKT_DTYPE)
     out["frame"], out["ts"], out["rec"] = frame, ts, off
@@ -300,6 +346,11 @@ def _walk_ipv6_ext(buf: np.ndarray, i: int, l4: np.ndarray, proto: np.ndarray,
         return
     proto[i] = nh
     l4[i] = p
+
+
+#: ``_walk.decode_rows`` when it is built and agrees with this module, else None (``decode``
+#: then runs ``decode_numpy``; tests set it to compare the two).
+compiled_decode = _compiled_decode()
 
 
 @lru_cache(maxsize=1 << 16)
