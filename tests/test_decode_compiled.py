@@ -29,8 +29,9 @@ from forensics.sources import pcapio  # noqa: E402
 dec = importlib.import_module("forensics.sources.decode")
 
 WITHOUT = "nothing to compare the numpy decoder with"
-#: A documentation-style local MAC address for the frames built here.
+#: Locally administered MAC addresses for the frames built here (named: scapy would ask ARP for a missing one).
 MAC = "02:00:00:00:00:02"
+SRC_MAC = "02:00:00:00:00:01"
 
 
 def _need() -> None:
@@ -100,17 +101,17 @@ def _frames() -> list[tuple[int, bytes]]:
         et = b"\x08\x00" if ip[0] >> 4 == 4 else b"\x86\xdd"
         fam_le = (2 if ip[0] >> 4 == 4 else 30).to_bytes(4, "little")
         fam_be = (2 if ip[0] >> 4 == 4 else 24).to_bytes(4, "big")
-        out += [(1, bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")) [:12] + et + ip),
-                (1, bytes(Ether(dst=MAC) / Dot1Q(vlan=7))[:16] + et + ip),
-                (1, bytes(Ether(dst=MAC) / Dot1AD(vlan=7) / Dot1Q(vlan=8))[:20] + et + ip),
-                (1, bytes(Ether(dst=MAC, type=0x8864) / PPPoE(sessionid=3) / PPP(proto=0x21 if et == b"\x08\x00" else 0x57))
-                 + ip),
+        out += [(1, bytes(Ether(src=SRC_MAC, dst=MAC))[:12] + et + ip),
+                (1, bytes(Ether(src=SRC_MAC, dst=MAC) / Dot1Q(vlan=7))[:16] + et + ip),
+                (1, bytes(Ether(src=SRC_MAC, dst=MAC) / Dot1AD(vlan=7) / Dot1Q(vlan=8))[:20] + et + ip),
+                (1, bytes(Ether(src=SRC_MAC, dst=MAC, type=0x8864) / PPPoE(sessionid=3)
+                          / PPP(proto=0x21 if et == b"\x08\x00" else 0x57)) + ip),
                 (113, bytes(CookedLinux(proto=0x0800 if et == b"\x08\x00" else 0x86DD)) + ip),
                 (276, et + b"\0\0" + b"\0\0\0\x02" + b"\0\x01\x00\x06" + b"\x02" * 8 + ip),
                 (101, ip), (12, ip), (14, ip), (228, ip), (229, ip),
                 (0, fam_le + ip), (0, fam_be + ip), (108, fam_be + ip)]
-    out += [(1, bytes(Ether(dst=MAC, type=0x8847)) + b"\0\x01\x01\x40" + ips[0]),  # MPLS: left to tshark
-            (1, bytes(Ether(dst=MAC, type=0x0806)) + b"\0" * 28),  # ARP: not IP
+    out += [(1, bytes(Ether(src=SRC_MAC, dst=MAC, type=0x8847)) + b"\0\x01\x01\x40" + ips[0]),  # MPLS: left to tshark
+            (1, bytes(Ether(src=SRC_MAC, dst=MAC, type=0x0806)) + b"\0" * 28),  # ARP: not IP
             (9, b"\xff\x03\x00\x21" + ips[0]),  # PPP: a link type not decoded here
             (105, b"\0" * 40)]
     return out
