@@ -81,10 +81,9 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
                    "the JSON report's lines; headers decoded with numpy (built from an older _walk.pyx; "
                    "rebuild with pip install -e .)")
     else:
-        import importlib
+        from .sources.decode import compiled_decode
 
-        dec = importlib.import_module(".sources.decode", __package__)  # the module (``sources.decode`` is the function)
-        how = ("in compiled code" if dec.compiled_decode is not None
+        how = ("in compiled code" if compiled_decode is not None
                else "with numpy (the compiled rows are not this decode.py's PKT_DTYPE)")
         click.echo("record walk: compiled, with the -j router, the merge of its report and the joining of "
                    f"the JSON report's lines; headers decoded {how}")

@@ -20,6 +20,7 @@ nor the compiled DNS parser (``reassembly/_dnsparse``): ``dnsparse_module``, the
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.machinery
 import importlib.util
 import json
@@ -31,28 +32,26 @@ MANIFEST = "_compiled.json"
 PURE_ENV = "FORENSICS_PURE"
 
 
-def lines_module():
-    """``forensics._lines`` (the common attempts' JSON pieces written by compiled code, the same
-    bytes as the dicts give), or None: not built, or ``FORENSICS_PURE=1`` (everything as Python)."""
+def _extension(name: str):
+    """The optional extension module ``forensics.<name>``, or None: not built, or ``FORENSICS_PURE=1``."""
     if os.environ.get(PURE_ENV, "") not in ("", "0"):
         return None
     try:
-        from . import _lines
+        return importlib.import_module(f"{__package__}.{name}")
     except ImportError:
         return None
-    return _lines
+
+
+def lines_module():
+    """``forensics._lines`` (the common attempts' JSON pieces written by compiled code, the same
+    bytes as the dicts give), or None: not built, or ``FORENSICS_PURE=1`` (everything as Python)."""
+    return _extension("_lines")
 
 
 def dnsparse_module():
     """``forensics.reassembly._dnsparse`` (``dnswire.parse`` in compiled code, the same
     messages), or None: not built, or ``FORENSICS_PURE=1``."""
-    if os.environ.get(PURE_ENV, "") not in ("", "0"):
-        return None
-    try:
-        from .reassembly import _dnsparse
-    except ImportError:
-        return None
-    return _dnsparse
+    return _extension("reassembly._dnsparse")
 
 
 @dataclass

@@ -216,40 +216,41 @@ def _spilled_lines(bufs: list, ats: list, lens: list, inputs: list, positions: l
     each line written. ``_lines.spilled_lines`` does the same in compiled code."""
     out: list = []
     run: list[bytes] = []
-    head_size, magic, unpack = LINE_RECORD.size, LINE_MAGIC, LINE_RECORD.unpack_from
     for k, (buf, at, ln) in enumerate(zip(bufs, ats, lens)):
-        if ln < head_size or buf[at] != magic:
+        got = _standing_line(buf, at, ln, inputs[k], positions[k], ranks[k], stands, loads)
+        if got is None:  # the caller makes this one: the lines before it go first
             if run:
                 out.append(b"".join(run))
                 run = []
             out.append(k)
-            continue
-        _, _, code, nh, npc, nm, nt, nk, nf = unpack(buf, at)
-        if head_size + nh + npc + nm + nt + nk + nf != ln:
-            if run:
-                out.append(b"".join(run))
-                run = []
-            out.append(k)
-            continue
-        h = at + head_size
-        p = h + nh
-        m = p + npc
-        t = m + nm
-        e = t + nt
-        if nk and not stands(inputs[k], loads(buf[e:e + nk])):
-            if run:
-                out.append(b"".join(run))
-                run = []
-            out.append(k)
-            continue
-        pos = positions[k]
-        if pos < 0:
-            raise ValueError("spilled_lines: a negative position")
-        run.append(line_of(buf[h:p], buf[p:m], buf[m:t], buf[t:e], pos, ranks[k]))
-        codes[k] = code
+        else:
+            codes[k], line = got
+            run.append(line)
     if run:
         out.append(b"".join(run))
     return out
+
+
+def _standing_line(buf, at: int, ln: int, inp: int, pos: int, rank: int, stands: Callable,
+                   loads: Callable) -> tuple[int, bytes] | None:
+    """(verdict code, line) of the line record ``buf[at:at + ln]`` whose verdict stands; None for
+    a pickled record, a damaged one, or a verdict the controls overturn."""
+    head_size = LINE_RECORD.size
+    if ln < head_size or buf[at] != LINE_MAGIC:
+        return None
+    _, _, code, nh, npc, nm, nt, nk, nf = LINE_RECORD.unpack_from(buf, at)
+    if head_size + nh + npc + nm + nt + nk + nf != ln:
+        return None
+    h = at + head_size
+    p = h + nh
+    m = p + npc
+    t = m + nm
+    e = t + nt
+    if nk and not stands(inp, loads(buf[e:e + nk])):
+        return None
+    if pos < 0:
+        raise ValueError("spilled_lines: a negative position")
+    return code, line_of(buf[h:p], buf[p:m], buf[m:t], buf[t:e], pos, rank)
 
 
 def _writer() -> Callable:
@@ -420,10 +421,10 @@ class _Recorder:
             else:
                 v, key = got
                 head, mid, tail = frag
-                payload = (line_record(code[v.verdict], 0, head, verdict_piece(v, a.input), mid, tail, b"", b"")
-                           if key is None else
-                           line_record(code[v.verdict], 0, head, verdict_piece(v, a.input), mid, tail,
-                                       dumps(key, 5), dumps(_facts_record(facts), 5)))
+                asked = key is not None  # the key and the facts, only where the controls can still speak
+                payload = line_record(code[v.verdict], 0, head, verdict_piece(v, a.input), mid, tail,
+                                      dumps(key, 5) if asked else b"",
+                                      dumps(_facts_record(facts), 5) if asked else b"")
             off, ln = add(payload)
             rows.append(_index_row(a, k, off, ln, seq + i))
             if kept is not None:

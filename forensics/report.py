@@ -261,7 +261,6 @@ class AttemptStore:
             if rest:  # the store's lines all end in a newline; a last line without one is still a line
                 yield rest + nl
 
-
     def _led(self, lead: bytes) -> Iterator[bytes]:
         """``blocks`` of the one file, each line after ``lead``: read into one buffer, the
         whole lines written from there (a last line without a newline is still a line)."""

@@ -495,24 +495,25 @@ cdef packed struct Row:
 
 
 cdef Row _ROW
-PKT_LAYOUT = tuple((name, at, kind) for name, at, kind in (
-    ("frame", <char *>&_ROW.frame - <char *>&_ROW, "<i8"), ("ts", <char *>&_ROW.ts - <char *>&_ROW, "<f8"),
-    ("rec", <char *>&_ROW.rec - <char *>&_ROW, "<i8"), ("status", <char *>&_ROW.status - <char *>&_ROW, "|u1"),
-    ("ipver", <char *>&_ROW.ipver - <char *>&_ROW, "|u1"), ("proto", <char *>&_ROW.proto - <char *>&_ROW, "|u1"),
-    ("ttl", <char *>&_ROW.ttl - <char *>&_ROW, "|u1"), ("ipid", <char *>&_ROW.ipid - <char *>&_ROW, "<i4"),
-    ("df", <char *>&_ROW.df - <char *>&_ROW, "|u1"), ("frag", <char *>&_ROW.frag - <char *>&_ROW, "|u1"),
-    ("tos", <char *>&_ROW.tos - <char *>&_ROW, "|u1"), ("src_hi", <char *>&_ROW.src_hi - <char *>&_ROW, "<u8"),
-    ("src_lo", <char *>&_ROW.src_lo - <char *>&_ROW, "<u8"), ("dst_hi", <char *>&_ROW.dst_hi - <char *>&_ROW, "<u8"),
-    ("dst_lo", <char *>&_ROW.dst_lo - <char *>&_ROW, "<u8"), ("l3", <char *>&_ROW.l3 - <char *>&_ROW, "<i8"),
-    ("l4", <char *>&_ROW.l4 - <char *>&_ROW, "<i8"), ("ipend", <char *>&_ROW.ipend - <char *>&_ROW, "<i8"),
-    ("sport", <char *>&_ROW.sport - <char *>&_ROW, "<u2"), ("dport", <char *>&_ROW.dport - <char *>&_ROW, "<u2"),
-    ("seq", <char *>&_ROW.seq - <char *>&_ROW, "<u4"), ("ack", <char *>&_ROW.ack - <char *>&_ROW, "<u4"),
-    ("flags", <char *>&_ROW.flags - <char *>&_ROW, "<u2"), ("win", <char *>&_ROW.win - <char *>&_ROW, "<u2"),
-    ("doff", <char *>&_ROW.doff - <char *>&_ROW, "|u1"), ("pay", <char *>&_ROW.pay - <char *>&_ROW, "<i8"),
-    ("plen", <char *>&_ROW.plen - <char *>&_ROW, "<i4"),
-    ("caplen_pay", <char *>&_ROW.caplen_pay - <char *>&_ROW, "<i4"),
-    ("itype", <char *>&_ROW.itype - <char *>&_ROW, "|u1"), ("icode", <char *>&_ROW.icode - <char *>&_ROW, "|u1"),
-)) + (("itemsize", sizeof(Row), ""),)
+cdef char *_AT = <char *>&_ROW
+PKT_LAYOUT = (
+    ("frame", <char *>&_ROW.frame - _AT, "<i8"), ("ts", <char *>&_ROW.ts - _AT, "<f8"),
+    ("rec", <char *>&_ROW.rec - _AT, "<i8"), ("status", <char *>&_ROW.status - _AT, "|u1"),
+    ("ipver", <char *>&_ROW.ipver - _AT, "|u1"), ("proto", <char *>&_ROW.proto - _AT, "|u1"),
+    ("ttl", <char *>&_ROW.ttl - _AT, "|u1"), ("ipid", <char *>&_ROW.ipid - _AT, "<i4"),
+    ("df", <char *>&_ROW.df - _AT, "|u1"), ("frag", <char *>&_ROW.frag - _AT, "|u1"),
+    ("tos", <char *>&_ROW.tos - _AT, "|u1"), ("src_hi", <char *>&_ROW.src_hi - _AT, "<u8"),
+    ("src_lo", <char *>&_ROW.src_lo - _AT, "<u8"), ("dst_hi", <char *>&_ROW.dst_hi - _AT, "<u8"),
+    ("dst_lo", <char *>&_ROW.dst_lo - _AT, "<u8"), ("l3", <char *>&_ROW.l3 - _AT, "<i8"),
+    ("l4", <char *>&_ROW.l4 - _AT, "<i8"), ("ipend", <char *>&_ROW.ipend - _AT, "<i8"),
+    ("sport", <char *>&_ROW.sport - _AT, "<u2"), ("dport", <char *>&_ROW.dport - _AT, "<u2"),
+    ("seq", <char *>&_ROW.seq - _AT, "<u4"), ("ack", <char *>&_ROW.ack - _AT, "<u4"),
+    ("flags", <char *>&_ROW.flags - _AT, "<u2"), ("win", <char *>&_ROW.win - _AT, "<u2"),
+    ("doff", <char *>&_ROW.doff - _AT, "|u1"), ("pay", <char *>&_ROW.pay - _AT, "<i8"),
+    ("plen", <char *>&_ROW.plen - _AT, "<i4"), ("caplen_pay", <char *>&_ROW.caplen_pay - _AT, "<i4"),
+    ("itype", <char *>&_ROW.itype - _AT, "|u1"), ("icode", <char *>&_ROW.icode - _AT, "|u1"),
+    ("itemsize", sizeof(Row), ""),
+)
 
 # the status codes of ``decode`` (its ST_*), and what its IPv6 walk knows
 cdef enum:

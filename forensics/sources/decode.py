@@ -17,7 +17,6 @@ included (tests/test_decode_compiled.py).
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import numpy as np
@@ -144,14 +143,11 @@ def _layout() -> tuple:
 
 
 def _compiled_decode():
-    """``_walk.decode_rows``, or None: not built (or built from an older ``_walk.pyx``, or for other
-    rows or status codes than these), or ``FORENSICS_PURE_WALK=1``."""
-    if os.environ.get("FORENSICS_PURE_WALK", "") not in ("", "0"):
-        return None
-    try:
-        from . import _walk
-    except ImportError:
-        return None
+    """``_walk.decode_rows``, or None: the walk not built (or ``FORENSICS_PURE_WALK=1``: ``pcapio``
+    says), or built from an older ``_walk.pyx``, or for other rows or status codes than these."""
+    from .pcapio import _compiled_walk
+
+    _walk = _compiled_walk()
     fn = getattr(_walk, "decode_rows", None)
     if fn is None or getattr(_walk, "PKT_LAYOUT", None) != _layout():
         return None
