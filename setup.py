@@ -11,6 +11,8 @@ install still succeeds and everything runs as Python.
   same bytes through dicts without it.
 * ``forensics.reassembly._dnsparse``: ``dnswire.parse`` in Cython (``_dnsparse.pyx``), the same
   messages in a third of the time; ``dnswire.fast_parse`` is it, or ``parse`` without it.
+* ``forensics._slots``: the records' constructors (``model.slot_filler``) as built-in
+  functions that fill the slots from C, the same objects; ``model`` makes them in Python without it.
 * The per-attempt analysis modules (``ANALYSIS`` below): the very ``.py`` files,
   compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside four of
   them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,dnswire,tcp}.pxd``, give a helper,
@@ -119,7 +121,8 @@ else:
     ext_modules = cythonize(
         [Extension("forensics.sources._walk", ["forensics/sources/_walk.pyx"]),
          Extension("forensics._lines", ["forensics/_lines.pyx"]),
-         Extension("forensics.reassembly._dnsparse", ["forensics/reassembly/_dnsparse.pyx"])]
+         Extension("forensics.reassembly._dnsparse", ["forensics/reassembly/_dnsparse.pyx"]),
+         Extension("forensics._slots", ["forensics/_slots.pyx"])]
         + [Extension(_module(p), [p]) for p in ANALYSIS],
         compiler_directives=DIRECTIVES,
         nthreads=os.cpu_count() or 1,

@@ -104,6 +104,12 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
         click.echo(f"DNS parser: Python (the extension is not built, or {compiled.PURE_ENV} is set)")
     else:
         click.echo("DNS parser: compiled")
+    from .model import new_endpoint
+
+    if type(new_endpoint).__name__ == "function":
+        click.echo(f"record constructors: Python (the extension is not built, or {compiled.PURE_ENV} is set)")
+    else:
+        click.echo("record constructors: compiled")
     ctx.exit()
 
 

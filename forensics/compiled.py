@@ -14,7 +14,8 @@ has no ``.py`` of its own name) is not this guard's business: see
 ``FORENSICS_PURE_WALK`` in ``sources.pcapio``. Nor is the compiled writer of the
 attempts' JSON pieces (``_lines``, also without a ``.py``): ``lines_module`` gives it,
 or None under ``FORENSICS_PURE=1``, and its callers then make the pieces through dicts;
-nor the compiled DNS parser (``reassembly/_dnsparse``): ``dnsparse_module``, the same way.
+nor the compiled DNS parser (``reassembly/_dnsparse``): ``dnsparse_module``, the same way;
+nor the records' compiled constructors (``_slots``): ``slots_module``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def dnsparse_module():
     """``forensics.reassembly._dnsparse`` (``dnswire.parse`` in compiled code, the same
     messages), or None: not built, or ``FORENSICS_PURE=1``."""
     return _extension("reassembly._dnsparse")
+
+
+def slots_module():
+    """``forensics._slots`` (the records' constructors in compiled code, the same objects:
+    ``model.slot_filler``), or None: not built, or ``FORENSICS_PURE=1``."""
+    return _extension("_slots")
 
 
 @dataclass

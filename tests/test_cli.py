@@ -115,9 +115,14 @@ def test_version_says_which_record_walk_runs():
 
     assert ("and stage 2's lines" in out.stdout) == (pipeline.spilled_lines is not pipeline._spilled_lines)
     assert ("DNS parser: compiled" in out.stdout) == (dnswire.fast_parse is not dnswire.parse), out.stdout
+    from forensics import compiled, model
+
+    assert ("record constructors: compiled" in out.stdout) == (compiled.slots_module() is not None), out.stdout
+    assert ("record constructors: compiled" in out.stdout) == (type(model.new_tcp_conn).__name__ != "function")
     pure = subprocess.run([sys.executable, "-m", "forensics", "--version"], capture_output=True, text=True,
                           env={**os.environ, "FORENSICS_PURE": "1"})
     assert "line writer: Python" in pure.stdout and "DNS parser: Python" in pure.stdout, pure.stdout
+    assert "record constructors: Python" in pure.stdout, pure.stdout
 
 
 def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):
