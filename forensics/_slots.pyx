@@ -7,7 +7,9 @@ constructor in Python stores each field in a slot of a plain class of the same l
 then gives the object its class: 190 ns an ``Endpoint``, 580 ns a ``TcpConn``, most of it
 the interpreter's call, its stores and the class change. ``filler`` makes a built-in
 function that allocates the record of its class and puts each argument in its field's slot:
-the same object, with no Python frame.
+the same object, with no Python frame. ``reader`` makes the other way's: one call gives
+several fields of a record as a tuple, read in their slots (``operator.attrgetter``'s
+tuple), where each attribute read of compiled code goes through the class's descriptors.
 
 ``filler(cls, names)`` gives None where it cannot be sure of that: a field that is not a slot
 holding an object, a class with items or a ``__new__`` of its own. The constructor takes its
@@ -27,6 +29,7 @@ cdef extern from *:
     typedef struct {
         PyMethodDef def;
         PyTypeObject *tp;
+        PyObject *names;  /* a reader's: the fields' names (a tuple), for an object of another class */
         Py_ssize_t n;
         Py_ssize_t offs[1];
     } forensics_filler;
@@ -65,10 +68,49 @@ cdef extern from *:
         return o;
     }
 
+    /* a reader: the fields of ``o`` as a tuple, read in their slots where ``o`` is of the
+       reader's class exactly, through ``getattr`` otherwise (and for an empty slot, whose
+       AttributeError that gives) */
+    static PyObject *forensics_read(PyObject *cap, PyObject *o) {
+        forensics_filler *f = (forensics_filler *)PyCapsule_GetPointer(cap, FORENSICS_FILLER);
+        PyObject *t, *v;
+        Py_ssize_t i;
+        if (f == NULL)
+            return NULL;
+        t = PyTuple_New(f->n);
+        if (t == NULL)
+            return NULL;
+        if (Py_TYPE(o) == f->tp) {
+            for (i = 0; i < f->n; i++) {
+                v = *(PyObject **)((char *)o + f->offs[i]);
+                if (v == NULL)
+                    break;
+                Py_INCREF(v);
+                PyTuple_SET_ITEM(t, i, v);
+            }
+            if (i == f->n)
+                return t;
+            Py_DECREF(t);
+            t = PyTuple_New(f->n);
+            if (t == NULL)
+                return NULL;
+        }
+        for (i = 0; i < f->n; i++) {
+            v = PyObject_GetAttr(o, PyTuple_GET_ITEM(f->names, i));
+            if (v == NULL) {
+                Py_DECREF(t);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(t, i, v);
+        }
+        return t;
+    }
+
     static void forensics_filler_free(PyObject *cap) {
         forensics_filler *f = (forensics_filler *)PyCapsule_GetPointer(cap, FORENSICS_FILLER);
         if (f != NULL) {
             Py_XDECREF((PyObject *)f->tp);
+            Py_XDECREF(f->names);
             PyMem_Free((void *)f->def.ml_name);
             PyMem_Free(f);
         }
@@ -77,7 +119,7 @@ cdef extern from *:
     /* the built-in function ``name`` that makes an object of ``tp`` from ``n`` arguments put
        in the slots at ``offs``; NULL with an exception set where it cannot be made */
     static PyObject *forensics_new_filler(PyTypeObject *tp, const char *name, Py_ssize_t n,
-                                          const Py_ssize_t *offs) {
+                                          const Py_ssize_t *offs, PyObject *names) {
         forensics_filler *f;
         PyObject *cap, *fn;
         size_t len = strlen(name) + 1;
@@ -91,8 +133,15 @@ cdef extern from *:
         }
         memcpy(own, name, len);
         f->def.ml_name = own;
-        f->def.ml_meth = (PyCFunction)(void (*)(void))forensics_fill;
-        f->def.ml_flags = METH_FASTCALL;
+        if (names == NULL) {
+            f->def.ml_meth = (PyCFunction)(void (*)(void))forensics_fill;
+            f->def.ml_flags = METH_FASTCALL;
+        } else {
+            f->def.ml_meth = (PyCFunction)forensics_read;
+            f->def.ml_flags = METH_O;
+        }
+        Py_XINCREF(names);
+        f->names = names;
         f->def.ml_doc = NULL;
         Py_INCREF((PyObject *)tp);
         f->tp = tp;
@@ -101,6 +150,7 @@ cdef extern from *:
         cap = PyCapsule_New(f, FORENSICS_FILLER, forensics_filler_free);
         if (cap == NULL) {
             Py_DECREF((PyObject *)tp);
+            Py_XDECREF(names);
             PyMem_Free(own);
             PyMem_Free(f);
             return NULL;
@@ -111,18 +161,16 @@ cdef extern from *:
     }
     """
     Py_ssize_t forensics_member_offset(object d)
-    object forensics_new_filler(PyTypeObject *tp, const char *name, Py_ssize_t n, const Py_ssize_t *offs)
+    object forensics_new_filler(PyTypeObject *tp, const char *name, Py_ssize_t n, const Py_ssize_t *offs,
+                                PyObject *names)
 
 
 #: The most fields a record has here (``TcpConn``: 31), with room to grow.
 MAX_FIELDS = 64
 
 
-def filler(cls, names, str name):
-    """A built-in function ``name`` making an object of ``cls`` with its fields ``names``
-    (in that order) given positionally, each put in its slot; None where ``cls`` is not a
-    class whose objects are only those slots (checked here: every name a slot holding an
-    object, no items, nothing of its own in ``__new__``)."""
+cdef object _made(cls, names, str name, bint reader):
+    """``filler``'s or ``reader``'s function, or None (see them)."""
     cdef Py_ssize_t offs[64]
     cdef Py_ssize_t i, n = len(names), off
     cdef PyTypeObject *tp
@@ -135,9 +183,28 @@ def filler(cls, names, str name):
     for i in range(n):
         nm = names[i]
         off = forensics_member_offset(cls.__dict__.get(nm))
-        if off < 0 or off + <Py_ssize_t>sizeof(PyObject *) > tp.tp_basicsize or off in seen:
+        if off < 0 or off + <Py_ssize_t>sizeof(PyObject *) > tp.tp_basicsize or (off in seen and not reader):
             return None
         seen.add(off)
         offs[i] = off
     raw = name.encode("utf-8")
-    return forensics_new_filler(tp, raw, n, offs)
+    if not reader:
+        return forensics_new_filler(tp, raw, n, offs, NULL)
+    fields = tuple([str(nm) for nm in names])
+    return forensics_new_filler(tp, raw, n, offs, <PyObject *>fields)
+
+
+def filler(cls, names, str name):
+    """A built-in function ``name`` making an object of ``cls`` with its fields ``names``
+    (in that order) given positionally, each put in its slot; None where ``cls`` is not a
+    class whose objects are only those slots (checked here: every name a slot holding an
+    object, no items, nothing of its own in ``__new__``)."""
+    return _made(cls, names, name, False)
+
+
+def reader(cls, names, str name):
+    """A built-in function ``name`` giving the fields ``names`` of an object as a tuple, as
+    ``operator.attrgetter(*names)`` does: read in their slots where the object is of ``cls``
+    exactly, through ``getattr`` otherwise. None where a name is not a slot of ``cls``
+    holding an object (as ``filler``)."""
+    return _made(cls, names, name, True)

@@ -34,8 +34,9 @@ from .detectors.outcome import answered_detail, response_detail
 from .detectors.base import Facts, ev, finding, query_text
 from .detectors.dnsforge import key_of
 from .detectors.features import _outcome
-from .model import (_HEX4, MAX_FRAMES_LISTED, DnsTransaction, hex4, iso_time, new_dns_answer, new_dns_response,
-                    round_to, new_dns_transaction, new_endpoint, rcode_text)
+from .model import (_HEX4, MAX_FRAMES_LISTED, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, hex4, iso_time,
+                    new_dns_answer, new_dns_response, round_to, new_dns_transaction, new_endpoint, rcode_text,
+                    slot_reader)
 from .reassembly.attempts import from_dns
 from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
 
@@ -46,6 +47,18 @@ _pieces = getattr(lines_module(), "dns_pieces", None)
 # and none of the others' (each of them looks at TCP only)
 assert [d.name for d in BUILTIN] == ["outcome", "rst", "blockpage", "silence", "options"], \
     "the DNS lane must learn what the new detector says of a DNS query over UDP"
+
+#: the fields ``takes`` and ``take`` read, each record's in one call (``model.slot_reader``)
+_TXN_CHECK = slot_reader(DnsTransaction, "icmp", "query_fragments", "responses", "server")
+_RESPONSE_CHECK = slot_reader(DnsResponse, "src", "cut", "fragments", "rcode")
+_TXN = slot_reader(DnsTransaction, "responses", "client", "server", "query_ts", "query_frames", "qname", "qtype",
+                   "input", "txid", "query_ttl", "watched")
+_RESPONSE = slot_reader(DnsResponse, "ts", "rcode", "ttl", "frame", "input", "src", "ipid", "flags", "answers",
+                        "authority", "additional", "qname_matches")
+_ENDPOINT = slot_reader(Endpoint, "ip", "port")
+_ANSWER = slot_reader(DnsAnswer, "name", "rtype", "ttl", "data")
+#: the AA bit of a response's flags (``DnsResponse.aa``)
+_AA = 0x0400
 
 _SIGNAL = "dns-answered"
 #: the summary ``_lines.dns_pieces`` writes for a response 15.7 ms after its query, NOERROR
@@ -79,37 +92,38 @@ class DnsLane:
     def takes(self, t: DnsTransaction) -> bool:
         """Whether ``t`` is a query answered once, whole, by the server asked, with NOERROR
         or NXDOMAIN (and no detector has failed: the general path leaves a failed one out)."""
-        if t.icmp or t.query_fragments or len(t.responses) != 1 or self.judge._broken:
+        icmp, query_fragments, responses, server = _TXN_CHECK(t)
+        if icmp or query_fragments or len(responses) != 1 or self.judge._broken:
             return False
-        r = t.responses[0]
-        return r.src == t.server and not r.cut and not r.fragments and (r.rcode == 0 or r.rcode == 3)
+        src, cut, fragments, rcode = _RESPONSE_CHECK(responses[0])
+        return (src is server or src == server) and not cut and not fragments and (rcode == 0 or rcode == 3)
 
     def take(self, t: DnsTransaction) -> tuple:
         """For a transaction the lane ``takes``: (start, first frame, head, verdict piece, mid,
         tail, key, raw), having fed the controls. ``key`` is None where the verdict stands
         whatever the controls hold; ``raw`` is ``t`` as builtins (``facts_of``)."""
-        r = t.responses[0]
-        client, server = t.client, t.server
-        qts, rts = t.query_ts, r.ts
-        qframes = t.query_frames
+        responses, client, server, qts, qframes, name, qtype, inp, txid, qttl, watched = _TXN(t)
+        r = responses[0]
+        rts, rcode, rttl, rframe, rinp, src, ipid, flags, answers, authority, additional, qmatch = _RESPONSE(r)
+        cip, cport = _ENDPOINT(client)
+        sip, sport = _ENDPOINT(server)
         addrs = tuple(sorted(r.addresses()))
-        rcode = r.rcode
         result = _outcome(addrs, rcode)
-        name, qtype, inp = t.qname, t.qtype, t.input
-        self.controls.add_lone_answer(inp, client.ip, server.ip, r.ttl, round_to(rts - qts, 6), name, qtype, result)
-        key = key_of(name, qtype, server.ip, result, (addrs,)) or None
-        frames = sorted([*qframes, r.frame])
+        self.controls.add_lone_answer(inp, cip, sip, rttl, round_to(rts - qts, 6), name, qtype, result)
+        key = key_of(name, qtype, sip, result, (addrs,)) or None
+        frames = sorted([*qframes, rframe])
         listed = frames[:MAX_FRAMES_LISTED]
         qdetail, rdetail = query_text(qtype, name), response_detail(addrs, rcode)
         duration = round_to(max(rts - qts, 0.0) * 1000.0, 3)
         history = "Q" * min(len(qframes), 9) + "r"
         got = None
         if self._pieces is not None:
-            got = self._pieces(self._vhead, self._rule, rts - qts, qdetail, rdetail, inp, client.ip, client.port,
-                               server.ip, server.port, name, qts, duration, history, listed, len(frames), t.txid,
-                               qtype, qframes, t.query_ttl, r.input, r.frame, rts, r.src.ip, r.src.port,
-                               r.ttl, r.ipid, _HEX4.get(r.flags) or hex4(r.flags), rcode_text(rcode), r.aa,
-                               r.answers)
+            src_ip, src_port = _ENDPOINT(src)
+            got = self._pieces(self._vhead, self._rule, rts - qts, qdetail, rdetail, inp, cip, cport,
+                               sip, sport, name, qts, duration, history, listed, len(frames), txid,
+                               qtype, qframes, qttl, rinp, rframe, rts, src_ip, src_port,
+                               rttl, ipid, _HEX4.get(flags) or hex4(flags), rcode_text(rcode),
+                               bool(flags & _AA), answers)
         if got is not None:
             head, piece, mid, tail = got
         else:  # a value the compiled writer leaves to the encoder (or it is not built)
@@ -128,10 +142,9 @@ class DnsLane:
                         "query_ttl": t.query_ttl, "responses": [r.to_dict()], "icmp": _NO_ICMP}})
         raw = None
         if key is not None:
-            raw = (inp, client.ip, client.port, server.ip, server.port, t.txid, name, qtype, qframes, qts,
-                   t.query_ttl, t.watched, r.input, r.frame, rts, r.ttl, r.ipid, r.flags, rcode,
-                   tuple([(a.name, a.rtype, a.ttl, a.data) for a in r.answers]), r.authority, r.additional,
-                   r.qname_matches)
+            raw = (inp, cip, cport, sip, sport, txid, name, qtype, qframes, qts, qttl, watched, rinp, rframe,
+                   rts, rttl, ipid, flags, rcode, tuple([_ANSWER(a) for a in answers]), authority, additional,
+                   qmatch)
         return qts, frames[0], head, piece, mid, tail, key, raw
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import struct
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -636,6 +637,17 @@ def slot_filler(cls):
     made = fast.filler(cls, names, f"new_{cls.__name__}") if fast is not None else None
     # (the same objects, made by compiled code: ``forensics._slots``)
     return made if made is not None else python_filler(cls, names)
+
+
+def slot_reader(cls, *names: str):
+    """The fields ``names`` (two or more) of an object, as a tuple: ``operator.attrgetter(*names)``.
+    Where ``forensics._slots`` is built, a built-in function reads them in the slots of an object
+    of ``cls`` exactly, in one call where compiled code would make one attribute look-up (through
+    the class's descriptors) a field; of an object of another class, it asks ``getattr``."""
+    assert len(names) >= 2, "attrgetter gives one field itself, not in a tuple"
+    fast = slots_module()
+    got = fast.reader(cls, names, f"read_{cls.__name__}") if fast is not None else None
+    return got if got is not None else attrgetter(*names)
 
 
 def python_filler(cls, names: list[str]):

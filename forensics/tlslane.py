@@ -35,12 +35,19 @@ from .classify.engine import Judge, _sentence, apply_rules
 from .detectors import BUILTIN, crosscheck, dnsforge, outcome
 from .detectors.base import Facts, ev, finding
 from .detectors.features import asks_ecn, client_syns, ecn_answered
-from .model import S2C, SEG_FLAGS, Attempt
+from .model import S2C, SEG_FLAGS, Attempt, Endpoint, TcpConn, slot_reader
 from .report import _encode_bytes, verdict_fields
 
 # the lane stands for these detectors' findings on a TCP attempt, in this order
 assert [d.name for d in BUILTIN] == ["outcome", "rst", "blockpage", "silence", "options"], \
     "the TLS lane must learn what the new detector says of a TLS connection"
+
+#: what ``take`` reads of an attempt and its connection, each in one call (``model.slot_reader``)
+_ATTEMPT = slot_reader(Attempt, "tcp", "kind", "tls_reply", "response", "input", "client", "server", "name", "hello",
+                       "request")
+_CONN = slot_reader(TcpConn, "server_payload_frames", "syn", "synack", "icmp", "conflicts", "client_payload",
+                    "payload_bytes", "markers", "rows")
+_ENDPOINT = slot_reader(Endpoint, "ip", "port")
 
 _SIGNAL = "exchange-complete"
 _ANSWER = outcome.SERVER_HELLO_ANSWERED
@@ -101,17 +108,18 @@ class TlsLane:
         status line (and no detector has failed: the general path leaves a failed one out): its
         verdict's piece, as ``verdict_piece`` writes it, the controls fed as ``Judge.local``
         feeds them. None for any other attempt, the controls untouched."""
-        c = a.tcp
-        kind = a.kind
-        if c is None or self.judge._broken or not c.server_payload_frames:
+        c, kind, reply, response, inp, client, server, name, hello, request = _ATTEMPT(a)
+        if c is None or self.judge._broken:
+            return None
+        (server_payload_frames, syn, synack, icmp, conflicts, client_payload, payload_bytes, markers,
+         rows) = _CONN(c)
+        if not server_payload_frames:
             return None  # outcome._completed: no answer to show
         if kind == "tls":
-            reply = a.tls_reply
             if reply is None or not reply.server_hello:
                 return None  # outcome._completed
             template = self._template
         elif kind == "http":
-            response = a.response
             if response is None or not response.status:
                 return None  # outcome._completed
             answer = f"the server answered HTTP {response.status}"  # (outcome._completed's words)
@@ -124,17 +132,16 @@ class TlsLane:
                 return None
         else:
             return None
-        syn, synack = c.syn, c.synack
-        if synack is None or c.icmp or c.conflicts[S2C]:
+        if synack is None or icmp or conflicts[S2C]:
             return None  # outcome._tcp (an unanswered SYN), silence (ICMP), outcome._contradictions
         if not (syn is None or syn.wscale is None or synack.wscale is not None):
             return None  # options: a window scale the SYN-ACK did not echo
-        if c.client_payload and not c.payload_bytes[S2C]:
+        if client_payload and not payload_bytes[S2C]:
             return None  # silence: a payload the server's side did not answer
-        for m in c.markers:  # (every row with a RST is a marker: ``finish_tcp``)
+        for m in markers:  # (every row with a RST is a marker: ``finish_tcp``)
             if m.kind == "rst":
                 return None  # rst, outcome._contradictions, silence: resets
-        syns = client_syns(c.rows)
+        syns = client_syns(rows)
         ecn = [asks_ecn(r[SEG_FLAGS]) for r in syns]
         if len(syns) > 1 and ecn[0] and not all(ecn):
             return None  # outcome._contradictions: an ECN SYN unanswered, a plain one answered
@@ -145,9 +152,9 @@ class TlsLane:
             except Exception:
                 return None  # (the general path runs it again, and leaves it out from then on)
         # The controls get what ``features`` would give them (its hello size and request path).
-        inp = a.input
-        self.controls.add_exchange(inp, kind, a.client.ip, a.server.ip, a.server.port, a.name,
+        sip, sport = _ENDPOINT(server)
+        self.controls.add_exchange(inp, kind, client.ip, sip, sport, name,
                                    any(ecn) and ecn_answered(syns, synack.frame),
-                                   a.hello.record_size if a.hello is not None else 0,
-                                   a.request.path if a.request is not None else None)
-        return template % (inp, c.server_payload_frames[0], inp)
+                                   hello.record_size if hello is not None else 0,
+                                   request.path if request is not None else None)
+        return template % (inp, server_payload_frames[0], inp)

@@ -10,6 +10,7 @@ alike, and no reference gained or lost. The whole reports, compiled against
 from __future__ import annotations
 
 import dataclasses
+import operator
 import gc
 import os
 import pickle
@@ -139,3 +140,72 @@ def test_without_the_extension_the_constructors_are_python():
                          env={**os.environ, compiled.PURE_ENV: "1"})
     assert out.returncode == 0, out.stderr
     assert out.stdout == "function None"
+
+
+@need_slots
+@pytest.mark.parametrize("record", RECORDS)
+def test_the_compiled_reader_gives_attrgetters_tuple(record):
+    cls = getattr(model, record)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    if len(names) < 2:
+        pytest.skip("a record of one field")
+    fast = _slots.reader(cls, names, f"read_{record}")
+    assert type(fast).__name__ == "builtin_function_or_method"
+    slow = operator.attrgetter(*names)
+    obj = cls(*_values(cls, 7))
+    got = fast(obj)
+    assert type(got) is tuple and got == slow(obj)
+    assert all(g is w for g, w in zip(got, slow(obj)))
+    # a subset, in another order, and a name twice
+    some = (names[-1], names[0], names[-1])
+    assert _slots.reader(cls, some, "x")(obj) == operator.attrgetter(*some)(obj)
+
+
+@need_slots
+def test_the_reader_asks_getattr_of_another_class_and_of_an_empty_slot():
+    read = model.slot_reader(model.Endpoint, "ip", "port")
+
+    class Like:
+        ip, port = "198.51.100.1", 443
+
+        @property
+        def other(self):
+            return 1
+
+    assert read(Like()) == ("198.51.100.1", 443)
+    with pytest.raises(AttributeError):
+        read(object())
+
+    from forensics.reassembly.tcp import TcpState
+
+    state = TcpState()  # (its slots not set yet)
+    got = _slots.reader(TcpState, ("input", "chunks"), "x")
+    with pytest.raises(AttributeError) as fast_error:
+        got(state)
+    with pytest.raises(AttributeError) as slow_error:
+        operator.attrgetter("input", "chunks")(state)
+    assert str(fast_error.value) == str(slow_error.value)
+    state.input, state.chunks = 3, []
+    assert got(state) == (3, [])
+
+
+@need_slots
+def test_the_reader_keeps_references_right():
+    e = model.new_endpoint(f"ip-{id(object())}", 10_000_003)
+    read = model.slot_reader(model.Endpoint, "ip", "port")
+    gc.collect()
+    before = sys.getrefcount(e.ip), sys.getrefcount(e)
+    for _ in range(1000):
+        read(e)
+    assert (sys.getrefcount(e.ip), sys.getrefcount(e)) == before
+
+
+def test_slot_reader_falls_back_to_attrgetter():
+    class Plain:  # no slots: the compiled reader refuses it
+        def __init__(self):
+            self.a, self.b = 1, 2
+
+    read = model.slot_reader(Plain, "a", "b")
+    assert type(read) is operator.attrgetter and read(Plain()) == (1, 2)
+    with pytest.raises(AssertionError):
+        model.slot_reader(Plain, "a")

@@ -9,45 +9,50 @@ that were never answered.
 from __future__ import annotations
 
 from ..model import (SEG_FRAME, SEG_PLEN, Attempt, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, TcpConn,
-                     new_attempt, new_http_request, new_http_response, new_tls_client_hello, new_tls_server_reply)
+                     new_attempt, new_http_request, new_http_response, new_tls_client_hello, new_tls_server_reply,
+                     slot_reader)
 from . import dnswire, httpwire, tlswire
 
 
 def from_tcp(conn: TcpConn) -> list[Attempt]:
-    frames = tuple([r[SEG_FRAME] for r in conn.rows])
-    if conn.fragment_frames:  # segments made whole from IP fragments: the fragments are its packets too
-        frames = tuple(sorted(set(frames).union(conn.fragment_frames)))
-    client, server = conn.client, conn.server
+    (rows, fragment_frames, client, server, data, server_payload, first_ts, last_ts, input_idx,
+     history) = _CONN(conn)
+    frames = tuple([r[SEG_FRAME] for r in rows])
+    if fragment_frames:  # segments made whole from IP fragments: the fragments are its packets too
+        frames = tuple(sorted(set(frames).union(fragment_frames)))
     # Attempt(id, kind, transport, client, server, name, start, end, input, frames, history, tcp, dns, hello,
     # tls_reply, request, response), positionally: no keyword dict built per attempt
-    data = conn.client_payload
     if tlswire.looks_like_client_hello(data):
         h = tlswire.parse_client_hello(data)
         if h is not None:
             hello = new_tls_client_hello(h.sni, h.versions, h.record_size, _segments(conn, h.record_size),
                                          h.extensions, h.ciphers)
-            reply = tlswire.parse_server_reply(conn.server_payload)
+            reply = tlswire.parse_server_reply(server_payload)
             tr = new_tls_server_reply(reply.server_hello, reply.version, reply.alerts) if reply else None
-            return [new_attempt("", "tls", "tcp", client, server, h.sni, conn.first_ts, conn.last_ts, conn.input,
-                                frames, conn.history, conn, None, hello, tr, None, None, None)]
+            return [new_attempt("", "tls", "tcp", client, server, h.sni, first_ts, last_ts, input_idx,
+                                frames, history, conn, None, hello, tr, None, None, None)]
     if httpwire.looks_like_request(data):
         req = httpwire.parse_request(data)
         if req is not None:
             rq = new_http_request(req.method, req.host, req.path, req.version, req.complete)
-            resp = httpwire.parse_response(conn.server_payload)
+            resp = httpwire.parse_response(server_payload)
             rs = None
             if resp is not None:
                 rs = new_http_response(resp.status, resp.reason, resp.title, resp.headers.get("location"),
                                        resp.body_bytes, resp.headers.get("server"),
                                        conn.server_payload_frames[0] if conn.server_payload_frames else 0)
-            return [new_attempt("", "http", "tcp", client, server, req.host, conn.first_ts, conn.last_ts,
-                                conn.input, frames, conn.history, conn, None, None, None, rq, rs, None)]
+            return [new_attempt("", "http", "tcp", client, server, req.host, first_ts, last_ts,
+                                input_idx, frames, history, conn, None, None, None, rq, rs, None)]
     if 53 in (server.port, client.port) and data:
         dns = _dns_over_tcp(conn)
         if dns:
             return dns
-    return [Attempt("", "tcp", "tcp", client, server, "", conn.first_ts, conn.last_ts, conn.input, frames,
-                    conn.history, conn)]
+    return [Attempt("", "tcp", "tcp", client, server, "", first_ts, last_ts, input_idx, frames, history, conn)]
+
+
+#: what ``from_tcp`` reads of a connection, in one call (``model.slot_reader``)
+_CONN = slot_reader(TcpConn, "rows", "fragment_frames", "client", "server", "client_payload", "server_payload",
+                    "first_ts", "last_ts", "input", "history")
 
 
 def _segments(conn: TcpConn, size: int) -> int:

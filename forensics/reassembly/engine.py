@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsResponse, Endpoint, IcmpError,
-                     new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint)
+                     new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint, slot_reader)
 from ..records import take
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
@@ -88,6 +88,10 @@ def _group_destination(rows: np.ndarray) -> np.ndarray:
 
 ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
+
+
+#: what ``_feed_dns`` reads of a message, in one call (``model.slot_reader``)
+_MESSAGE = slot_reader(dnswire.DnsMessage, "txid", "flags", "qname", "qtype", "answers", "nscount", "arcount")
 
 
 @dataclass(slots=True)
@@ -417,29 +421,27 @@ class Reassembler:
             if msg is None:
                 self.stats.dns_unparsed += 1
                 continue
-            flags = msg.flags
+            txid, flags, qname, qtype, found, nscount, arcount = _MESSAGE(msg)
             if flags & dnswire.OPCODE_MASK:  # only standard queries (opcode 0)
                 continue
             src = endpoints.get((sh, sl, sp)) or endpoint(sh, sl, sp)
             if not flags & dnswire.QR:
-                qtype = msg.qtype
-                self._dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, msg.txid), src,
-                                endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), msg.txid, msg.qname,
+                self._dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, txid), src,
+                                endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), txid, qname,
                                 # no question (cut off by the capture, or none asked): no type either
-                                (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if msg.qname else "",
+                                (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if qname else "",
                                 whole.get(frame, NO_FRAGMENTS).frames)
                 continue
-            pend = pending.get((dh, dl, dp, msg.txid))
+            pend = pending.get((dh, dl, dp, txid))
             if pend is None:
                 self.stats.dns_orphan_responses += 1
                 continue
-            answers = tuple([new_dns_answer(*a) for a in msg.answers]) if msg.answers else ()
+            answers = tuple([new_dns_answer(*a) for a in found]) if found else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
             # qname_matches, cut, fragments, fragment_ttls, fragments_disagree)
             frags = whole.get(frame, NO_FRAGMENTS)
             pend.responses.append(new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
-                                                   msg.nscount, msg.arcount,
-                                                   msg.qname == pend.qname or (cut and not msg.qname), cut,
+                                                   nscount, arcount, qname == pend.qname or (cut and not qname), cut,
                                                    frags.frames, frags.ttls, frags.disagree))
 
     def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN,
                      SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, IcmpError, TcpConn, TcpOptions, new_endpoint,
-                     new_marker, new_tcp_conn, new_tcp_options, round_to, seg_rows, seg_rows_raw)
+                     new_marker, new_tcp_conn, new_tcp_options, round_to, seg_rows, seg_rows_raw, slot_reader)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 from ..sources.defrag import NO_FRAGMENTS, Fragments
 
@@ -481,16 +481,18 @@ def _ip_text(hi: int, lo: int) -> str:
 
 
 def finish_tcp(s: TcpState) -> TcpConn:
-    raw = bytearray().join(s.chunks)
+    (chunks, base_seq, pieces, capped, want_all, fragments, fragments_disagree, c, sv, input_idx, stream, ipver,
+     direction_from, packets, pbytes, syn, synack, syn_count, icmp, first_ts, last_ts, cut) = _STATE(s)
+    raw = bytearray().join(chunks)
     segs = np.frombuffer(raw, SEG_DTYPE)
     rows = seg_rows_raw(raw)
-    nrt, hist, c_start, s_start, first_pay_ts, ends = _scan(rows, s.base_seq)
-    pieces = s.pieces or ([], [])
-    if s.capped and pieces[C2S]:
+    nrt, hist, c_start, s_start, first_pay_ts, ends = _scan(rows, base_seq)
+    pieces = pieces or ([], [])
+    if capped and pieces[C2S]:
         # the first payload's row may be past the row cap: its first segment kept its time
         first_pay_ts = pieces[C2S][0][3] if first_pay_ts is None else min(first_pay_ts, pieces[C2S][0][3])
     cpay, cframes, csends, cconf = _reassemble(pieces[C2S], c_start)
-    spay, sframes, _, sconf = _reassemble(pieces[S2C], s_start, PAYLOAD_CAP if s.want_all else SERVER_KEEP)
+    spay, sframes, _, sconf = _reassemble(pieces[S2C], s_start, PAYLOAD_CAP if want_all else SERVER_KEEP)
     markers = []
     for r in ends:
         f, ts = r[SEG_FLAGS], r[SEG_TS]
@@ -500,8 +502,7 @@ def finish_tcp(s: TcpState) -> TcpConn:
         markers.append(new_marker("rst" if f & TCP_RST else "fin", r[SEG_FRAME], r[SEG_INPUT], ts, r[SEG_DIR], f,
                                   r[SEG_SEQ], r[SEG_ACK], r[SEG_TTL], r[SEG_IPID], r[SEG_WIN], r[SEG_PLEN], after,
                                   round_to((ts - first_pay_ts) * 1000, 3) if after else None))
-    frags = Fragments.of(s.fragments, s.fragments_disagree) if s.fragments else NO_FRAGMENTS
-    c, sv = s.c_key, s.s_key
+    frags = Fragments.of(fragments, fragments_disagree) if fragments else NO_FRAGMENTS
     client = new_endpoint(_IP_TEXT.get((c[0], c[1])) or _ip_text(c[0], c[1]), c[2])
     server = new_endpoint(_IP_TEXT.get((sv[0], sv[1])) or _ip_text(sv[0], sv[1]), sv[2])
     # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
@@ -509,8 +510,14 @@ def finish_tcp(s: TcpState) -> TcpConn:
     # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
     # client_payload_ts, detail_capped, rows, payload_cut, fragment_frames, fragment_ttls, fragments_disagree)
     return new_tcp_conn(
-        s.input, s.stream, client, server,
-        s.ipver, s.direction_from, segs, (s.packets[0], s.packets[1]), (s.pbytes[0], s.pbytes[1]),
-        s.syn, s.synack, s.syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
-        tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(s.icmp or ()), hist, s.first_ts,
-        s.last_ts, first_pay_ts, s.capped, rows, s.cut, frags.frames, frags.ttls, frags.disagree)
+        input_idx, stream, client, server,
+        ipver, direction_from, segs, (packets[0], packets[1]), (pbytes[0], pbytes[1]),
+        syn, synack, syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
+        tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(icmp or ()), hist, first_ts,
+        last_ts, first_pay_ts, capped, rows, cut, frags.frames, frags.ttls, frags.disagree)
+
+
+#: what ``finish_tcp`` reads of a connection's state, in one call (``model.slot_reader``)
+_STATE = slot_reader(TcpState, "chunks", "base_seq", "pieces", "capped", "want_all", "fragments",
+                     "fragments_disagree", "c_key", "s_key", "input", "stream", "ipver", "direction_from",
+                     "packets", "pbytes", "syn", "synack", "syn_count", "icmp", "first_ts", "last_ts", "cut")
