@@ -34,10 +34,21 @@ SEG_DTYPE = np.dtype([
 
 _STRUCT_CODES = {("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
                  ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q", ("f", 8): "d"}
+
+
+def struct_of(dtype: np.dtype) -> struct.Struct:
+    """A packed structured dtype of integers and float64s as a ``struct`` layout (native order, as
+    numpy stores it): a record packed by it is a row of ``dtype``, byte for byte."""
+    at, starts = 0, []
+    for n in dtype.names:  # the fields in order, each right after the one before: no padding
+        starts.append(at)
+        at += dtype[n].itemsize
+    assert [dtype.fields[n][1] for n in dtype.names] == starts and at == dtype.itemsize
+    return struct.Struct("=" + "".join(_STRUCT_CODES[dtype[n].kind, dtype[n].itemsize] for n in dtype.names))
+
+
 #: SEG_DTYPE as a ``struct`` layout (packed, native order, as numpy stores it).
-_SEG_STRUCT = struct.Struct("=" + "".join(_STRUCT_CODES[SEG_DTYPE[n].kind, SEG_DTYPE[n].itemsize]
-                                          for n in SEG_DTYPE.names))
-assert _SEG_STRUCT.size == SEG_DTYPE.itemsize
+_SEG_STRUCT = struct_of(SEG_DTYPE)
 
 
 def seg_rows(segs: np.ndarray) -> list[tuple]:

@@ -1,8 +1,11 @@
-"""``records.take``: the rows an index or a mask selects, the same as numpy's own indexing."""
+"""``records.take``: the rows an index or a mask selects, the same as numpy's own indexing; and
+``model.struct_of``: a row packed by ``struct``, the same as numpy's."""
 
 import numpy as np
 import pytest
 
+from forensics import pipeline
+from forensics.model import SEG_DTYPE, struct_of
 from forensics.ordering import _order
 from forensics.pipeline import INDEX_DTYPE, SORT_KEYS
 from forensics.reassembly.engine import KEY_DTYPE
@@ -49,3 +52,24 @@ def test_sorted_index_rows_keep_their_fields():
     rows["seq"] = np.arange(50)
     out = take(rows, _order(rows, SORT_KEYS))
     assert out.tolist() == sorted(rows.tolist(), key=lambda r: (r[0], r[1], r[2], r[3]))
+
+
+@pytest.mark.parametrize("dtype", [INDEX_DTYPE, SEG_DTYPE], ids=["index", "segment"])
+def test_a_row_packed_by_struct_of_is_numpys_row(dtype):
+    """``struct_of``: the index rows ``_Recorder`` packs one by one are the rows ``np.array`` makes."""
+    st = struct_of(dtype)
+    rows = _filled(dtype, 500, seed=5)
+    rows = rows[np.isfinite(rows[[n for n in dtype.names if dtype[n].kind == "f"][0]])]  # (NaN != NaN)
+    ext = np.zeros(4, dtype)  # the extremes of each field
+    for n in dtype.names:
+        info = np.iinfo(dtype[n]) if dtype[n].kind in "iu" else np.finfo(dtype[n])
+        ext[n] = [info.min, info.max, 0, -1 if dtype[n].kind != "u" else 1]
+    for part in (rows, ext):
+        values = part.tolist()
+        assert b"".join(st.pack(*v) for v in values) == np.array(values, dtype).tobytes()
+    assert pipeline._INDEX_ROW.size == INDEX_DTYPE.itemsize
+
+
+def test_struct_of_refuses_a_dtype_with_padding():
+    with pytest.raises(AssertionError):
+        struct_of(np.dtype([("a", np.int8), ("b", np.int64)], align=True))
