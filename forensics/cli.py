@@ -180,6 +180,8 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None, progres
             bar.close()
     for w in report.warnings:
         click.echo(f"forensics: warning: {w}", err=True)
+    if fmt in ("json", "jsonl"):
+        report.read_once()  # written once: the attempts' files are freed as the report is written
     if output:
         try:
             _write_file(output, lambda fh: render(report, fmt, fh))

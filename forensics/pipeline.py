@@ -54,6 +54,7 @@ from . import dnslane
 from .dnslane import DnsLane
 from .compiled import lines_module
 from .errors import ForensicsError, InputError
+from .holes import Freer
 from .ordering import Appender, DiskArray, merged, sort_file
 from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict, new_evidence,
                     new_finding, struct_of)
@@ -672,6 +673,21 @@ def _spill_ranges(fd: int, offs: np.ndarray, lens: np.ndarray) -> tuple[list[byt
     return bufs, ats
 
 
+def _needed_after(index, n: int) -> list[int]:
+    """For each block of ``JUDGE_TICK`` rows of ``index`` (in the report's order), the lowest
+    spill offset a later block reads: stage 2 frees the spill below it once the block is
+    judged (-1 for the last block: the spill is removed then). The spill is in the order the
+    attempts finished, the report in the order they started, so the offsets still needed
+    rise from block to block, a DNS query's linger behind."""
+    lows = [int(index[b:b + JUDGE_TICK]["off"].min()) for b in range(0, n, JUDGE_TICK)]
+    out = [-1] * len(lows)
+    low = -1
+    for k in range(len(lows) - 1, -1, -1):
+        out[k] = low
+        low = lows[k] if low < 0 else min(low, lows[k])
+    return out
+
+
 def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, ranks,
                stage: StageFn | None = None) -> JudgedPart:
     """Stage 2 for one part: each attempt's verdict against every part's controls, and
@@ -692,7 +708,9 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
     verdicts: list[Verdict] | None = [] if kept is not None else None
     path = os.path.join(workdir, f"part{res.part}.lines")
     loads, code, stands = pickle.loads, _CODE, judge.stands
-    fd = os.open(res.spill, os.O_RDONLY)
+    fd = os.open(res.spill, os.O_RDWR)  # (read, and its space freed behind the blocks: ``holes``)
+    freer = Freer(fd)
+    needed = _needed_after(index, n) if freer.works else None
     try:
         with open(path, "wb", buffering=1 << 20) as out, collector_by_hand() as gc_tick:
             write = out.write
@@ -731,6 +749,8 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
                 seen, at = np.unique(codes, return_index=True)
                 new = first[seen] < 0
                 first[seen[new]] = pos_block[at[new]]
+                if needed is not None and needed[b // JUDGE_TICK] >= 0:
+                    freer.upto(needed[b // JUDGE_TICK])  # no later block reads the spill below it
         if stage is not None:
             stage("judging", n, n)
     finally:
@@ -852,7 +872,9 @@ def _give_back_memory() -> None:
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 #: What a run keeps in its temporary folder at its fullest, per attempt: the spill record
 #: (1.56 KB on the 1M benchmark, its verdict encoded in most) and the report line (1.31 KB)
-#: both exist while a part is judged, with the index rows beside them.
+#: both exist while a part is judged, with the index rows beside them. (Where the file system
+#: punches holes, stage 2 frees the spill behind it as it writes the lines: ``holes``; this
+#: counts on neither.)
 WORKDIR_BYTES_PER_ATTEMPT = 3000
 
 

@@ -14,6 +14,7 @@ import orjson
 from . import __version__
 from .compiled import lines_module
 from .errors import UsageError
+from .holes import Freer
 from .model import MAX_FRAMES_LISTED, Attempt, InputInfo, Verdict, iso_time
 from .sources import pcapio
 
@@ -103,6 +104,13 @@ class Report:
             else:
                 yield (line + "\n").encode("ascii") if binary else line + "\n"
 
+    def read_once(self) -> None:
+        """The next pass over the attempts as bytes (``iter_attempt_json_blocks(binary=True)``)
+        is the last: a report kept on disk frees its files' space behind that pass, and its
+        attempts cannot be read again (a report that writes itself once and is done)."""
+        if self._store is not None:
+            self._store.read_once()
+
     def iter_attempt_dicts(self) -> Iterator[dict]:
         """Each attempt as the contract's dict, in order, without holding them all."""
         if self._store is not None:
@@ -175,6 +183,23 @@ class AttemptStore:
         self.order = order  # a sequence of file numbers, one per line (a numpy array)
         self.summary = summary
         self._finalizer = weakref.finalize(self, shutil.rmtree, cleanup, True) if cleanup else None
+        self._once = False  # the next pass is the last: it frees the files behind it (``read_once``)
+        self._spent = False
+
+    def read_once(self) -> None:
+        """The next pass over the lines (as bytes) is the last one: it frees each file's space
+        behind its reads (``holes.Freer``), and the store cannot be read again after it."""
+        self._once = True
+
+    def _pass(self, files: list) -> list[Freer | None]:
+        """A pass over ``files`` (open for reading and writing where it is the last one): the
+        freer of each, or None each where it is not the last pass."""
+        if self._spent:
+            raise ValueError("the report's attempts were read once, their files freed as they were read")
+        if not self._once:
+            return [None] * len(files)
+        self._spent = True
+        return [Freer(f.fileno()) for f in files]
 
     def lines(self) -> Iterator[str]:
         for block in self.blocks():
@@ -183,20 +208,21 @@ class AttemptStore:
     def _in_step(self, binary: bool, lead: bytes | None = None) -> Iterator:
         """The lines of several files, in ``order``, about ``IN_STEP_LINES`` at a time (text, or
         bytes if ``binary``, each line ending in a newline, or after ``lead``: ``blocks``)."""
-        files = [open(p, "rb") for p in self.paths]
+        files = [open(p, "r+b" if self._once and binary else "rb") for p in self.paths]
         try:
+            freers = self._pass(files) if binary else [None] * len(files)
             walk = pcapio.compiled_walk
             # (a build without lead_lines has a merge_lines without its lead: an older _walk.pyx)
             compiled = hasattr(walk, "merge_lines") and (lead is None or hasattr(walk, "lead_lines"))
-            blocks = (self._in_step_compiled(files, walk.merge_lines, lead) if compiled
-                      else self._in_step_lines(files, lead))
+            blocks = (self._in_step_compiled(files, walk.merge_lines, lead, freers) if compiled
+                      else self._in_step_lines(files, lead, freers))
             for block in blocks:
                 yield block if binary else block.decode("utf-8")
         finally:
             for f in files:
                 f.close()
 
-    def _in_step_lines(self, files: list, lead: bytes | None = None) -> Iterator[bytes]:
+    def _in_step_lines(self, files: list, lead: bytes | None, freers: list) -> Iterator[bytes]:
         """``_in_step`` without the compiled walk: a line read at a time."""
         readers = [f.readline for f in files]
         order = self.order
@@ -204,9 +230,12 @@ class AttemptStore:
             group = [readers[p]() for p in order[b:b + IN_STEP_LINES].tolist()]
             if not all(group) or group[-1][-1:] != b"\n":
                 raise ValueError(f"the attempts' files {self.paths} hold fewer lines than the report has")
+            for f, freer in zip(files, freers):
+                if freer is not None:
+                    freer.upto(f.tell())
             yield b"".join(group) if lead is None else _lead_lines(b"".join(group), lead)
 
-    def _in_step_compiled(self, files: list, merge, lead: bytes | None = None) -> Iterator[bytes]:
+    def _in_step_compiled(self, files: list, merge, lead: bytes | None, freers: list) -> Iterator[bytes]:
         """``_in_step`` by ``merge_lines``: each file read into its own buffer, ``IN_STEP_READ``
         bytes at a time, and the lines copied from the buffers in order by compiled code."""
         n = len(files)
@@ -231,6 +260,8 @@ class AttemptStore:
                 if not read:
                     raise ValueError(f"the attempts' files {self.paths} hold fewer lines than the report has")
                 pos[p], fill[p] = 0, keep + read
+                if freers[p] is not None:
+                    freers[p].upto(files[p].tell())
             yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def blocks(self, binary: bool = False, lead: bytes | None = None) -> Iterator:
@@ -246,10 +277,15 @@ class AttemptStore:
         if lead is not None:
             yield from self._led(lead)
             return
-        with open(self.paths[0], "rb") if binary else open(self.paths[0], "r", encoding="utf-8") as fh:
+        once = self._once and binary
+        with (open(self.paths[0], "r+b" if once else "rb") if binary
+              else open(self.paths[0], "r", encoding="utf-8")) as fh:
+            freer = self._pass([fh])[0] if binary else None
             rest = nl[:0]
             while True:
                 chunk = fh.read(STORE_BLOCK)
+                if freer is not None:
+                    freer.upto(fh.tell())
                 if not chunk:
                     break
                 cut = chunk.rfind(nl) + 1
@@ -268,11 +304,14 @@ class AttemptStore:
         led = walk.lead_lines if hasattr(walk, "lead_lines") else None
         buf = bytearray(STORE_BLOCK)
         keep = 0
-        with open(self.paths[0], "rb") as fh:
+        with open(self.paths[0], "r+b" if self._once else "rb") as fh:
+            freer = self._pass([fh])[0]
             while True:
                 if keep == len(buf):  # a line longer than the buffer
                     buf.extend(bytes(len(buf)))
                 got = fh.readinto(memoryview(buf)[keep:])
+                if freer is not None:
+                    freer.upto(fh.tell())
                 if not got:
                     if keep:
                         yield lead + bytes(buf[:keep])
