@@ -58,6 +58,8 @@ ANALYSIS = [
     "forensics/detectors/rst.py",
     "forensics/detectors/silence.py",
     "forensics/detectors/options.py",
+    "forensics/detectors/addrspace.py",
+    "forensics/detectors/ttl.py",
     "forensics/detectors/blockpage.py",
     "forensics/detectors/crosscheck.py",
 ]
