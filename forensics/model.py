@@ -650,6 +650,18 @@ def slot_filler(cls):
     return made if made is not None else python_filler(cls, names)
 
 
+def slot_maker(cls):
+    """``cls`` itself, called with every field positionally, for a slots dataclass whose
+    ``__init__`` only sets its fields (checked); where ``forensics._slots`` is built, its
+    compiled filler instead (``slot_filler``'s, for a class that need not be frozen): the
+    same object, without the dataclass's ``__init__`` run as Python."""
+    fields = dataclasses.fields(cls)
+    assert "__slots__" in cls.__dict__ and all(f.init for f in fields) and not hasattr(cls, "__post_init__")
+    fast = slots_module()
+    made = fast.filler(cls, [f.name for f in fields], f"new_{cls.__name__}") if fast is not None else None
+    return made if made is not None else cls
+
+
 def slot_reader(cls, *names: str):
     """The fields ``names`` (two or more) of an object, as a tuple: ``operator.attrgetter(*names)``.
     Where ``forensics._slots`` is built, a built-in function reads them in the slots of an object

@@ -209,3 +209,23 @@ def test_slot_reader_falls_back_to_attrgetter():
     assert type(read) is operator.attrgetter and read(Plain()) == (1, 2)
     with pytest.raises(AssertionError):
         model.slot_reader(Plain, "a")
+
+
+def test_slot_maker_makes_what_the_class_makes():
+    from forensics.reassembly.engine import _DnsPending, _new_pending
+
+    args = (1, model.new_endpoint("192.0.2.7", 5353), model.new_endpoint("198.51.100.53", 53), 77, "example.org",
+            "A", [12], 1.5, 64, [], [], (3, 4))
+    a, b = _new_pending(*args), _DnsPending(*args)
+    assert type(a) is _DnsPending and a == b
+    assert all(getattr(a, f.name) is v for f, v in zip(dataclasses.fields(_DnsPending), args))
+    a.responses.append("r")  # not frozen: the same lists as given
+    assert args[9] == ["r"]
+    assert (type(_new_pending).__name__ == "builtin_function_or_method") == (_slots is not None)
+
+    @dataclasses.dataclass(slots=True)
+    class Mutable:
+        x: object
+        y: object = None
+
+    assert model.slot_maker(Mutable)(1, 2) == Mutable(1, 2)

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsResponse, Endpoint, IcmpError,
-                     new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint, slot_reader)
+                     new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint, slot_maker, slot_reader)
 from ..records import take
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
@@ -108,6 +108,10 @@ class _DnsPending:
     responses: list[DnsResponse] = field(default_factory=list)
     icmp: list[IcmpError] = field(default_factory=list)
     fragments: tuple[int, ...] = ()  # the IP fragments of the query's first copy, when it came in them
+
+
+#: ``_DnsPending(...)``, every field given positionally (``model.slot_maker``)
+_new_pending = slot_maker(_DnsPending)
 
 
 @dataclass(slots=True)
@@ -460,12 +464,13 @@ class Reassembler:
     def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, key: tuple, client: Endpoint,
                    server: Endpoint, txid: int, qname: str, qtype: str, fragments: tuple[int, ...] = ()) -> None:
         pend = self.dns.get(key)
-        if pend is not None and pend.qname == qname and pend.qtype == qtype and pend.server == server:
+        if (pend is not None and pend.qname == qname and pend.qtype == qtype
+                and (pend.server is server or pend.server == server)):  # (most endpoints are ``_endpoint``'s one)
             pend.query_frames.append(frame)  # the client asked again
             return
         if pend is not None:
             self._finish_dns(key)
-        self.dns[key] = _DnsPending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [], fragments)
+        self.dns[key] = _new_pending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [], fragments)
         self.dns_by_client[(client.ip, client.port)] = key
 
     def _finish_dns(self, key: tuple, at_end: bool = False) -> None:
