@@ -48,7 +48,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .classify.engine import RULES_VERSION, Judge
-from .detectors.base import Facts
+from .detectors.base import Facts, new_facts
 from .detectors.controls import ControlSet, cases_of
 from . import dnslane
 from .dnslane import DnsLane
@@ -178,9 +178,9 @@ def _facts_record(facts: Facts) -> tuple:
 def _facts_from_record(rec: tuple) -> Facts:
     """The ``Facts`` that ``_facts_record`` made ``rec`` of."""
     *head, findings, features = rec
-    return Facts(*head, tuple([new_finding(det, sig, strength, detail,
-                                           tuple([new_evidence(*e) for e in evidence]), data)
-                               for det, sig, strength, detail, evidence, data in findings]), features)
+    return new_facts(*head, tuple([new_finding(det, sig, strength, detail,
+                                               tuple([new_evidence(*e) for e in evidence]), data)
+                                   for det, sig, strength, detail, evidence, data in findings]), features)
 
 
 #: A line record's header (``line_record``): a first byte that no pickle starts with (protocol 5

@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from ..detectors import BUILTIN, CROSS, crosscheck, dnsforge
-from ..detectors.base import Facts
+from ..detectors.base import Facts, new_facts
 from ..detectors.controls import ControlSet
 from ..detectors.features import features
 from ..model import VERDICT_CLASS, Attempt, Evidence, Finding, Hop, Verdict, new_verdict
@@ -57,8 +57,8 @@ class Judge:
                 found.extend(det.run(a))
             except Exception as exc:
                 self._disable(det, f"{a.kind} attempt at {a.server}", exc)
-        return Facts(a.kind, a.transport, a.input, a.client.ip, a.server.ip, a.server.port, a.name,
-                     a.start, a.end, tuple(found), features(a))
+        return new_facts(a.kind, a.transport, a.input, a.client.ip, a.server.ip, a.server.port, a.name,
+                         a.start, a.end, tuple(found), features(a))
 
     def verdict(self, facts: Facts) -> Verdict:
         found = list(facts.findings)

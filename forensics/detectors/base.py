@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..model import Attempt, Evidence, Finding, new_evidence, new_finding
+from ..model import Attempt, Evidence, Finding, new_evidence, new_finding, slot_maker
 
 if TYPE_CHECKING:
     from .controls import Controls
@@ -65,6 +65,11 @@ class Facts:
             if f.signal == signal:
                 return f
         return None
+
+
+#: ``Facts(...)``, every field given positionally (``model.slot_maker``: its dataclass ``__init__``
+#: runs as Python)
+new_facts = slot_maker(Facts)
 
 
 def query_text(qtype: str, qname: str) -> str:
