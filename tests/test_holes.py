@@ -122,3 +122,25 @@ def test_the_cli_report_is_the_same_written_once(tmp_path):
     assert r.returncode in (0, 1), r.stderr
     assert r.stderr == ""
     assert out.read_text() == _report([ROOT / "pcaps"], 1)
+
+
+def test_a_file_system_without_holes_changes_nothing(tmp_path, monkeypatch):
+    """The first failing call turns the freer off: the files stay whole, the report the same."""
+    made = [generated(tmp_path, 5), ROOT / "pcaps"]
+    monkeypatch.setattr(holes, "_fallocate", lambda: None)
+    want = _report(made, 1)
+    calls = []
+
+    def refuses(fd, mode, offset, length):
+        calls.append((offset, length))
+        return -1  # (EOPNOTSUPP)
+
+    monkeypatch.setattr(holes, "_fallocate", lambda: refuses)
+    monkeypatch.setattr(holes, "STEP", holes._PAGE)
+    monkeypatch.setattr(pipeline, "JUDGE_TICK", 64)
+    assert _report(made, 1) == want
+    assert len(calls) == 1  # asked once, then never again
+    f = holes.Freer(0)
+    assert f.works
+    f.upto(10 * holes._PAGE)
+    assert not f.works and f.done == 0
