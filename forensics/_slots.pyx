@@ -165,16 +165,18 @@ cdef extern from *:
                                 PyObject *names)
 
 
-#: The most fields a record has here (``TcpConn``: 31), with room to grow.
-MAX_FIELDS = 64
+cdef enum:
+    _MAX_FIELDS = 64  # the most fields a record has here (``TcpConn``: 31), with room to grow
+
+MAX_FIELDS = _MAX_FIELDS
 
 
 cdef object _made(cls, names, str name, bint reader):
     """``filler``'s or ``reader``'s function, or None (see them)."""
-    cdef Py_ssize_t offs[64]
+    cdef Py_ssize_t offs[_MAX_FIELDS]
     cdef Py_ssize_t i, n = len(names), off
     cdef PyTypeObject *tp
-    if not isinstance(cls, type) or n > MAX_FIELDS:
+    if not isinstance(cls, type) or n > _MAX_FIELDS:
         return None
     tp = <PyTypeObject *>cls
     if tp.tp_itemsize != 0 or cls.__new__ is not object.__new__:

@@ -34,8 +34,8 @@ from .detectors.outcome import answered_detail, response_detail
 from .detectors.base import Facts, ev, finding, query_text
 from .detectors.dnsforge import key_of
 from .detectors.features import _outcome
-from .model import (_HEX4, MAX_FRAMES_LISTED, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, hex4, iso_time,
-                    new_dns_answer, new_dns_response, round_to, new_dns_transaction, new_endpoint, rcode_text,
+from .model import (_HEX4, DNS_AA, MAX_FRAMES_LISTED, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, hex4,
+                    iso_time, new_dns_answer, new_dns_response, round_to, new_dns_transaction, new_endpoint, rcode_text,
                     slot_reader)
 from .reassembly.attempts import from_dns
 from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
@@ -57,8 +57,6 @@ _RESPONSE = slot_reader(DnsResponse, "ts", "rcode", "ttl", "frame", "input", "sr
                         "authority", "additional", "qname_matches")
 _ENDPOINT = slot_reader(Endpoint, "ip", "port")
 _ANSWER = slot_reader(DnsAnswer, "name", "rtype", "ttl", "data")
-#: the AA bit of a response's flags (``DnsResponse.aa``)
-_AA = 0x0400
 
 _SIGNAL = "dns-answered"
 #: the summary ``_lines.dns_pieces`` writes for a response 15.7 ms after its query, NOERROR
@@ -123,7 +121,7 @@ class DnsLane:
                                sip, sport, name, qts, duration, history, listed, len(frames), txid,
                                qtype, qframes, qttl, rinp, rframe, rts, src_ip, src_port,
                                rttl, ipid, _HEX4.get(flags) or hex4(flags), rcode_text(rcode),
-                               bool(flags & _AA), answers)
+                               bool(flags & DNS_AA), answers)
         if got is not None:
             head, piece, mid, tail = got
         else:  # a value the compiled writer leaves to the encoder (or it is not built)

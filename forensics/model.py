@@ -303,6 +303,10 @@ class DnsAnswer:
         return {"name": self.name, "type": self.rtype, "ttl": self.ttl, "data": self.data}
 
 
+#: The AA bit of a DNS message's flags (RFC 1035 4.1.1): the answer is the zone's own.
+DNS_AA = 0x0400
+
+
 @dataclass(frozen=True, slots=True)
 class DnsResponse:
     input: int
@@ -331,7 +335,7 @@ class DnsResponse:
 
     @property
     def aa(self) -> bool:
-        return bool(self.flags & 0x0400)
+        return bool(self.flags & DNS_AA)
 
     def addresses(self) -> frozenset[str]:
         return frozenset([a.data for a in self.answers if a.rtype == "A" or a.rtype == "AAAA"])
@@ -644,10 +648,7 @@ def slot_filler(cls):
     assert all(f.init for f in fields) and not hasattr(cls, "__post_init__")
     assert cls.__bases__ == (object,), "a base class's slots would not be in the plain class"
     names = [f.name for f in fields]
-    fast = slots_module()
-    made = fast.filler(cls, names, f"new_{cls.__name__}") if fast is not None else None
-    # (the same objects, made by compiled code: ``forensics._slots``)
-    return made if made is not None else python_filler(cls, names)
+    return _compiled_filler(cls, names) or python_filler(cls, names)
 
 
 def slot_maker(cls):
@@ -657,9 +658,14 @@ def slot_maker(cls):
     same object, without the dataclass's ``__init__`` run as Python."""
     fields = dataclasses.fields(cls)
     assert "__slots__" in cls.__dict__ and all(f.init for f in fields) and not hasattr(cls, "__post_init__")
+    return _compiled_filler(cls, [f.name for f in fields]) or cls
+
+
+def _compiled_filler(cls, names: list[str]):
+    """``forensics._slots``' constructor of ``cls`` from its fields ``names`` (the same objects as
+    the Python ones), or None: the extension not built, or a class it cannot be sure of."""
     fast = slots_module()
-    made = fast.filler(cls, [f.name for f in fields], f"new_{cls.__name__}") if fast is not None else None
-    return made if made is not None else cls
+    return fast.filler(cls, names, f"new_{cls.__name__}") if fast is not None else None
 
 
 def slot_reader(cls, *names: str):

@@ -679,13 +679,11 @@ def _needed_after(index, n: int) -> list[int]:
     judged (-1 for the last block: the spill is removed then). The spill is in the order the
     attempts finished, the report in the order they started, so the offsets still needed
     rise from block to block, a DNS query's linger behind."""
-    lows = [int(index[b:b + JUDGE_TICK]["off"].min()) for b in range(0, n, JUDGE_TICK)]
-    out = [-1] * len(lows)
-    low = -1
-    for k in range(len(lows) - 1, -1, -1):
-        out[k] = low
-        low = lows[k] if low < 0 else min(low, lows[k])
-    return out
+    if not n:
+        return []
+    lows = np.array([index[b:b + JUDGE_TICK]["off"].min() for b in range(0, n, JUDGE_TICK)], np.int64)
+    from_here = np.minimum.accumulate(lows[::-1])[::-1]  # the lowest of block k and every block after it
+    return np.append(from_here[1:], -1).tolist()
 
 
 def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, ranks,

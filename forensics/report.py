@@ -105,9 +105,9 @@ class Report:
                 yield (line + "\n").encode("ascii") if binary else line + "\n"
 
     def read_once(self) -> None:
-        """The next pass over the attempts as bytes (``iter_attempt_json_blocks(binary=True)``)
-        is the last: a report kept on disk frees its files' space behind that pass, and its
-        attempts cannot be read again (a report that writes itself once and is done)."""
+        """The next pass over the attempts is the last (a report that writes itself once and is
+        done): a report kept on disk frees its files' space behind that pass where it reads them
+        as bytes (``iter_attempt_json_blocks(binary=True)``), and cannot be read again."""
         if self._store is not None:
             self._store.read_once()
 
@@ -187,19 +187,20 @@ class AttemptStore:
         self._spent = False
 
     def read_once(self) -> None:
-        """The next pass over the lines (as bytes) is the last one: it frees each file's space
-        behind its reads (``holes.Freer``), and the store cannot be read again after it."""
+        """The next pass over the lines is the last one: where it reads them as bytes, it frees
+        each file's space behind its reads (``holes.Freer``); the store cannot be read again."""
         self._once = True
 
-    def _pass(self, files: list) -> list[Freer | None]:
-        """A pass over ``files`` (open for reading and writing where it is the last one): the
-        freer of each, or None each where it is not the last pass."""
+    def _open(self, binary: bool) -> tuple[list, list[Freer | None]]:
+        """The files of a pass (as bytes, or as text), and the freer of each (None where the pass
+        is not the last, or reads text): the last pass opens its files for writing too."""
         if self._spent:
             raise ValueError("the report's attempts were read once, their files freed as they were read")
-        if not self._once:
-            return [None] * len(files)
-        self._spent = True
-        return [Freer(f.fileno()) for f in files]
+        self._spent = self._once
+        frees = self._once and binary
+        files = [open(p, "r+b" if frees else "rb") if binary else open(p, "r", encoding="utf-8")
+                 for p in self.paths]
+        return files, [Freer(f.fileno()) if frees else None for f in files]
 
     def lines(self) -> Iterator[str]:
         for block in self.blocks():
@@ -208,9 +209,8 @@ class AttemptStore:
     def _in_step(self, binary: bool, lead: bytes | None = None) -> Iterator:
         """The lines of several files, in ``order``, about ``IN_STEP_LINES`` at a time (text, or
         bytes if ``binary``, each line ending in a newline, or after ``lead``: ``blocks``)."""
-        files = [open(p, "r+b" if self._once and binary else "rb") for p in self.paths]
+        files, freers = self._open(True)
         try:
-            freers = self._pass(files) if binary else [None] * len(files)
             walk = pcapio.compiled_walk
             # (a build without lead_lines has a merge_lines without its lead: an older _walk.pyx)
             compiled = hasattr(walk, "merge_lines") and (lead is None or hasattr(walk, "lead_lines"))
@@ -277,10 +277,8 @@ class AttemptStore:
         if lead is not None:
             yield from self._led(lead)
             return
-        once = self._once and binary
-        with (open(self.paths[0], "r+b" if once else "rb") if binary
-              else open(self.paths[0], "r", encoding="utf-8")) as fh:
-            freer = self._pass([fh])[0] if binary else None
+        (fh,), (freer,) = self._open(binary)
+        with fh:
             rest = nl[:0]
             while True:
                 chunk = fh.read(STORE_BLOCK)
@@ -304,8 +302,8 @@ class AttemptStore:
         led = walk.lead_lines if hasattr(walk, "lead_lines") else None
         buf = bytearray(STORE_BLOCK)
         keep = 0
-        with open(self.paths[0], "r+b" if self._once else "rb") as fh:
-            freer = self._pass([fh])[0]
+        (fh,), (freer,) = self._open(True)
+        with fh:
             while True:
                 if keep == len(buf):  # a line longer than the buffer
                     buf.extend(bytes(len(buf)))

@@ -113,6 +113,8 @@ def test_a_report_read_once_frees_its_lines_and_cannot_be_read_again(tmp_path, m
     assert all(h < s // 2 for h, s in zip(held, sizes)), (held, sizes)
     with pytest.raises(ValueError, match="read once"):
         list(rep.iter_attempt_json_blocks(binary=True))
+    with pytest.raises(ValueError, match="read once"):  # as text too: the freed bytes read as zeros
+        list(rep.iter_attempt_dicts())
 
 
 def test_the_cli_report_is_the_same_written_once(tmp_path):
