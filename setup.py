@@ -13,6 +13,8 @@ install still succeeds and everything runs as Python.
   messages in a third of the time; ``dnswire.fast_parse`` is it, or ``parse`` without it.
 * ``forensics._slots``: the records' constructors (``model.slot_filler``) as built-in
   functions that fill the slots from C, the same objects; ``model`` makes them in Python without it.
+* ``forensics.reassembly._segscan``: a connection's rows scanned as the bytes they are kept in
+  (``tcp.scan_records``: the same results, and the rows as tuples made only when asked for).
 * The per-attempt analysis modules (``ANALYSIS`` below): the very ``.py`` files,
   compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside four of
   them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,dnswire,tcp}.pxd``, give a helper,
@@ -124,7 +126,8 @@ else:
         [Extension("forensics.sources._walk", ["forensics/sources/_walk.pyx"]),
          Extension("forensics._lines", ["forensics/_lines.pyx"]),
          Extension("forensics.reassembly._dnsparse", ["forensics/reassembly/_dnsparse.pyx"]),
-         Extension("forensics._slots", ["forensics/_slots.pyx"])]
+         Extension("forensics._slots", ["forensics/_slots.pyx"]),
+         Extension("forensics.reassembly._segscan", ["forensics/reassembly/_segscan.pyx"])]
         + [Extension(_module(p), [p]) for p in ANALYSIS],
         compiler_directives=DIRECTIVES,
         nthreads=os.cpu_count() or 1,

@@ -110,6 +110,12 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
         click.echo(f"record constructors: Python (the extension is not built, or {compiled.PURE_ENV} is set)")
     else:
         click.echo("record constructors: compiled")
+    from .reassembly import tcp
+
+    if tcp.scan_rows is tcp.scan_records:
+        click.echo(f"TCP row scan: Python (the extension is not built, or {compiled.PURE_ENV} is set)")
+    else:
+        click.echo("TCP row scan: compiled")
     ctx.exit()
 
 

@@ -15,7 +15,8 @@ has no ``.py`` of its own name) is not this guard's business: see
 attempts' JSON pieces (``_lines``, also without a ``.py``): ``lines_module`` gives it,
 or None under ``FORENSICS_PURE=1``, and its callers then make the pieces through dicts;
 nor the compiled DNS parser (``reassembly/_dnsparse``): ``dnsparse_module``, the same way;
-nor the records' compiled constructors (``_slots``): ``slots_module``.
+nor the records' compiled constructors (``_slots``): ``slots_module``; nor the scan of a
+connection's rows as bytes (``reassembly/_segscan``): ``segscan_module``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def slots_module():
     """``forensics._slots`` (the records' constructors in compiled code, the same objects:
     ``model.slot_filler``), or None: not built, or ``FORENSICS_PURE=1``."""
     return _extension("_slots")
+
+
+def segscan_module():
+    """``forensics.reassembly._segscan`` (a connection's rows scanned as bytes, what ``tcp._scan``
+    gives: ``tcp.finish_tcp``), or None: not built, or ``FORENSICS_PURE=1``."""
+    return _extension("reassembly._segscan")
 
 
 @dataclass

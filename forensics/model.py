@@ -61,6 +61,57 @@ def seg_rows_raw(raw: bytes | bytearray) -> list[tuple]:
     return list(_SEG_STRUCT.iter_unpack(raw))
 
 
+class SegRows:
+    """A connection's rows (``TcpConn.rows``): its SEG_DTYPE records as tuples (``seg_rows_raw``),
+    made on first use. Most connections are judged from the frames of their rows and the
+    client's SYNs alone, which ``finish_tcp`` reads from the records (``TcpConn.row_frames``,
+    ``TcpConn.syn_rows``). A sequence of tuples: iterated, indexed, measured, equal to a list of
+    the same rows."""
+
+    __slots__ = ("raw", "_rows")
+
+    def __init__(self, raw: bytes | bytearray, rows: list[tuple] | None = None) -> None:
+        self.raw = raw  # the records (``segs`` is a view of them)
+        self._rows = rows
+
+    def _list(self) -> list[tuple]:
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = seg_rows_raw(self.raw)
+        return rows
+
+    def row(self, k: int) -> tuple:
+        """Row ``k`` (from 0) alone, without making the others."""
+        if self._rows is not None:
+            return self._rows[k]
+        if not 0 <= k < len(self):
+            raise IndexError("SegRows.row: no such row")
+        return _SEG_STRUCT.unpack_from(self.raw, k * _SEG_STRUCT.size)
+
+    def __iter__(self):
+        return iter(self._list())
+
+    def __len__(self) -> int:
+        return len(self.raw) // _SEG_STRUCT.size
+
+    def __bool__(self) -> bool:
+        return len(self.raw) > 0
+
+    def __getitem__(self, k):
+        return self._list()[k]
+
+    def __eq__(self, other) -> bool:
+        return self._list() == (other._list() if isinstance(other, SegRows) else other)
+
+    __hash__ = None  # (as a list's)
+
+    def __repr__(self) -> str:
+        return repr(self._list())
+
+    def __reduce__(self):
+        return SegRows, (bytes(self.raw),)
+
+
 C2S, S2C = 0, 1
 
 #: Frames listed per attempt in the report (the full list stays in the model); also the
@@ -274,8 +325,8 @@ class TcpConn:
     #: ``rows``, which may have lost that row to the row cap of a long connection.
     client_payload_ts: float | None
     detail_capped: bool
-    #: ``segs`` as Python tuples (fields at the ``SEG_*`` positions). A connection has a
-    #: dozen rows or so, where a loop over tuples costs less than a few numpy calls.
+    #: ``segs`` as Python tuples (fields at the ``SEG_*`` positions; a ``SegRows``, or a list). A
+    #: connection has a dozen rows or so, where a loop over tuples costs less than a few numpy calls.
     rows: list[tuple] = field(repr=False, compare=False)
     #: Payload the capture cut short (its snapshot length): bit 0 the client's, bit 1 the server's.
     payload_cut: int = 0
@@ -286,6 +337,10 @@ class TcpConn:
     fragment_ttls: tuple[int, ...] = ()
     #: some of those fragments overlapped with different bytes (the bytes captured first were read)
     fragments_disagree: bool = False
+    #: the frame of each of ``rows``, in their order
+    row_frames: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    #: the client's SYNs (SYN without ACK) among ``rows``, in their order
+    syn_rows: tuple[tuple, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def handshake(self) -> bool:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from .classify.engine import Judge, _sentence, apply_rules
 from .detectors import BUILTIN, crosscheck, dnsforge, outcome
 from .detectors.base import Facts, ev, finding
-from .detectors.features import asks_ecn, client_syns, ecn_answered
+from .detectors.features import asks_ecn, ecn_answered
 from .model import S2C, SEG_FLAGS, Attempt, Endpoint, TcpConn, slot_reader
 from .report import _encode_bytes, verdict_fields
 
@@ -46,7 +46,7 @@ assert [d.name for d in BUILTIN] == ["outcome", "rst", "blockpage", "silence", "
 _ATTEMPT = slot_reader(Attempt, "tcp", "kind", "tls_reply", "response", "input", "client", "server", "name", "hello",
                        "request")
 _CONN = slot_reader(TcpConn, "server_payload_frames", "syn", "synack", "icmp", "conflicts", "client_payload",
-                    "payload_bytes", "markers", "rows")
+                    "payload_bytes", "markers", "syn_rows")
 _ENDPOINT = slot_reader(Endpoint, "ip", "port")
 
 _SIGNAL = "exchange-complete"
@@ -112,7 +112,7 @@ class TlsLane:
         if c is None or self.judge._broken:
             return None
         (server_payload_frames, syn, synack, icmp, conflicts, client_payload, payload_bytes, markers,
-         rows) = _CONN(c)
+         syns) = _CONN(c)
         if not server_payload_frames:
             return None  # outcome._completed: no answer to show
         if kind == "tls":
@@ -141,7 +141,6 @@ class TlsLane:
         for m in markers:  # (every row with a RST is a marker: ``finish_tcp``)
             if m.kind == "rst":
                 return None  # rst, outcome._contradictions, silence: resets
-        syns = client_syns(rows)
         ecn = [asks_ecn(r[SEG_FLAGS]) for r in syns]
         if len(syns) > 1 and ecn[0] and not all(ecn):
             return None  # outcome._contradictions: an ECN SYN unanswered, a plain one answered

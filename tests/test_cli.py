@@ -123,6 +123,11 @@ def test_version_says_which_record_walk_runs():
                           env={**os.environ, "FORENSICS_PURE": "1"})
     assert "line writer: Python" in pure.stdout and "DNS parser: Python" in pure.stdout, pure.stdout
     assert "record constructors: Python" in pure.stdout, pure.stdout
+    from forensics.reassembly import tcp
+
+    assert ("TCP row scan: compiled" in out.stdout) == (compiled.segscan_module() is not None), out.stdout
+    assert ("TCP row scan: compiled" in out.stdout) == (tcp.scan_rows is not tcp.scan_records), out.stdout
+    assert "TCP row scan: Python" in pure.stdout, pure.stdout
 
 
 def test_version_says_when_the_compiled_walk_has_no_router(monkeypatch):

@@ -15,9 +15,8 @@ from . import dnswire, httpwire, tlswire
 
 
 def from_tcp(conn: TcpConn) -> list[Attempt]:
-    (rows, fragment_frames, client, server, data, server_payload, first_ts, last_ts, input_idx,
+    (frames, fragment_frames, client, server, data, server_payload, first_ts, last_ts, input_idx,
      history) = _CONN(conn)
-    frames = tuple([r[SEG_FRAME] for r in rows])
     if fragment_frames:  # segments made whole from IP fragments: the fragments are its packets too
         frames = tuple(sorted(set(frames).union(fragment_frames)))
     # Attempt(id, kind, transport, client, server, name, start, end, input, frames, history, tcp, dns, hello,
@@ -51,7 +50,7 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
 
 
 #: what ``from_tcp`` reads of a connection, in one call (``model.slot_reader``)
-_CONN = slot_reader(TcpConn, "rows", "fragment_frames", "client", "server", "client_payload", "server_payload",
+_CONN = slot_reader(TcpConn, "row_frames", "fragment_frames", "client", "server", "client_payload", "server_payload",
                     "first_ts", "last_ts", "input", "history")
 
 
@@ -59,12 +58,13 @@ def _segments(conn: TcpConn, size: int) -> int:
     """How many TCP segments the first ``size`` bytes of client payload took."""
     frames = conn.client_payload_frames
     if frames:  # most hellos take one segment: its row is among the first, no table is needed
-        first = frames[0]
-        for r in conn.rows:
-            if r[SEG_FRAME] == first:
-                if r[SEG_PLEN] >= size:
-                    return 1
-                break
+        try:
+            k = conn.row_frames.index(frames[0])
+        except ValueError:
+            pass
+        else:
+            if conn.rows.row(k)[SEG_PLEN] >= size:
+                return 1
     plen: dict[int, int] = {}
     for r in conn.rows:
         plen.setdefault(r[SEG_FRAME], r[SEG_PLEN])  # a frame's first row, as a frame number can repeat across inputs

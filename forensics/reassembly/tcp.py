@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..compiled import segscan_module
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN,
-                     SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, IcmpError, TcpConn, TcpOptions, new_endpoint,
-                     new_marker, new_tcp_conn, new_tcp_options, round_to, seg_rows, seg_rows_raw, slot_reader)
+                     SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, IcmpError, SegRows, TcpConn, TcpOptions, new_endpoint,
+                     new_marker, new_tcp_conn, new_tcp_options, round_to, seg_rows, seg_rows_raw, slot_reader,
+                     struct_of)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 from ..sources.defrag import NO_FRAGMENTS, Fragments
 
@@ -456,6 +458,30 @@ def _scan(rows: list[tuple], base: list[int | None]):
     return nrt, "".join(hist), c_start, s_start, first_pay_ts, ends
 
 
+def scan_records(raw: bytes | bytearray, base: list[int | None]) -> tuple:
+    """``_scan`` of a connection's records as bytes (SEG_DTYPE), then the frames of all its rows
+    (a tuple), the client's SYN rows (SYN without ACK, a tuple) and its rows (a ``SegRows``,
+    made on first use where the scan is compiled: ``_segscan``)."""
+    rows = seg_rows_raw(raw)
+    syn = TCP_SYN | TCP_ACK
+    return (*_scan(rows, base), tuple([r[SEG_FRAME] for r in rows]),
+            tuple([r for r in rows if r[SEG_DIR] == C2S and r[SEG_FLAGS] & syn == TCP_SYN]), SegRows(raw, rows))
+
+
+def _compiled_scan():
+    """``scan_records`` in compiled code (``_segscan.Scanner``, given this module's table of each
+    row code's letters), or None: not built, ``FORENSICS_PURE=1``, or built for another layout."""
+    mod = segscan_module()
+    if mod is None or getattr(mod, "SEG_FORMAT", None) != struct_of(SEG_DTYPE).format:
+        return None
+    return mod.Scanner(_ROW_LETTERS, _LOG_LETTERS, _NOTED_AT, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST, _LETTER_FLAGS,
+                       KEEPALIVE_MAX_LEN, _CODE_S2C, _CODE_PAYLOAD, _CODE_RT, _CODE_ZERO_WINDOW, SegRows).scan
+
+
+#: ``scan_records``, compiled where it is built
+scan_rows = _compiled_scan() or scan_records
+
+
 def _walk(rows: list[tuple], base: list[int | None]) -> tuple[list[int], str]:
     """Retransmissions per direction and the history of a connection's rows (see ``_scan``)."""
     return _scan(rows, base)[:2]
@@ -485,8 +511,7 @@ def finish_tcp(s: TcpState) -> TcpConn:
      direction_from, packets, pbytes, syn, synack, syn_count, icmp, first_ts, last_ts, cut) = _STATE(s)
     raw = bytearray().join(chunks)
     segs = np.frombuffer(raw, SEG_DTYPE)
-    rows = seg_rows_raw(raw)
-    nrt, hist, c_start, s_start, first_pay_ts, ends = _scan(rows, base_seq)
+    nrt, hist, c_start, s_start, first_pay_ts, ends, frames, syns, rows = scan_rows(raw, base_seq)
     pieces = pieces or ([], [])
     if capped and pieces[C2S]:
         # the first payload's row may be past the row cap: its first segment kept its time
@@ -508,13 +533,14 @@ def finish_tcp(s: TcpState) -> TcpConn:
     # TcpConn(input, stream, client, server, ipver, direction_from, segs, packets, payload_bytes, syn, synack,
     # syn_count, client_payload, client_payload_frames, client_payload_sends, server_payload,
     # server_payload_frames, markers, retransmissions, conflicts, icmp, history, first_ts, last_ts,
-    # client_payload_ts, detail_capped, rows, payload_cut, fragment_frames, fragment_ttls, fragments_disagree)
+    # client_payload_ts, detail_capped, rows, payload_cut, fragment_frames, fragment_ttls, fragments_disagree,
+    # row_frames, syn_rows)
     return new_tcp_conn(
         input_idx, stream, client, server,
         ipver, direction_from, segs, (packets[0], packets[1]), (pbytes[0], pbytes[1]),
         syn, synack, syn_count, cpay, cframes, max(csends, 1 if cpay else 0), spay, sframes,
         tuple(markers), (nrt[0], nrt[1]), (cconf, sconf), tuple(icmp or ()), hist, first_ts,
-        last_ts, first_pay_ts, capped, rows, cut, frags.frames, frags.ttls, frags.disagree)
+        last_ts, first_pay_ts, capped, rows, cut, frags.frames, frags.ttls, frags.disagree, frames, syns)
 
 
 #: what ``finish_tcp`` reads of a connection's state, in one call (``model.slot_reader``)

@@ -1,0 +1,176 @@
+"""``forensics.reassembly._segscan``: a connection's rows scanned as the bytes they are kept in
+give what ``tcp.scan_records`` gives from the rows as tuples (``tcp._scan``'s history,
+retransmissions, starts and FIN/RST rows, then the frames, the client's SYN rows and the rows).
+
+Compared on generated rows (hypothesis: any flags, directions, sequence numbers, windows), on
+every connection of real runs (the samples, a generated capture with interference, the corpus),
+and by the whole report, compiled against ``FORENSICS_PURE=1`` (``test_compiled.py``). The rows
+themselves (``model.SegRows``) are made only when asked for, and behave as the list they stand for.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import generated, with_samples_and_corpus
+
+from forensics import compiled, model, pipeline
+from forensics.model import SEG_DTYPE, SegRows, seg_rows
+from forensics.reassembly import tcp
+from forensics.sources import expand_paths
+
+_mod = compiled.segscan_module()
+need_scan = pytest.mark.skipif(tcp.scan_rows is tcp.scan_records,
+                               reason="forensics.reassembly._segscan is not built (or FORENSICS_PURE is set)")
+
+_FIELDS = {"frame": st.integers(0, 2 ** 40), "ts": st.floats(0, 2e9), "dir": st.integers(0, 1),
+           "ttl": st.integers(0, 255), "ipid": st.integers(-1, 0xFFFF), "df": st.integers(0, 1),
+           "flags": st.integers(0, 0x1FF), "seq": st.integers(0, 2 ** 32 - 1),
+           "ack": st.integers(0, 2 ** 32 - 1), "win": st.sampled_from([0, 1, 512, 0xFFFF]),
+           "plen": st.sampled_from([0, 0, 1, 2, 100, 1460, 65535, -1]), "tos": st.integers(0, 255),
+           "input": st.integers(-1, 3)}
+
+
+def _records(rows: list[dict]) -> bytearray:
+    """The rows as SEG_DTYPE records, sequence numbers near each other (one connection's) as often
+    as not, as ``TcpState`` keeps them."""
+    a = np.zeros(len(rows), SEG_DTYPE)
+    seq0 = rows[0]["seq"] if rows else 0
+    for k, r in enumerate(rows):
+        for name in SEG_DTYPE.names:
+            a[k][name] = (seq0 + k * 700) % 2 ** 32 if name == "seq" and k % 2 else r[name]
+    return bytearray(a.tobytes())
+
+
+def _same(got: tuple, want: tuple) -> None:
+    assert len(got) == len(want) == 9
+    assert got[:8] == want[:8]
+    assert [type(x) for x in got[:5]] == [type(x) for x in want[:5]]
+    assert [[type(v) for v in r] for r in got[5] + list(got[7])] == [[type(v) for v in r] for r in want[5] + list(want[7])]
+    assert type(got[8]) is SegRows and list(got[8]) == list(want[8])
+
+
+@need_scan
+@settings(max_examples=400, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.fixed_dictionaries(_FIELDS), max_size=40),
+       base=st.tuples(st.none() | st.integers(0, 2 ** 32 - 1), st.none() | st.integers(0, 2 ** 32 - 1)))
+def test_the_compiled_scan_gives_what_the_rows_give(rows, base):
+    raw = _records(rows)
+    want = tcp.scan_records(bytes(raw), list(base))
+    for r in (raw, bytes(raw)):
+        _same(tcp.scan_rows(r, list(base)), want)
+
+
+@need_scan
+def test_long_histories_and_every_row_code():
+    """Every one of the 512 row codes, then the counted letters past their 10th and 100th time."""
+    rows = []
+    for code in range(512):
+        rows.append({"frame": code, "ts": code / 10, "dir": 1 if code & 256 else 0, "ttl": 64, "ipid": code,
+                     "df": 1, "flags": code & 0x1F, "seq": 1000 + code * 10, "ack": 0,
+                     "win": 0 if code & 64 else 512, "plen": 10 if code & 32 else 0, "tos": 0, "input": 0})
+    for k in range(250):  # the same data again and again: retransmissions, noted at 1, 10, 100
+        rows.append({"frame": 600 + k, "ts": 60.0 + k, "dir": k % 2, "ttl": 64, "ipid": 0, "df": 0,
+                     "flags": 0x18, "seq": 5, "ack": 1, "win": 0, "plen": 10, "tos": 0, "input": 1})
+    a = np.zeros(len(rows), SEG_DTYPE)
+    for k, r in enumerate(rows):
+        for name in SEG_DTYPE.names:
+            a[k][name] = r[name]
+    raw = bytearray(a.tobytes())
+    want = tcp.scan_records(raw, [None, None])
+    _same(tcp.scan_rows(raw, [None, None]), want)
+    assert want[1].count("t") == 3 and want[1].count("T") == 3, want[1]
+
+
+@need_scan
+def test_every_connection_of_real_runs_scans_alike(tmp_path, monkeypatch):
+    seen = {"connections": 0, "rows": 0, "syns": 0, "ends": 0}
+    scan = tcp.scan_rows
+
+    def both(raw, base):
+        got = scan(raw, base)
+        want = tcp.scan_records(raw, base)
+        _same(got, want)
+        seen["connections"] += 1
+        seen["rows"] += len(want[8])
+        seen["syns"] += len(want[7])
+        seen["ends"] += len(want[5])
+        return got
+
+    monkeypatch.setattr(tcp, "scan_rows", both)
+    inputs = with_samples_and_corpus(generated(tmp_path, 31, "--rst", "0.05", "--sni-drop", "0.05"))
+    for k, path in enumerate(inputs):
+        work = tmp_path / f"w{k}"
+        work.mkdir()
+        res = pipeline.run_part(expand_paths([path]), 0, 1, str(work))
+        assert len(res.index)
+    assert seen["connections"] > 500 and seen["syns"] > 500 and seen["ends"] > 500, seen
+
+
+@need_scan
+def test_the_scanner_refuses_what_it_cannot_read():
+    scan = tcp.scan_rows
+    with pytest.raises(TypeError):
+        scan(memoryview(bytes(44)), [None, None])
+    with pytest.raises(ValueError):
+        scan(bytes(45), [None, None])
+    with pytest.raises(ValueError):
+        scan(bytes(44), [None])
+    with pytest.raises(ValueError):  # a table that is not every row code's
+        _mod.Scanner([], "TW", (1,), 2, 16, 1, 4, 0x17, 1, 256, 32, 128, 64, SegRows)
+    a = np.zeros(1, SEG_DTYPE)
+    a["dir"], a["plen"] = 2, 5  # a direction that is neither: the lists of two refuse it, as _scan's do
+    with pytest.raises(IndexError):
+        tcp.scan_records(a.tobytes(), [None, None])
+    with pytest.raises(IndexError):
+        scan(a.tobytes(), [None, None])
+
+
+def test_the_rows_are_made_when_asked_for_and_behave_as_their_list():
+    a = np.zeros(3, SEG_DTYPE)
+    a["frame"], a["ts"], a["seq"], a["plen"] = [7, 8, 9], [0.5, 1.5, 2.5], [1, 2, 2 ** 32 - 1], [0, -1, 3]
+    raw = bytearray(a.tobytes())
+    rows = SegRows(raw)
+    want = seg_rows(a)
+    assert rows._rows is None
+    assert len(rows) == 3 and bool(rows) and not SegRows(bytearray())
+    assert rows.row(2) == want[2] and rows.row(0) == want[0] and rows._rows is None  # one row: no list made
+    with pytest.raises(IndexError):
+        rows.row(3)
+    with pytest.raises(IndexError):
+        rows.row(-1)
+    assert list(rows) == want and rows == want and rows._rows is not None
+    assert rows[1] == want[1] and rows[-1] == want[-1] and rows[1:] == want[1:]
+    assert rows.row(1) == want[1]
+    assert repr(rows) == repr(want)
+    back = pickle.loads(pickle.dumps(rows, 5))
+    assert type(back) is SegRows and back == rows and back == SegRows(bytes(raw))
+    with pytest.raises(TypeError):
+        hash(rows)
+
+
+def test_a_connection_carries_its_frames_and_client_syns(tmp_path):
+    """``finish_tcp`` gives each connection the frames of its rows and its client's SYN rows,
+    what the attempts and the TLS lane read in place of the rows."""
+    from forensics.reassembly.engine import Reassembler
+    from forensics.sources import iter_inputs
+
+    conns = []
+    engine = Reassembler(lambda items: conns.extend(x for x in items if isinstance(x, model.TcpConn)))
+    path = generated(tmp_path, 5)
+    for idx, (info, batches) in enumerate(iter_inputs([path])):
+        for rows, buf, now, made in batches:
+            engine.feed(idx, rows, buf, now, made)
+    engine.flush()
+    assert len(conns) > 100
+    for c in conns:
+        rows = seg_rows(c.segs)
+        assert c.rows == rows
+        assert c.row_frames == tuple(r[model.SEG_FRAME] for r in rows)
+        assert c.syn_rows == tuple(r for r in rows if r[model.SEG_DIR] == model.C2S
+                                   and r[model.SEG_FLAGS] & 0x12 == 0x02)
