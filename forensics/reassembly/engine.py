@@ -112,6 +112,10 @@ class _DnsPending:
 
 #: ``_DnsPending(...)``, every field given positionally (``model.slot_maker``)
 _new_pending = slot_maker(_DnsPending)
+#: what ``_finish_dns`` reads of a pending query, and of an endpoint (its ``dns_by_client`` key), in one call
+_PENDING = slot_reader(_DnsPending, "input", "client", "server", "txid", "qname", "qtype", "query_frames", "query_ts",
+                       "query_ttl", "responses", "icmp", "fragments")
+_ENDPOINT = slot_reader(Endpoint, "ip", "port")
 
 
 @dataclass(slots=True)
@@ -471,26 +475,27 @@ class Reassembler:
         if pend is not None:
             self._finish_dns(key)
         self.dns[key] = _new_pending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [], fragments)
-        self.dns_by_client[(client.ip, client.port)] = key
+        self.dns_by_client[_ENDPOINT(client)] = key  # (its address and port)
 
     def _finish_dns(self, key: tuple, at_end: bool = False) -> None:
         """Emit a query's transaction; ``at_end``: its input ended while it was pending."""
-        p = self.dns.pop(key)
-        client = p.client
-        if self.dns_by_client.get((client.ip, client.port)) == key:
-            del self.dns_by_client[(client.ip, client.port)]
+        (inp, client, server, txid, qname, qtype, frames, qts, qttl, responses, icmp,
+         fragments) = _PENDING(self.dns.pop(key))
+        by_client = self.dns_by_client
+        who = _ENDPOINT(client)
+        if by_client.get(who) == key:
+            del by_client[who]
         watched = None
         if at_end:
-            end = self._input_end.get(p.input)
-            if end is not None and end - p.query_ts < DNS_LINGER:
+            end = self._input_end.get(inp)
+            if end is not None and end - qts < DNS_LINGER:
                 # the clock (sources.Clock) may stop short of the last records' own times
                 # when they come after a pause: the query was watched no time at all then
-                watched = max(end - p.query_ts, 0.0)
+                watched = max(end - qts, 0.0)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
         # query_ttl, responses, icmp, watched, query_fragments)
-        self._finished(new_dns_transaction(p.input, client, p.server, "udp", p.txid, p.qname, p.qtype,
-                                           tuple(p.query_frames), p.query_ts, p.query_ttl, tuple(p.responses),
-                                           tuple(p.icmp), watched, p.fragments))
+        self._finished(new_dns_transaction(inp, client, server, "udp", txid, qname, qtype, tuple(frames), qts,
+                                           qttl, tuple(responses), tuple(icmp), watched, fragments))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
