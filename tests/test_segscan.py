@@ -174,3 +174,88 @@ def test_a_connection_carries_its_frames_and_client_syns(tmp_path):
         assert c.row_frames == tuple(r[model.SEG_FRAME] for r in rows)
         assert c.syn_rows == tuple(r for r in rows if r[model.SEG_DIR] == model.C2S
                                    and r[model.SEG_FLAGS] & 0x12 == 0x02)
+
+
+def _states_after(tmp_path, keep, inputs: list[str]) -> list[tuple]:
+    """Each connection's pieces and their byte counts, every input read by an engine whose
+    payload rows are kept by ``keep``."""
+    from forensics.reassembly import engine as eng
+    from forensics.sources import iter_inputs
+
+    out = []
+    real = tcp.finish_tcp
+
+    def finish(st):
+        out.append((st.stream, st.pieces, st.piece_bytes))
+        return real(st)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(eng, "keep_pieces", keep)
+    mp.setattr(eng, "finish_tcp", finish)
+    try:
+        for path in inputs:
+            engine = eng.Reassembler(lambda items: None)
+            for idx, (info, batches) in enumerate(iter_inputs(expand_paths([path]))):
+                for rows, buf, now, made in batches:
+                    engine.feed(idx, rows, buf, now, made)
+            engine.flush()
+    finally:
+        mp.undo()
+    return out
+
+
+@pytest.mark.skipif(tcp.keep_pieces is tcp.add_pieces,
+                    reason="forensics.reassembly._segscan is not built (or FORENSICS_PURE is set)")
+def test_the_compiled_piece_keeper_keeps_what_the_connections_want(tmp_path):
+    """Every connection of the samples, a generated capture with interference, DNS over TCP and
+    the corpus keeps the same pieces (sequence number, frame, bytes, time) either way."""
+    inputs = with_samples_and_corpus(generated(tmp_path, 37, "--rst", "0.05", "--sni-drop", "0.05"))
+    got = _states_after(tmp_path, tcp.keep_pieces, inputs)
+    want = _states_after(tmp_path, tcp.add_pieces, inputs)
+    assert got == want
+    assert sum(len(p[0]) + len(p[1]) for _, p, _ in want if p) > 2000
+    for _, pieces, sizes in got:  # the types too: what finish_tcp and the writers read
+        if pieces:
+            assert type(sizes[0]) is int and all(type(p[2]) is bytes and type(p[3]) is float
+                                                 and type(p[0]) is int for d in pieces for p in d)
+
+
+@pytest.mark.skipif(tcp.keep_pieces is tcp.add_pieces,
+                    reason="forensics.reassembly._segscan is not built (or FORENSICS_PURE is set)")
+def test_the_piece_keepers_stop_at_the_caps():
+    """A connection's pieces stop at each direction's cap (bytes, or pieces), and a DNS over TCP
+    connection's at its own; a payload past the batch's end is cut as a slice of it is."""
+    from forensics.reassembly.tcp import MAX_PIECES, PAYLOAD_CAP, SERVER_KEEP, TcpState
+
+    def fresh(want_all=False):
+        st = TcpState.start(0, (1, 2, 3, 4, 5, 6, 2, 4, 0.0, 1))
+        st.want_all = want_all
+        return st
+
+    buf = np.arange(256, dtype=np.uint8).repeat(400)  # 102,400 bytes
+    n = 400  # 100 rows a connection, 50 each way
+    groups = np.repeat(np.arange(4), n // 4)
+    dirs = np.tile(np.array([0, 1], np.uint8), n // 2)
+    seqs = np.arange(n, dtype=np.uint32) * 1000
+    frames = np.arange(n, dtype=np.int64) + 10
+    pays = (np.arange(n, dtype=np.int64) * 500) % 100_000
+    caps = np.full(n, 1460, np.int32)
+    caps[groups == 2] = 10  # small pieces: the count of pieces is reached first
+    tss = np.arange(n, dtype=np.float64) / 3
+    results = []
+    for keep in (tcp.keep_pieces, tcp.add_pieces):
+        states = [fresh(), fresh(True), fresh(), fresh(True)]
+        keep(states, groups, dirs, seqs, frames, pays, caps, tss, memoryview(buf))
+        results.append([(s.pieces, s.piece_bytes) for s in states])
+    assert results[0] == results[1]
+    for (pieces, sizes), all_ in zip(results[0], (False, True, False, True)):
+        for d, cap in ((0, PAYLOAD_CAP), (1, SERVER_KEEP)):
+            cap = PAYLOAD_CAP * 4 if all_ else cap
+            assert sizes[d] == sum(len(p[2]) for p in pieces[d])
+            assert sizes[d] - len(pieces[d][-1][2]) < cap and len(pieces[d]) <= MAX_PIECES
+    for keep in (tcp.keep_pieces, tcp.add_pieces):  # a payload past the end of buf: cut there
+        st = fresh()
+        keep([st], np.zeros(1, np.int64), np.zeros(1, np.uint8), seqs[:1], frames[:1],
+             np.array([100_000], np.int64), np.array([5000], np.int32), tss[:1], memoryview(buf))
+        assert len(st.pieces[0][0][2]) == st.piece_bytes[0] == 2400
+    assert len(results[0][2][0][0]) == len(results[0][2][0][1]) == MAX_PIECES

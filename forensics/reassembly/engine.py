@@ -39,7 +39,7 @@ from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPP
                               ip_to_str)
 from ..sources.defrag import MAX_LISTED_FRAGMENTS, NO_FRAGMENTS, Fragments
 from . import dnswire
-from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, row_fields
+from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, keep_pieces, row_fields
 
 #: A connection with no packet for this long (capture time) is finished. Long
 #: enough that keep-alive gaps do not split one connection in two.
@@ -373,13 +373,8 @@ class Reassembler:
             states[g].syn_row(d, *fields, buf)
         idx = np.flatnonzero(fast_row & (t["caplen_pay"] > 0))
         if len(idx):
-            cols = zip(rowgroup[idx].tolist(), dirs[idx].tolist(), t["seq"][idx].tolist(),
-                       t["frame"][idx].tolist(), t["pay"][idx].tolist(), t["caplen_pay"][idx].tolist(),
-                       t["ts"][idx].tolist())
-            for g, d, seq, frame, pay, cap, ts in cols:
-                st = states[g]
-                if st.wants(d):
-                    st.add_piece(d, seq, frame, buf[pay:pay + cap].tobytes(), ts)
+            keep_pieces(states, rowgroup[idx], dirs[idx], t["seq"][idx], t["frame"][idx], t["pay"][idx],
+                        t["caplen_pay"][idx], t["ts"][idx], buf)
 
     def _new_flow(self, key: bytes, input_idx: int, first: tuple) -> TcpState:
         state = TcpState.start(input_idx, first)

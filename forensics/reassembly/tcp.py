@@ -288,6 +288,39 @@ class TcpState:
             self.icmp.append(err)
 
 
+def add_pieces(states: list, groups, dirs, seqs, frames, pays, caps, tss, buf) -> None:
+    """Each payload row ``k`` of a batch (columns, in capture order), of connection
+    ``states[groups[k]]`` in direction ``dirs[k]``: kept as a piece where the connection
+    ``wants`` it, its bytes ``buf[pays[k]:pays[k] + caps[k]]`` (``_segscan.add_pieces`` in
+    compiled code, where built)."""
+    cols = zip(groups.tolist(), dirs.tolist(), seqs.tolist(), frames.tolist(), pays.tolist(), caps.tolist(),
+               tss.tolist())
+    for g, d, seq, frame, pay, cap, ts in cols:
+        st = states[g]
+        if st.wants(d):
+            st.add_piece(d, seq, frame, buf[pay:pay + cap].tobytes(), ts)
+
+
+def _compiled_add_pieces():
+    """``add_pieces`` by ``_segscan.add_pieces`` with this module's caps, or None (not built)."""
+    mod = segscan_module()
+    add = getattr(mod, "add_pieces", None)
+    if add is None:
+        return None
+
+    def add_compiled(states: list, groups, dirs, seqs, frames, pays, caps, tss, buf) -> None:
+        add(states, np.ascontiguousarray(groups, np.int64), np.ascontiguousarray(dirs, np.uint8),
+            np.ascontiguousarray(seqs, np.uint32), np.ascontiguousarray(frames, np.int64),
+            np.ascontiguousarray(pays, np.int64), np.ascontiguousarray(caps, np.int32),
+            np.ascontiguousarray(tss, np.float64), buf, PAYLOAD_CAP, SERVER_KEEP, PAYLOAD_CAP * 4, MAX_PIECES)
+
+    return add_compiled
+
+
+#: ``add_pieces``, compiled where it is built
+keep_pieces = _compiled_add_pieces() or add_pieces
+
+
 def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
                 cap: int = PAYLOAD_CAP) -> tuple[bytes, tuple[int, ...], int, int]:
     """Contiguous bytes from the stream's start; the frames that gave them; sends of the first."""
