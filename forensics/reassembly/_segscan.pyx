@@ -20,7 +20,7 @@ scanner only if it is ``model``'s. ``tests/test_segscan.py`` compares them with 
 ``add_pieces`` on generated rows and on every connection of real captures.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t
@@ -312,7 +312,7 @@ def add_pieces(list states, const long long[::1] groups, const unsigned char[::1
             raise ValueError("add_pieces: a payload before its batch")
         at = min(at, buf.shape[0])  # (cut at the batch's end, as a slice of it is)
         ln = min(ln, buf.shape[0] - at)
-        data = bytes(buf[at:at + ln])
+        data = PyBytes_FromStringAndSize(<const char *>&buf[0] + at, ln) if ln else b""
         (<list>pieces[d]).append((seqs[k], frames[k], data, tss[k]))
         sizes = st.piece_bytes
         sizes[d] = sizes[d] + ln
