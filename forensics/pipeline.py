@@ -275,7 +275,8 @@ class _StandsMemo:
         self.stands, self.loads = stands, loads
         self.seen: dict[tuple[int, bytes], bool] = {}
 
-    def __call__(self, inp: int, raw: bytes) -> bool:
+    def ask(self, inp: int, raw: bytes) -> bool:
+        """``Judge.stands(inp, loads(raw))``, found once for each input and key."""
         key = (inp, raw)
         got = self.seen.get(key)
         if got is None:
@@ -736,7 +737,7 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
     path = os.path.join(workdir, f"part{res.part}.lines")
     loads, code = pickle.loads, _CODE
     # the writer hands the key's bytes on as they are (``bytes`` of a bytes is that object)
-    stands, key_of = _StandsMemo(judge.stands, loads), bytes
+    stands, key_of = _StandsMemo(judge.stands, loads).ask, bytes
     fd = os.open(res.spill, os.O_RDWR)  # (read, and its space freed behind the blocks: ``holes``)
     freer = Freer(fd)
     needed = _needed_after(index, n) if freer.works else None

@@ -75,6 +75,8 @@ KEY_DTYPE = np.dtype([("ah", np.uint64), ("al", np.uint64), ("bh", np.uint64), (
                       ("ap", np.uint16), ("bp", np.uint16)])
 
 _LOW32 = np.uint64(0xFFFFFFFF)
+#: the client key of a group not on the fast path (``_feed_tcp``)
+_NO_KEY = (0, 0, 0)
 
 
 def _group_destination(rows: np.ndarray) -> np.ndarray:
@@ -289,23 +291,25 @@ class Reassembler:
         keys = _key_bytes(_canonical_keys(take(t, starts)))
         firsts = list(row_fields(t, starts, START_FIELDS))
         flows = self.flows
+        live, to_end, new_flow = flows.get, flows.move_to_end, self._new_flow  # (bound once: see _feed_dns)
         states: list[TcpState | None] = [None] * G
-        chi = np.zeros(G, np.uint64)
-        clo = np.zeros(G, np.uint64)
-        cpt = np.zeros(G, np.uint16)
-        for g, key in enumerate(keys):
-            st = flows.get(key)
+        # the client's address and port of each group taken on the fast path ((0, 0, 0): the careful one)
+        ckeys: list[tuple] = [_NO_KEY] * G
+        for g, (key, odd, pure) in enumerate(zip(keys, any_odd.tolist(), any_pure.tolist())):
+            st = live(key)
             fresh = st is None
             if fresh:
-                st = self._new_flow(key, input_idx, firsts[g])
+                st = new_flow(key, input_idx, firsts[g])
             else:
-                flows.move_to_end(key)
-            if any_odd[g] or (any_pure[g] and not fresh):
+                to_end(key)
+            if odd or (pure and not fresh):
                 self._add_tcp(key, st, input_idx, t[int(starts[g]):int(bounds[g + 1])], buf)
                 continue
             states[g] = st
-            chi[g], clo[g], cpt[g] = st.c_key
+            ckeys[g] = st.c_key
         fast = np.array([s is not None for s in states], bool)
+        ck = np.array(ckeys, np.uint64).reshape(G, 3)
+        chi, clo, cpt = ck[:, 0], ck[:, 1], ck[:, 2].astype(np.uint16)
         if fast.any():
             self._absorb_fast(input_idx, t, buf, starts, bounds, rowgroup, states, fast, chi, clo, cpt, cut)
         closing = self.closing
@@ -406,17 +410,21 @@ class Reassembler:
         self.stats.payload_cut += int(np.count_nonzero(snapped))
         self.stats.dns_fragmented += int(np.count_nonzero(first_fragment))
         why = np.where(first_fragment, 2, np.where(snapped, 1, 0))
-        qtypes = dnswire.QTYPES
-        endpoints = self._endpoints
+        # the dicts' look-ups and the query's handler bound once: compiled, a method called by
+        # its name is looked up on each call (four to six of them a message)
+        qtype_of = dnswire.QTYPES.get
+        known = self._endpoints.get
         endpoint = self._endpoint
-        pending = self.dns
+        pending = self.dns.get
+        dns_query = self._dns_query
+        opcode, qr = dnswire.OPCODE_MASK, dnswire.QR
         pays, caps = d["pay"].tolist(), d["caplen_pay"].tolist()
         cols = zip(dnswire.fast_parse_many(buf, pays, caps), pays, caps, d["src_hi"].tolist(), d["src_lo"].tolist(),
                    d["sport"].tolist(), d["dst_hi"].tolist(), d["dst_lo"].tolist(), d["dport"].tolist(),
                    d["frame"].tolist(), d["ts"].tolist(), d["ttl"].tolist(), d["ipid"].tolist(),
                    why.tolist())
         cuts = ("", CUT_SNAPLEN, CUT_FRAGMENTS)
-        whole = made or {}
+        fragments_of = (made or {}).get
         for msg, p, cap, sh, sl, sp, dh, dl, dp, frame, ts, ttl, ipid, w in cols:
             cut = cuts[w]
             if msg is None and cut:  # only part of it is here: the header still says who answers what
@@ -425,24 +433,24 @@ class Reassembler:
                 self.stats.dns_unparsed += 1
                 continue
             txid, flags, qname, qtype, found, nscount, arcount = _MESSAGE(msg)
-            if flags & dnswire.OPCODE_MASK:  # only standard queries (opcode 0)
+            if flags & opcode:  # only standard queries (opcode 0)
                 continue
-            src = endpoints.get((sh, sl, sp)) or endpoint(sh, sl, sp)
-            if not flags & dnswire.QR:
-                self._dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, txid), src,
-                                endpoints.get((dh, dl, dp)) or endpoint(dh, dl, dp), txid, qname,
-                                # no question (cut off by the capture, or none asked): no type either
-                                (qtypes.get(qtype) or dnswire.qtype_text(qtype)) if qname else "",
-                                whole.get(frame, NO_FRAGMENTS).frames)
+            src = known((sh, sl, sp)) or endpoint(sh, sl, sp)
+            if not flags & qr:
+                dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, txid), src,
+                          known((dh, dl, dp)) or endpoint(dh, dl, dp), txid, qname,
+                          # no question (cut off by the capture, or none asked): no type either
+                          (qtype_of(qtype) or dnswire.qtype_text(qtype)) if qname else "",
+                          fragments_of(frame, NO_FRAGMENTS).frames)
                 continue
-            pend = pending.get((dh, dl, dp, txid))
+            pend = pending((dh, dl, dp, txid))
             if pend is None:
                 self.stats.dns_orphan_responses += 1
                 continue
             answers = tuple([new_dns_answer(*a) for a in found]) if found else ()
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
             # qname_matches, cut, fragments, fragment_ttls, fragments_disagree)
-            frags = whole.get(frame, NO_FRAGMENTS)
+            frags = fragments_of(frame, NO_FRAGMENTS)
             pend.responses.append(new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
                                                    nscount, arcount, qname == pend.qname or (cut and not qname), cut,
                                                    frags.frames, frags.ttls, frags.disagree))
