@@ -15,7 +15,7 @@ install still succeeds and everything runs as Python.
   functions that fill the slots from C, the same objects; ``model`` makes them in Python without it.
 * ``forensics.reassembly._segscan``: a connection's rows scanned as the bytes they are kept in
   (``tcp.scan_records``: the same results, and the rows as tuples made only when asked for),
-  and a batch's payload rows kept as pieces (``tcp.add_pieces``).
+  and a batch's rows absorbed by their connections (``tcp.add_pieces``, ``absorb_groups``, ``syn_rows``).
 * The per-attempt analysis modules (``ANALYSIS`` below): the very ``.py`` files,
   compiled as they are by Cython (no second source; augmenting ``.pxd`` files beside four of
   them, ``forensics/model.pxd`` and ``forensics/reassembly/{tlswire,dnswire,tcp}.pxd``, give a helper,

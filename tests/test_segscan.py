@@ -176,9 +176,16 @@ def test_a_connection_carries_its_frames_and_client_syns(tmp_path):
                                    and r[model.SEG_FLAGS] & 0x12 == 0x02)
 
 
-def _states_after(tmp_path, keep, inputs: list[str]) -> list[tuple]:
+#: what a live connection holds, compared when its state is finished
+_STATE = ("stream", "c_key", "s_key", "direction_from", "base_seq", "n_detail", "n_marks", "capped", "packets",
+          "pbytes", "syn", "synack", "syn_count", "icmp", "first_ts", "last_ts", "want_all", "fins", "cut",
+          "fragments", "fragments_disagree")
+
+
+def _states_after(tmp_path, keep, inputs: list[str], **steps) -> list[tuple]:
     """Each connection's pieces and their byte counts, every input read by an engine whose
-    payload rows are kept by ``keep``."""
+    payload rows are kept by ``keep`` (and whose other batch steps are ``steps``, by name:
+    ``take_groups``, ``take_syns``); with ``steps``, the whole state besides."""
     from forensics.reassembly import engine as eng
     from forensics.sources import iter_inputs
 
@@ -186,12 +193,17 @@ def _states_after(tmp_path, keep, inputs: list[str]) -> list[tuple]:
     real = tcp.finish_tcp
 
     def finish(st):
-        out.append((st.stream, st.pieces, st.piece_bytes))
+        got = (st.stream, st.pieces, st.piece_bytes)
+        if steps:
+            got += (b"".join(st.chunks), *[getattr(st, name) for name in _STATE])
+        out.append(got)
         return real(st)
 
     mp = pytest.MonkeyPatch()
     mp.setattr(eng, "keep_pieces", keep)
     mp.setattr(eng, "finish_tcp", finish)
+    for name, step in steps.items():
+        mp.setattr(eng, name, step)
     try:
         for path in inputs:
             engine = eng.Reassembler(lambda items: None)
@@ -259,3 +271,18 @@ def test_the_piece_keepers_stop_at_the_caps():
              np.array([100_000], np.int64), np.array([5000], np.int32), tss[:1], memoryview(buf))
         assert len(st.pieces[0][0][2]) == st.piece_bytes[0] == 2400
     assert len(results[0][2][0][0]) == len(results[0][2][0][1]) == MAX_PIECES
+
+
+@pytest.mark.skipif(tcp.take_groups is tcp.absorb_groups or tcp.take_syns is tcp.syn_rows,
+                    reason="forensics.reassembly._segscan is not built (or FORENSICS_PURE is set)")
+def test_the_compiled_batch_steps_leave_every_connection_as_the_python_ones(tmp_path, monkeypatch):
+    """The counts, close bits, first sequence numbers, kept rows (past the row cap too) and SYN
+    options of every connection of the samples, a generated capture and the corpus are the
+    same whether ``_absorb_fast`` takes its groups and SYN rows compiled or in Python."""
+    monkeypatch.setattr(tcp, "MAX_DETAIL", 6)  # (read by both at each call: long connections pass it)
+    inputs = with_samples_and_corpus(generated(tmp_path, 41, "--rst", "0.05", "--sni-drop", "0.05"))
+    got = _states_after(tmp_path, tcp.add_pieces, inputs, take_groups=tcp.take_groups, take_syns=tcp.take_syns)
+    want = _states_after(tmp_path, tcp.add_pieces, inputs, take_groups=tcp.absorb_groups, take_syns=tcp.syn_rows)
+    assert got == want
+    assert sum(1 for x in want if x[_STATE.index("capped") + 4]) > 100  # connections past the row cap
+    assert sum(1 for x in want if x[_STATE.index("syn") + 4] is not None) > 500

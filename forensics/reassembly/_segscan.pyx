@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""A connection's rows scanned where they lie, as bytes, and its payload rows kept as pieces (optional;
-``tcp.finish_tcp``, ``tcp.add_pieces``).
+"""The TCP path's loops over rows in compiled code (optional): a connection's rows scanned where they lie,
+as bytes (``tcp.finish_tcp``), and a batch's rows absorbed by their connections (``engine._absorb_fast``).
 
 ``TcpState`` keeps a connection's rows as SEG_DTYPE records in bytes. ``finish_tcp`` made a
 tuple of thirteen Python values of each (``model.seg_rows_raw``) and scanned those
@@ -13,11 +13,13 @@ to the scanner once, so the rules are written in one place.
 
 ``add_pieces`` keeps a batch's payload rows as their connections' pieces (``tcp.add_pieces``:
 ``TcpState.wants`` and ``add_piece`` for each, 339,000 rows on the 1M file) without the
-interpreter's calls per row.
+interpreter's calls per row; ``absorb_groups`` gives each connection of a batch its counts and
+rows (``tcp.absorb_groups``: ``TcpState.count`` and ``_keep``), and ``syn_rows`` hands each SYN
+row to its connection (``tcp.syn_rows``), from the batch's columns as typed arrays.
 
 ``SEG_FORMAT`` is the record layout this code reads (``struct``'s notation); ``tcp`` uses the
-scanner only if it is ``model``'s. ``tests/test_segscan.py`` compares them with ``_scan`` and
-``add_pieces`` on generated rows and on every connection of real captures.
+scanner only if it is ``model``'s. ``tests/test_segscan.py`` compares each with its Python
+twin in ``tcp`` on generated rows and on every connection of real captures.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -316,3 +318,63 @@ def add_pieces(list states, const long long[::1] groups, const unsigned char[::1
         (<list>pieces[d]).append((seqs[k], frames[k], data, tss[k]))
         sizes = st.piece_bytes
         sizes[d] = sizes[d] + ln
+
+
+def absorb_groups(list states, const long long[::1] nc, const long long[::1] sizes, const long long[::1] bc,
+                  const long long[::1] bs, const double[::1] last, const long long[::1] gbits,
+                  const long long[::1] base_c, const long long[::1] base_s, bytes raw, const long long[::1] at,
+                  Py_ssize_t max_detail):
+    """``tcp.absorb_groups`` in compiled code: for each group ``g`` of a batch whose connection
+    ``states[g]`` is not None, what ``TcpState.count`` counts (``nc[g]`` of ``sizes[g]`` rows
+    from the client, ``bc[g]`` and ``bs[g]`` payload bytes each way, the latest time ``last[g]``),
+    its close bits, each direction's first sequence number where it has none yet (``base_c``,
+    ``base_s``: -1 for none), and its rows ``raw[at[g]:at[g + 1]]`` (``TcpState._keep``; called
+    itself where the rows pass ``max_detail``)."""
+    cdef Py_ssize_t n = len(states), g, rows, room, a, e
+    cdef const char *data = PyBytes_AS_STRING(raw)
+    if not (nc.shape[0] == sizes.shape[0] == bc.shape[0] == bs.shape[0] == last.shape[0] == gbits.shape[0]
+            == base_c.shape[0] == base_s.shape[0] == n and at.shape[0] == n + 1):
+        raise ValueError("absorb_groups: the columns differ in length")
+    for g in range(n):
+        st = states[g]
+        if st is None:
+            continue
+        rows = sizes[g]
+        packets = st.packets
+        packets[0] = packets[0] + nc[g]
+        packets[1] = packets[1] + (rows - nc[g])
+        pbytes = st.pbytes
+        pbytes[0] = pbytes[0] + bc[g]
+        pbytes[1] = pbytes[1] + bs[g]
+        if last[g] > st.last_ts:
+            st.last_ts = last[g]
+        st.fins = st.fins | gbits[g]
+        base = st.base_seq
+        if base[0] is None and base_c[g] >= 0:
+            base[0] = base_c[g]
+        if base[1] is None and base_s[g] >= 0:
+            base[1] = base_s[g]
+        a = at[g]
+        e = at[g + 1]
+        if a < 0 or e < a or e > len(raw):
+            raise ValueError("absorb_groups: a group's rows outside the records")
+        chunk = PyBytes_FromStringAndSize(data + a, e - a)
+        room = max_detail - <Py_ssize_t>st.n_detail
+        if room >= rows:
+            (<list>st.chunks).append(chunk)
+            st.n_detail = st.n_detail + rows
+        else:
+            st._keep(chunk, rows)
+
+
+def syn_rows(list states, const long long[::1] groups, const unsigned char[::1] dirs,
+             const unsigned short[::1] flags, const long long[::1] l4, const unsigned char[::1] doff,
+             const unsigned char[::1] ttl, const int[::1] ipid, const long long[::1] frame, buf):
+    """``tcp.syn_rows`` in compiled code: ``TcpState.syn_row`` of each SYN row ``k`` of a batch,
+    for the connection ``states[groups[k]]``."""
+    cdef Py_ssize_t n = groups.shape[0], k
+    if not (dirs.shape[0] == flags.shape[0] == l4.shape[0] == doff.shape[0] == ttl.shape[0] == ipid.shape[0]
+            == frame.shape[0] == n):
+        raise ValueError("syn_rows: the columns differ in length")
+    for k in range(n):
+        states[groups[k]].syn_row(dirs[k], flags[k], l4[k], doff[k], ttl[k], ipid[k], frame[k], buf)

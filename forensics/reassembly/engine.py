@@ -39,7 +39,8 @@ from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPP
                               ip_to_str)
 from ..sources.defrag import MAX_LISTED_FRAGMENTS, NO_FRAGMENTS, Fragments
 from . import dnswire
-from .tcp import START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, keep_pieces, row_fields
+from .tcp import (START_FIELDS, SYN_FIELDS, TcpState, close_bits, finish_tcp, first_seq, keep_pieces, row_fields,
+                  take_groups, take_syns)
 
 #: A connection with no packet for this long (capture time) is finished. Long
 #: enough that keep-alive gaps do not split one connection in two.
@@ -342,39 +343,28 @@ class Reassembler:
         # as a slice of the batch's raw records: a structured copy goes field by field
         raw = seg.tobytes()
         plen = t["plen"].astype(np.int64)
-        nc = np.add.reduceat(is_c.astype(np.int64), starts).tolist()
-        bc = np.add.reduceat(np.where(is_c, plen, 0), starts).tolist()
-        bs = np.add.reduceat(np.where(is_c, 0, plen), starts).tolist()
-        last = np.maximum.reduceat(t["ts"], starts).tolist()
-        sizes = np.diff(bounds).tolist()
-        b = (bounds * SEG_DTYPE.itemsize).tolist()
-        gbits = np.bitwise_or.reduceat(close_bits(t["flags"], is_c), starts).tolist()
+        nc = np.add.reduceat(is_c.astype(np.int64), starts)
+        bc = np.add.reduceat(np.where(is_c, plen, 0), starts)
+        bs = np.add.reduceat(np.where(is_c, 0, plen), starts)
+        last = np.maximum.reduceat(t["ts"], starts)
+        gbits = np.bitwise_or.reduceat(close_bits(t["flags"], is_c), starts)
         # each direction's first row in each group (n: none), and the base_seq it gives
         pos = np.arange(n)
         bases = first_seq(t["seq"], t["flags"])
         firsts = []
         for side in (is_c, ~is_c):
             i = np.minimum.reduceat(np.where(side, pos, n), starts)
-            firsts.append(np.where(i < n, bases[np.minimum(i, n - 1)], -1).tolist())
-        base_c, base_s = firsts
-        for g, st in enumerate(states):
-            if st is None:
-                continue
-            st.count(nc[g], sizes[g] - nc[g], bc[g], bs[g], last[g])
-            st.fins |= gbits[g]
-            if st.base_seq[C2S] is None and base_c[g] >= 0:
-                st.base_seq[C2S] = base_c[g]
-            if st.base_seq[S2C] is None and base_s[g] >= 0:
-                st.base_seq[S2C] = base_s[g]
-            st._keep(raw[b[g]:b[g + 1]], sizes[g])
+            firsts.append(np.where(i < n, bases[np.minimum(i, n - 1)], -1))
+        take_groups(states, nc, np.diff(bounds), bc, bs, last, gbits, firsts[0], firsts[1], raw,
+                    bounds * SEG_DTYPE.itemsize)
         for g, d in zip(rowgroup[cut].tolist(), dirs[cut].tolist()):  # rows whose payload was cut
             st = states[g]
             if st is not None:
                 st.cut |= 1 << d
         fast_row = fast[rowgroup]
         syns = np.flatnonzero(fast_row & ((t["flags"] & TCP_SYN) != 0))
-        for g, d, fields in zip(rowgroup[syns].tolist(), dirs[syns].tolist(), row_fields(t, syns, SYN_FIELDS)):
-            states[g].syn_row(d, *fields, buf)
+        if len(syns):
+            take_syns(states, rowgroup[syns], dirs[syns], *[t[name][syns] for name in SYN_FIELDS], buf)
         idx = np.flatnonzero(fast_row & (t["caplen_pay"] > 0))
         if len(idx):
             keep_pieces(states, rowgroup[idx], dirs[idx], t["seq"][idx], t["frame"][idx], t["pay"][idx],

@@ -301,6 +301,63 @@ def add_pieces(states: list, groups, dirs, seqs, frames, pays, caps, tss, buf) -
             st.add_piece(d, seq, frame, buf[pay:pay + cap].tobytes(), ts)
 
 
+def absorb_groups(states: list, nc, sizes, bc, bs, last, gbits, base_c, base_s, raw: bytes, at) -> None:
+    """For each group ``g`` of a batch whose connection ``states[g]`` is not None (columns, one
+    entry a group): its counts (``nc[g]`` of its ``sizes[g]`` rows from the client, ``bc[g]`` and
+    ``bs[g]`` payload bytes each way, its latest time ``last[g]``), its close bits, each
+    direction's first sequence number where it has none yet (``base_c``, ``base_s``: -1 for
+    none) and its rows, ``raw[at[g]:at[g + 1]]`` (``_segscan.absorb_groups`` in compiled code)."""
+    nc, sizes, bc, bs, last, gbits = nc.tolist(), sizes.tolist(), bc.tolist(), bs.tolist(), last.tolist(), gbits.tolist()
+    base_c, base_s, at = base_c.tolist(), base_s.tolist(), at.tolist()
+    for g, st in enumerate(states):
+        if st is None:
+            continue
+        st.count(nc[g], sizes[g] - nc[g], bc[g], bs[g], last[g])
+        st.fins |= gbits[g]
+        if st.base_seq[C2S] is None and base_c[g] >= 0:
+            st.base_seq[C2S] = base_c[g]
+        if st.base_seq[S2C] is None and base_s[g] >= 0:
+            st.base_seq[S2C] = base_s[g]
+        st._keep(raw[at[g]:at[g + 1]], sizes[g])
+
+
+def syn_rows(states: list, groups, dirs, flags, l4, doff, ttl, ipid, frame, buf) -> None:
+    """``TcpState.syn_row`` of each SYN row ``k`` of a batch (columns), for the connection
+    ``states[groups[k]]`` (``_segscan.syn_rows`` in compiled code)."""
+    for g, d, f, a, o, t, i, fr in zip(groups.tolist(), dirs.tolist(), flags.tolist(), l4.tolist(), doff.tolist(),
+                                       ttl.tolist(), ipid.tolist(), frame.tolist()):
+        states[g].syn_row(d, f, a, o, t, i, fr, buf)
+
+
+def _compiled_batch():
+    """``absorb_groups`` and ``syn_rows`` by ``_segscan``'s (None where not built)."""
+    mod = segscan_module()
+    if mod is None or not hasattr(mod, "absorb_groups") or not hasattr(mod, "syn_rows"):
+        return None, None
+    absorb, syns = mod.absorb_groups, mod.syn_rows
+
+    def absorb_compiled(states: list, nc, sizes, bc, bs, last, gbits, base_c, base_s, raw: bytes, at) -> None:
+        i64 = np.int64
+        absorb(states, np.ascontiguousarray(nc, i64), np.ascontiguousarray(sizes, i64), np.ascontiguousarray(bc, i64),
+               np.ascontiguousarray(bs, i64), np.ascontiguousarray(last, np.float64),
+               np.ascontiguousarray(gbits, i64), np.ascontiguousarray(base_c, i64), np.ascontiguousarray(base_s, i64),
+               raw, np.ascontiguousarray(at, i64), MAX_DETAIL)
+
+    def syns_compiled(states: list, groups, dirs, flags, l4, doff, ttl, ipid, frame, buf) -> None:
+        syns(states, np.ascontiguousarray(groups, np.int64), np.ascontiguousarray(dirs, np.uint8),
+             np.ascontiguousarray(flags, np.uint16), np.ascontiguousarray(l4, np.int64),
+             np.ascontiguousarray(doff, np.uint8), np.ascontiguousarray(ttl, np.uint8),
+             np.ascontiguousarray(ipid, np.int32), np.ascontiguousarray(frame, np.int64), buf)
+
+    return absorb_compiled, syns_compiled
+
+
+#: ``absorb_groups`` and ``syn_rows``, compiled where they are built
+_absorb, _syns = _compiled_batch()
+take_groups = _absorb or absorb_groups
+take_syns = _syns or syn_rows
+
+
 def _compiled_add_pieces():
     """``add_pieces`` by ``_segscan.add_pieces`` with this module's caps, or None (not built)."""
     mod = segscan_module()
