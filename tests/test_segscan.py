@@ -286,3 +286,28 @@ def test_the_compiled_batch_steps_leave_every_connection_as_the_python_ones(tmp_
     assert got == want
     assert sum(1 for x in want if x[_STATE.index("capped") + 4]) > 100  # connections past the row cap
     assert sum(1 for x in want if x[_STATE.index("syn") + 4] is not None) > 500
+
+
+_PIECE = st.tuples(st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 40), st.binary(max_size=40),
+                   st.floats(0, 2e9))
+
+
+@pytest.mark.skipif(tcp._usual is None, reason="forensics.reassembly._segscan is not built (or FORENSICS_PURE is set)")
+@settings(max_examples=500, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(_PIECE, max_size=8), start=st.none() | st.integers(0, 2 ** 32 - 1),
+       contiguous=st.booleans(), cap=st.sampled_from([1, 7, 40, 100, 16384]))
+def test_the_usual_reassembly_is_reassemble_s(pieces, start, contiguous, cap):
+    """``tcp.reassemble`` (the usual first payloads in compiled code) gives ``_reassemble``'s
+    answer for any pieces: in order and touching as often as not, empty or not, any cap."""
+    if contiguous and pieces:  # each piece where the last one ended, from the start (or not)
+        at = pieces[0][0] if start is None else start
+        laid = []
+        for seq, frame, data, ts in pieces:
+            laid.append((at, frame, data, ts))
+            at = (at + len(data)) & 0xFFFFFFFF
+        pieces = laid
+    want = tcp._reassemble(pieces, start, cap)
+    got = tcp.reassemble(pieces, start, cap)
+    assert got == want and [type(x) for x in got] == [type(x) for x in want]
+    usual = tcp._usual(pieces, start, cap)
+    assert usual is None or usual == want

@@ -16,6 +16,8 @@ to the scanner once, so the rules are written in one place.
 interpreter's calls per row; ``absorb_groups`` gives each connection of a batch its counts and
 rows (``tcp.absorb_groups``: ``TcpState.count`` and ``_keep``), and ``syn_rows`` hands each SYN
 row to its connection (``tcp.syn_rows``), from the batch's columns as typed arrays.
+``reassemble_usual`` gives ``tcp._reassemble``'s answer for the usual first payloads (in order,
+touching: 99 % of them on the benchmark), None for the others, which ``_reassemble`` works out.
 
 ``SEG_FORMAT`` is the record layout this code reads (``struct``'s notation); ``tcp`` uses the
 scanner only if it is ``model``'s. ``tests/test_segscan.py`` compares each with its Python
@@ -378,3 +380,37 @@ def syn_rows(list states, const long long[::1] groups, const unsigned char[::1] 
         raise ValueError("syn_rows: the columns differ in length")
     for k in range(n):
         states[groups[k]].syn_row(dirs[k], flags[k], l4[k], doff[k], ttl[k], ipid[k], frame[k], buf)
+
+
+def reassemble_usual(list pieces, object start, Py_ssize_t cap):
+    """``tcp._reassemble(pieces, start, cap)`` where the pieces are the usual first payload: none,
+    one segment, or segments in order, each starting where the last one ended, none empty, the
+    cap falling in the last one or later. None for any other pieces (``_reassemble`` then works
+    them out)."""
+    cdef Py_ssize_t n = len(pieces), k, total = 0, ln
+    cdef long long s, expect, seq
+    cdef tuple p
+    if n == 0:
+        return b"", (), 0, 0
+    p = <tuple>pieces[0]
+    s = p[0] if start is None else start
+    if n == 1:
+        if <long long>p[0] != s:
+            return b"", (), 0, 0
+        data = p[2]
+        if len(data):
+            return data[:cap], (p[1],), 1, 0
+        return None
+    expect = s
+    for k in range(n):
+        p = <tuple>pieces[k]
+        seq = p[0]
+        ln = len(p[2])
+        if seq != expect or not ln:
+            return None
+        expect = (expect + ln) & 0xFFFFFFFF
+        total += ln
+    if total - ln >= cap:  # (the cap falls before the last segment: _reassemble's own way)
+        return None
+    out = b"".join([(<tuple>q)[2] for q in pieces])
+    return out[:cap], tuple([(<tuple>q)[1] for q in pieces]), 1, 0

@@ -427,6 +427,25 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
     return bytes(out[:cap]), tuple(frames), first_sends, conflicts
 
 
+def _usual_reassembly():
+    """``_segscan.reassemble_usual`` (``_reassemble``'s answer for the usual first payloads, None
+    for the others), or None where it is not built."""
+    return getattr(segscan_module(), "reassemble_usual", None)
+
+
+_usual = _usual_reassembly()
+
+
+def reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
+               cap: int = PAYLOAD_CAP) -> tuple[bytes, tuple[int, ...], int, int]:
+    """``_reassemble``, its usual cases in compiled code where built."""
+    if _usual is not None:
+        got = _usual(pieces, start, cap)
+        if got is not None:
+            return got
+    return _reassemble(pieces, start, cap)
+
+
 _LOG_LETTERS = ("T", "W", "t", "w")
 _NOTED_AT = (1, 10, 100, 1000, 10000)
 #: The flags the history letters depend on.
@@ -606,8 +625,8 @@ def finish_tcp(s: TcpState) -> TcpConn:
     if capped and pieces[C2S]:
         # the first payload's row may be past the row cap: its first segment kept its time
         first_pay_ts = pieces[C2S][0][3] if first_pay_ts is None else min(first_pay_ts, pieces[C2S][0][3])
-    cpay, cframes, csends, cconf = _reassemble(pieces[C2S], c_start)
-    spay, sframes, _, sconf = _reassemble(pieces[S2C], s_start, PAYLOAD_CAP if want_all else SERVER_KEEP)
+    cpay, cframes, csends, cconf = reassemble(pieces[C2S], c_start)
+    spay, sframes, _, sconf = reassemble(pieces[S2C], s_start, PAYLOAD_CAP if want_all else SERVER_KEEP)
     markers = []
     for r in ends:
         f, ts = r[SEG_FLAGS], r[SEG_TS]
