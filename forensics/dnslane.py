@@ -105,7 +105,7 @@ class DnsLane:
         rts, rcode, rttl, rframe, rinp, src, ipid, flags, answers, authority, additional, qmatch = _RESPONSE(r)
         cip, cport = _ENDPOINT(client)
         sip, sport = _ENDPOINT(server)
-        addrs = tuple(sorted(r.addresses()))
+        addrs = tuple(sorted({a.data for a in answers if a.rtype == "A" or a.rtype == "AAAA"}))  # (r.addresses())
         result = _outcome(addrs, rcode)
         self.controls.add_lone_answer(inp, cip, sip, rttl, round_to(rts - qts, 6), name, qtype, result)
         key = key_of(name, qtype, sip, result, (addrs,)) or None
