@@ -716,6 +716,14 @@ def slot_maker(cls):
     return _compiled_filler(cls, [f.name for f in fields]) or cls
 
 
+def state_filler(cls, names: list[str]):
+    """A constructor of ``cls``, a plain class with ``__slots__`` and nothing else to set up
+    (a live flow's state, not a record), taking the slots ``names`` (all of them, in order)
+    positionally: ``_slots``' compiled filler where built, ``python_filler``'s otherwise."""
+    assert cls.__bases__ == (object,) and sorted(names) == sorted(cls.__slots__) and "__init__" not in cls.__dict__
+    return _compiled_filler(cls, names) or python_filler(cls, names)
+
+
 def _compiled_filler(cls, names: list[str]):
     """``forensics._slots``' constructor of ``cls`` from its fields ``names`` (the same objects as
     the Python ones), or None: the extension not built, or a class it cannot be sure of."""

@@ -229,3 +229,27 @@ def test_slot_maker_makes_what_the_class_makes():
         y: object = None
 
     assert model.slot_maker(Mutable)(1, 2) == Mutable(1, 2)
+
+
+def test_a_live_connections_state_is_made_alike_both_ways():
+    """``TcpState`` (a live flow's state, not a record) is made by ``model.state_filler``: the
+    compiled filler where built, the Python one otherwise, the same slots either way; and
+    ``TcpState.start`` tells the client as the handshake, or the ports, say."""
+    from forensics.reassembly import tcp
+
+    names = list(tcp.TcpState.__slots__)
+    values = [object() for _ in names]
+    made = [tcp._new_state(*values), model.python_filler(tcp.TcpState, names)(*values)]
+    for st in made:
+        assert type(st) is tcp.TcpState and [getattr(st, n) for n in names] == values
+    a, b = (1, 2, 80), (4, 5, 40000)
+    for flags, first, c_key, how in ((0x02, a, a, "syn"), (0x12, a, b, "syn-ack"), (0x10, a, b, "port"),
+                                     (0x10, b, b, "port")):
+        src, dst = first, (b if first == a else a)
+        st = tcp.TcpState.start(3, (*src, *dst, flags, 6, 1.5, 9))
+        assert (st.c_key, st.s_key, st.direction_from) == (c_key, a if c_key == b else b, how)
+        assert (st.input, st.stream, st.ipver, st.first_ts, st.last_ts) == (3, (3, 9), 6, 1.5, 1.5)
+        assert (st.base_seq, st.chunks, st.packets, st.pbytes, st.pieces, st.want_all) == ([None, None], [], [0, 0],
+                                                                                          [0, 0], None, False)
+        assert st.base_seq is not tcp.TcpState.start(3, (*src, *dst, flags, 6, 1.5, 9)).base_seq  # its own lists
+    assert tcp.TcpState.start(0, (1, 2, 53, 4, 5, 999, 0x02, 4, 0.0, 1)).want_all

@@ -13,7 +13,7 @@ from ..compiled import segscan_module
 from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_DTYPE, SEG_FLAGS, SEG_FRAME, SEG_INPUT, SEG_IPID, SEG_PLEN,
                      SEG_SEQ, SEG_TS, SEG_TTL, SEG_WIN, IcmpError, SegRows, TcpConn, TcpOptions, new_endpoint,
                      new_marker, new_tcp_conn, new_tcp_options, round_to, seg_rows, seg_rows_raw, slot_reader,
-                     struct_of)
+                     state_filler, struct_of)
 from ..sources.decode import TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, ip_to_str
 from ..sources.defrag import NO_FRAGMENTS, Fragments
 
@@ -110,49 +110,33 @@ class TcpState:
                  "syn_count", "pieces", "piece_bytes", "icmp", "first_ts", "last_ts", "want_all", "fins",
                  "cut", "fragments", "fragments_disagree")
 
-    @classmethod
-    def start(cls, input_idx: int, first: tuple) -> "TcpState":
+    @staticmethod
+    def start(input_idx: int, first: tuple) -> "TcpState":
         """A connection whose first packet has these fields (``START_FIELDS``, from ``row_fields``)."""
-        self = cls()
         src_hi, src_lo, sport, dst_hi, dst_lo, dport, flags, ipver, ts, frame = first
         src = (src_hi, src_lo, sport)
         dst = (dst_hi, dst_lo, dport)
         if flags & TCP_SYN and not flags & TCP_ACK:
-            self.c_key, self.s_key, self.direction_from = src, dst, "syn"
+            c_key, s_key, how = src, dst, "syn"
         elif flags & TCP_SYN:
-            self.c_key, self.s_key, self.direction_from = dst, src, "syn-ack"
+            c_key, s_key, how = dst, src, "syn-ack"
         elif src[2] < dst[2]:
-            self.c_key, self.s_key, self.direction_from = dst, src, "port"
+            c_key, s_key, how = dst, src, "port"
         else:
-            self.c_key, self.s_key, self.direction_from = src, dst, "port"
-        self.input = input_idx
-        # provisional stream key: where the connection's first packet is; the
-        # analysis ranks these at the end, as Wireshark numbers tcp.stream
-        self.stream = (input_idx, frame)
-        self.ipver = ipver
-        self.base_seq: list[int | None] = [None, None]
-        self.chunks: list[bytes] = []
-        self.n_detail = self.n_marks = 0
-        self.capped = False
-        self.cut = 0  # directions whose payload the capture cut short: 1 the client's, 2 the server's
-        self.packets = [0, 0]
-        self.pbytes = [0, 0]
-        self.syn: TcpOptions | None = None
-        self.synack: TcpOptions | None = None
-        self.syn_count = 0
-        # made on first use: most flows of a SYN flood never carry payload or ICMP
-        self.pieces: list[list[tuple[int, int, bytes, float]]] | None = None
-        self.piece_bytes: list[int] | None = None
-        self.icmp: list[IcmpError] | None = None
-        self.first_ts = ts
-        self.last_ts = self.first_ts
-        # DNS over TCP: every message matters, not only the first payload
-        self.want_all = 53 in (src[2], dst[2])
-        self.fins = 0  # close_bits seen so far
-        # the IP fragments its segments were made whole from: frame -> TTL (made on first use: few have any)
-        self.fragments: dict[int, int] | None = None
-        self.fragments_disagree = False  # some of them overlapped with other bytes
-        return self
+            c_key, s_key, how = src, dst, "port"
+        # (input, stream, c_key, s_key, ipver, direction_from, base_seq, chunks, n_detail, n_marks, capped,
+        # packets, pbytes, syn, synack, syn_count, pieces, piece_bytes, icmp, first_ts, last_ts, want_all,
+        # fins, cut, fragments, fragments_disagree), each slot in ``__slots__``' order:
+        # - stream: provisional, where the connection's first packet is; the analysis ranks these at
+        #   the end, as Wireshark numbers tcp.stream
+        # - pieces, piece_bytes, icmp, fragments: made on first use (most flows of a SYN flood never
+        #   carry payload or ICMP; few have IP fragments); fragments: frame -> TTL
+        # - want_all: DNS over TCP, where every message matters, not only the first payload
+        # - fins: the close_bits seen so far; cut: the directions whose payload the capture cut
+        #   short (1 the client's, 2 the server's)
+        return _new_state(input_idx, (input_idx, frame), c_key, s_key, ipver, how, [None, None], [], 0, 0, False,
+                          [0, 0], [0, 0], None, None, 0, None, None, None, ts, ts, 53 in (src[2], dst[2]), 0, 0,
+                          None, False)
 
     @property
     def closed(self) -> bool:
@@ -376,6 +360,10 @@ def _compiled_add_pieces():
 
 #: ``add_pieces``, compiled where it is built
 keep_pieces = _compiled_add_pieces() or add_pieces
+
+
+#: ``TcpState``'s constructor, every slot given positionally (compiled where ``forensics._slots`` is built)
+_new_state = state_filler(TcpState, list(TcpState.__slots__))
 
 
 def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
