@@ -57,7 +57,7 @@ from .errors import ForensicsError, InputError
 from .holes import Freer
 from .ordering import Appender, DiskArray, merged, sort_file
 from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo, TcpConn, Verdict, new_evidence,
-                    new_finding, struct_of)
+                    new_finding, slot_reader, struct_of)
 from .reassembly import attempts as attempts_mod
 from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
 from .report import AttemptStore, Report, attempt_fragments, attempt_line, line_of, verdict_piece
@@ -352,8 +352,13 @@ TLS_LANE = True
 def _index_row(a: Attempt, sub: int, off: int, ln: int, seq: int) -> bytes:
     """The index row (``INDEX_DTYPE``) of attempt ``a``, the ``sub``-th of its connection, spilled
     at ``off`` (``ln`` bytes), the ``seq``-th the part found."""
-    sin, sfr = a.tcp.stream if a.tcp is not None else (-1, -1)
-    return _INDEX_ROW.pack(a.start, a.input, a.frames[0] if a.frames else 0, sub, sin, sfr, off, ln, seq)
+    start, inp, frames, tcp = _ROW_OF(a)
+    sin, sfr = tcp.stream if tcp is not None else (-1, -1)
+    return _INDEX_ROW.pack(start, inp, frames[0] if frames else 0, sub, sin, sfr, off, ln, seq)
+
+
+#: what ``_index_row`` reads of an attempt, in one call (``model.slot_reader``)
+_ROW_OF = slot_reader(Attempt, "start", "input", "frames", "tcp")
 
 
 class _Recorder:

@@ -24,11 +24,11 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
     if tlswire.looks_like_client_hello(data):
         h = tlswire.parse_client_hello(data)
         if h is not None:
-            hello = new_tls_client_hello(h.sni, h.versions, h.record_size, _segments(conn, h.record_size),
-                                         h.extensions, h.ciphers)
+            sni, versions, size, extensions, ciphers = _HELLO(h)
+            hello = new_tls_client_hello(sni, versions, size, _segments(conn, size), extensions, ciphers)
             reply = tlswire.parse_server_reply(server_payload)
-            tr = new_tls_server_reply(reply.server_hello, reply.version, reply.alerts) if reply else None
-            return [new_attempt("", "tls", "tcp", client, server, h.sni, first_ts, last_ts, input_idx,
+            tr = new_tls_server_reply(*_REPLY(reply)) if reply else None
+            return [new_attempt("", "tls", "tcp", client, server, sni, first_ts, last_ts, input_idx,
                                 frames, history, conn, None, hello, tr, None, None, None)]
     if httpwire.looks_like_request(data):
         req = httpwire.parse_request(data)
@@ -52,6 +52,11 @@ def from_tcp(conn: TcpConn) -> list[Attempt]:
 #: what ``from_tcp`` reads of a connection, in one call (``model.slot_reader``)
 _CONN = slot_reader(TcpConn, "row_frames", "fragment_frames", "client", "server", "client_payload", "server_payload",
                     "first_ts", "last_ts", "input", "history")
+
+
+#: what ``from_tcp`` reads of a parsed ClientHello and server reply, each in one call
+_HELLO = slot_reader(tlswire.Hello, "sni", "versions", "record_size", "extensions", "ciphers")
+_REPLY = slot_reader(tlswire.ServerReply, "server_hello", "version", "alerts")
 
 
 def _segments(conn: TcpConn, size: int) -> int:
