@@ -34,9 +34,9 @@ from .detectors.outcome import answered_detail, response_detail
 from .detectors.base import Facts, ev, finding, query_text
 from .detectors.dnsforge import key_of
 from .detectors.features import _outcome
-from .model import (_HEX4, DNS_AA, MAX_FRAMES_LISTED, DnsAnswer, DnsResponse, DnsTransaction, Endpoint, hex4,
-                    iso_time, new_dns_answer, new_dns_response, round_to, new_dns_transaction, new_endpoint, rcode_text,
-                    slot_reader)
+from .model import (_HEX4, DNS_AA, MAX_FRAMES_LISTED, DnsAnswer, DnsResponse, DnsTransaction, answer_addresses,
+                    endpoint_fields, hex4, iso_time, new_dns_answer, new_dns_response, round_to, new_dns_transaction,
+                    new_endpoint, rcode_text, slot_reader)
 from .reassembly.attempts import from_dns
 from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
 
@@ -55,7 +55,6 @@ _TXN = slot_reader(DnsTransaction, "responses", "client", "server", "query_ts", 
                    "input", "txid", "query_ttl", "watched")
 _RESPONSE = slot_reader(DnsResponse, "ts", "rcode", "ttl", "frame", "input", "src", "ipid", "flags", "answers",
                         "authority", "additional", "qname_matches")
-_ENDPOINT = slot_reader(Endpoint, "ip", "port")
 _ANSWER = slot_reader(DnsAnswer, "name", "rtype", "ttl", "data")
 
 _SIGNAL = "dns-answered"
@@ -103,9 +102,9 @@ class DnsLane:
         responses, client, server, qts, qframes, name, qtype, inp, txid, qttl, watched = _TXN(t)
         r = responses[0]
         rts, rcode, rttl, rframe, rinp, src, ipid, flags, answers, authority, additional, qmatch = _RESPONSE(r)
-        cip, cport = _ENDPOINT(client)
-        sip, sport = _ENDPOINT(server)
-        addrs = tuple(sorted({a.data for a in answers if a.rtype == "A" or a.rtype == "AAAA"}))  # (r.addresses())
+        cip, cport = endpoint_fields(client)
+        sip, sport = endpoint_fields(server)
+        addrs = tuple(sorted(answer_addresses(answers)))  # (r.addresses(), from the answers read above)
         result = _outcome(addrs, rcode)
         self.controls.add_lone_answer(inp, cip, sip, rttl, round_to(rts - qts, 6), name, qtype, result)
         key = key_of(name, qtype, sip, result, (addrs,)) or None
@@ -116,7 +115,7 @@ class DnsLane:
         history = "Q" * min(len(qframes), 9) + "r"
         got = None
         if self._pieces is not None:
-            src_ip, src_port = _ENDPOINT(src)
+            src_ip, src_port = endpoint_fields(src)
             got = self._pieces(self._vhead, self._rule, rts - qts, qdetail, rdetail, inp, cip, cport,
                                sip, sport, name, qts, duration, history, listed, len(frames), txid,
                                qtype, qframes, qttl, rinp, rframe, rts, src_ip, src_port,

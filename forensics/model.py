@@ -325,9 +325,9 @@ class TcpConn:
     #: ``rows``, which may have lost that row to the row cap of a long connection.
     client_payload_ts: float | None
     detail_capped: bool
-    #: ``segs`` as Python tuples (fields at the ``SEG_*`` positions; a ``SegRows``, or a list). A
+    #: ``segs`` as Python tuples (fields at the ``SEG_*`` positions), made when first read. A
     #: connection has a dozen rows or so, where a loop over tuples costs less than a few numpy calls.
-    rows: list[tuple] = field(repr=False, compare=False)
+    rows: SegRows = field(repr=False, compare=False)
     #: Payload the capture cut short (its snapshot length): bit 0 the client's, bit 1 the server's.
     payload_cut: int = 0
     #: The frames of the IP fragments some of its segments were made whole from (the segments are
@@ -362,6 +362,11 @@ class DnsAnswer:
 DNS_AA = 0x0400
 
 
+def answer_addresses(answers) -> set[str]:
+    """The addresses among DNS answers (``DnsAnswer``s): the data of the A and AAAA records."""
+    return {a.data for a in answers if a.rtype == "A" or a.rtype == "AAAA"}
+
+
 @dataclass(frozen=True, slots=True)
 class DnsResponse:
     input: int
@@ -393,7 +398,7 @@ class DnsResponse:
         return bool(self.flags & DNS_AA)
 
     def addresses(self) -> frozenset[str]:
-        return frozenset([a.data for a in self.answers if a.rtype == "A" or a.rtype == "AAAA"])
+        return frozenset(answer_addresses(self.answers))
 
     def to_dict(self) -> dict:
         d = {"frame": self.frame, "time": iso_time(self.ts), "src": self.src.to_dict(),
@@ -769,3 +774,7 @@ new_http_response = slot_filler(HttpResponse)
 new_evidence = slot_filler(Evidence)
 new_finding = slot_filler(Finding)
 new_verdict = slot_filler(Verdict)
+
+
+#: an ``Endpoint``'s address and port, as a tuple, in one call (``slot_reader``)
+endpoint_fields = slot_reader(Endpoint, "ip", "port")

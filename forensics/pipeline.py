@@ -742,7 +742,7 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
     path = os.path.join(workdir, f"part{res.part}.lines")
     loads, code = pickle.loads, _CODE
     # the writer hands the key's bytes on as they are (``bytes`` of a bytes is that object)
-    stands, key_of = _StandsMemo(judge.stands, loads).ask, bytes
+    stands, as_bytes = _StandsMemo(judge.stands, loads).ask, bytes
     fd = os.open(res.spill, os.O_RDWR)  # (read, and its space freed behind the blocks: ``holes``)
     freer = Freer(fd)
     needed = _needed_after(index, n) if freer.works else None
@@ -760,7 +760,7 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
                 inputs = sel["input"].tolist()
                 pos_list, rank_list = pos_block.tolist(), ranks[b:b + JUDGE_TICK].tolist()
                 bufs, ats = _spill_ranges(fd, sel["off"], sel["len"])
-                for seg in spilled_lines(bufs, ats, lens, inputs, pos_list, rank_list, codes, stands, key_of):
+                for seg in spilled_lines(bufs, ats, lens, inputs, pos_list, rank_list, codes, stands, as_bytes):
                     if type(seg) is bytes:
                         write(seg)
                         continue

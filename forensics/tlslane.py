@@ -35,7 +35,7 @@ from .classify.engine import Judge, _sentence, apply_rules
 from .detectors import BUILTIN, crosscheck, dnsforge, outcome
 from .detectors.base import Facts, ev, finding
 from .detectors.features import asks_ecn, ecn_answered
-from .model import S2C, SEG_FLAGS, Attempt, Endpoint, TcpConn, slot_reader
+from .model import S2C, SEG_FLAGS, Attempt, TcpConn, endpoint_fields, slot_reader
 from .report import _encode_bytes, verdict_fields
 
 # the lane stands for these detectors' findings on a TCP attempt, in this order
@@ -47,7 +47,6 @@ _ATTEMPT = slot_reader(Attempt, "tcp", "kind", "tls_reply", "response", "input",
                        "request")
 _CONN = slot_reader(TcpConn, "server_payload_frames", "syn", "synack", "icmp", "conflicts", "client_payload",
                     "payload_bytes", "markers", "syn_rows")
-_ENDPOINT = slot_reader(Endpoint, "ip", "port")
 
 _SIGNAL = "exchange-complete"
 _ANSWER = outcome.SERVER_HELLO_ANSWERED
@@ -151,7 +150,7 @@ class TlsLane:
             except Exception:
                 return None  # (the general path runs it again, and leaves it out from then on)
         # The controls get what ``features`` would give them (its hello size and request path).
-        sip, sport = _ENDPOINT(server)
+        sip, sport = endpoint_fields(server)
         self.controls.add_exchange(inp, kind, client.ip, sip, sport, name,
                                    any(ecn) and ecn_answered(syns, synack.frame),
                                    hello.record_size if hello is not None else 0,

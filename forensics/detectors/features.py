@@ -11,13 +11,9 @@ MAX_RESPONSES = 8
 
 
 def is_client_syn(r: tuple) -> bool:
-    """A row of ``TcpConn.rows`` that is the client's SYN (SYN without ACK)."""
+    """A row of ``TcpConn.rows`` that is the client's SYN (SYN without ACK; a connection's are
+    ``TcpConn.syn_rows``, which ``tcp.scan_records`` takes apart by the same test)."""
     return r[SEG_DIR] == C2S and r[SEG_FLAGS] & (TCP_SYN | TCP_ACK) == TCP_SYN
-
-
-def client_syns(rows: list[tuple]) -> list[tuple]:
-    """The client's SYNs among a connection's rows, in capture order."""
-    return [r for r in rows if is_client_syn(r)]
 
 
 def asks_ecn(flags: int) -> bool:
@@ -52,7 +48,7 @@ def features(a: Attempt) -> dict:
                "syn": c.syn is not None, "synack": c.synack is not None}
     if c.payload_cut:
         x["cut"] = c.payload_cut  # 1 the client's payload, 2 the server's, 3 both: cut by the snapshot length
-    syns = client_syns(c.rows)
+    syns = c.syn_rows
     if any(asks_ecn(r[SEG_FLAGS]) for r in syns):
         if c.synack is not None:
             answered = ecn_answered(syns, c.synack.frame)

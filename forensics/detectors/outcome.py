@@ -18,7 +18,7 @@ from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DIR, SEG_FLAGS, S
                      SEG_TTL, Attempt, Finding, rcode_text)
 from ..sources.decode import TCP_RST
 from .base import doc_parts, ev, finding, query_text
-from .features import asks_ecn, client_syns
+from .features import asks_ecn
 
 NAME = "outcome"
 
@@ -146,7 +146,7 @@ def _tcp(a: Attempt) -> list[Finding]:
     out: list[Finding] = []
     if c.syn is not None and c.synack is None:
         s2c, c2s = _side(c.rows, S2C), _side(c.rows, C2S)
-        syn_frames = [r[SEG_FRAME] for r in client_syns(c2s)]
+        syn_frames = [r[SEG_FRAME] for r in c.syn_rows]
         rst = [r for r in s2c if r[SEG_FLAGS] & TCP_RST]
         if rst:
             r = rst[0]
@@ -200,7 +200,7 @@ def _contradictions(a: Attempt) -> list[Finding]:
                                [ev(first.input, first.frame, "rst", f"RST TTL {first.ttl}"),
                                 ev(r[SEG_INPUT], r[SEG_FRAME], "after-reset", f"TTL {r[SEG_TTL]}")]))
     if c.synack is not None:
-        syns = client_syns(rows)
+        syns = c.syn_rows
         ecn = [asks_ecn(r[SEG_FLAGS]) for r in syns]
         if len(syns) > 1 and ecn[0] and not all(ecn):
             plain = syns[ecn.index(False)]

@@ -23,7 +23,7 @@ from ..model import (C2S, S2C, SEG_ACK, SEG_DIR, SEG_FLAGS, SEG_FRAME, SEG_INPUT
                      Attempt, Finding)
 from ..sources.decode import TCP_ACK, TCP_SYN
 from .base import doc_parts, ev, finding
-from .features import client_syns, handshake_rtt
+from .features import handshake_rtt
 from .ttl import hop_of
 
 NAME = "silence"
@@ -90,7 +90,7 @@ class SilenceDetector:
         if c.synack is None:
             if c.syn is not None and c.syn_count >= MIN_SENDS and not c.icmp \
                     and not any(r[SEG_DIR] == S2C for r in rows):
-                syns = client_syns(rows)
+                syns = c.syn_rows
                 span = syns[-1][SEG_TS] - syns[0][SEG_TS] if syns else 0.0
                 gaps = [abs(q[SEG_TS] - p[SEG_TS]) for p, q in zip(syns, syns[1:])]
                 i = max(range(len(gaps)), key=gaps.__getitem__, default=None)

@@ -292,6 +292,8 @@ def add_pieces(list states, const long long[::1] groups, const unsigned char[::1
             == tss.shape[0] == n):
         raise ValueError("add_pieces: the columns differ in length")
     for k in range(n):
+        if not 0 <= groups[k] < len(states):
+            raise IndexError("add_pieces: a row of no connection")
         st = states[groups[k]]
         d = dirs[k]
         if d > 1:
@@ -317,7 +319,7 @@ def add_pieces(list states, const long long[::1] groups, const unsigned char[::1
         at = min(at, buf.shape[0])  # (cut at the batch's end, as a slice of it is)
         ln = min(ln, buf.shape[0] - at)
         data = PyBytes_FromStringAndSize(<const char *>&buf[0] + at, ln) if ln else b""
-        (<list>pieces[d]).append((seqs[k], frames[k], data, tss[k]))
+        (<list?>pieces[d]).append((seqs[k], frames[k], data, tss[k]))
         sizes = st.piece_bytes
         sizes[d] = sizes[d] + ln
 
@@ -363,7 +365,7 @@ def absorb_groups(list states, const long long[::1] nc, const long long[::1] siz
         chunk = PyBytes_FromStringAndSize(data + a, e - a)
         room = max_detail - <Py_ssize_t>st.n_detail
         if room >= rows:
-            (<list>st.chunks).append(chunk)
+            (<list?>st.chunks).append(chunk)
             st.n_detail = st.n_detail + rows
         else:
             st._keep(chunk, rows)
@@ -379,6 +381,8 @@ def syn_rows(list states, const long long[::1] groups, const unsigned char[::1] 
             == frame.shape[0] == n):
         raise ValueError("syn_rows: the columns differ in length")
     for k in range(n):
+        if not 0 <= groups[k] < len(states):
+            raise IndexError("syn_rows: a row of no connection")
         states[groups[k]].syn_row(dirs[k], flags[k], l4[k], doff[k], ttl[k], ipid[k], frame[k], buf)
 
 
@@ -392,6 +396,10 @@ def reassemble_usual(list pieces, object start, Py_ssize_t cap):
     cdef tuple p
     if n == 0:
         return b"", (), 0, 0
+    for k in range(n):
+        q = pieces[k]
+        if type(q) is not tuple or len(<tuple>q) != 4:
+            return None  # (``_reassemble`` reads it, or tells what is wrong with it)
     p = <tuple>pieces[0]
     s = p[0] if start is None else start
     if n == 1:

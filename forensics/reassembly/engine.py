@@ -33,7 +33,8 @@ from typing import Callable
 import numpy as np
 
 from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsResponse, Endpoint, IcmpError,
-                     new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint, slot_maker, slot_reader)
+                     endpoint_fields, new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint, slot_maker,
+                     slot_reader)
 from ..records import take
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
                               ip_to_str)
@@ -115,10 +116,9 @@ class _DnsPending:
 
 #: ``_DnsPending(...)``, every field given positionally (``model.slot_maker``)
 _new_pending = slot_maker(_DnsPending)
-#: what ``_finish_dns`` reads of a pending query, and of an endpoint (its ``dns_by_client`` key), in one call
+#: what ``_finish_dns`` reads of a pending query, in one call
 _PENDING = slot_reader(_DnsPending, "input", "client", "server", "txid", "qname", "qtype", "query_frames", "query_ts",
                        "query_ttl", "responses", "icmp", "fragments")
-_ENDPOINT = slot_reader(Endpoint, "ip", "port")
 
 
 @dataclass(slots=True)
@@ -468,14 +468,14 @@ class Reassembler:
         if pend is not None:
             self._finish_dns(key)
         self.dns[key] = _new_pending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [], fragments)
-        self.dns_by_client[_ENDPOINT(client)] = key  # (its address and port)
+        self.dns_by_client[endpoint_fields(client)] = key  # (its address and port)
 
     def _finish_dns(self, key: tuple, at_end: bool = False) -> None:
         """Emit a query's transaction; ``at_end``: its input ended while it was pending."""
         (inp, client, server, txid, qname, qtype, frames, qts, qttl, responses, icmp,
          fragments) = _PENDING(self.dns.pop(key))
         by_client = self.dns_by_client
-        who = _ENDPOINT(client)
+        who = endpoint_fields(client)
         if by_client.get(who) == key:
             del by_client[who]
         watched = None

@@ -313,53 +313,41 @@ def syn_rows(states: list, groups, dirs, flags, l4, doff, ttl, ipid, frame, buf)
         states[g].syn_row(d, f, a, o, t, i, fr, buf)
 
 
-def _compiled_batch():
-    """``absorb_groups`` and ``syn_rows`` by ``_segscan``'s (None where not built)."""
-    mod = segscan_module()
-    if mod is None or not hasattr(mod, "absorb_groups") or not hasattr(mod, "syn_rows"):
-        return None, None
-    absorb, syns = mod.absorb_groups, mod.syn_rows
-
-    def absorb_compiled(states: list, nc, sizes, bc, bs, last, gbits, base_c, base_s, raw: bytes, at) -> None:
-        i64 = np.int64
-        absorb(states, np.ascontiguousarray(nc, i64), np.ascontiguousarray(sizes, i64), np.ascontiguousarray(bc, i64),
-               np.ascontiguousarray(bs, i64), np.ascontiguousarray(last, np.float64),
-               np.ascontiguousarray(gbits, i64), np.ascontiguousarray(base_c, i64), np.ascontiguousarray(base_s, i64),
-               raw, np.ascontiguousarray(at, i64), MAX_DETAIL)
-
-    def syns_compiled(states: list, groups, dirs, flags, l4, doff, ttl, ipid, frame, buf) -> None:
-        syns(states, np.ascontiguousarray(groups, np.int64), np.ascontiguousarray(dirs, np.uint8),
-             np.ascontiguousarray(flags, np.uint16), np.ascontiguousarray(l4, np.int64),
-             np.ascontiguousarray(doff, np.uint8), np.ascontiguousarray(ttl, np.uint8),
-             np.ascontiguousarray(ipid, np.int32), np.ascontiguousarray(frame, np.int64), buf)
-
-    return absorb_compiled, syns_compiled
+#: the compiled loops over a connection's rows (``forensics.reassembly._segscan``), or None: not
+#: built, or ``FORENSICS_PURE=1``
+_SEGSCAN = segscan_module()
 
 
-#: ``absorb_groups`` and ``syn_rows``, compiled where they are built
-_absorb, _syns = _compiled_batch()
-take_groups = _absorb or absorb_groups
-take_syns = _syns or syn_rows
-
-
-def _compiled_add_pieces():
-    """``add_pieces`` by ``_segscan.add_pieces`` with this module's caps, or None (not built)."""
-    mod = segscan_module()
-    add = getattr(mod, "add_pieces", None)
-    if add is None:
-        return None
+def _compiled_loops() -> tuple:
+    """``add_pieces``, ``absorb_groups`` and ``syn_rows`` by ``_segscan``'s, each handed the
+    columns as the typed arrays it reads and this module's caps (read at each call); Nones where
+    it is not built (or built from an older ``_segscan.pyx``)."""
+    mod = _SEGSCAN
+    if mod is None or not all(hasattr(mod, n) for n in ("add_pieces", "absorb_groups", "syn_rows")):
+        return None, None, None
+    i64, arr = np.int64, np.ascontiguousarray
 
     def add_compiled(states: list, groups, dirs, seqs, frames, pays, caps, tss, buf) -> None:
-        add(states, np.ascontiguousarray(groups, np.int64), np.ascontiguousarray(dirs, np.uint8),
-            np.ascontiguousarray(seqs, np.uint32), np.ascontiguousarray(frames, np.int64),
-            np.ascontiguousarray(pays, np.int64), np.ascontiguousarray(caps, np.int32),
-            np.ascontiguousarray(tss, np.float64), buf, PAYLOAD_CAP, SERVER_KEEP, PAYLOAD_CAP * 4, MAX_PIECES)
+        mod.add_pieces(states, arr(groups, i64), arr(dirs, np.uint8), arr(seqs, np.uint32), arr(frames, i64),
+                       arr(pays, i64), arr(caps, np.int32), arr(tss, np.float64), buf, PAYLOAD_CAP, SERVER_KEEP,
+                       PAYLOAD_CAP * 4, MAX_PIECES)
 
-    return add_compiled
+    def absorb_compiled(states: list, nc, sizes, bc, bs, last, gbits, base_c, base_s, raw: bytes, at) -> None:
+        mod.absorb_groups(states, arr(nc, i64), arr(sizes, i64), arr(bc, i64), arr(bs, i64), arr(last, np.float64),
+                          arr(gbits, i64), arr(base_c, i64), arr(base_s, i64), raw, arr(at, i64), MAX_DETAIL)
+
+    def syns_compiled(states: list, groups, dirs, flags, l4, doff, ttl, ipid, frame, buf) -> None:
+        mod.syn_rows(states, arr(groups, i64), arr(dirs, np.uint8), arr(flags, np.uint16), arr(l4, i64),
+                     arr(doff, np.uint8), arr(ttl, np.uint8), arr(ipid, np.int32), arr(frame, i64), buf)
+
+    return add_compiled, absorb_compiled, syns_compiled
 
 
-#: ``add_pieces``, compiled where it is built
-keep_pieces = _compiled_add_pieces() or add_pieces
+_add, _absorb, _syns = _compiled_loops()
+#: ``add_pieces``, ``absorb_groups`` and ``syn_rows``, compiled where they are built
+keep_pieces = _add or add_pieces
+take_groups = _absorb or absorb_groups
+take_syns = _syns or syn_rows
 
 
 #: ``TcpState``'s constructor, every slot given positionally (compiled where ``forensics._slots`` is built)
@@ -415,13 +403,9 @@ def _reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
     return bytes(out[:cap]), tuple(frames), first_sends, conflicts
 
 
-def _usual_reassembly():
-    """``_segscan.reassemble_usual`` (``_reassemble``'s answer for the usual first payloads, None
-    for the others), or None where it is not built."""
-    return getattr(segscan_module(), "reassemble_usual", None)
-
-
-_usual = _usual_reassembly()
+#: ``_segscan.reassemble_usual`` (``_reassemble``'s answer for the usual first payloads, None for
+#: the others), or None where it is not built
+_usual = getattr(_SEGSCAN, "reassemble_usual", None)
 
 
 def reassemble(pieces: list[tuple[int, int, bytes, float]], start: int | None,
@@ -568,7 +552,7 @@ def scan_records(raw: bytes | bytearray, base: list[int | None]) -> tuple:
 def _compiled_scan():
     """``scan_records`` in compiled code (``_segscan.Scanner``, given this module's table of each
     row code's letters), or None: not built, ``FORENSICS_PURE=1``, or built for another layout."""
-    mod = segscan_module()
+    mod = _SEGSCAN
     if mod is None or getattr(mod, "SEG_FORMAT", None) != struct_of(SEG_DTYPE).format:
         return None
     return mod.Scanner(_ROW_LETTERS, _LOG_LETTERS, _NOTED_AT, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST, _LETTER_FLAGS,
