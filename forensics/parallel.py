@@ -10,6 +10,7 @@ part needs (ICMP errors, damaged or unusual packets).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import multiprocessing as mp
 import os
@@ -17,6 +18,7 @@ import pickle
 import signal
 import threading
 import traceback
+from concurrent.futures import CancelledError
 
 import numpy as np
 
@@ -284,7 +286,8 @@ def _alive(client) -> set:
 
 def _pinned_result(client, future, where: str):
     """The result of ``future``, a task pinned to the worker ``where``; ``_Lost`` if that worker
-    is gone before it comes (the task would wait for it forever)."""
+    is gone before it comes (the task would wait for it forever), or the scheduler cancelled
+    the task because its inputs were lost."""
     from distributed import KilledWorker
 
     while True:
@@ -294,6 +297,11 @@ def _pinned_result(client, future, where: str):
             if where in _alive(client):
                 continue  # still at work
         except KilledWorker:
+            pass
+        except (CancelledError, asyncio.CancelledError):
+            # cancelled by the scheduler ("lost dependencies"): what the task was to read, held by
+            # that worker only, is gone with it. The client's list of workers is refreshed only
+            # every few seconds, and may name it still.
             pass
         except Exception:  # noqa: BLE001 - a connection cut mid-transfer: lost if the worker is gone
             if where in _alive(client):

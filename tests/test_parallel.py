@@ -325,6 +325,41 @@ def _never():  # a stage-2 task that is never run
     raise AssertionError("ran")
 
 
+def test_dask_task_cancelled_for_lost_inputs_is_a_lost_worker():
+    """A task pinned to a worker that was killed can be cancelled by the scheduler ("lost
+    dependencies": what it was to read was on that worker only) while the client's list of
+    workers, refreshed every few seconds, still names the worker: that is the worker lost, and
+    the part runs again (seen once in a loaded CI run as the run's failure)."""
+    pytest.importorskip("distributed", reason="Dask is optional: pip install 'forensics[dask]'")
+    import asyncio
+    from concurrent.futures import CancelledError
+
+    from forensics import parallel
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"tcp://192.0.2.1:1": {}}}
+
+    class Cancelled:
+        def __init__(self, exc):
+            self.exc, self.cancels = exc, 0
+
+        def result(self, timeout=None):
+            raise self.exc
+
+        def cancel(self):
+            self.cancels += 1
+
+    for exc in (CancelledError("lost dependencies"), asyncio.CancelledError()):
+        fut = Cancelled(exc)
+        with pytest.raises(parallel._Lost):
+            parallel._pinned_result(Client(), fut, "tcp://192.0.2.1:1")
+        assert fut.cancels == 1
+    # any other error while the worker is there is the task's own: raised as it is
+    with pytest.raises(ZeroDivisionError):
+        parallel._pinned_result(Client(), Cancelled(ZeroDivisionError()), "tcp://192.0.2.1:1")
+
+
 def test_dask_failed_stage_2_leaves_no_folder_on_the_workers(tmp_path, monkeypatch):
     """Part 0's stage 2 fails on its worker while part 1's has not started (here: it is pinned
     to a worker that is not there, so it never starts): the run fails with part 0's error,
