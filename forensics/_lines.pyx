@@ -434,12 +434,142 @@ cdef int _endpoint(Buf *b, object ip, object port) except -1:
     return 0
 
 
+cdef int _dns_line(Buf *b, Py_ssize_t *marks, object verdict_head, object rule, object delay, object query_detail, object response_detail,
+                   object inp, object client_ip, object client_port, object server_ip, object server_port,
+                   object name, object start, object duration_ms, object history, object frames, object frames_total,
+                   object txid, object qtype, object query_frames, object query_ttl,
+                   object r_input, object r_frame, object r_time, object r_ip, object r_port, object r_ttl,
+                   object r_ipid, object r_flags, object r_rcode, bint r_aa, object answers) except -1:
+    """The pieces of a DNS lane transaction's line (``dns_pieces``) written one after the other
+    into ``b``: 0, with where the verdict piece, mid and tail begin in ``marks``; or 1 where a
+    value is not one this writes."""
+    cdef Py_ssize_t i
+    # head
+    _c(b, b'"kind":"dns","transport":"udp","client":')
+    if _endpoint(b, client_ip, client_port):
+        return 1
+    _c(b, b',"server":')
+    if _endpoint(b, server_ip, server_port):
+        return 1
+    _c(b, b',"name":')
+    if _text(b, name):
+        return 1
+    _c(b, b',"start":')
+    if _iso(b, start):
+        return 1
+    _c(b, b',"duration_ms":')
+    if _float(b, duration_ms):
+        return 1
+    marks[0] = b.n
+    # the verdict's piece
+    _lit(b, verdict_head)
+    if _answered(b, delay, r_rcode):
+        return 1
+    _c(b, b',"evidence":[{"input":')
+    if _int(b, inp):
+        return 1
+    _c(b, b',"packet":')
+    if _int(b, query_frames[0] if type(query_frames) is tuple and len(query_frames) else None):
+        return 1
+    _c(b, b',"signal":"query","detail":')
+    if _text(b, query_detail):
+        return 1
+    _c(b, b'},{"input":')
+    if _int(b, r_input):
+        return 1
+    _c(b, b',"packet":')
+    if _int(b, r_frame):
+        return 1
+    _c(b, b',"signal":"response","detail":')
+    if _text(b, response_detail):
+        return 1
+    _c(b, b'}],"input":')
+    if _int(b, inp):
+        return 1
+    _c(b, b',"rule":')
+    _lit(b, rule)
+    marks[1] = b.n
+    # mid
+    _c(b, b'"history":')
+    if _text(b, history):
+        return 1
+    _c(b, b',"frames":')
+    if _ints(b, frames):
+        return 1
+    _c(b, b',"frames_total":')
+    if _int(b, frames_total):
+        return 1
+    marks[2] = b.n
+    # tail
+    _c(b, b'"dns":{"id":')
+    if _int(b, txid):
+        return 1
+    _c(b, b',"qname":')
+    if _text(b, name):
+        return 1
+    _c(b, b',"qtype":')
+    if _text(b, qtype):
+        return 1
+    _c(b, b',"query_frames":')
+    if _ints(b, query_frames):
+        return 1
+    _c(b, b',"query_ttl":')
+    if _int(b, query_ttl):
+        return 1
+    _c(b, b',"responses":[{"frame":')
+    if _int(b, r_frame):
+        return 1
+    _c(b, b',"time":')
+    if _iso(b, r_time):
+        return 1
+    _c(b, b',"src":')
+    if _endpoint(b, r_ip, r_port):
+        return 1
+    _c(b, b',"ttl":')
+    if _int(b, r_ttl):
+        return 1
+    _c(b, b',"ip_id":')
+    if _int(b, r_ipid):
+        return 1
+    _c(b, b',"flags":')
+    if _text(b, r_flags):
+        return 1
+    _c(b, b',"rcode":')
+    if _text(b, r_rcode):
+        return 1
+    if r_aa:
+        _c(b, b',"aa":true,"answers":[')
+    else:
+        _c(b, b',"aa":false,"answers":[')
+    if type(answers) is not tuple:
+        return 1
+    for i in range(len(answers)):
+        a = answers[i]
+        if type(a) is not DnsAnswer:
+            return 1
+        _c(b, b',{"name":' if i else b'{"name":')
+        if _text(b, _slot(a, AN_NAME)):
+            return 1
+        _c(b, b',"type":')
+        if _text(b, _slot(a, AN_RTYPE)):
+            return 1
+        _c(b, b',"ttl":')
+        if _int(b, _slot(a, AN_TTL)):
+            return 1
+        _c(b, b',"data":')
+        if _text(b, _slot(a, AN_DATA)):
+            return 1
+        _c(b, b"}")
+    _c(b, b']}],"icmp":[]}')
+    return 0
+
+
 def dns_pieces(bytes verdict_head, bytes rule, object delay, object query_detail, object response_detail,
-           object inp, object client_ip, object client_port, object server_ip, object server_port,
-           object name, object start, object duration_ms, object history, object frames, object frames_total,
-           object txid, object qtype, object query_frames, object query_ttl,
-           object r_input, object r_frame, object r_time, object r_ip, object r_port, object r_ttl,
-           object r_ipid, object r_flags, object r_rcode, bint r_aa, object answers):
+               object inp, object client_ip, object client_port, object server_ip, object server_port,
+               object name, object start, object duration_ms, object history, object frames, object frames_total,
+               object txid, object qtype, object query_frames, object query_ttl,
+               object r_input, object r_frame, object r_time, object r_ip, object r_port, object r_ttl,
+               object r_ipid, object r_flags, object r_rcode, bint r_aa, object answers):
     """(head, verdict piece, mid, tail) of a DNS lane transaction's line, as
     ``DnsLane.take`` would make them through dicts and ``report._encode_bytes``; None
     where a value is not one this writes (the caller then makes them that way).
@@ -450,132 +580,168 @@ def dns_pieces(bytes verdict_head, bytes rule, object delay, object query_detail
     the response's times (floats, written as ``model.iso_time`` writes them); ``answers``:
     the response's ``DnsAnswer`` records."""
     cdef Buf b
-    cdef Py_ssize_t h, p, m, i
+    cdef Py_ssize_t marks[3]
+    cdef Py_ssize_t h, p, m
     if not _SLOTS:
         return None
     b.p = NULL
     b.n = 0
     b.cap = 0
     try:
-        # head
-        _c(&b, b'"kind":"dns","transport":"udp","client":')
-        if _endpoint(&b, client_ip, client_port):
+        if _dns_line(&b, marks, verdict_head, rule, delay, query_detail, response_detail, inp, client_ip,
+                     client_port, server_ip, server_port, name, start, duration_ms, history, frames,
+                     frames_total, txid, qtype, query_frames, query_ttl, r_input, r_frame, r_time, r_ip,
+                     r_port, r_ttl, r_ipid, r_flags, r_rcode, r_aa, answers):
             return None
-        _c(&b, b',"server":')
-        if _endpoint(&b, server_ip, server_port):
-            return None
-        _c(&b, b',"name":')
-        if _text(&b, name):
-            return None
-        _c(&b, b',"start":')
-        if _iso(&b, start):
-            return None
-        _c(&b, b',"duration_ms":')
-        if _float(&b, duration_ms):
-            return None
-        h = b.n
-        # the verdict's piece
-        _lit(&b, verdict_head)
-        if _answered(&b, delay, r_rcode):
-            return None
-        _c(&b, b',"evidence":[{"input":')
-        if _int(&b, inp):
-            return None
-        _c(&b, b',"packet":')
-        if _int(&b, query_frames[0] if type(query_frames) is tuple and len(query_frames) else None):
-            return None
-        _c(&b, b',"signal":"query","detail":')
-        if _text(&b, query_detail):
-            return None
-        _c(&b, b'},{"input":')
-        if _int(&b, r_input):
-            return None
-        _c(&b, b',"packet":')
-        if _int(&b, r_frame):
-            return None
-        _c(&b, b',"signal":"response","detail":')
-        if _text(&b, response_detail):
-            return None
-        _c(&b, b'}],"input":')
-        if _int(&b, inp):
-            return None
-        _c(&b, b',"rule":')
-        _lit(&b, rule)
-        p = b.n
-        # mid
-        _c(&b, b'"history":')
-        if _text(&b, history):
-            return None
-        _c(&b, b',"frames":')
-        if _ints(&b, frames):
-            return None
-        _c(&b, b',"frames_total":')
-        if _int(&b, frames_total):
-            return None
-        m = b.n
-        # tail
-        _c(&b, b'"dns":{"id":')
-        if _int(&b, txid):
-            return None
-        _c(&b, b',"qname":')
-        if _text(&b, name):
-            return None
-        _c(&b, b',"qtype":')
-        if _text(&b, qtype):
-            return None
-        _c(&b, b',"query_frames":')
-        if _ints(&b, query_frames):
-            return None
-        _c(&b, b',"query_ttl":')
-        if _int(&b, query_ttl):
-            return None
-        _c(&b, b',"responses":[{"frame":')
-        if _int(&b, r_frame):
-            return None
-        _c(&b, b',"time":')
-        if _iso(&b, r_time):
-            return None
-        _c(&b, b',"src":')
-        if _endpoint(&b, r_ip, r_port):
-            return None
-        _c(&b, b',"ttl":')
-        if _int(&b, r_ttl):
-            return None
-        _c(&b, b',"ip_id":')
-        if _int(&b, r_ipid):
-            return None
-        _c(&b, b',"flags":')
-        if _text(&b, r_flags):
-            return None
-        _c(&b, b',"rcode":')
-        if _text(&b, r_rcode):
-            return None
-        if r_aa:
-            _c(&b, b',"aa":true,"answers":[')
-        else:
-            _c(&b, b',"aa":false,"answers":[')
-        if type(answers) is not tuple:
-            return None
-        for i in range(len(answers)):
-            a = answers[i]
-            if type(a) is not DnsAnswer:
-                return None
-            _c(&b, b',{"name":' if i else b'{"name":')
-            if _text(&b, _slot(a, AN_NAME)):
-                return None
-            _c(&b, b',"type":')
-            if _text(&b, _slot(a, AN_RTYPE)):
-                return None
-            _c(&b, b',"ttl":')
-            if _int(&b, _slot(a, AN_TTL)):
-                return None
-            _c(&b, b',"data":')
-            if _text(&b, _slot(a, AN_DATA)):
-                return None
-            _c(&b, b"}")
-        _c(&b, b']}],"icmp":[]}')
+        h, p, m = marks[0], marks[1], marks[2]
         return (PyBytes_FromStringAndSize(b.p, h), PyBytes_FromStringAndSize(b.p + h, p - h),
                 PyBytes_FromStringAndSize(b.p + p, m - p), PyBytes_FromStringAndSize(b.p + m, b.n - m))
+    finally:
+        free(b.p)
+
+
+# ---------------------------------------------- the DNS lane's whole spill record
+cdef int _le(Buf *b, unsigned long long u, int n) except -1:
+    """``u``'s ``n`` low bytes, little-endian."""
+    cdef int i
+    _room(b, n)
+    for i in range(n):
+        b.p[b.n + i] = <char>(u & 0xFF)
+        u >>= 8
+    b.n += n
+    return 0
+
+
+cdef int _q(Buf *b, object v) except -1:
+    """An int of 64 bits as 8 bytes: 0, or 1 where ``v`` is not one (a bool is not one)."""
+    cdef int over = 0
+    cdef long long x
+    if type(v) is not int:
+        return 1
+    x = PyLong_AsLongLongAndOverflow(v, &over)
+    if over:
+        return 1
+    return _le(b, <unsigned long long>x, 8)
+
+
+cdef int _d(Buf *b, object v) except -1:
+    """A float as its 8 bytes (IEEE 754): 0, or 1 where ``v`` is not a float."""
+    cdef double x
+    cdef unsigned long long u
+    if type(v) is not float:
+        return 1
+    x = v
+    memcpy(&u, &x, 8)
+    return _le(b, u, 8)
+
+
+cdef int _s(Buf *b, object s) except -1:
+    """ASCII text as its length (4 bytes) and bytes: 0, or 1 where ``s`` is not ASCII text."""
+    cdef Py_ssize_t n
+    cdef const char *c
+    if type(s) is not str or not PyUnicode_IS_ASCII(s):
+        return 1
+    c = PyUnicode_AsUTF8AndSize(s, &n)
+    if n > 0xFFFFFFFF:
+        return 1
+    _le(b, <unsigned long long>n, 4)
+    return _raw(b, c, n)
+
+
+cdef int _packed(Buf *b, object inp, object client_ip, object client_port, object server_ip,
+                 object server_port, object txid, object name, object qtype, object query_frames,
+                 object start, object query_ttl, object watched, object r_input, object r_frame, object r_time,
+                 object r_ttl, object r_ipid, object flags, object rcode, object answers, object authority,
+                 object additional, object qname_matches) except -1:
+    """The lane's transaction packed as ``spillrec.unpack_raw`` reads it: 0, or 1 where a value
+    is not of the type that packing keeps."""
+    cdef Py_ssize_t i, nq, na
+    if type(query_frames) is not tuple or type(answers) is not tuple:
+        return 1
+    if not (watched is None or type(watched) is float) or type(qname_matches) is not bool:
+        return 1
+    nq = len(query_frames)
+    na = len(answers)
+    if (_q(b, inp) or _q(b, client_port) or _q(b, server_port) or _q(b, txid) or _q(b, query_ttl)
+            or _q(b, r_input) or _q(b, r_frame) or _q(b, r_ttl) or _q(b, r_ipid) or _q(b, flags)
+            or _q(b, rcode) or _q(b, authority) or _q(b, additional)):
+        return 1
+    if _d(b, start) or _d(b, r_time) or _d(b, 0.0 if watched is None else watched):
+        return 1
+    _le(b, (1 if qname_matches else 0) | (0 if watched is None else 2), 1)
+    _le(b, <unsigned long long>nq, 4)
+    _le(b, <unsigned long long>na, 4)
+    for i in range(nq):
+        if _q(b, query_frames[i]):
+            return 1
+    if _s(b, client_ip) or _s(b, server_ip) or _s(b, name) or _s(b, qtype):
+        return 1
+    for i in range(na):
+        a = answers[i]
+        if type(a) is not DnsAnswer:
+            return 1
+        if _s(b, _slot(a, AN_NAME)) or _s(b, _slot(a, AN_RTYPE)) or _q(b, _slot(a, AN_TTL)) \
+                or _s(b, _slot(a, AN_DATA)):
+            return 1
+    return 0
+
+
+cdef inline void _put_u32(char *w, Py_ssize_t x) noexcept:
+    w[0] = <char>(x & 0xFF)
+    w[1] = <char>((x >> 8) & 0xFF)
+    w[2] = <char>((x >> 16) & 0xFF)
+    w[3] = <char>((x >> 24) & 0xFF)
+
+
+def dns_record(int code, bytes key, bytes verdict_head, bytes rule, object delay, object query_detail,
+               object response_detail, object inp, object client_ip, object client_port, object server_ip,
+               object server_port, object name, object start, object duration_ms, object history,
+               object frames, object frames_total, object txid, object qtype, object query_frames,
+               object query_ttl, object r_input, object r_frame, object r_time, object r_ip, object r_port,
+               object r_ttl, object r_ipid, object r_flags, object r_rcode, bint r_aa, object answers,
+               object watched, object flags, object rcode, object authority, object additional,
+               object qname_matches):
+    """The whole spill record of a DNS lane transaction (``spillrec.line_record``, its lane
+    ``LANE_DNS_PACKED``): the line's pieces as ``dns_pieces`` writes them, ``key`` (the pickled
+    key, or empty), and where there is a key, the transaction packed (``spillrec.unpack_raw``)
+    in place of its pickled builtins. None where ``dns_pieces`` would give None or a value
+    does not pack (the caller then makes the record its own way). The arguments after
+    ``answers``: what the packed transaction holds besides (``flags`` and ``rcode`` as ints)."""
+    cdef Buf b
+    cdef Py_ssize_t marks[3]
+    cdef Py_ssize_t k, f, nk
+    if not _SLOTS or not (-32768 <= code < 32768):
+        return None
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    try:
+        _room(&b, LINE_HEAD)
+        b.n = LINE_HEAD
+        if _dns_line(&b, marks, verdict_head, rule, delay, query_detail, response_detail, inp, client_ip,
+                     client_port, server_ip, server_port, name, start, duration_ms, history, frames,
+                     frames_total, txid, qtype, query_frames, query_ttl, r_input, r_frame, r_time, r_ip,
+                     r_port, r_ttl, r_ipid, r_flags, r_rcode, r_aa, answers):
+            return None
+        k = b.n
+        nk = len(key)
+        _raw(&b, PyBytes_AS_STRING(key), nk)
+        f = b.n
+        if nk and _packed(&b, inp, client_ip, client_port, server_ip, server_port, txid, name, qtype,
+                          query_frames, start, query_ttl, watched, r_input, r_frame, r_time, r_ttl, r_ipid,
+                          flags, rcode, answers, authority, additional, qname_matches):
+            return None
+        b.p[0] = <char>LINE_MAGIC
+        b.p[1] = <char>LANE_DNS_PACKED
+        b.p[2] = <char>(code & 0xFF)
+        b.p[3] = <char>((code >> 8) & 0xFF)
+        _put_u32(b.p + 4, marks[0] - LINE_HEAD)
+        _put_u32(b.p + 8, marks[1] - marks[0])
+        _put_u32(b.p + 12, marks[2] - marks[1])
+        _put_u32(b.p + 16, k - marks[2])
+        _put_u32(b.p + 20, nk)
+        _put_u32(b.p + 24, b.n - f)
+        return PyBytes_FromStringAndSize(b.p, b.n)
     finally:
         free(b.p)
 
@@ -875,6 +1041,10 @@ def float_text(object v):
 # header is this one.
 LINE_FORMAT = "<BBhIIIIII"
 LINE_MAGIC = 0x4C
+#: the lane byte of a DNS lane record whose facts are its transaction packed (``dns_record``),
+#: and the fixed part of that packing (``spillrec.PACKED_HEAD``)
+LANE_DNS_PACKED = 2
+PACKED_FORMAT = "<13q3dBII"
 cdef Py_ssize_t LINE_HEAD = 28
 
 

@@ -27,6 +27,9 @@ that both paths give the same bytes, keys, controls and rebuilt facts.
 
 from __future__ import annotations
 
+import pickle
+import struct
+
 from .classify.engine import Judge, _sentence, apply_rules
 from .compiled import lines_module
 from .detectors import BUILTIN, outcome
@@ -38,10 +41,35 @@ from .model import (_HEX4, DNS_AA, MAX_FRAMES_LISTED, DnsAnswer, DnsResponse, Dn
                     endpoint_fields, hex4, iso_time, new_dns_answer, new_dns_response, round_to, new_dns_transaction,
                     new_endpoint, rcode_text, slot_reader)
 from .reassembly.attempts import from_dns
-from .report import CUT1, CUT2, _encode_bytes, fragments_of, verdict_fields
+from .report import (CUT1, CUT2, LANE_DNS, LANE_DNS_PACKED, _encode_bytes, fragments_of, line_record,
+                     read_line_record, verdict_fields)
 
 #: the compiled writer of the line's pieces, or None (``compiled.lines_module``)
 _pieces = getattr(lines_module(), "dns_pieces", None)
+
+#: The fixed part of a transaction packed by the compiled writer (``unpack``), little-endian:
+#: thirteen int64 (input, client port, server port, id, query TTL, the response's input, frame,
+#: IP TTL, IP-ID, flags, rcode, authority and additional counts), three doubles (the query's
+#: time, the response's, ``watched`` or 0.0), a byte of bits (1: the response's question is
+#: the query's; 2: ``watched`` is given) and two uint32 (how many query frames and answers).
+#: Then the query frames (int64 each); the client's address, the server's, the name and the
+#: type, each a uint32 length and its ASCII; then each answer: name, type, TTL (int64), data.
+PACKED_HEAD = struct.Struct("<13q3dBII")
+_I64 = struct.Struct("<q")
+_U32 = struct.Struct("<I")
+
+
+def _record_writer():
+    """``_lines.dns_record`` where it is built and packs as ``unpack`` reads; else None."""
+    mod = lines_module()
+    if mod is None or getattr(mod, "PACKED_FORMAT", None) != PACKED_HEAD.format \
+            or getattr(mod, "LANE_DNS_PACKED", None) != LANE_DNS_PACKED:
+        return None
+    return getattr(mod, "dns_record", None)
+
+
+#: the compiled writer of the lane's whole spill record, or None
+_record = _record_writer()
 
 # the lane writes the findings of these detectors for a DNS transaction over UDP: outcome's,
 # and none of the others' (each of them looks at TCP only)
@@ -84,7 +112,9 @@ class DnsLane:
         self._rule = _encode_bytes(v.rule)
         # the compiled writer words the summary as ``answered_detail`` did when it was written:
         # should that wording change, the lane writes through its dicts until the writer follows
-        self._pieces = _pieces if _sentence(answered_detail(1, 0.0157, "NOERROR")) == _ANSWERED else None
+        worded = _sentence(answered_detail(1, 0.0157, "NOERROR")) == _ANSWERED
+        self._pieces = _pieces if worded else None
+        self._record = _record if worded else None
 
     def takes(self, t: DnsTransaction) -> bool:
         """Whether ``t`` is a query answered once, whole, by the server asked, with NOERROR
@@ -95,10 +125,12 @@ class DnsLane:
         src, cut, fragments, rcode = _RESPONSE_CHECK(responses[0])
         return (src is server or src == server) and not cut and not fragments and (rcode == 0 or rcode == 3)
 
-    def take(self, t: DnsTransaction) -> tuple:
-        """For a transaction the lane ``takes``: (start, first frame, head, verdict piece, mid,
-        tail, key, raw), having fed the controls. ``key`` is None where the verdict stands
-        whatever the controls hold; ``raw`` is ``t`` as builtins (``facts_of``)."""
+    def record(self, t: DnsTransaction, code: int) -> tuple[float, int, int, bytes]:
+        """For a transaction the lane ``takes``: (start, input, first frame, spill record),
+        having fed the controls. The record (``report.line_record``) holds the verdict's
+        ``code``, the line's pieces, and where the controls could still change the verdict, the
+        pickled key ``dnsforge.stands`` is asked with and the transaction (``raw_of``): packed
+        where the compiled writer makes the record, as pickled builtins otherwise."""
         responses, client, server, qts, qframes, name, qtype, inp, txid, qttl, watched = _TXN(t)
         r = responses[0]
         rts, rcode, rttl, rframe, rinp, src, ipid, flags, answers, authority, additional, qmatch = _RESPONSE(r)
@@ -113,6 +145,16 @@ class DnsLane:
         qdetail, rdetail = query_text(qtype, name), response_detail(addrs, rcode)
         duration = round_to(max(rts - qts, 0.0) * 1000.0, 3)
         history = "Q" * min(len(qframes), 9) + "r"
+        keyed = b"" if key is None else pickle.dumps(key, 5)
+        if self._record is not None:
+            src_ip, src_port = endpoint_fields(src)
+            rec = self._record(code, keyed, self._vhead, self._rule, rts - qts, qdetail, rdetail, inp, cip, cport,
+                               sip, sport, name, qts, duration, history, listed, len(frames), txid,
+                               qtype, qframes, qttl, rinp, rframe, rts, src_ip, src_port,
+                               rttl, ipid, _HEX4.get(flags) or hex4(flags), rcode_text(rcode),
+                               bool(flags & DNS_AA), answers, watched, flags, rcode, authority, additional, qmatch)
+            if rec is not None:
+                return qts, inp, frames[0], rec
         got = None
         if self._pieces is not None:
             src_ip, src_port = endpoint_fields(src)
@@ -137,16 +179,81 @@ class DnsLane:
                 "history": history, "frames": listed, "frames_total": len(frames), CUT2: 0,
                 "dns": {"id": t.txid, "qname": name, "qtype": qtype, "query_frames": list(qframes),
                         "query_ttl": t.query_ttl, "responses": [r.to_dict()], "icmp": _NO_ICMP}})
-        raw = None
+        raw = b""
         if key is not None:
-            raw = (inp, cip, cport, sip, sport, txid, name, qtype, qframes, qts, qttl, watched, rinp, rframe,
-                   rts, rttl, ipid, flags, rcode, tuple([_ANSWER(a) for a in answers]), authority, additional,
-                   qmatch)
-        return qts, frames[0], head, piece, mid, tail, key, raw
+            raw = pickle.dumps((inp, cip, cport, sip, sport, txid, name, qtype, qframes, qts, qttl, watched, rinp,
+                                rframe, rts, rttl, ipid, flags, rcode, tuple([_ANSWER(a) for a in answers]),
+                                authority, additional, qmatch), 5)
+        return qts, inp, frames[0], line_record(code, LANE_DNS, head, piece, mid, tail, keyed, raw)
+
+    def take(self, t: DnsTransaction) -> tuple:
+        """``record``, read back: (start, first frame, head, verdict piece, mid, tail, key,
+        raw); ``key`` None where the verdict stands whatever the controls hold, ``raw`` then
+        None too, else the transaction as builtins (``facts_of``)."""
+        start, _, frame, rec = self.record(t, 0)
+        _, lane, head, piece, mid, tail, key, facts = read_line_record(rec)
+        return start, frame, head, piece, mid, tail, pickle.loads(key) if key else None, raw_of(lane, facts)
+
+
+def raw_of(lane: int, facts: bytes) -> tuple | None:
+    """The transaction as builtins (``transaction``) from a lane record's facts: packed
+    (``LANE_DNS_PACKED``) or pickled (``LANE_DNS``); None where there are none."""
+    if not facts:
+        return None
+    if lane == LANE_DNS_PACKED:
+        return unpack(facts)
+    if lane == LANE_DNS:
+        return pickle.loads(facts)
+    raise ValueError(f"a spill record's lane is {lane}, not the DNS lane's")
+
+
+def _text_at(data: bytes, at: int) -> tuple[str, int]:
+    """The packed text at ``at`` (a uint32 length and ASCII), and where it ends."""
+    n = _U32.unpack_from(data, at)[0]
+    end = at + 4 + n
+    if end > len(data):
+        raise ValueError(_NOT_WHOLE)
+    return data[at + 4:end].decode("ascii"), end
+
+
+_NOT_WHOLE = "a DNS lane record's transaction is not whole: the spill file was changed"
+
+
+def unpack(data: bytes) -> tuple:
+    """The transaction as builtins from its bytes packed by ``_lines.dns_record`` (``PACKED_HEAD``);
+    ValueError where they are not a whole one."""
+    try:
+        return _unpack(data)
+    except (struct.error, UnicodeDecodeError):
+        raise ValueError(_NOT_WHOLE) from None
+
+
+def _unpack(data: bytes) -> tuple:
+    (inp, cport, sport, txid, qttl, rinp, rframe, rttl, ipid, flags, rcode, authority, additional, qts, rts,
+     watched, bits, nq, na) = PACKED_HEAD.unpack_from(data, 0)
+    at = PACKED_HEAD.size
+    qframes = struct.unpack_from(f"<{nq}q", data, at)
+    at += 8 * nq
+    cip, at = _text_at(data, at)
+    sip, at = _text_at(data, at)
+    name, at = _text_at(data, at)
+    qtype, at = _text_at(data, at)
+    got = []
+    for _ in range(na):
+        aname, at = _text_at(data, at)
+        rtype, at = _text_at(data, at)
+        ttl = _I64.unpack_from(data, at)[0]
+        adata, at = _text_at(data, at + 8)
+        got.append((aname, rtype, ttl, adata))
+    if at != len(data):
+        raise ValueError(_NOT_WHOLE)
+    answers = tuple(got)
+    return (inp, cip, cport, sip, sport, txid, name, qtype, qframes, qts, qttl, watched if bits & 2 else None,
+            rinp, rframe, rts, rttl, ipid, flags, rcode, answers, authority, additional, bool(bits & 1))
 
 
 def transaction(raw: tuple) -> DnsTransaction:
-    """The transaction ``DnsLane.take`` made ``raw`` of."""
+    """The transaction ``DnsLane.record`` kept as ``raw`` (``raw_of``)."""
     (inp, cip, cport, sip, sport, txid, name, qtype, qframes, qts, qttl, watched, rinp, rframe, rts, rttl, ipid,
      flags, rcode, answers, authority, additional, qmatch) = raw
     server = new_endpoint(sip, sport)

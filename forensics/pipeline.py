@@ -60,7 +60,8 @@ from .model import (VERDICT_CLASS, Attempt, DnsTransaction, Evidence, InputInfo,
                     new_finding, slot_reader, struct_of)
 from .reassembly import attempts as attempts_mod
 from .reassembly.engine import MAX_LIVE_FLOWS, EngineStats, Reassembler
-from .report import AttemptStore, Report, attempt_fragments, attempt_line, line_of, verdict_piece
+from .report import (LANE_GENERAL, LINE_MAGIC, LINE_RECORD, AttemptStore, Report, attempt_fragments, attempt_line,
+                     line_of, line_record, read_line_record, verdict_piece)
 from .sources import iter_inputs
 from .tlslane import TlsLane
 
@@ -181,34 +182,6 @@ def _facts_from_record(rec: tuple) -> Facts:
     return new_facts(*head, tuple([new_finding(det, sig, strength, detail,
                                                tuple([new_evidence(*e) for e in evidence]), data)
                                    for det, sig, strength, detail, evidence, data in findings]), features)
-
-
-#: A line record's header (``line_record``): a first byte that no pickle starts with (protocol 5
-#: starts with 0x80), 1 where the facts are the DNS lane's (``dnslane.facts_of``), the verdict's
-#: code (``_CODE``), and the lengths of what follows: the line's head, verdict piece, mid and
-#: tail, then the pickled key and facts (empty where the verdict stands whatever the controls).
-LINE_RECORD = struct.Struct("<BBhIIIIII")
-LINE_MAGIC = 0x4C
-
-
-def line_record(code: int, lane: int, head: bytes, piece: bytes, mid: bytes, tail: bytes, key: bytes,
-                facts: bytes) -> bytes:
-    """The spill record of an attempt whose verdict was given early (``_Recorder``)."""
-    return b"".join((LINE_RECORD.pack(LINE_MAGIC, lane, code, len(head), len(piece), len(mid), len(tail),
-                                      len(key), len(facts)), head, piece, mid, tail, key, facts))
-
-
-def read_line_record(raw) -> tuple:
-    """``(code, lane, head, piece, mid, tail, key, facts)`` of a ``line_record`` (bytes, empty
-    where it has no key or facts); ValueError where ``raw`` is not a whole one."""
-    magic, lane, code, *lens = LINE_RECORD.unpack_from(raw, 0)
-    if magic != LINE_MAGIC or LINE_RECORD.size + sum(lens) != len(raw):
-        raise ValueError("a spill record is not one that was written: the spill file was changed")
-    out, at = [], LINE_RECORD.size
-    for n in lens:
-        out.append(bytes(raw[at:at + n]))
-        at += n
-    return (code, lane, *out)
 
 
 def _spilled_lines(bufs: list, ats: list, lens: list, inputs: list, positions: list, ranks: list,
@@ -372,8 +345,9 @@ class _Recorder:
     change the verdict, the key ``Judge.stands`` is asked with and the facts, each pickled
     apart. Most attempts are of that kind: stage 2 writes their line as it is, unpickling
     at most the key (``spilled_lines``), and reads the facts back only where the verdict
-    does not stand. A record of the DNS lane (``record_laned``) has in place of the facts
-    the transaction as builtins, from which stage 2 makes them (``dnslane.facts_of``)."""
+    does not stand. A record of the DNS lane (``record_laned``, made whole by ``DnsLane.record``)
+    has in place of the facts the transaction, packed or as pickled builtins, from which stage 2
+    makes them (``dnslane.raw_of``, ``dnslane.facts_of``)."""
 
     def __init__(self, judge: Judge, spill: _Spill, index_fh, keep: bool) -> None:
         self.judge, self.spill, self.index_fh = judge, spill, index_fh
@@ -421,16 +395,15 @@ class _Recorder:
 
     def record_laned(self, txns: list[DnsTransaction]) -> None:
         """Spill and index the DNS transactions the lane takes (``forensics.dnslane``): their
-        early verdict's record, its facts kept as the lane's ``raw`` (a record of 8)."""
-        add, dumps, row, take = self.spill.add, pickle.dumps, self.rows.extend, self.lane.take
+        early verdict's record, as ``DnsLane.record`` makes it."""
+        add, row, record = self.spill.add, self.rows.extend, self.lane.record
         pack = _INDEX_ROW.pack
         c = _CODE[self.lane.verdict.verdict]
         seq = self.count
         for i, t in enumerate(txns):
-            start, frame, head, piece, mid, tail, key, raw = take(t)
-            off, ln = add(line_record(c, 1, head, piece, mid, tail, b"" if key is None else dumps(key, 5),
-                                      b"" if raw is None else dumps(raw, 5)))
-            row(pack(start, t.input, frame, 0, -1, -1, off, ln, seq + i))
+            start, inp, frame, rec = record(t, c)
+            off, ln = add(rec)
+            row(pack(start, inp, frame, 0, -1, -1, off, ln, seq + i))
         self._recorded(len(txns))
 
     def record_tls(self, laned: list[tuple[Attempt, bytes]]) -> None:
@@ -442,7 +415,7 @@ class _Recorder:
         seq = self.count
         for i, (a, piece) in enumerate(laned):
             head, mid, tail = attempt_fragments(a)
-            off, ln = add(line_record(c, 0, head, piece, mid, tail, b"", b""))
+            off, ln = add(line_record(c, LANE_GENERAL, head, piece, mid, tail, b"", b""))
             row(_index_row(a, 0, off, ln, seq + i))
         self._recorded(len(laned))
 
@@ -462,7 +435,7 @@ class _Recorder:
                 v, key = got
                 head, mid, tail = frag
                 asked = key is not None  # the key and the facts, only where the controls can still speak
-                payload = line_record(code[v.verdict], 0, head, verdict_piece(v, a.input), mid, tail,
+                payload = line_record(code[v.verdict], LANE_GENERAL, head, verdict_piece(v, a.input), mid, tail,
                                       dumps(key, 5) if asked else b"",
                                       dumps(_facts_record(facts), 5) if asked else b"")
             off, ln = add(payload)
@@ -769,8 +742,8 @@ def judge_part(res: PartResult, controls: ControlSet, workdir: str, positions, r
                     inp = inputs[k]
                     if raw[0] == LINE_MAGIC:  # a verdict given early that does not stand
                         _, lane, head, _, mid, tail, _, facts = read_line_record(raw)
-                        facts = loads(facts)
-                        facts = dnslane.facts_of(judge, facts) if lane else _facts_from_record(facts)
+                        facts = (_facts_from_record(loads(facts)) if lane == LANE_GENERAL
+                                 else dnslane.facts_of(judge, dnslane.raw_of(lane, facts)))
                         frags = head, mid, tail
                     else:
                         rec = loads(raw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import weakref
 from operator import methodcaller
 from typing import Iterator
@@ -448,6 +449,41 @@ def line_of(head: bytes, vpiece: bytes, mid: bytes, tail: bytes, position: int, 
     # (the tail joined as it is: ``b"," + tail`` would copy the longest piece twice more)
     return b"".join((b'{"id":"a', b"%d" % (position + 1), b'",', head, b",", vpiece, b",", mid,
                      b',"stream":%d' % stream if stream >= 0 else b"", b"," if tail else b"", tail, b"}\n"))
+
+
+#: A line record's lane byte: where its facts come from. The general path's pickled facts
+#: record (``pipeline._facts_record``); the DNS lane's transaction as builtins, pickled
+#: (``dnslane.facts_of``); or that transaction packed by the compiled writer (``dnslane.unpack``).
+LANE_GENERAL, LANE_DNS, LANE_DNS_PACKED = 0, 1, 2
+
+
+#: A line record's header (``line_record``): a first byte that no pickle starts with (protocol 5
+#: starts with 0x80), the lane the facts come from (``LANE_GENERAL``, ``LANE_DNS``, ``LANE_DNS_PACKED``), the verdict's
+#: code (``_CODE``), and the lengths of what follows: the line's head, verdict piece, mid and
+#: tail, then the pickled key and facts (empty where the verdict stands whatever the controls).
+LINE_RECORD = struct.Struct("<BBhIIIIII")
+LINE_MAGIC = 0x4C
+
+
+def line_record(code: int, lane: int, head: bytes, piece: bytes, mid: bytes, tail: bytes, key: bytes,
+                facts: bytes) -> bytes:
+    """The spill record of an attempt whose verdict was given early (``_Recorder``)."""
+    return b"".join((LINE_RECORD.pack(LINE_MAGIC, lane, code, len(head), len(piece), len(mid), len(tail),
+                                      len(key), len(facts)), head, piece, mid, tail, key, facts))
+
+
+def read_line_record(raw) -> tuple:
+    """``(code, lane, head, piece, mid, tail, key, facts)`` of a ``line_record`` (bytes, empty
+    where it has no key or facts); ValueError where ``raw`` is not a whole one."""
+    magic, lane, code, *lens = LINE_RECORD.unpack_from(raw, 0)
+    if magic != LINE_MAGIC or LINE_RECORD.size + sum(lens) != len(raw):
+        raise ValueError("a spill record is not one that was written: the spill file was changed")
+    out, at = [], LINE_RECORD.size
+    for n in lens:
+        out.append(bytes(raw[at:at + n]))
+        at += n
+    return (code, lane, *out)
+
 
 
 def attempt_line(frags: tuple[bytes, bytes, bytes], v: Verdict, input_idx: int, position: int,

@@ -75,38 +75,41 @@ def _inputs(tmp_path) -> list[str]:
     return with_samples_and_corpus(generated, _rotated(tmp_path, generated), _odd_names(tmp_path))
 
 
-@pytest.mark.parametrize("writer", ["compiled", "dicts"])
+@pytest.mark.parametrize("writer", ["record", "pieces", "dicts"])
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch, writer):
-    """Both ways of writing the pieces: the compiled writer (``forensics._lines``), which
-    leaves what it cannot write to the dicts, and the dicts alone."""
+    """Each way of writing the lane's record: the compiled writer of the whole record
+    (``_lines.dns_record``, the transaction packed), which leaves what it cannot write to the
+    others; the compiled writer of the pieces (``_lines.dns_pieces``, the transaction pickled);
+    and the dicts alone."""
     written = {"written": 0, "declined": 0}
-    pieces = dnslane._pieces
-    if writer == "compiled" and pieces is None:
+    record, pieces = dnslane._record, dnslane._pieces
+    if writer != "dicts" and (pieces is None or (writer == "record" and record is None)):
         pytest.skip("the compiled line writer is not built")
+    counted_one = record if writer == "record" else pieces
 
     def counted(*args):
-        got = pieces(*args)
+        got = counted_one(*args)
         written["written" if got is not None else "declined"] += 1
         return got
 
     # set by hand, around the lane's calls only: ``handed_on`` undoes the test's monkeypatches
-    mine = None if writer == "dicts" else counted
+    mine = {"record": (counted, pieces), "pieces": (None, counted), "dicts": (None, None)}[writer]
     try:
-        _compare_on_inputs(tmp_path, monkeypatch, mine)
+        _compare_on_inputs(tmp_path, monkeypatch, *mine)
     finally:
-        dnslane._pieces = pieces
-    if writer == "compiled":  # most written by it; names it must not write (escapes, not ASCII) left
+        dnslane._record, dnslane._pieces = record, pieces
+    if writer != "dicts":  # most written by it; names it must not write (escapes, not ASCII) left
         assert written["written"] > 1000 and written["declined"] >= 3, written
 
 
-def _compare_on_inputs(tmp_path, monkeypatch, writer) -> None:
+def _compare_on_inputs(tmp_path, monkeypatch, record, pieces) -> None:
     seen = {"taken": 0, "left": 0, "keyed": 0, "nxdomain": 0, "answered in the next file": 0, "not ASCII": 0}
     for path in _inputs(tmp_path):
         general, laned = Judge([]), Judge([])
         items = handed_on(path, monkeypatch, DnsTransaction)
-        dnslane._pieces = writer
+        dnslane._record, dnslane._pieces = record, pieces
         lane = dnslane.DnsLane(laned)
-        assert lane.open and lane._pieces is writer
+        assert lane.open and lane._record is record and lane._pieces is pieces
         for t in items:
             if not lane.takes(t):
                 seen["left"] += 1
@@ -129,6 +132,13 @@ def _compare_on_inputs(tmp_path, monkeypatch, writer) -> None:
             if lane_key is not None:
                 seen["keyed"] += 1
                 assert dnslane.transaction(raw) == t
+                r = t.responses[0]
+                mine = (t.input, t.client.ip, t.client.port, t.server.ip, t.server.port, t.txid, t.qname, t.qtype,
+                        t.query_frames, t.query_ts, t.query_ttl, t.watched, r.input, r.frame, r.ts, r.ttl, r.ipid,
+                        r.flags, r.rcode, tuple([(a.name, a.rtype, a.ttl, a.data) for a in r.answers]),
+                        r.authority, r.additional, r.qname_matches)
+                # the same builtins, packed or pickled: the same values of the same types
+                assert raw == mine and list(map(type, raw)) == list(map(type, mine)), (path, t)
                 assert dnslane.facts_of(Judge([]), raw) == facts
             else:
                 assert raw is None
@@ -188,6 +198,52 @@ def test_the_compiled_writer_declines_what_it_would_not_write_as_the_encoder_doe
                    dict(answers=(Answer("a.example", "A", 300, "caf\u00e9"),)),
                    dict(answers=(Other("a.example", "A", 300, "192.0.2.1"),))):
         assert call(**change) is None, change
+
+
+def test_the_record_writer_packs_what_it_reads_back_and_declines_the_rest():
+    """``_lines.dns_record``: the record's header, pieces and key as ``report.line_record`` lays
+    them out, the transaction packed as ``dnslane.unpack`` reads it (and only where there is
+    a key); None for a value the packing would not give back as it was; a packed
+    transaction cut short is an error, not a wrong transaction."""
+    record = dnslane._record
+    if record is None:
+        pytest.skip("the compiled line writer is not built")
+    lane = dnslane.DnsLane(Judge([]))
+
+    from forensics.model import DnsAnswer as Answer
+    from forensics.report import LANE_DNS_PACKED, read_line_record
+
+    answers = (Answer("a.example", "CNAME", 60, "b.example"), Answer("b.example", "A", 300, "192.0.2.1"))
+    base = dict(delay=0.015701, qdetail="A a.example", rdetail="192.0.2.1", inp=3, cip="192.0.2.10", cport=40000,
+                sip="198.51.100.53", sport=53, name="a.example", start=1795255200.000044,
+                duration=15.701, history="QQr", frames=[1, 2, 29], total=3, txid=7, qtype="A", qframes=(1, 2),
+                qttl=64, rinp=4, rframe=29, rtime=1795255200.015745, rip="198.51.100.53", rport=53,
+                rttl=57, ipid=-1, rflags="0x8180", rcode_text="NOERROR", aa=False, answers=answers,
+                watched=None, flags=0x8180, rcode=0, authority=1, additional=2, qmatch=True)
+
+    def call(key=b"K", **change):
+        v = {**base, **change}
+        return record(9, key, lane._vhead, lane._rule, *v.values())
+
+    code, lane_byte, head, piece, mid, tail, key, facts = read_line_record(call())
+    assert (code, lane_byte, key) == (9, LANE_DNS_PACKED, b"K")
+    assert (head, piece, mid, tail) == dnslane._pieces(lane._vhead, lane._rule, *list(base.values())[:-6])
+    assert dnslane.unpack(facts) == (3, "192.0.2.10", 40000, "198.51.100.53", 53, 7, "a.example", "A", (1, 2),
+                                     1795255200.000044, 64, None, 4, 29, 1795255200.015745, 57, -1, 0x8180, 0,
+                                     (("a.example", "CNAME", 60, "b.example"), ("b.example", "A", 300, "192.0.2.1")),
+                                     1, 2, True)
+    got = dnslane.unpack(read_line_record(call(watched=0.25, qmatch=False, answers=()))[7])
+    assert (got[11], got[19], got[22]) == (0.25, (), False)
+    assert read_line_record(call(key=b""))[6:] == (b"", b"")  # no key: the verdict stands, no facts kept
+    for change in (dict(qmatch=1), dict(watched=1), dict(qframes=[1, 2]), dict(flags=1 << 64), dict(rcode=None),
+                   dict(authority=True), dict(answers=(Answer("a.example", "A", 1 << 70, "192.0.2.1"),))):
+        assert call(**change) is None, change
+    for cut in (1, 8, len(facts) - 1):
+        with pytest.raises(ValueError):
+            dnslane.unpack(facts[:-cut])
+    assert dnslane.raw_of(LANE_DNS_PACKED, b"") is None
+    with pytest.raises(ValueError):
+        dnslane.raw_of(0, facts)
 
 
 def test_the_lane_leaves_what_it_does_not_write(tmp_path, monkeypatch):
