@@ -434,8 +434,9 @@ cdef int _endpoint(Buf *b, object ip, object port) except -1:
     return 0
 
 
-cdef int _dns_line(Buf *b, Py_ssize_t *marks, object verdict_head, object rule, object delay, object query_detail, object response_detail,
-                   object inp, object client_ip, object client_port, object server_ip, object server_port,
+cdef int _dns_line(Buf *b, Py_ssize_t *marks, object verdict_head, object rule, object delay,
+                   object query_detail, object response_detail, object inp, object client_ip, object client_port,
+                   object server_ip, object server_port,
                    object name, object start, object duration_ms, object history, object frames, object frames_total,
                    object txid, object qtype, object query_frames, object query_ttl,
                    object r_input, object r_frame, object r_time, object r_ip, object r_port, object r_ttl,
