@@ -156,7 +156,7 @@ class DnsLane:
             if rec is not None:
                 return qts, inp, frames[0], rec
         got = None
-        if self._pieces is not None:
+        if self._record is None and self._pieces is not None:  # (what the record writer declined: the dicts)
             src_ip, src_port = endpoint_fields(src)
             got = self._pieces(self._vhead, self._rule, rts - qts, qdetail, rdetail, inp, cip, cport,
                                sip, sport, name, qts, duration, history, listed, len(frames), txid,
