@@ -75,12 +75,22 @@ def _inputs(tmp_path) -> list[str]:
     return with_samples_and_corpus(generated, _rotated(tmp_path, generated), _odd_names(tmp_path))
 
 
-@pytest.mark.parametrize("writer", ["record", "pieces", "dicts"])
+@pytest.mark.parametrize("writer", ["record", "pieces", "dicts", "record, a memo of 3"])
 def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch, writer):
     """Each way of writing the lane's record: the compiled writer of the whole record
     (``_lines.dns_record``, the transaction packed), which leaves what it cannot write to the
     others; the compiled writer of the pieces (``_lines.dns_pieces``, the transaction pickled);
-    and the dicts alone."""
+    and the dicts alone. And with the memo of outcomes and keys started again every three."""
+    cap = dnslane.MAX_KEY_MEMO
+    if writer == "record, a memo of 3":
+        writer, dnslane.MAX_KEY_MEMO = "record", 3
+    try:
+        _with_writer(tmp_path, monkeypatch, writer)
+    finally:
+        dnslane.MAX_KEY_MEMO = cap
+
+
+def _with_writer(tmp_path, monkeypatch, writer) -> None:
     written = {"written": 0, "declined": 0}
     record, pieces = dnslane._record, dnslane._pieces
     if writer != "dicts" and (pieces is None or (writer == "record" and record is None)):
@@ -103,7 +113,8 @@ def test_the_lane_gives_what_the_general_path_gives(tmp_path, monkeypatch, write
 
 
 def _compare_on_inputs(tmp_path, monkeypatch, record, pieces) -> None:
-    seen = {"taken": 0, "left": 0, "keyed": 0, "nxdomain": 0, "answered in the next file": 0, "not ASCII": 0}
+    seen = {"taken": 0, "left": 0, "keyed": 0, "nxdomain": 0, "answered in the next file": 0, "not ASCII": 0,
+            "remembered": 0}
     for path in _inputs(tmp_path):
         general, laned = Judge([]), Judge([])
         items = handed_on(path, monkeypatch, DnsTransaction)
@@ -122,7 +133,10 @@ def _compare_on_inputs(tmp_path, monkeypatch, record, pieces) -> None:
             got = general.early(facts)
             assert got is not None, (path, t)
             v, key = got
+            remembered = len(lane._keys)
             start, frame, head, piece, mid, tail, lane_key, raw = lane.take(t)
+            seen["remembered"] += len(lane._keys) == remembered
+            assert len(lane._keys) <= dnslane.MAX_KEY_MEMO
             assert (head, mid, tail) == attempt_fragments(a), (path, t)
             assert piece == verdict_piece(v, a.input), (path, t)
             seen["not ASCII"] += not t.qname.isascii()
@@ -147,6 +161,49 @@ def _compare_on_inputs(tmp_path, monkeypatch, record, pieces) -> None:
     # the inputs hold both kinds, and answers whose verdict stage 2 checks
     assert seen["taken"] > 1000 and seen["left"] > 100 and seen["keyed"] > 1000 and seen["nxdomain"] > 5, seen
     assert seen["answered in the next file"] and seen["not ASCII"], seen
+    # names asked again of the same resolver, with the same answer: their key came from the memo
+    assert seen["remembered"] > (20 if dnslane.MAX_KEY_MEMO > 1000 else 0), seen
+
+
+def _same_name_answered_apart(tmp_path) -> str:
+    """One name asked again and again, answered in every way the lane's memo must tell apart:
+    NXDOMAIN, NOERROR without an address (the same empty answer, another rcode), an address,
+    another address, the same address from another resolver, and an AAAA query (documentation
+    addresses)."""
+    recs, t = [], T0_NS
+    name = b"again.example"
+    plan = [("198.51.100.53", "A", 3, None), ("198.51.100.53", "A", 0, None),
+            ("198.51.100.53", "A", 0, "203.0.113.5"), ("198.51.100.53", "A", 0, "203.0.113.6"),
+            ("198.51.100.54", "A", 0, "203.0.113.5"), ("198.51.100.53", "AAAA", 0, None),
+            ("198.51.100.53", "A", 3, None), ("198.51.100.53", "A", 0, "203.0.113.5")]
+    for k, (resolver, qtype, rcode, addr) in enumerate(plan):
+        q = DNS(id=200 + k, rd=1, qd=DNSQR(qname=name, qtype=qtype))
+        an = DNSRR(rrname=name, type="A", ttl=60, rdata=addr) if addr else []
+        a = DNS(id=200 + k, qr=1, rd=1, ra=1, rcode=rcode, qd=DNSQR(qname=name, qtype=qtype), an=an)
+        recs.append((t, bytes(IP(src="192.0.2.10", dst=resolver, ttl=64) / UDP(sport=41000 + k, dport=53) / q)))
+        recs.append((t + 21_000_000, bytes(IP(src=resolver, dst="192.0.2.10", ttl=57)
+                                           / UDP(sport=53, dport=41000 + k) / a)))
+        t += 50_000_000
+    return str(write_pcap(tmp_path / "same-name.pcap", recs, DLT_RAW))
+
+
+def test_the_memo_tells_apart_what_the_key_and_outcome_depend_on(tmp_path, monkeypatch):
+    """The lane's memo of outcomes and keys gives each transaction what the general path gives
+    it, where one name is answered in turn with each thing its key depends on changed."""
+    items = handed_on(_same_name_answered_apart(tmp_path), monkeypatch, DnsTransaction)
+    assert len(items) == 8
+    general, laned = Judge([]), Judge([])
+    lane = dnslane.DnsLane(laned)
+    keys = []
+    for t in items:
+        assert lane.takes(t)
+        v, key = general.early(general.local(from_dns(t)))
+        got = lane.take(t)
+        assert got[6] == (key or None), t
+        keys.append(got[6])
+    assert laned.controls == general.controls
+    assert len(lane._keys) == 6 and keys[6] == keys[0] and keys[7] == keys[2]  # the last two remembered
+    assert len(set(map(repr, keys))) == 6
 
 
 def test_the_writer_is_left_when_the_summary_is_worded_otherwise(monkeypatch):
