@@ -14,7 +14,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 
 import captures as C
-from conftest import CORPUS, MERGED, ROOT, need_merged
+from conftest import CORPUS, MERGED, ROOT, captures_under, need_merged
 
 import forensics
 from forensics.pipeline import finalize, new_workdir, run_part
@@ -509,3 +509,33 @@ def test_lead_lines_refuses_what_it_cannot_read():
         led(b"a\n", 0, 3, b",")
     with pytest.raises(ValueError, match="outside"):
         led(b"a\n", 2, 1, b",")
+
+
+def _settled(s):
+    """``s`` settled, with what settling makes (compared apart: those fields are left out of
+    the dataclass's equality)."""
+    for c in s.by_case.values():
+        c.settle()
+    return {case: (c._vantage, c.answering_servers()) for case, c in sorted(s.by_case.items())}
+
+
+@pytest.mark.parametrize("nparts", [1, 2, 3])
+def test_adopting_the_first_set_merges_as_a_copy_does(tmp_path, nparts):
+    """``merge_control_sets(adopt=True)`` (stage 2 in one process, and in each worker) takes the
+    first part's controls as the merged set: on the samples and the corpus, split in 1, 2 and 3
+    parts, it equals the merge into a new set, and the other parts' sets are left as they were."""
+    import pickle
+
+    from forensics.pipeline import merge_control_sets
+
+    files = [str(p) for p in captures_under(SAMPLES) + captures_under(CORPUS / "censoredplanet__CenTrace")]
+    sets = [run_part(files, k, nparts, str(tmp_path)).controls for k in range(nparts)]
+    blobs = [pickle.dumps(s, 5) for s in sets]
+    copied = merge_control_sets(sets)
+    adopted = merge_control_sets([pickle.loads(b) for b in blobs], adopt=True)
+    assert sum(len(c.resolvers) + len(c.servers) for c in copied.by_case.values()) > 10  # the inputs held some
+    assert adopted == copied
+    assert _settled(adopted) == _settled(copied)
+    assert adopted == copied  # and still after settling
+    for s, b in zip(sets, blobs):  # the copying merge took from the sets, and changed none
+        assert s == pickle.loads(b)

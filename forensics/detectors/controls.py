@@ -382,6 +382,13 @@ class ControlSet:
         for case in sorted(o.by_case):
             self._case(case).merge(o.by_case[case])
 
+    def loosen(self) -> None:
+        """Every case's controls to be settled again before they are read, as a merge leaves
+        them: what a set taken as the base of a merge (``pipeline.merge_control_sets``'s
+        ``adopt``) needs to read as the merged copy would."""
+        for c in self.by_case.values():
+            c._loose = True
+
 
 def _add_capped(dst: set, src, cap: int = MAX_NAMES) -> None:
     """Keep the ``cap`` smallest: the same set whatever order the items come
