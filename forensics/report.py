@@ -485,7 +485,6 @@ def read_line_record(raw) -> tuple:
     return (code, lane, *out)
 
 
-
 def attempt_line(frags: tuple[bytes, bytes, bytes], v: Verdict, input_idx: int, position: int,
                  stream: int) -> bytes:
     """An attempt's compact JSON line (ASCII bytes, with its newline), byte for byte
