@@ -539,3 +539,40 @@ def test_adopting_the_first_set_merges_as_a_copy_does(tmp_path, nparts):
     assert adopted == copied  # and still after settling
     for s, b in zip(sets, blobs):  # the copying merge took from the sets, and changed none
         assert s == pickle.loads(b)
+
+
+def _report_gc(conn, *_args) -> None:
+    """A worker that tells what its collector holds: the objects frozen and the growth counted."""
+    import gc
+
+    conn.send(("part", (gc.get_freeze_count(), gc.get_count()[0])))
+    conn.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+def test_forked_workers_leave_the_parents_objects_out_of_their_collections(monkeypatch):
+    """A forked worker finds the parent's objects frozen (out of its collections, and not counted
+    as its own growth), and the parent's collector is as it was once the workers exist."""
+    import gc
+
+    from forensics import parallel
+
+    monkeypatch.setattr(parallel, "_start_method", lambda: "fork")
+    monkeypatch.setattr(parallel, "_child", _report_gc)
+    was_on = gc.isenabled()
+    gc.disable()  # (as the command runs): what the parent makes piles up uncollected
+    try:
+        held = [[i] for i in range(50_000)]  # tracked objects the parent holds when it forks
+        workers = parallel._Workers([], 2, "", None, False, ())
+        try:
+            assert gc.get_freeze_count() == 0  # the parent's objects, unfrozen again
+            got = workers.gather("part")
+        finally:
+            workers.close(failed=False)
+    finally:
+        if was_on:
+            gc.enable()
+    assert len(got) == 2
+    for frozen, counted in got:
+        assert frozen >= len(held)
+        assert counted < 1_000
