@@ -128,8 +128,10 @@ class _Workers:
         # a fork without exec), they are left out of the worker's collections: none walks them
         # (writing to each one's header, which would copy its page), and they do not count
         # towards the growth that brings ``pipeline.collector_by_hand``'s collection, which
-        # counts the part's own objects. The parent's own are unfrozen once the workers exist.
-        frozen = method == "fork"
+        # counts the part's own objects. The parent's own are unfrozen once the workers exist;
+        # a caller that froze objects of its own manages its collector itself, and is left alone
+        # (unfreezing would thaw its objects too).
+        frozen = method == "fork" and gc.get_freeze_count() == 0
         if frozen:
             gc.freeze()
         try:

@@ -576,3 +576,25 @@ def test_forked_workers_leave_the_parents_objects_out_of_their_collections(monke
     for frozen, counted in got:
         assert frozen >= len(held)
         assert counted < 1_000
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+def test_workers_leave_a_callers_frozen_objects_frozen(monkeypatch):
+    """A caller that froze objects itself (its own fork model) finds them frozen still."""
+    import gc
+
+    from forensics import parallel
+
+    monkeypatch.setattr(parallel, "_start_method", lambda: "fork")
+    monkeypatch.setattr(parallel, "_child", _report_gc)
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        workers = parallel._Workers([], 2, "", None, False, ())
+        try:
+            assert gc.get_freeze_count() > 0.9 * before  # (a few die meanwhile; thawed, none stays)
+            assert len(workers.gather("part")) == 2
+        finally:
+            workers.close(failed=False)
+    finally:
+        gc.unfreeze()
