@@ -7,7 +7,7 @@ are checked against the lab samples (test_samples.py) and the corpus.
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import IP
+from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
 from conftest import analyze_json
@@ -288,6 +288,38 @@ def test_query_at_the_end_of_the_capture_was_not_awaited(tmp_path):
     dns_exchange(cap, "blog.example.org", [], sport=50001, txid=5, dt=0.2)
     dns_exchange(cap, "blog.example.org", [], sport=50001, txid=5, dt=0.5)
     assert only(run(cap, tmp_path), name="blog.example.org")["verdict"] == "dns-failure"
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_query_answered_by_port_unreachable(tmp_path, v6):
+    # a resolver host with nothing on port 53 answers with its kernel's port unreachable,
+    # quoting the query: the engine finds the pending query by the quote's client address and
+    # port, and only that one (another client port's query, sent just before, stays unanswered)
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6, ICMPv6DestUnreach
+    client, resolver = ("2001:db8::10", "2001:db8:53::53") if v6 else ("192.0.2.10", "198.51.100.53")
+
+    def ip(src, dst, ttl):
+        return IPv6(src=src, dst=dst, hlim=ttl) if v6 else IP(src=src, dst=dst, ttl=ttl, id=9)
+
+    cap = Capture()
+    for sport, txid, name in ((50001, 5, "other.example.org"), (50002, 6, "blog.example.org")):
+        q = ip(client, resolver, 64) / UDP(sport=sport, dport=53) / DNS(id=txid, rd=1, qd=DNSQR(qname=name))
+        cap.add(Ether(src=MAC_C, dst="02:00:00:00:00:02") / q, 0.5)
+    quoted = bytes(q)
+    err = (IPv6(src=resolver, dst=client, hlim=58) / ICMPv6DestUnreach(code=4) / quoted if v6 else
+           IP(src=resolver, dst=client, ttl=58, id=0) / ICMP(type=3, code=3) / quoted)
+    frame = cap.add(Ether(src="02:00:00:00:00:02", dst=MAC_C) / err, 0.002)
+    # the capture goes on, so that neither query ends merely unawaited
+    dns_exchange(cap, "news.example.org", [("93.184.216.10", 0.030, 58, 7000)], resolver="198.51.100.54", dt=3.0)
+    for jobs in (1, 2):
+        attempts = run(cap, tmp_path, jobs=jobs)
+        a = only(attempts, name="blog.example.org")
+        assert (a["verdict"], a["rule"]) == ("dns-failure", "endpoint.dns-icmp"), a["summary"]
+        assert [e["frame"] for e in a["dns"]["icmp"]] == [frame]
+        other = only(attempts, name="other.example.org")
+        assert other["dns"]["icmp"] == [] and other["verdict"] != "ok"
 
 
 def test_loopback_answer_for_a_public_name(tmp_path):
