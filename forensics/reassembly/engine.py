@@ -26,14 +26,14 @@ direction (port reuse).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
 import numpy as np
 
 from ..model import (C2S, CUT_FRAGMENTS, CUT_SNAPLEN, S2C, SEG_DTYPE, DnsResponse, Endpoint, IcmpError,
-                     endpoint_fields, new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint, slot_maker,
+                     new_dns_answer, new_dns_response, new_dns_transaction, new_endpoint, slot_maker,
                      slot_reader)
 from ..records import take
 from ..sources.decode import (ST_OK, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, V4_MAPPED_HI, V4_MAPPED_TAG,
@@ -106,11 +106,15 @@ class _DnsPending:
     txid: int
     qname: str
     qtype: str
-    query_frames: list[int]
+    # query_frames, responses, icmp: tuples, each grown by one on the rare second item (a query
+    # asked again, a racing answer, an ICMP error); a list each would be three more objects for
+    # every pending query, which the collector counts and walks (tens of thousands are pending,
+    # kept ``DNS_LINGER`` for a late answer), and each copied into a tuple when it finishes
+    query_frames: tuple[int, ...]
     query_ts: float
     query_ttl: int
-    responses: list[DnsResponse] = field(default_factory=list)
-    icmp: list[IcmpError] = field(default_factory=list)
+    responses: tuple[DnsResponse, ...] = ()
+    icmp: tuple[IcmpError, ...] = ()
     fragments: tuple[int, ...] = ()  # the IP fragments of the query's first copy, when it came in them
 
 
@@ -163,8 +167,9 @@ class Reassembler:
         # pending queries by (client address hi, lo, client port, txid): the integers a
         # response carries, so matching one makes no address text
         self.dns: OrderedDict[tuple, _DnsPending] = OrderedDict()
-        # (client ip, client port) -> the key of its latest pending query, for ICMP quotes
-        self.dns_by_client: dict[tuple[str, int], tuple] = {}
+        # (client address hi, lo, client port) -> the key of its latest pending query, for ICMP
+        # quotes (the tuple ``_endpoints`` keys the client's Endpoint by, shared)
+        self.dns_by_client: dict[tuple[int, int, int], tuple] = {}
         self._endpoints: dict[tuple[int, int, int], Endpoint] = {}
         self.stats = EngineStats()
         self.next_stream = 0
@@ -425,10 +430,12 @@ class Reassembler:
             txid, flags, qname, qtype, found, nscount, arcount = _MESSAGE(msg)
             if flags & opcode:  # only standard queries (opcode 0)
                 continue
-            src = known((sh, sl, sp)) or endpoint(sh, sl, sp)
+            at = (sh, sl, sp)
+            src = known(at) or endpoint(at)
             if not flags & qr:
-                dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, txid), src,
-                          known((dh, dl, dp)) or endpoint(dh, dl, dp), txid, qname,
+                to = (dh, dl, dp)
+                dns_query(input_idx, frame, ts, ttl, (sh, sl, sp, txid), at, src, known(to) or endpoint(to),
+                          txid, qname,
                           # no question (cut off by the capture, or none asked): no type either
                           (qtype_of(qtype) or dnswire.qtype_text(qtype)) if qname else "",
                           fragments_of(frame, NO_FRAGMENTS).frames)
@@ -441,41 +448,43 @@ class Reassembler:
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
             # qname_matches, cut, fragments, fragment_ttls, fragments_disagree)
             frags = fragments_of(frame, NO_FRAGMENTS)
-            pend.responses.append(new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
-                                                   nscount, arcount, qname == pend.qname or (cut and not qname), cut,
-                                                   frags.frames, frags.ttls, frags.disagree))
+            pend.responses += (new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
+                                                nscount, arcount, qname == pend.qname or (cut and not qname), cut,
+                                                frags.frames, frags.ttls, frags.disagree),)
 
-    def _endpoint(self, hi: int, lo: int, port: int) -> Endpoint:
-        """The one ``Endpoint`` of an address and port (resolvers recur in every
-        transaction, clients in a query and its response): a dict look-up
-        instead of building one, and less memory while queries are pending.
-        (``_feed_dns`` looks in ``_endpoints`` itself and calls this on a miss.)"""
-        key = (hi, lo, port)
+    def _endpoint(self, key: tuple[int, int, int]) -> Endpoint:
+        """The one ``Endpoint`` of an address and port, ``key`` (its two address halves
+        and the port; resolvers recur in every transaction, clients in a query and its
+        response): a dict look-up instead of building one, and less memory while queries are
+        pending. (``_feed_dns`` looks in ``_endpoints`` itself and calls this on a miss.)"""
         e = self._endpoints.get(key)
         if e is None:
             if len(self._endpoints) >= MAX_ENDPOINTS:
                 self._endpoints.clear()
-            e = self._endpoints[key] = new_endpoint(ip_to_str(hi, lo), port)
+            e = self._endpoints[key] = new_endpoint(ip_to_str(key[0], key[1]), key[2])
         return e
 
-    def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, key: tuple, client: Endpoint,
+    def _dns_query(self, input_idx: int, frame: int, ts: float, ttl: int, key: tuple, at: tuple, client: Endpoint,
                    server: Endpoint, txid: int, qname: str, qtype: str, fragments: tuple[int, ...] = ()) -> None:
+        """A query ``key`` (the client's address halves, port and the query's id) from
+        ``client``, whose address halves and port are ``at`` (``_endpoints``' key, shared)."""
         pend = self.dns.get(key)
         if (pend is not None and pend.qname == qname and pend.qtype == qtype
                 and (pend.server is server or pend.server == server)):  # (most endpoints are ``_endpoint``'s one)
-            pend.query_frames.append(frame)  # the client asked again
+            pend.query_frames += (frame,)  # the client asked again
             return
         if pend is not None:
             self._finish_dns(key)
-        self.dns[key] = _new_pending(input_idx, client, server, txid, qname, qtype, [frame], ts, ttl, [], [], fragments)
-        self.dns_by_client[endpoint_fields(client)] = key  # (its address and port)
+        self.dns[key] = _new_pending(input_idx, client, server, txid, qname, qtype, (frame,), ts, ttl, (), (),
+                                     fragments)
+        self.dns_by_client[at] = key
 
     def _finish_dns(self, key: tuple, at_end: bool = False) -> None:
         """Emit a query's transaction; ``at_end``: its input ended while it was pending."""
         (inp, client, server, txid, qname, qtype, frames, qts, qttl, responses, icmp,
          fragments) = _PENDING(self.dns.pop(key))
         by_client = self.dns_by_client
-        who = endpoint_fields(client)
+        who = key[:3]  # (the client's address halves and port)
         if by_client.get(who) == key:
             del by_client[who]
         watched = None
@@ -487,8 +496,8 @@ class Reassembler:
                 watched = max(end - qts, 0.0)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
         # query_ttl, responses, icmp, watched, query_fragments)
-        self._finished(new_dns_transaction(inp, client, server, "udp", txid, qname, qtype, tuple(frames), qts,
-                                           qttl, tuple(responses), tuple(icmp), watched, fragments))
+        self._finished(new_dns_transaction(inp, client, server, "udp", txid, qname, qtype, frames, qts,
+                                           qttl, responses, icmp, watched, fragments))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
@@ -509,10 +518,10 @@ class Reassembler:
                 state.add_icmp(err)
                 return
         elif err.q_proto == 17:
-            key = self.dns_by_client.get((err.q_src, err.q_sport))
+            key = self.dns_by_client.get(_addr_key(err.q_src) + (err.q_sport,))
             pend = self.dns.get(key) if key is not None else None
             if pend is not None and pend.server.port == err.q_dport:
-                pend.icmp.append(err)
+                pend.icmp += (err,)
                 return
         self.stats.icmp_unmatched += 1
 
