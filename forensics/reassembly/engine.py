@@ -106,16 +106,26 @@ class _DnsPending:
     txid: int
     qname: str
     qtype: str
-    # query_frames, responses, icmp: tuples, each grown by one on the rare second item (a query
-    # asked again, a racing answer, an ICMP error); a list each would be three more objects for
-    # every pending query, which the collector counts and walks (tens of thousands are pending,
-    # kept ``DNS_LINGER`` for a late answer), and each copied into a tuple when it finishes
-    query_frames: tuple[int, ...]
+    # query_frames, responses, icmp: empty, then a tuple of one, then a list from the rare
+    # second item on (a query asked again, a racing answer, an ICMP error): ``_grown``. A list
+    # each from the start would be three more objects for every pending query, which the
+    # collector counts and walks (tens of thousands are pending, kept ``DNS_LINGER`` for a late
+    # answer); the list past one keeps a query with thousands of responses linear
+    query_frames: tuple[int, ...] | list[int]
     query_ts: float
     query_ttl: int
-    responses: tuple[DnsResponse, ...] = ()
-    icmp: tuple[IcmpError, ...] = ()
+    responses: tuple[DnsResponse, ...] | list[DnsResponse] = ()
+    icmp: tuple[IcmpError, ...] | list[IcmpError] = ()
     fragments: tuple[int, ...] = ()  # the IP fragments of the query's first copy, when it came in them
+
+
+def _grown(items: tuple | list, item: object) -> tuple | list:
+    """A pending query's ``items`` with ``item`` added (``_DnsPending``): a tuple of one from
+    none, a list from one, appended to in place after that."""
+    if type(items) is list:
+        items.append(item)
+        return items
+    return [*items, item] if items else (item,)
 
 
 #: ``_DnsPending(...)``, every field given positionally (``model.slot_maker``)
@@ -448,9 +458,9 @@ class Reassembler:
             # DnsResponse(input, frame, ts, src, ttl, ipid, flags, rcode, answers, authority, additional,
             # qname_matches, cut, fragments, fragment_ttls, fragments_disagree)
             frags = fragments_of(frame, NO_FRAGMENTS)
-            pend.responses += (new_dns_response(input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers,
-                                                nscount, arcount, qname == pend.qname or (cut and not qname), cut,
-                                                frags.frames, frags.ttls, frags.disagree),)
+            pend.responses = _grown(pend.responses, new_dns_response(
+                input_idx, frame, ts, src, ttl, ipid, flags, flags & 0xF, answers, nscount, arcount,
+                qname == pend.qname or (cut and not qname), cut, frags.frames, frags.ttls, frags.disagree))
 
     def _endpoint(self, key: tuple[int, int, int]) -> Endpoint:
         """The one ``Endpoint`` of an address and port, ``key`` (its two address halves
@@ -471,7 +481,7 @@ class Reassembler:
         pend = self.dns.get(key)
         if (pend is not None and pend.qname == qname and pend.qtype == qtype
                 and (pend.server is server or pend.server == server)):  # (most endpoints are ``_endpoint``'s one)
-            pend.query_frames += (frame,)  # the client asked again
+            pend.query_frames = _grown(pend.query_frames, frame)  # the client asked again
             return
         if pend is not None:
             self._finish_dns(key)
@@ -496,8 +506,8 @@ class Reassembler:
                 watched = max(end - qts, 0.0)
         # DnsTransaction(input, client, server, transport, txid, qname, qtype, query_frames, query_ts,
         # query_ttl, responses, icmp, watched, query_fragments)
-        self._finished(new_dns_transaction(inp, client, server, "udp", txid, qname, qtype, frames, qts,
-                                           qttl, responses, icmp, watched, fragments))
+        self._finished(new_dns_transaction(inp, client, server, "udp", txid, qname, qtype, tuple(frames), qts,
+                                           qttl, tuple(responses), tuple(icmp), watched, fragments))
 
     # --------------------------------------------------------------------- ICMP
     def _icmp(self, input_idx: int, row: np.void, buf: np.ndarray) -> None:
@@ -521,7 +531,7 @@ class Reassembler:
             key = self.dns_by_client.get(_addr_key(err.q_src) + (err.q_sport,))
             pend = self.dns.get(key) if key is not None else None
             if pend is not None and pend.server.port == err.q_dport:
-                pend.icmp += (err,)
+                pend.icmp = _grown(pend.icmp, err)
                 return
         self.stats.icmp_unmatched += 1
 
