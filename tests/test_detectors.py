@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
 from conftest import analyze_json
-from flows import (MAC_C, Capture, Flow, client_hello, dns_exchange, http_request, http_response,
+from flows import (MAC_C, MAC_S, Capture, Flow, client_hello, dns_exchange, http_request, http_response,
                    icmp_prohibited, server_hello)
 
 SRV = "203.0.113.7"
@@ -306,11 +306,11 @@ def test_query_answered_by_port_unreachable(tmp_path, v6):
     cap = Capture()
     for sport, txid, name in ((50001, 5, "other.example.org"), (50002, 6, "blog.example.org")):
         q = ip(client, resolver, 64) / UDP(sport=sport, dport=53) / DNS(id=txid, rd=1, qd=DNSQR(qname=name))
-        cap.add(Ether(src=MAC_C, dst="02:00:00:00:00:02") / q, 0.5)
+        cap.add(Ether(src=MAC_C, dst=MAC_S) / q, 0.5)
     quoted = bytes(q)
     err = (IPv6(src=resolver, dst=client, hlim=58) / ICMPv6DestUnreach(code=4) / quoted if v6 else
            IP(src=resolver, dst=client, ttl=58, id=0) / ICMP(type=3, code=3) / quoted)
-    frame = cap.add(Ether(src="02:00:00:00:00:02", dst=MAC_C) / err, 0.002)
+    frame = cap.add(Ether(src=MAC_S, dst=MAC_C) / err, 0.002)
     # the capture goes on, so that neither query ends merely unawaited
     dns_exchange(cap, "news.example.org", [("93.184.216.10", 0.030, 58, 7000)], resolver="198.51.100.54", dt=3.0)
     for jobs in (1, 2):
